@@ -1,0 +1,17 @@
+//! shenpi-engine: the pure core of the shenpi approval engine.
+//!
+//! It owns the YAML workflow language ([`model`]), its validation ([`validate`]) and compilation
+//! to a state graph ([`compile`]), the working-day calendar ([`calendar`]) and the instance
+//! runtime ([`runtime`]): `decide(definition, state, command, now) -> events` and
+//! `evolve(state, event) -> state`.
+//!
+//! **Architecture invariant:** nothing here does I/O, reads a clock, or spawns a thread. Time
+//! comes in as a parameter; files come in as strings.
+
+pub mod diag;
+pub mod limit;
+pub mod model;
+pub mod parse;
+pub mod span;
+pub mod compile;
+pub mod validate;

@@ -1,0 +1,10 @@
+//! `shenpi schema`.
+
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`shenpi schema` is not built yet")
+}

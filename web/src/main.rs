@@ -1,0 +1,50 @@
+//! The `shenpi` command line. Each subcommand lives in its own module under `cli/`.
+//!
+//! Exit codes: 0 success, 1 the input was checked and is wrong (e.g. validation errors),
+//! 2 the command could not run (bad arguments, unreadable file, date outside the calendar).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "shenpi", version, about = "Workflow engine for investment-project approval (审批)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check workflow files (a file or a directory) and print every error, rustc style.
+    Validate(cli::validate::Args),
+    /// Print a workflow's state graph as Mermaid or Graphviz DOT.
+    Graph(cli::graph::Args),
+    /// Run a scenario through a workflow on virtual time; print the event log and final state.
+    Simulate(cli::simulate::Args),
+    /// Working-day arithmetic on the official calendar.
+    #[command(subcommand)]
+    Calendar(cli::calendar::Command),
+    /// Print the JSON Schema of the workflow language.
+    Schema(cli::schema::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(a) => cli::validate::run(a),
+        Command::Graph(a) => cli::graph::run(a),
+        Command::Simulate(a) => cli::simulate::run(a),
+        Command::Calendar(c) => cli::calendar::run(c),
+        Command::Schema(a) => cli::schema::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
