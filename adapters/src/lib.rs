@@ -1,1 +1,11 @@
 //! shenpi-adapters: everything that touches the outside world on behalf of the pure engine.
+
+pub mod bench;
+pub mod bus;
+pub mod engine_machine;
+pub mod loader;
+pub mod machine;
+pub mod outbox;
+pub mod store;
+pub mod testkit;
+pub mod timers;

@@ -8,10 +8,15 @@
 //! **Architecture invariant:** nothing here does I/O, reads a clock, or spawns a thread. Time
 //! comes in as a parameter; files come in as strings.
 
+pub mod calendar;
 pub mod diag;
+pub mod diagram;
+pub mod expr;
 pub mod limit;
 pub mod model;
 pub mod parse;
+pub mod runtime;
+pub mod simulate;
 pub mod span;
 pub mod compile;
 pub mod validate;

@@ -29,6 +29,19 @@ enum Command {
     Calendar(cli::calendar::Command),
     /// Print the JSON Schema of the workflow language.
     Schema(cli::schema::Args),
+    /// Run the server: REST API, web UI, timer scheduler (`shenpi serve --demo` to try it).
+    Serve(cli::server::ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(cli::server::UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(cli::server::TokenCommand),
+    /// Load-test the task-action endpoint of a running server (loopback only).
+    Loadgen(cli::loadgen::Args),
+    /// Benchmarks of the durable runtime (SQLite, PostgreSQL).
+    #[command(subcommand)]
+    Bench(cli::bench::Command),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +52,11 @@ fn main() -> ExitCode {
         Command::Simulate(a) => cli::simulate::run(a),
         Command::Calendar(c) => cli::calendar::run(c),
         Command::Schema(a) => cli::schema::run(a),
+        Command::Serve(a) => cli::server::run_serve(a),
+        Command::User(c) => cli::server::run_user(c),
+        Command::Token(c) => cli::server::run_token(c),
+        Command::Loadgen(a) => cli::loadgen::run(a),
+        Command::Bench(c) => cli::bench::run(c),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,10 @@
 //! One module per subcommand; each exposes `Args` (or `Command`) and `run`.
 
+pub mod bench;
 pub mod calendar;
 pub mod graph;
+pub mod loadgen;
 pub mod schema;
+pub mod server;
 pub mod simulate;
 pub mod validate;

@@ -1,0 +1,486 @@
+//! The real engine behind the durable layer: [`Machine`] for `shenpi_engine::runtime`.
+//!
+//! It owns the translation between the engine's types and the rows the store keeps: a
+//! `TimerArmed` event becomes a timer row keyed by (instance, timer id), `TimerCancelled` cancels
+//! it, a due timer comes back as a `TimerFired` command from the system actor;
+//! `NotificationRequested` becomes one outbox row per recipient and delivery channel, with every
+//! variable the shipped templates use filled in (templates render in strict mode, so a missing
+//! variable would be a delivery error, not a blank); the inbox, promise and element projections
+//! are read off the engine's own [`view`], so the colour rule stays in one place.
+//!
+//! Definitions are compiled once per published version and kept for the process's life: an
+//! instance always runs on the version it started on.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use jiff::Timestamp;
+use serde::Serialize;
+use shenpi_engine::calendar::{Calendar, local_datetime};
+use shenpi_engine::compile::{Definition, Party, compile};
+use shenpi_engine::parse::parse_workflow;
+use shenpi_engine::runtime::{
+    self, Actor, Command, CommandEnvelope, Event, InstanceState, TimerId, view,
+};
+use shenpi_engine::validate::ValidateContext;
+
+use crate::machine::{Effects, Machine, Notification, Rejection};
+use crate::store::{
+    DefinitionRow, ElementRow, InboxRow, InstanceMeta, Millis, Projection, PromiseRow, TimerRow,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineSetupError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("calendar {0} is invalid: {1}")]
+    Calendar(String, String),
+}
+
+/// A compiled definition version with its calendar.
+pub struct EngineContext {
+    pub def: Definition,
+    pub cal: Arc<Calendar>,
+}
+
+/// The engine as a [`Machine`].
+pub struct EngineMachine {
+    calendars: HashMap<String, Arc<Calendar>>,
+    vctx: ValidateContext,
+    defs: RwLock<HashMap<(String, i64), Arc<EngineContext>>>,
+}
+
+impl EngineMachine {
+    pub fn new(calendars: Vec<Calendar>, templates: Vec<String>) -> EngineMachine {
+        let vctx = ValidateContext {
+            calendars: calendars.iter().map(|c| c.id().to_string()).collect(),
+            templates,
+        };
+        EngineMachine {
+            calendars: calendars
+                .into_iter()
+                .map(|c| (c.id().to_string(), Arc::new(c)))
+                .collect(),
+            vctx,
+            defs: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Reads `DIR/calendars/*.yaml` and the template names of `DIR/templates/*.hbs`.
+    pub fn from_dir(dir: &Path) -> Result<EngineMachine, EngineSetupError> {
+        let mut calendars = Vec::new();
+        for (stem, path) in files_with(&dir.join("calendars"), "yaml")? {
+            let src = std::fs::read_to_string(&path).map_err(|source| EngineSetupError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let cal = Calendar::from_yaml(&stem, &src).map_err(|d| {
+                EngineSetupError::Calendar(
+                    stem.clone(),
+                    d.iter().map(|d| d.message.clone()).collect::<Vec<_>>().join("; "),
+                )
+            })?;
+            calendars.push(cal);
+        }
+        let templates = files_with(&dir.join("templates"), "hbs")?
+            .into_iter()
+            .map(|(stem, _)| stem)
+            .collect();
+        Ok(EngineMachine::new(calendars, templates))
+    }
+
+    /// Parses, validates and compiles a workflow text; the error lists every problem.
+    pub fn compile(&self, yaml: &str) -> Result<Definition, String> {
+        let wf = parse_workflow(yaml).map_err(render_diags)?;
+        compile(wf, &self.vctx).map_err(render_diags)
+    }
+
+    fn calendar(&self, id: &str) -> Result<Arc<Calendar>, String> {
+        self.calendars
+            .get(id)
+            .cloned()
+            .ok_or_else(|| format!("unknown calendar `{id}`"))
+    }
+}
+
+fn render_diags(d: Vec<shenpi_engine::diag::Diagnostic>) -> String {
+    d.iter()
+        .map(|d| format!("{}:{}: {}", d.line, d.col, d.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn files_with(dir: &Path, ext: &str) -> Result<Vec<(String, std::path::PathBuf)>, EngineSetupError> {
+    let rd = std::fs::read_dir(dir).map_err(|source| EngineSetupError::Read {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let mut out: Vec<(String, std::path::PathBuf)> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .filter_map(|p| Some((p.file_stem()?.to_string_lossy().into_owned(), p)))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// A short stable string of a serde unit enum (`green`, `running` ...).
+fn name<T: Serialize>(t: &T) -> String {
+    match serde_json::to_value(t) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(v) => v.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// How a party is addressed in the outbox and the inbox: `user:NAME`, `role:ID`, `dept:ID`.
+pub fn party(p: &Party) -> String {
+    match p {
+        Party::User(u) => format!("user:{u}"),
+        Party::Role(r) => format!("role:{r}"),
+        Party::Department(d) => format!("dept:{d}"),
+    }
+}
+
+pub fn millis(ts: Timestamp) -> Millis {
+    ts.as_millisecond()
+}
+
+pub fn timestamp(ms: Millis) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn local(ts: Timestamp) -> String {
+    local_datetime(ts).strftime("%Y-%m-%d %H:%M").to_string()
+}
+
+impl Machine for EngineMachine {
+    type Context = EngineContext;
+    type State = InstanceState;
+    type Command = CommandEnvelope;
+    type Event = Event;
+
+    fn context(&self, meta: &InstanceMeta) -> Option<Arc<EngineContext>> {
+        let defs = self.defs.read().ok()?;
+        defs.get(&(meta.workflow_id.clone(), meta.def_version)).cloned()
+    }
+
+    fn register(&self, row: &DefinitionRow) -> Result<(), String> {
+        let def = self.compile(&row.yaml)?;
+        let cal = self.calendar(&def.workflow.calendar.value)?;
+        let mut defs = self.defs.write().map_err(|_| "definition registry poisoned".to_string())?;
+        defs.insert(
+            (row.workflow_id.clone(), row.version),
+            Arc::new(EngineContext { def, cal }),
+        );
+        Ok(())
+    }
+
+    fn initial(&self, _ctx: &EngineContext, _meta: &InstanceMeta) -> InstanceState {
+        InstanceState::default()
+    }
+
+    fn decide(
+        &self,
+        ctx: &EngineContext,
+        _meta: &InstanceMeta,
+        state: &InstanceState,
+        cmd: &CommandEnvelope,
+        now: Millis,
+    ) -> Result<Vec<Event>, Rejection> {
+        runtime::decide(&ctx.def, &ctx.cal, state, cmd, timestamp(now)).map_err(|r| Rejection {
+            code: r.code().to_string(),
+            message: r.to_string(),
+        })
+    }
+
+    fn evolve(&self, _ctx: &EngineContext, state: &mut InstanceState, event: &Event) {
+        runtime::apply(state, event);
+    }
+
+    fn event_kind(&self, event: &Event) -> String {
+        event.kind().to_string()
+    }
+
+    fn effects(
+        &self,
+        ctx: &EngineContext,
+        meta: &InstanceMeta,
+        state: &InstanceState,
+        event: &Event,
+        now: Millis,
+        out: &mut Effects,
+    ) {
+        match event {
+            Event::TimerArmed(t) => out.timers_armed.push((
+                t.id.to_string(),
+                millis(t.due),
+                serde_json::to_string(&t.kind).unwrap_or_else(|_| "{}".into()),
+            )),
+            Event::TimerCancelled { timer } => out.timers_cancelled.push(timer.to_string()),
+            Event::NotificationRequested {
+                on,
+                recipients,
+                template,
+                via,
+                data,
+            } => {
+                let base = notice_payload(ctx, meta, state, on.as_ref().map(name), data, now);
+                let channels: Vec<String> = if via.is_empty() {
+                    vec!["log".to_string()]
+                } else {
+                    via.iter().map(name).collect()
+                };
+                for r in recipients {
+                    let mut payload = base.clone();
+                    if let Some(o) = payload.as_object_mut() {
+                        o.insert("recipient".into(), party_label(ctx, r).into());
+                    }
+                    for ch in &channels {
+                        out.notifications.push(Notification {
+                            channel: ch.clone(),
+                            recipient: party(r),
+                            template: template.to_string(),
+                            payload: payload.clone(),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn project(
+        &self,
+        ctx: &EngineContext,
+        meta: &InstanceMeta,
+        state: &InstanceState,
+        now: Millis,
+    ) -> Projection {
+        let v = view(&ctx.def, &ctx.cal, state, timestamp(now));
+        let stage = v.stage.as_ref().map(|s| s.stage.to_string());
+        let tasks = v
+            .tasks
+            .iter()
+            .map(|t| {
+                let spec = state.task(t.id).map(|x| &x.spec);
+                InboxRow {
+                    instance: meta.id.clone(),
+                    task_id: t.id.to_string(),
+                    workflow_id: meta.workflow_id.clone(),
+                    node: t.node.to_string(),
+                    stage: stage.clone(),
+                    assignee: Some(match &t.claimed_by {
+                        Some(u) => format!("user:{u}"),
+                        None => party(&t.assignment),
+                    }),
+                    department: t.department.as_ref().map(|d| d.to_string()),
+                    colour: name(&t.colour),
+                    due: t.clock.as_ref().and_then(|c| c.due).map(millis),
+                    priority: t.priority,
+                    supervised: t.supervised,
+                    opened_at: spec
+                        .and_then(|s| s.clock.as_ref())
+                        .map_or(now, |c| millis(c.opened_at)),
+                }
+            })
+            .collect();
+        let promises = v
+            .promises
+            .iter()
+            .map(|p| PromiseRow {
+                instance: meta.id.clone(),
+                promise_id: p.id.to_string(),
+                material: p.material.to_string(),
+                state: if p.breached {
+                    "breached".to_string()
+                } else {
+                    name(&p.status)
+                },
+                colour: p.clock.as_ref().map_or("green".into(), |c| name(&c.colour)),
+                due: p.clock.as_ref().and_then(|c| c.due).map(millis),
+            })
+            .collect();
+        let mut elements: Vec<ElementRow> = Vec::new();
+        if let Some(s) = &v.stage {
+            for e in &s.elements {
+                elements.push(ElementRow {
+                    instance: meta.id.clone(),
+                    stage: s.stage.to_string(),
+                    element: e.element.to_string(),
+                    department: Some(e.from.to_string()),
+                    state: if e.attached { "attached" } else { "missing" }.into(),
+                    due: e.clock.as_ref().and_then(|c| c.due).map(millis),
+                });
+            }
+        }
+        for o in &v.outstanding {
+            if elements
+                .iter()
+                .any(|e| e.stage == o.stage.as_str() && e.element == o.element.as_str())
+            {
+                continue;
+            }
+            elements.push(ElementRow {
+                instance: meta.id.clone(),
+                stage: o.stage.to_string(),
+                element: o.element.to_string(),
+                department: None,
+                state: if o.resolved { "attached" } else { "carried" }.into(),
+                due: o.clock.as_ref().and_then(|c| c.due).map(millis),
+            });
+        }
+        Projection {
+            status: v.outcome.to_string(),
+            stage,
+            channel: v.channel.as_ref().map(|c| c.to_string()),
+            tasks,
+            promises,
+            elements,
+        }
+    }
+
+    fn timer_command(&self, timer: &TimerRow) -> Option<CommandEnvelope> {
+        let id: u32 = timer.timer_id.parse().ok()?;
+        Some(CommandEnvelope {
+            actor: Actor::system(),
+            command: Command::TimerFired { timer: TimerId(id) },
+        })
+    }
+}
+
+/// The display name of a party: a user's name, a role's or department's name from the workflow.
+fn party_label(ctx: &EngineContext, p: &Party) -> String {
+    let wf = &ctx.def.workflow;
+    match p {
+        Party::User(u) => u.to_string(),
+        Party::Role(r) => wf
+            .roles
+            .iter()
+            .find(|x| x.id.value == r.as_str())
+            .and_then(|x| x.name.clone())
+            .unwrap_or_else(|| r.to_string()),
+        Party::Department(d) => department_name(ctx, d),
+    }
+}
+
+fn department_name(ctx: &EngineContext, id: &str) -> String {
+    ctx.def
+        .workflow
+        .departments
+        .iter()
+        .find(|x| x.id.value == id)
+        .and_then(|x| x.name.clone())
+        .unwrap_or_else(|| id.to_string())
+}
+
+/// Every variable the instance templates of `workflows/templates/` use, filled from the
+/// definition, the project and the instance state at the time of the notification.
+fn notice_payload(
+    ctx: &EngineContext,
+    meta: &InstanceMeta,
+    state: &InstanceState,
+    on: Option<String>,
+    data: &runtime::event::NoticeData,
+    now: Millis,
+) -> serde_json::Value {
+    let wf = &ctx.def.workflow;
+    let node_id = data
+        .node
+        .clone()
+        .or_else(|| data.task.and_then(|t| state.task(t)).map(|t| t.spec.node.clone()));
+    let node_name = node_id
+        .as_ref()
+        .map(|n| {
+            ctx.def
+                .node(n)
+                .and_then(|n| n.name.clone())
+                .unwrap_or_else(|| n.to_string())
+        })
+        .unwrap_or_default();
+    let task = data.task.and_then(|t| state.task(t));
+    let v = view(&ctx.def, &ctx.cal, state, timestamp(now));
+    let tv = data.task.and_then(|id| v.tasks.iter().find(|t| t.id == id));
+    let clock = tv.and_then(|t| t.clock.as_ref());
+    let days_left = clock.map_or(0, |c| c.days_left);
+    let promises: Vec<&runtime::view::PromiseView> = v
+        .promises
+        .iter()
+        .filter(|p| {
+            data.promise.is_none_or(|id| p.id == id)
+                && data.material.as_ref().is_none_or(|m| p.material == *m)
+        })
+        .collect();
+    let materials: Vec<String> = match (&data.material, promises.is_empty()) {
+        (Some(m), true) => vec![material_name(ctx, m)],
+        _ => promises.iter().map(|p| material_name(ctx, &p.material)).collect(),
+    };
+    let due = data
+        .due
+        .or_else(|| clock.and_then(|c| c.due))
+        .or_else(|| promises.iter().find_map(|p| p.clock.as_ref().and_then(|c| c.due)));
+    let channel_name = state
+        .channel
+        .as_ref()
+        .or(data.channel.as_ref())
+        .and_then(|c| wf.channels.iter().find(|x| x.id.value == c.as_str()))
+        .map(|c| c.name.clone().unwrap_or_else(|| c.id.value.clone()))
+        .unwrap_or_default();
+    let channel = data
+        .channel
+        .as_ref()
+        .and_then(|c| wf.channels.iter().find(|x| x.id.value == c.as_str()));
+    let department = task
+        .and_then(|t| t.spec.department.as_ref())
+        .map(|d| department_name(ctx, d))
+        .unwrap_or_default();
+    serde_json::json!({
+        "on": on.unwrap_or_default(),
+        "recipient": "",
+        "workflow_name": wf.name,
+        "instance": meta.id,
+        "project_name": meta.project.get("name").and_then(|n| n.as_str()).unwrap_or(&meta.id),
+        "node_name": node_name,
+        "task_id": data.task.map(|t| t.to_string()).unwrap_or_default(),
+        "department_name": department,
+        "assignee": task.map(|t| match &t.claimed_by {
+            Some(u) => u.to_string(),
+            None => party_label(ctx, &t.spec.assignment),
+        }).unwrap_or_default(),
+        "due": due.map(local).unwrap_or_default(),
+        "days_left": days_left.max(0),
+        "days_overdue": (-days_left).max(0),
+        "used_percent": 75,
+        "rung": "",
+        "leader": "",
+        "from": data.by.as_deref().unwrap_or(""),
+        "text": data.text.as_deref().unwrap_or(""),
+        "materials": materials,
+        "promised_at": "",
+        "actions": Vec::<String>::new(),
+        "channel_name": channel_name,
+        "reason": "",
+        "limit_scale": channel.and_then(|c| c.limit_scale.as_ref()).map(|s| s.value.clone()).unwrap_or_default(),
+        "same_day": channel.is_some_and(|c| c.same_day),
+        "skipped": channel.map(|c| c.skip.iter().map(|s| s.value.clone()).collect::<Vec<_>>()).unwrap_or_default(),
+        "conditional": !v.pre_approvals.is_empty(),
+        "priority": task.map_or(0, |t| t.spec.priority),
+        "url": format!("/instances/{}", meta.id),
+    })
+}
+
+fn material_name(ctx: &EngineContext, id: &str) -> String {
+    ctx.def
+        .workflow
+        .materials
+        .iter()
+        .find(|m| m.id.value == id)
+        .and_then(|m| m.name.clone())
+        .unwrap_or_else(|| id.to_string())
+}

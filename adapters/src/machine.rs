@@ -1,0 +1,111 @@
+//! The seam between the durable layer and the pure engine.
+//!
+//! The command path ([`crate::bus`]) is written against this trait rather than against the
+//! engine's types, for two reasons: the durable guarantees (once-only events, timers and
+//! messages) can be tested with a tiny machine whose behaviour is obvious ([`crate::testkit`]),
+//! and the engine's event and command types can change without touching the storage code.
+//! [`crate::engine_machine`] is the implementation for the real engine.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+
+use crate::store::{DefinitionRow, InstanceMeta, Millis, Projection, TimerRow};
+
+/// Why a command was refused; nothing was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// A stable code (`not_assigned`, `action_not_allowed`, ...).
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+/// A notification an event asks for; becomes an outbox row in the same transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// `log`, `webhook`, `dingtalk`, `wecom`, `email`.
+    pub channel: String,
+    pub recipient: String,
+    pub template: String,
+    pub payload: serde_json::Value,
+}
+
+/// What an event implies outside the event log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Effects {
+    /// (timer id, due, kind as JSON text)
+    pub timers_armed: Vec<(String, Millis, String)>,
+    pub timers_cancelled: Vec<String>,
+    pub notifications: Vec<Notification>,
+}
+
+/// A deterministic state machine over events: the engine, seen from the durable layer.
+pub trait Machine: Send + Sync + 'static {
+    /// The compiled definition an instance runs on (shared by all instances of a version).
+    type Context: Send + Sync + 'static;
+    type State: Send + Sync + 'static;
+    type Command: Send + Sync + 'static;
+    type Event: Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// The context of an instance's definition version, if registered.
+    fn context(&self, meta: &InstanceMeta) -> Option<Arc<Self::Context>>;
+    /// Compiles and registers a stored definition version (called on a context miss).
+    fn register(&self, def: &DefinitionRow) -> Result<(), String>;
+    /// The state before the first event.
+    fn initial(&self, ctx: &Self::Context, meta: &InstanceMeta) -> Self::State;
+    fn decide(
+        &self,
+        ctx: &Self::Context,
+        meta: &InstanceMeta,
+        state: &Self::State,
+        cmd: &Self::Command,
+        now: Millis,
+    ) -> Result<Vec<Self::Event>, Rejection>;
+    fn evolve(&self, ctx: &Self::Context, state: &mut Self::State, event: &Self::Event);
+    /// The event's type name, stored beside its JSON body.
+    fn event_kind(&self, event: &Self::Event) -> String;
+    /// Timers and notifications an event implies; `state` is the state before the event.
+    fn effects(
+        &self,
+        ctx: &Self::Context,
+        meta: &InstanceMeta,
+        state: &Self::State,
+        event: &Self::Event,
+        now: Millis,
+        out: &mut Effects,
+    );
+    /// The read models of an instance in a state.
+    fn project(&self, ctx: &Self::Context, meta: &InstanceMeta, state: &Self::State, now: Millis) -> Projection;
+    /// The command a due timer turns into; `None` when it needs no command (it is marked fired).
+    fn timer_command(&self, timer: &TimerRow) -> Option<Self::Command>;
+}
+
+/// Reads time; the one place the durable layer asks for it, so tests can move it.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Millis;
+}
+
+/// Wall-clock time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        now_millis()
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

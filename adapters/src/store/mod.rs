@@ -1,0 +1,540 @@
+//! Storage: the seam between the durable runtime and its database.
+//!
+//! [`Store`] is what the command path, the timer scheduler, the outbox worker and the reports need
+//! from a database, and nothing more. Two implementations pass one conformance suite
+//! (`tests/tests/durable_store.rs`): [`sqlite::SqliteStore`] (the embedded default, a file in WAL
+//! mode with `synchronous=FULL`) and [`postgres::PgStore`] (several nodes on one server). [`Db`]
+//! picks one from a URL.
+//!
+//! Everything the engine produces arrives here already serialised (events as JSON text, timer
+//! kinds and notification payloads as JSON), so this module does not depend on the engine's types;
+//! [`crate::machine`] does the translation. Times are milliseconds since the Unix epoch (UTC), the
+//! same integer on both backends, so ordering and indexing behave the same.
+//!
+//! **Invariant:** [`Store::commit`] writes a whole [`Batch`] (events, instance versions, timers,
+//! outbox rows, projections, idempotency keys) in one transaction, or nothing. A stale instance
+//! version, an idempotency key recorded meanwhile, or a timer fired meanwhile is a
+//! [`StoreError::Conflict`] and the caller retries with fresh state.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer got there first (instance version, idempotency key or timer); retry with
+    /// fresh state.
+    #[error("concurrent update, retry: {0}")]
+    Conflict(String),
+    /// The database URL is neither `sqlite:` nor `postgres://`.
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://...")]
+    BadUrl(String),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Db(sqlx::Error),
+    /// A row held something this version cannot read (e.g. invalid JSON written by hand).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        // A unique violation inside a commit means someone else wrote the same key first.
+        if let sqlx::Error::Database(d) = &e
+            && d.is_unique_violation()
+        {
+            return StoreError::Conflict(d.message().to_string());
+        }
+        StoreError::Db(e)
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A published workflow version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefinitionRow {
+    pub workflow_id: String,
+    pub version: i64,
+    pub yaml: String,
+    pub hash: String,
+    pub published_at: Millis,
+}
+
+/// What identifies an instance besides its events: the definition version it runs on and its
+/// project record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceMeta {
+    pub id: String,
+    pub workflow_id: String,
+    pub def_version: i64,
+    /// The project record (JSON object).
+    pub project: serde_json::Value,
+}
+
+/// An instance row as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRow {
+    pub meta: InstanceMeta,
+    /// Number of events recorded.
+    pub version: i64,
+    pub status: String,
+    pub stage: Option<String>,
+    pub channel: Option<String>,
+}
+
+/// One recorded event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRow {
+    pub instance: String,
+    /// 1-based position in the instance's log.
+    pub seq: i64,
+    /// The event's type name (for queries and audit views without parsing the body).
+    pub kind: String,
+    /// The event, as JSON text.
+    pub body: String,
+    pub recorded_at: Millis,
+}
+
+/// A timer armed by an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerRow {
+    pub instance: String,
+    pub timer_id: String,
+    pub due: Millis,
+    /// The engine's timer kind, as JSON text.
+    pub kind: String,
+}
+
+/// A timer claimed by this node, to be fired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedTimer {
+    pub timer: TimerRow,
+    pub lease_until: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerState {
+    Pending,
+    Claimed,
+    Fired,
+    Cancelled,
+}
+
+impl TimerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimerState::Pending => "pending",
+            TimerState::Claimed => "claimed",
+            TimerState::Fired => "fired",
+            TimerState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TimerState> {
+        Some(match s {
+            "pending" => TimerState::Pending,
+            "claimed" => TimerState::Claimed,
+            "fired" => TimerState::Fired,
+            "cancelled" => TimerState::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// A notification to deliver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxRow {
+    /// Deterministic (derived from the event that caused it), so a retried commit cannot
+    /// enqueue the same message twice.
+    pub id: String,
+    pub instance: Option<String>,
+    /// `log`, `webhook`, `dingtalk`, `wecom`, `email`.
+    pub channel: String,
+    /// A URL, an address or a user name, depending on the channel.
+    pub recipient: String,
+    /// Template name in `workflows/templates/` (without `.hbs`).
+    pub template: String,
+    /// Template variables (JSON object).
+    pub payload: serde_json::Value,
+    pub next_attempt_at: Millis,
+    pub created_at: Millis,
+}
+
+/// An outbox row as read back for delivery or inspection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    pub row: OutboxRow,
+    /// `pending`, `sending`, `delivered`, `dead`.
+    pub state: String,
+    pub tries: i64,
+    pub last_error: Option<String>,
+}
+
+/// An open task, as the inbox shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxRow {
+    pub instance: String,
+    pub task_id: String,
+    pub workflow_id: String,
+    pub node: String,
+    pub stage: Option<String>,
+    pub assignee: Option<String>,
+    pub department: Option<String>,
+    /// `green`, `yellow`, `red`.
+    pub colour: String,
+    pub due: Option<Millis>,
+    /// Higher sorts first (green-channel instances are raised).
+    pub priority: i32,
+    /// On a leader's 挂牌督办 list.
+    pub supervised: bool,
+    pub opened_at: Millis,
+}
+
+/// A 容缺 commitment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromiseRow {
+    pub instance: String,
+    pub promise_id: String,
+    pub material: String,
+    /// `open`, `supplied`, `verified`, `breached`.
+    pub state: String,
+    pub colour: String,
+    pub due: Option<Millis>,
+}
+
+/// An element attached to (or owed by) a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElementRow {
+    pub instance: String,
+    pub stage: String,
+    pub element: String,
+    pub department: Option<String>,
+    /// `missing`, `attached`, `carried`.
+    pub state: String,
+    pub due: Option<Millis>,
+}
+
+/// The read models of one instance after a command, replacing what was stored for it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Projection {
+    pub status: String,
+    pub stage: Option<String>,
+    pub channel: Option<String>,
+    pub tasks: Vec<InboxRow>,
+    pub promises: Vec<PromiseRow>,
+    pub elements: Vec<ElementRow>,
+}
+
+/// The new state of one instance touched by a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceWrite {
+    pub meta: InstanceMeta,
+    /// The version read before the batch (0 for a new instance); the commit fails with
+    /// [`StoreError::Conflict`] if the stored one differs.
+    pub from_version: i64,
+    pub to_version: i64,
+    pub projection: Projection,
+}
+
+/// An idempotency key and the result it maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRow {
+    pub key: String,
+    pub instance: String,
+    /// JSON text.
+    pub result: String,
+}
+
+/// Everything one group commit writes.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub now: Millis,
+    pub instances: Vec<InstanceWrite>,
+    pub events: Vec<EventRow>,
+    pub timers_armed: Vec<TimerRow>,
+    /// (instance, timer id)
+    pub timers_cancelled: Vec<(String, String)>,
+    /// (instance, timer id): must still be pending or claimed, and become fired.
+    pub timers_fired: Vec<(String, String)>,
+    pub outbox: Vec<OutboxRow>,
+    pub idempotency: Vec<IdempotencyRow>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+            && self.events.is_empty()
+            && self.timers_armed.is_empty()
+            && self.timers_cancelled.is_empty()
+            && self.timers_fired.is_empty()
+            && self.outbox.is_empty()
+            && self.idempotency.is_empty()
+    }
+}
+
+/// Counts for the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Dashboard {
+    /// (colour, open tasks)
+    pub by_colour: Vec<(String, i64)>,
+    /// (stage, open tasks)
+    pub by_stage: Vec<(String, i64)>,
+    /// (department, open tasks)
+    pub by_department: Vec<(String, i64)>,
+    /// (instance status, instances)
+    pub by_status: Vec<(String, i64)>,
+    pub supervised: i64,
+}
+
+/// Published definitions.
+pub trait DefinitionStore {
+    /// Stores a new version of a workflow (the next number) unless the same text (hash) is already
+    /// the latest version, in which case that version is returned.
+    fn publish(
+        &self,
+        workflow_id: &str,
+        yaml: &str,
+        hash: &str,
+        now: Millis,
+    ) -> impl Future<Output = Result<DefinitionRow>> + Send;
+    fn definition(
+        &self,
+        workflow_id: &str,
+        version: i64,
+    ) -> impl Future<Output = Result<Option<DefinitionRow>>> + Send;
+    fn latest_definition(
+        &self,
+        workflow_id: &str,
+    ) -> impl Future<Output = Result<Option<DefinitionRow>>> + Send;
+}
+
+/// The event log and the transaction that extends it.
+pub trait EventStore {
+    /// The instance row and its events after `after_seq`, in order.
+    fn load(
+        &self,
+        instance: &str,
+        after_seq: i64,
+    ) -> impl Future<Output = Result<Option<(InstanceRow, Vec<EventRow>)>>> + Send;
+    /// Results recorded for these idempotency keys.
+    fn lookup_keys(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<IdempotencyRow>>> + Send;
+    /// States of these timers ((instance, timer id)); absent ones are left out.
+    fn timer_states(
+        &self,
+        timers: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<(String, String, TimerState)>>> + Send;
+    /// Writes the whole batch in one transaction, or nothing.
+    fn commit(&self, batch: &Batch) -> impl Future<Output = Result<()>> + Send;
+    /// Number of events of an instance with the same (instance, seq): always 0 or 1; for tests.
+    fn count_events(&self, instance: Option<&str>) -> impl Future<Output = Result<i64>> + Send;
+}
+
+/// Due timers, claimed with a lease so that a dead node's claims pass to others.
+pub trait TimerStore {
+    /// Claims up to `limit` timers due at `now` (pending, or claimed with an expired lease).
+    fn claim_due(
+        &self,
+        node: &str,
+        now: Millis,
+        lease_ms: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<ClaimedTimer>>> + Send;
+    /// The earliest due time of an open timer, to know how long to sleep.
+    fn next_due(&self) -> impl Future<Output = Result<Option<Millis>>> + Send;
+    /// Counts of timers per state.
+    fn timer_counts(&self) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
+}
+
+/// The notification outbox.
+pub trait OutboxStore {
+    /// Claims up to `limit` messages whose next attempt is due (or whose lease expired).
+    fn claim_outbox(
+        &self,
+        node: &str,
+        now: Millis,
+        lease_ms: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<OutboxMessage>>> + Send;
+    fn mark_delivered(&self, id: &str, now: Millis) -> impl Future<Output = Result<()>> + Send;
+    /// Records a failed attempt: retried at `next_attempt_at`, or dead-lettered when `dead`.
+    fn mark_failed(
+        &self,
+        id: &str,
+        error: &str,
+        next_attempt_at: Millis,
+        dead: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Puts messages straight into the outbox (reports, tests); ids already present are ignored.
+    fn enqueue(&self, rows: &[OutboxRow]) -> impl Future<Output = Result<()>> + Send;
+    /// Messages in a state (`pending`, `delivered`, `dead` ...), oldest first.
+    fn outbox_in_state(
+        &self,
+        state: &str,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<OutboxMessage>>> + Send;
+}
+
+/// Read models.
+pub trait ProjectionStore {
+    /// Open tasks for a user (and the pools of their departments), most urgent first.
+    fn inbox(
+        &self,
+        assignee: Option<&str>,
+        departments: &[String],
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<InboxRow>>> + Send;
+    fn dashboard(&self) -> impl Future<Output = Result<Dashboard>> + Send;
+    /// Open tasks due before `now` (overdue), most overdue first.
+    fn overdue(&self, now: Millis, limit: i64) -> impl Future<Output = Result<Vec<InboxRow>>> + Send;
+    /// Open promises due in `[from, to)`.
+    fn promises_due(
+        &self,
+        from: Millis,
+        to: Millis,
+    ) -> impl Future<Output = Result<Vec<PromiseRow>>> + Send;
+    fn supervised(&self, limit: i64) -> impl Future<Output = Result<Vec<InboxRow>>> + Send;
+    fn elements_of(&self, instance: &str) -> impl Future<Output = Result<Vec<ElementRow>>> + Send;
+}
+
+/// Cron report runs, once across nodes.
+pub trait ReportStore {
+    /// Records that `report` ran for `scheduled_at`; false if some node already did.
+    fn try_start_report(
+        &self,
+        report: &str,
+        scheduled_at: Millis,
+        node: &str,
+        now: Millis,
+    ) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// All storage capabilities together.
+pub trait Store:
+    DefinitionStore
+    + EventStore
+    + TimerStore
+    + OutboxStore
+    + ProjectionStore
+    + ReportStore
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: DefinitionStore
+        + EventStore
+        + TimerStore
+        + OutboxStore
+        + ProjectionStore
+        + ReportStore
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Either backend, chosen by URL.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+impl Db {
+    /// `sqlite://PATH` (or `sqlite:PATH`, or a bare path ending in `.db`) or `postgres://...`.
+    /// Runs the migrations.
+    pub async fn connect(url: &str) -> Result<Db> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Db::Postgres(postgres::PgStore::connect(url, None).await?))
+        } else if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            Ok(Db::Sqlite(sqlite::SqliteStore::open(path).await?))
+        } else if url.ends_with(".db") || url.ends_with(".sqlite") {
+            Ok(Db::Sqlite(sqlite::SqliteStore::open(url).await?))
+        } else {
+            Err(StoreError::BadUrl(url.to_string()))
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Delegates every capability to the chosen backend.
+macro_rules! delegate {
+    ($trait:ident { $( fn $name:ident(&self $(, $arg:ident : $ty:ty)* ) -> $ret:ty; )* }) => {
+        impl $trait for Db {
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    match self {
+                        Db::Sqlite(s) => s.$name($($arg),*).await,
+                        Db::Postgres(s) => s.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+delegate!(DefinitionStore {
+    fn publish(&self, workflow_id: &str, yaml: &str, hash: &str, now: Millis) -> Result<DefinitionRow>;
+    fn definition(&self, workflow_id: &str, version: i64) -> Result<Option<DefinitionRow>>;
+    fn latest_definition(&self, workflow_id: &str) -> Result<Option<DefinitionRow>>;
+});
+delegate!(EventStore {
+    fn load(&self, instance: &str, after_seq: i64) -> Result<Option<(InstanceRow, Vec<EventRow>)>>;
+    fn lookup_keys(&self, keys: &[String]) -> Result<Vec<IdempotencyRow>>;
+    fn timer_states(&self, timers: &[(String, String)]) -> Result<Vec<(String, String, TimerState)>>;
+    fn commit(&self, batch: &Batch) -> Result<()>;
+    fn count_events(&self, instance: Option<&str>) -> Result<i64>;
+});
+delegate!(TimerStore {
+    fn claim_due(&self, node: &str, now: Millis, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedTimer>>;
+    fn next_due(&self) -> Result<Option<Millis>>;
+    fn timer_counts(&self) -> Result<Vec<(String, i64)>>;
+});
+delegate!(OutboxStore {
+    fn claim_outbox(&self, node: &str, now: Millis, lease_ms: i64, limit: i64) -> Result<Vec<OutboxMessage>>;
+    fn mark_delivered(&self, id: &str, now: Millis) -> Result<()>;
+    fn mark_failed(&self, id: &str, error: &str, next_attempt_at: Millis, dead: bool) -> Result<()>;
+    fn enqueue(&self, rows: &[OutboxRow]) -> Result<()>;
+    fn outbox_in_state(&self, state: &str, limit: i64) -> Result<Vec<OutboxMessage>>;
+});
+delegate!(ProjectionStore {
+    fn inbox(&self, assignee: Option<&str>, departments: &[String], limit: i64) -> Result<Vec<InboxRow>>;
+    fn dashboard(&self) -> Result<Dashboard>;
+    fn overdue(&self, now: Millis, limit: i64) -> Result<Vec<InboxRow>>;
+    fn promises_due(&self, from: Millis, to: Millis) -> Result<Vec<PromiseRow>>;
+    fn supervised(&self, limit: i64) -> Result<Vec<InboxRow>>;
+    fn elements_of(&self, instance: &str) -> Result<Vec<ElementRow>>;
+});
+delegate!(ReportStore {
+    fn try_start_report(&self, report: &str, scheduled_at: Millis, node: &str, now: Millis) -> Result<bool>;
+});
+
+/// Parses JSON text read from a row.
+pub(crate) fn parse_json(text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("invalid JSON: {e}")))
+}

@@ -1,0 +1,854 @@
+//! The PostgreSQL backend, for several `shenpi` nodes on one server.
+//!
+//! A commit writes each table with one statement over `UNNEST` of arrays, so the statement text
+//! is the same whatever the batch size (prepared once per connection) and a batch of 64 commands
+//! costs a dozen round trips, not hundreds. Instances are updated in id order so two nodes
+//! committing overlapping batches lock rows in the same order (no deadlock); a deadlock or
+//! serialization failure anyway is reported as a conflict and retried. Due timers and outbox rows
+//! are claimed with `FOR UPDATE SKIP LOCKED` and a lease: nodes never wait on each other's claims,
+//! and a dead node's claims are taken over when its lease runs out.
+
+use std::str::FromStr;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
+
+use super::*;
+
+/// The embedded migrations (the files under `adapters/migrations/postgres/`).
+pub fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "durable".into(),
+        MigrationType::Simple,
+        include_str!("../../migrations/postgres/0001_durable.sql").into_sql_str(),
+        false,
+    )])
+}
+
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+fn pg_err(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(d) = &e
+        && matches!(d.code().as_deref(), Some("40P01") | Some("40001"))
+    {
+        return StoreError::Conflict(d.message().to_string());
+    }
+    StoreError::from(e)
+}
+
+impl PgStore {
+    /// Connects and runs the migrations. With `schema`, everything lives in that schema (created
+    /// if missing): tests use a fresh one each so they can run side by side.
+    pub async fn connect(url: &str, schema: Option<&str>) -> Result<PgStore> {
+        let mut opts = PgConnectOptions::from_str(url).map_err(StoreError::Db)?;
+        if let Some(schema) = schema {
+            if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(StoreError::BadUrl(format!("schema name `{schema}`")));
+            }
+            let mut conn = opts.connect().await.map_err(StoreError::Db)?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}"
+            )))
+            .execute(&mut conn)
+            .await?;
+            conn.close().await.map_err(StoreError::Db)?;
+            opts = opts.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await
+            .map_err(StoreError::Db)?;
+        migrator().run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn definition_row(r: &PgRow) -> Result<DefinitionRow> {
+    Ok(DefinitionRow {
+        workflow_id: r.try_get(0)?,
+        version: r.try_get(1)?,
+        yaml: r.try_get(2)?,
+        hash: r.try_get(3)?,
+        published_at: r.try_get(4)?,
+    })
+}
+
+const INBOX_COLS: &str = "instance, task_id, workflow_id, node, stage, assignee, department, colour, due, priority, supervised, opened_at";
+
+fn inbox_row(r: &PgRow) -> Result<InboxRow> {
+    Ok(InboxRow {
+        instance: r.try_get(0)?,
+        task_id: r.try_get(1)?,
+        workflow_id: r.try_get(2)?,
+        node: r.try_get(3)?,
+        stage: r.try_get(4)?,
+        assignee: r.try_get(5)?,
+        department: r.try_get(6)?,
+        colour: r.try_get(7)?,
+        due: r.try_get(8)?,
+        priority: r.try_get::<i64, _>(9)?.try_into().unwrap_or(i32::MAX),
+        supervised: r.try_get(10)?,
+        opened_at: r.try_get(11)?,
+    })
+}
+
+const OUTBOX_COLS: &str = "id, instance, channel, recipient, template, payload::text, next_attempt_at, created_at, state, tries, last_error";
+
+/// The same columns qualified, for `UPDATE outbox AS o ... RETURNING`.
+const OUTBOX_COLS_O: &str = "o.id, o.instance, o.channel, o.recipient, o.template, o.payload::text, o.next_attempt_at, o.created_at, o.state, o.tries, o.last_error";
+
+fn outbox_message(r: &PgRow) -> Result<OutboxMessage> {
+    let payload: String = r.try_get(5)?;
+    Ok(OutboxMessage {
+        row: OutboxRow {
+            id: r.try_get(0)?,
+            instance: r.try_get(1)?,
+            channel: r.try_get(2)?,
+            recipient: r.try_get(3)?,
+            template: r.try_get(4)?,
+            payload: parse_json(&payload)?,
+            next_attempt_at: r.try_get(6)?,
+            created_at: r.try_get(7)?,
+        },
+        state: r.try_get(8)?,
+        tries: r.try_get(9)?,
+        last_error: r.try_get(10)?,
+    })
+}
+
+fn counts(rows: Vec<PgRow>) -> Result<Vec<(String, i64)>> {
+    rows.iter()
+        .map(|r| Ok((r.try_get::<Option<String>, _>(0)?.unwrap_or_default(), r.try_get(1)?)))
+        .collect()
+}
+
+impl DefinitionStore for PgStore {
+    async fn publish(
+        &self,
+        workflow_id: &str,
+        yaml: &str,
+        hash: &str,
+        now: Millis,
+    ) -> Result<DefinitionRow> {
+        loop {
+            let latest = self.latest_definition(workflow_id).await?;
+            if let Some(l) = latest.as_ref().filter(|l| l.hash == hash) {
+                return Ok(l.clone());
+            }
+            let row = DefinitionRow {
+                workflow_id: workflow_id.to_string(),
+                version: latest.map_or(1, |l| l.version + 1),
+                yaml: yaml.to_string(),
+                hash: hash.to_string(),
+                published_at: now,
+            };
+            // Two nodes publishing at once: the primary key picks one, the other looks again.
+            let done = sqlx::query(
+                "INSERT INTO definitions (workflow_id, version, yaml, hash, published_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(&row.workflow_id)
+            .bind(row.version)
+            .bind(&row.yaml)
+            .bind(&row.hash)
+            .bind(row.published_at)
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 1 {
+                return Ok(row);
+            }
+        }
+    }
+
+    async fn definition(&self, workflow_id: &str, version: i64) -> Result<Option<DefinitionRow>> {
+        sqlx::query(
+            "SELECT workflow_id, version, yaml, hash, published_at FROM definitions
+             WHERE workflow_id = $1 AND version = $2",
+        )
+        .bind(workflow_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(definition_row)
+        .transpose()
+    }
+
+    async fn latest_definition(&self, workflow_id: &str) -> Result<Option<DefinitionRow>> {
+        sqlx::query(
+            "SELECT workflow_id, version, yaml, hash, published_at FROM definitions
+             WHERE workflow_id = $1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(workflow_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(definition_row)
+        .transpose()
+    }
+}
+
+impl EventStore for PgStore {
+    async fn load(
+        &self,
+        instance: &str,
+        after_seq: i64,
+    ) -> Result<Option<(InstanceRow, Vec<EventRow>)>> {
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        let Some(r) = sqlx::query(
+            "SELECT id, workflow_id, def_version, project::text, version, status, stage, channel
+             FROM instances WHERE id = $1",
+        )
+        .bind(instance)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let project: String = r.try_get(3)?;
+        let row = InstanceRow {
+            meta: InstanceMeta {
+                id: r.try_get(0)?,
+                workflow_id: r.try_get(1)?,
+                def_version: r.try_get(2)?,
+                project: parse_json(&project)?,
+            },
+            version: r.try_get(4)?,
+            status: r.try_get(5)?,
+            stage: r.try_get(6)?,
+            channel: r.try_get(7)?,
+        };
+        let events = sqlx::query(
+            "SELECT instance, seq, type, body::text, recorded_at FROM events
+             WHERE instance = $1 AND seq > $2 ORDER BY seq",
+        )
+        .bind(instance)
+        .bind(after_seq)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(EventRow {
+                instance: r.try_get(0)?,
+                seq: r.try_get(1)?,
+                kind: r.try_get(2)?,
+                body: r.try_get(3)?,
+                recorded_at: r.try_get(4)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        tx.commit().await?;
+        Ok(Some((row, events)))
+    }
+
+    async fn lookup_keys(&self, keys: &[String]) -> Result<Vec<IdempotencyRow>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query("SELECT key, instance, result::text FROM idempotency WHERE key = ANY($1)")
+            .bind(keys)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(IdempotencyRow {
+                    key: r.try_get(0)?,
+                    instance: r.try_get(1)?,
+                    result: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn timer_states(
+        &self,
+        timers: &[(String, String)],
+    ) -> Result<Vec<(String, String, TimerState)>> {
+        if timers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (inst, ids): (Vec<&str>, Vec<&str>) =
+            timers.iter().map(|(a, b)| (a.as_str(), b.as_str())).unzip();
+        sqlx::query(
+            "SELECT t.instance, t.timer_id, t.state FROM timers t
+             JOIN UNNEST($1::text[], $2::text[]) AS u(instance, timer_id)
+               ON t.instance = u.instance AND t.timer_id = u.timer_id",
+        )
+        .bind(inst)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            let s: String = r.try_get(2)?;
+            let st = TimerState::parse(&s)
+                .ok_or_else(|| StoreError::Corrupt(format!("timer state `{s}`")))?;
+            Ok((r.try_get(0)?, r.try_get(1)?, st))
+        })
+        .collect()
+    }
+
+    async fn commit(&self, b: &Batch) -> Result<()> {
+        self.commit_inner(b).await.map_err(|e| match e {
+            StoreError::Db(e) => pg_err(e),
+            other => other,
+        })
+    }
+
+    async fn count_events(&self, instance: Option<&str>) -> Result<i64> {
+        let r = sqlx::query("SELECT count(*) FROM events WHERE $1::text IS NULL OR instance = $1")
+            .bind(instance)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get(0)?)
+    }
+}
+
+impl PgStore {
+    async fn commit_inner(&self, b: &Batch) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(pg_err)?;
+
+        let mut writes: Vec<&InstanceWrite> = b.instances.iter().collect();
+        writes.sort_by(|a, b| a.meta.id.cmp(&b.meta.id));
+        let (new, old): (Vec<&InstanceWrite>, Vec<&InstanceWrite>) =
+            writes.into_iter().partition(|w| w.from_version == 0);
+        if !new.is_empty() {
+            sqlx::query(
+                "INSERT INTO instances (id, workflow_id, def_version, version, project, status,
+                 stage, channel, created_at, updated_at)
+                 SELECT u.id, u.wf, u.dv, u.v, u.p::jsonb, u.s, u.st, u.ch, $9, $9
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[],
+                             $6::text[], $7::text[], $8::text[]) AS u(id, wf, dv, v, p, s, st, ch)",
+            )
+            .bind(new.iter().map(|w| w.meta.id.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|w| w.meta.workflow_id.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|w| w.meta.def_version).collect::<Vec<_>>())
+            .bind(new.iter().map(|w| w.to_version).collect::<Vec<_>>())
+            .bind(new.iter().map(|w| w.meta.project.to_string()).collect::<Vec<_>>())
+            .bind(new.iter().map(|w| w.projection.status.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|w| w.projection.stage.as_deref()).collect::<Vec<_>>())
+            .bind(new.iter().map(|w| w.projection.channel.as_deref()).collect::<Vec<_>>())
+            .bind(b.now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !old.is_empty() {
+            let done = sqlx::query(
+                "UPDATE instances AS i SET version = u.v, status = u.s, stage = u.st,
+                 channel = u.ch, updated_at = $7
+                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],
+                             $6::text[]) AS u(id, fv, v, s, st, ch)
+                 WHERE i.id = u.id AND i.version = u.fv",
+            )
+            .bind(old.iter().map(|w| w.meta.id.as_str()).collect::<Vec<_>>())
+            .bind(old.iter().map(|w| w.from_version).collect::<Vec<_>>())
+            .bind(old.iter().map(|w| w.to_version).collect::<Vec<_>>())
+            .bind(old.iter().map(|w| w.projection.status.as_str()).collect::<Vec<_>>())
+            .bind(old.iter().map(|w| w.projection.stage.as_deref()).collect::<Vec<_>>())
+            .bind(old.iter().map(|w| w.projection.channel.as_deref()).collect::<Vec<_>>())
+            .bind(b.now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != old.len() as u64 {
+                return Err(StoreError::Conflict(
+                    "an instance moved on since it was read".into(),
+                ));
+            }
+        }
+
+        if !b.instances.is_empty() {
+            let ids: Vec<&str> = b.instances.iter().map(|w| w.meta.id.as_str()).collect();
+            for table in ["inbox", "promises", "elements"] {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE instance = ANY($1)"
+                )))
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let tasks: Vec<&InboxRow> =
+                b.instances.iter().flat_map(|w| &w.projection.tasks).collect();
+            if !tasks.is_empty() {
+                sqlx::query(
+                    "INSERT INTO inbox (instance, task_id, workflow_id, node, stage, assignee,
+                     department, colour, due, priority, supervised, opened_at)
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
+                       $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[],
+                       $10::bigint[], $11::bool[], $12::bigint[])",
+                )
+                .bind(tasks.iter().map(|t| t.instance.as_str()).collect::<Vec<_>>())
+                .bind(tasks.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>())
+                .bind(tasks.iter().map(|t| t.workflow_id.as_str()).collect::<Vec<_>>())
+                .bind(tasks.iter().map(|t| t.node.as_str()).collect::<Vec<_>>())
+                .bind(tasks.iter().map(|t| t.stage.as_deref()).collect::<Vec<_>>())
+                .bind(tasks.iter().map(|t| t.assignee.as_deref()).collect::<Vec<_>>())
+                .bind(tasks.iter().map(|t| t.department.as_deref()).collect::<Vec<_>>())
+                .bind(tasks.iter().map(|t| t.colour.as_str()).collect::<Vec<_>>())
+                .bind(tasks.iter().map(|t| t.due).collect::<Vec<_>>())
+                .bind(tasks.iter().map(|t| i64::from(t.priority)).collect::<Vec<_>>())
+                .bind(tasks.iter().map(|t| t.supervised).collect::<Vec<_>>())
+                .bind(tasks.iter().map(|t| t.opened_at).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+            }
+            let promises: Vec<&PromiseRow> =
+                b.instances.iter().flat_map(|w| &w.projection.promises).collect();
+            if !promises.is_empty() {
+                sqlx::query(
+                    "INSERT INTO promises (instance, promise_id, material, state, colour, due)
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
+                       $5::text[], $6::bigint[])",
+                )
+                .bind(promises.iter().map(|t| t.instance.as_str()).collect::<Vec<_>>())
+                .bind(promises.iter().map(|t| t.promise_id.as_str()).collect::<Vec<_>>())
+                .bind(promises.iter().map(|t| t.material.as_str()).collect::<Vec<_>>())
+                .bind(promises.iter().map(|t| t.state.as_str()).collect::<Vec<_>>())
+                .bind(promises.iter().map(|t| t.colour.as_str()).collect::<Vec<_>>())
+                .bind(promises.iter().map(|t| t.due).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+            }
+            let elements: Vec<&ElementRow> =
+                b.instances.iter().flat_map(|w| &w.projection.elements).collect();
+            if !elements.is_empty() {
+                sqlx::query(
+                    "INSERT INTO elements (instance, stage, element, department, state, due)
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
+                       $5::text[], $6::bigint[])",
+                )
+                .bind(elements.iter().map(|t| t.instance.as_str()).collect::<Vec<_>>())
+                .bind(elements.iter().map(|t| t.stage.as_str()).collect::<Vec<_>>())
+                .bind(elements.iter().map(|t| t.element.as_str()).collect::<Vec<_>>())
+                .bind(elements.iter().map(|t| t.department.as_deref()).collect::<Vec<_>>())
+                .bind(elements.iter().map(|t| t.state.as_str()).collect::<Vec<_>>())
+                .bind(elements.iter().map(|t| t.due).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+
+        if !b.events.is_empty() {
+            sqlx::query(
+                "INSERT INTO events (instance, seq, type, body, recorded_at)
+                 SELECT u.i, u.s, u.t, u.b::jsonb, u.r
+                 FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])
+                   AS u(i, s, t, b, r)",
+            )
+            .bind(b.events.iter().map(|e| e.instance.as_str()).collect::<Vec<_>>())
+            .bind(b.events.iter().map(|e| e.seq).collect::<Vec<_>>())
+            .bind(b.events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+            .bind(b.events.iter().map(|e| e.body.as_str()).collect::<Vec<_>>())
+            .bind(b.events.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        // Fired first: a firing may re-arm a timer with the same id.
+        if !b.timers_fired.is_empty() {
+            let done = sqlx::query(
+                "UPDATE timers AS t SET state = 'fired', fired_at = $3
+                 FROM UNNEST($1::text[], $2::text[]) AS u(i, id)
+                 WHERE t.instance = u.i AND t.timer_id = u.id AND t.state IN ('pending', 'claimed')",
+            )
+            .bind(b.timers_fired.iter().map(|t| t.0.as_str()).collect::<Vec<_>>())
+            .bind(b.timers_fired.iter().map(|t| t.1.as_str()).collect::<Vec<_>>())
+            .bind(b.now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != b.timers_fired.len() as u64 {
+                return Err(StoreError::Conflict(
+                    "a timer fired or was cancelled meanwhile".into(),
+                ));
+            }
+        }
+        if !b.timers_cancelled.is_empty() {
+            sqlx::query(
+                "UPDATE timers AS t SET state = 'cancelled'
+                 FROM UNNEST($1::text[], $2::text[]) AS u(i, id)
+                 WHERE t.instance = u.i AND t.timer_id = u.id AND t.state IN ('pending', 'claimed')",
+            )
+            .bind(b.timers_cancelled.iter().map(|t| t.0.as_str()).collect::<Vec<_>>())
+            .bind(b.timers_cancelled.iter().map(|t| t.1.as_str()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !b.timers_armed.is_empty() {
+            // The same timer armed twice in one batch would make ON CONFLICT touch a row twice;
+            // the last arming wins, as it would have one command at a time.
+            let mut armed: Vec<&TimerRow> = Vec::with_capacity(b.timers_armed.len());
+            for t in b.timers_armed.iter().rev() {
+                if !armed
+                    .iter()
+                    .any(|a| a.instance == t.instance && a.timer_id == t.timer_id)
+                {
+                    armed.push(t);
+                }
+            }
+            sqlx::query(
+                "INSERT INTO timers (instance, timer_id, due, kind, state)
+                 SELECT u.i, u.id, u.d, u.k, 'pending'
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[]) AS u(i, id, d, k)
+                 ON CONFLICT (instance, timer_id) DO UPDATE SET due = excluded.due,
+                 kind = excluded.kind, state = 'pending', claimed_by = NULL, lease_until = NULL,
+                 fired_at = NULL",
+            )
+            .bind(armed.iter().map(|t| t.instance.as_str()).collect::<Vec<_>>())
+            .bind(armed.iter().map(|t| t.timer_id.as_str()).collect::<Vec<_>>())
+            .bind(armed.iter().map(|t| t.due).collect::<Vec<_>>())
+            .bind(armed.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        insert_outbox(&mut tx, &b.outbox).await?;
+        if !b.idempotency.is_empty() {
+            sqlx::query(
+                "INSERT INTO idempotency (key, instance, result, created_at)
+                 SELECT u.k, u.i, u.r::jsonb, $4
+                 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(k, i, r)",
+            )
+            .bind(b.idempotency.iter().map(|k| k.key.as_str()).collect::<Vec<_>>())
+            .bind(b.idempotency.iter().map(|k| k.instance.as_str()).collect::<Vec<_>>())
+            .bind(b.idempotency.iter().map(|k| k.result.as_str()).collect::<Vec<_>>())
+            .bind(b.now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_outbox(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    rows: &[OutboxRow],
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO outbox (id, instance, channel, recipient, template, payload, state, tries,
+         next_attempt_at, created_at)
+         SELECT u.id, u.i, u.c, u.r, u.t, u.p::jsonb, 'pending', 0, u.n, u.cr
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::bigint[], $8::bigint[]) AS u(id, i, c, r, t, p, n, cr)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(rows.iter().map(|o| o.id.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.instance.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.channel.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.recipient.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.template.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.payload.to_string()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.next_attempt_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|o| o.created_at).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl TimerStore for PgStore {
+    async fn claim_due(
+        &self,
+        node: &str,
+        now: Millis,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedTimer>> {
+        let lease_until = now.saturating_add(lease_ms);
+        let rows = sqlx::query(
+            "UPDATE timers AS t SET state = 'claimed', claimed_by = $1, lease_until = $2
+             FROM (SELECT instance, timer_id FROM timers
+                   WHERE state IN ('pending', 'claimed') AND due <= $3
+                     AND (state = 'pending' OR lease_until < $3)
+                   ORDER BY due LIMIT $4 FOR UPDATE SKIP LOCKED) AS d
+             WHERE t.instance = d.instance AND t.timer_id = d.timer_id
+             RETURNING t.instance, t.timer_id, t.due, t.kind",
+        )
+        .bind(node)
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(ClaimedTimer {
+                    timer: TimerRow {
+                        instance: r.try_get(0)?,
+                        timer_id: r.try_get(1)?,
+                        due: r.try_get(2)?,
+                        kind: r.try_get(3)?,
+                    },
+                    lease_until,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|c| c.timer.due);
+        Ok(out)
+    }
+
+    async fn next_due(&self) -> Result<Option<Millis>> {
+        let r = sqlx::query("SELECT min(due) FROM timers WHERE state IN ('pending', 'claimed')")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get(0)?)
+    }
+
+    async fn timer_counts(&self) -> Result<Vec<(String, i64)>> {
+        counts(
+            sqlx::query("SELECT state, count(*) FROM timers GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}
+
+impl OutboxStore for PgStore {
+    async fn claim_outbox(
+        &self,
+        node: &str,
+        now: Millis,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>> {
+        let sql = format!(
+            "UPDATE outbox AS o SET state = 'sending', claimed_by = $1, lease_until = $2
+             FROM (SELECT id FROM outbox
+                   WHERE state IN ('pending', 'sending') AND next_attempt_at <= $3
+                     AND (state = 'pending' OR lease_until < $3)
+                   ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS d
+             WHERE o.id = d.id
+             RETURNING {OUTBOX_COLS_O}"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(node)
+            .bind(now.saturating_add(lease_ms))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(outbox_message)
+            .collect()
+    }
+
+    async fn mark_delivered(&self, id: &str, now: Millis) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'delivered', delivered_at = $1, tries = tries + 1,
+             claimed_by = NULL, lease_until = NULL WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_failed(
+        &self,
+        id: &str,
+        error: &str,
+        next_attempt_at: Millis,
+        dead: bool,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET state = $1, tries = tries + 1, last_error = $2, next_attempt_at = $3,
+             claimed_by = NULL, lease_until = NULL WHERE id = $4",
+        )
+        .bind(if dead { "dead" } else { "pending" })
+        .bind(error)
+        .bind(next_attempt_at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn enqueue(&self, rows: &[OutboxRow]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_outbox(&mut tx, rows).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn outbox_in_state(&self, state: &str, limit: i64) -> Result<Vec<OutboxMessage>> {
+        let sql = format!(
+            "SELECT {OUTBOX_COLS} FROM outbox WHERE state = $1 ORDER BY created_at, id LIMIT $2"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(state)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(outbox_message)
+            .collect()
+    }
+}
+
+impl ProjectionStore for PgStore {
+    async fn inbox(
+        &self,
+        assignee: Option<&str>,
+        departments: &[String],
+        limit: i64,
+    ) -> Result<Vec<InboxRow>> {
+        let sql = format!(
+            "SELECT {INBOX_COLS} FROM inbox
+             WHERE assignee = $1 OR (assignee IS NULL AND department = ANY($2))
+             ORDER BY priority DESC, due ASC NULLS LAST, opened_at LIMIT $3"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(assignee)
+            .bind(departments)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(inbox_row)
+            .collect()
+    }
+
+    async fn dashboard(&self) -> Result<Dashboard> {
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        let by_colour = counts(
+            sqlx::query("SELECT colour, count(*) FROM inbox GROUP BY colour ORDER BY colour")
+                .fetch_all(&mut *tx)
+                .await?,
+        )?;
+        let by_stage = counts(
+            sqlx::query("SELECT stage, count(*) FROM inbox GROUP BY stage ORDER BY stage")
+                .fetch_all(&mut *tx)
+                .await?,
+        )?;
+        let by_department = counts(
+            sqlx::query(
+                "SELECT department, count(*) FROM inbox GROUP BY department ORDER BY department",
+            )
+            .fetch_all(&mut *tx)
+            .await?,
+        )?;
+        let by_status = counts(
+            sqlx::query("SELECT status, count(*) FROM instances GROUP BY status ORDER BY status")
+                .fetch_all(&mut *tx)
+                .await?,
+        )?;
+        let supervised: i64 = sqlx::query("SELECT count(*) FROM inbox WHERE supervised")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        tx.commit().await?;
+        Ok(Dashboard {
+            by_colour,
+            by_stage,
+            by_department,
+            by_status,
+            supervised,
+        })
+    }
+
+    async fn overdue(&self, now: Millis, limit: i64) -> Result<Vec<InboxRow>> {
+        let sql = format!(
+            "SELECT {INBOX_COLS} FROM inbox WHERE due < $1 ORDER BY due, instance, task_id LIMIT $2"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(inbox_row)
+            .collect()
+    }
+
+    async fn promises_due(&self, from: Millis, to: Millis) -> Result<Vec<PromiseRow>> {
+        sqlx::query(
+            "SELECT instance, promise_id, material, state, colour, due FROM promises
+             WHERE state = 'open' AND due >= $1 AND due < $2 ORDER BY due, instance, promise_id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(PromiseRow {
+                instance: r.try_get(0)?,
+                promise_id: r.try_get(1)?,
+                material: r.try_get(2)?,
+                state: r.try_get(3)?,
+                colour: r.try_get(4)?,
+                due: r.try_get(5)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn supervised(&self, limit: i64) -> Result<Vec<InboxRow>> {
+        let sql = format!(
+            "SELECT {INBOX_COLS} FROM inbox WHERE supervised ORDER BY due, instance, task_id LIMIT $1"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(inbox_row)
+            .collect()
+    }
+
+    async fn elements_of(&self, instance: &str) -> Result<Vec<ElementRow>> {
+        sqlx::query(
+            "SELECT instance, stage, element, department, state, due FROM elements
+             WHERE instance = $1 ORDER BY stage, element",
+        )
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ElementRow {
+                instance: r.try_get(0)?,
+                stage: r.try_get(1)?,
+                element: r.try_get(2)?,
+                department: r.try_get(3)?,
+                state: r.try_get(4)?,
+                due: r.try_get(5)?,
+            })
+        })
+        .collect()
+    }
+}
+
+impl ReportStore for PgStore {
+    async fn try_start_report(
+        &self,
+        report: &str,
+        scheduled_at: Millis,
+        node: &str,
+        now: Millis,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO report_runs (report, scheduled_at, node, ran_at) VALUES ($1,$2,$3,$4)
+             ON CONFLICT (report, scheduled_at) DO NOTHING",
+        )
+        .bind(report)
+        .bind(scheduled_at)
+        .bind(node)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,785 @@
+//! The embedded SQLite backend: one file, WAL journal, `synchronous=FULL` (every commit is on disk
+//! before it is acknowledged).
+//!
+//! SQLite has one writer at a time whatever we do, so commits take the write lock up front
+//! (`BEGIN IMMEDIATE`) instead of upgrading a read transaction, which could fail with `SQLITE_BUSY`
+//! half-way; readers go on in parallel thanks to WAL. Claims (timers, outbox) are single
+//! `UPDATE ... RETURNING` statements, atomic under that lock, so no `SKIP LOCKED` is needed.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, SqlSafeStr};
+
+use super::*;
+
+/// The embedded migrations (the files under `adapters/migrations/sqlite/`).
+pub fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "durable".into(),
+        MigrationType::Simple,
+        include_str!("../../migrations/sqlite/0001_durable.sql").into_sql_str(),
+        false,
+    )])
+}
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and runs the migrations.
+    pub async fn open(path: &str) -> Result<SqliteStore> {
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+            .map_err(StoreError::Db)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .pragma("temp_store", "memory")
+            .statement_cache_capacity(256);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(StoreError::Db)?;
+        migrator().run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn definition_row(r: &SqliteRow) -> Result<DefinitionRow> {
+    Ok(DefinitionRow {
+        workflow_id: r.try_get(0)?,
+        version: r.try_get(1)?,
+        yaml: r.try_get(2)?,
+        hash: r.try_get(3)?,
+        published_at: r.try_get(4)?,
+    })
+}
+
+const INBOX_COLS: &str = "instance, task_id, workflow_id, node, stage, assignee, department, colour, due, priority, supervised, opened_at";
+
+fn inbox_row(r: &SqliteRow) -> Result<InboxRow> {
+    Ok(InboxRow {
+        instance: r.try_get(0)?,
+        task_id: r.try_get(1)?,
+        workflow_id: r.try_get(2)?,
+        node: r.try_get(3)?,
+        stage: r.try_get(4)?,
+        assignee: r.try_get(5)?,
+        department: r.try_get(6)?,
+        colour: r.try_get(7)?,
+        due: r.try_get(8)?,
+        priority: r.try_get(9)?,
+        supervised: r.try_get(10)?,
+        opened_at: r.try_get(11)?,
+    })
+}
+
+const OUTBOX_COLS: &str = "id, instance, channel, recipient, template, payload, next_attempt_at, created_at, state, tries, last_error";
+
+fn outbox_message(r: &SqliteRow) -> Result<OutboxMessage> {
+    let payload: String = r.try_get(5)?;
+    Ok(OutboxMessage {
+        row: OutboxRow {
+            id: r.try_get(0)?,
+            instance: r.try_get(1)?,
+            channel: r.try_get(2)?,
+            recipient: r.try_get(3)?,
+            template: r.try_get(4)?,
+            payload: parse_json(&payload)?,
+            next_attempt_at: r.try_get(6)?,
+            created_at: r.try_get(7)?,
+        },
+        state: r.try_get(8)?,
+        tries: r.try_get(9)?,
+        last_error: r.try_get(10)?,
+    })
+}
+
+fn counts(rows: Vec<SqliteRow>) -> Result<Vec<(String, i64)>> {
+    rows.iter()
+        .map(|r| Ok((r.try_get::<Option<String>, _>(0)?.unwrap_or_default(), r.try_get(1)?)))
+        .collect()
+}
+
+impl DefinitionStore for SqliteStore {
+    async fn publish(
+        &self,
+        workflow_id: &str,
+        yaml: &str,
+        hash: &str,
+        now: Millis,
+    ) -> Result<DefinitionRow> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let latest = sqlx::query(
+            "SELECT workflow_id, version, yaml, hash, published_at FROM definitions
+             WHERE workflow_id = ?1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(workflow_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let latest = latest.as_ref().map(definition_row).transpose()?;
+        if let Some(l) = latest.as_ref().filter(|l| l.hash == hash) {
+            return Ok(l.clone());
+        }
+        let row = DefinitionRow {
+            workflow_id: workflow_id.to_string(),
+            version: latest.map_or(1, |l| l.version + 1),
+            yaml: yaml.to_string(),
+            hash: hash.to_string(),
+            published_at: now,
+        };
+        sqlx::query(
+            "INSERT INTO definitions (workflow_id, version, yaml, hash, published_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&row.workflow_id)
+        .bind(row.version)
+        .bind(&row.yaml)
+        .bind(&row.hash)
+        .bind(row.published_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn definition(&self, workflow_id: &str, version: i64) -> Result<Option<DefinitionRow>> {
+        sqlx::query(
+            "SELECT workflow_id, version, yaml, hash, published_at FROM definitions
+             WHERE workflow_id = ?1 AND version = ?2",
+        )
+        .bind(workflow_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(definition_row)
+        .transpose()
+    }
+
+    async fn latest_definition(&self, workflow_id: &str) -> Result<Option<DefinitionRow>> {
+        sqlx::query(
+            "SELECT workflow_id, version, yaml, hash, published_at FROM definitions
+             WHERE workflow_id = ?1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(workflow_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(definition_row)
+        .transpose()
+    }
+}
+
+impl EventStore for SqliteStore {
+    async fn load(
+        &self,
+        instance: &str,
+        after_seq: i64,
+    ) -> Result<Option<(InstanceRow, Vec<EventRow>)>> {
+        // One read transaction so the instance row and its events are from the same snapshot.
+        let mut tx = self.pool.begin().await?;
+        let Some(r) = sqlx::query(
+            "SELECT id, workflow_id, def_version, project, version, status, stage, channel
+             FROM instances WHERE id = ?1",
+        )
+        .bind(instance)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let project: String = r.try_get(3)?;
+        let row = InstanceRow {
+            meta: InstanceMeta {
+                id: r.try_get(0)?,
+                workflow_id: r.try_get(1)?,
+                def_version: r.try_get(2)?,
+                project: parse_json(&project)?,
+            },
+            version: r.try_get(4)?,
+            status: r.try_get(5)?,
+            stage: r.try_get(6)?,
+            channel: r.try_get(7)?,
+        };
+        let events = sqlx::query(
+            "SELECT instance, seq, type, body, recorded_at FROM events
+             WHERE instance = ?1 AND seq > ?2 ORDER BY seq",
+        )
+        .bind(instance)
+        .bind(after_seq)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(EventRow {
+                instance: r.try_get(0)?,
+                seq: r.try_get(1)?,
+                kind: r.try_get(2)?,
+                body: r.try_get(3)?,
+                recorded_at: r.try_get(4)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        tx.commit().await?;
+        Ok(Some((row, events)))
+    }
+
+    async fn lookup_keys(&self, keys: &[String]) -> Result<Vec<IdempotencyRow>> {
+        let mut out = Vec::new();
+        for key in keys {
+            if let Some(r) =
+                sqlx::query("SELECT key, instance, result FROM idempotency WHERE key = ?1")
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?
+            {
+                out.push(IdempotencyRow {
+                    key: r.try_get(0)?,
+                    instance: r.try_get(1)?,
+                    result: r.try_get(2)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn timer_states(
+        &self,
+        timers: &[(String, String)],
+    ) -> Result<Vec<(String, String, TimerState)>> {
+        let mut out = Vec::new();
+        for (instance, id) in timers {
+            if let Some(r) =
+                sqlx::query("SELECT state FROM timers WHERE instance = ?1 AND timer_id = ?2")
+                    .bind(instance)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+            {
+                let s: String = r.try_get(0)?;
+                let st = TimerState::parse(&s)
+                    .ok_or_else(|| StoreError::Corrupt(format!("timer state `{s}`")))?;
+                out.push((instance.clone(), id.clone(), st));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit(&self, b: &Batch) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for w in &b.instances {
+            let p = &w.projection;
+            if w.from_version == 0 {
+                sqlx::query(
+                    "INSERT INTO instances (id, workflow_id, def_version, version, project, status,
+                     stage, channel, created_at, updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?9)",
+                )
+                .bind(&w.meta.id)
+                .bind(&w.meta.workflow_id)
+                .bind(w.meta.def_version)
+                .bind(w.to_version)
+                .bind(w.meta.project.to_string())
+                .bind(&p.status)
+                .bind(&p.stage)
+                .bind(&p.channel)
+                .bind(b.now)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                let done = sqlx::query(
+                    "UPDATE instances SET version = ?1, status = ?2, stage = ?3, channel = ?4,
+                     updated_at = ?5 WHERE id = ?6 AND version = ?7",
+                )
+                .bind(w.to_version)
+                .bind(&p.status)
+                .bind(&p.stage)
+                .bind(&p.channel)
+                .bind(b.now)
+                .bind(&w.meta.id)
+                .bind(w.from_version)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::Conflict(format!(
+                        "instance {} is no longer at version {}",
+                        w.meta.id, w.from_version
+                    )));
+                }
+            }
+            sqlx::query("DELETE FROM inbox WHERE instance = ?1")
+                .bind(&w.meta.id)
+                .execute(&mut *tx)
+                .await?;
+            for t in &p.tasks {
+                sqlx::query(
+                    "INSERT INTO inbox (instance, task_id, workflow_id, node, stage, assignee,
+                     department, colour, due, priority, supervised, opened_at)
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+                )
+                .bind(&t.instance)
+                .bind(&t.task_id)
+                .bind(&t.workflow_id)
+                .bind(&t.node)
+                .bind(&t.stage)
+                .bind(&t.assignee)
+                .bind(&t.department)
+                .bind(&t.colour)
+                .bind(t.due)
+                .bind(t.priority)
+                .bind(t.supervised)
+                .bind(t.opened_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("DELETE FROM promises WHERE instance = ?1")
+                .bind(&w.meta.id)
+                .execute(&mut *tx)
+                .await?;
+            for x in &p.promises {
+                sqlx::query(
+                    "INSERT INTO promises (instance, promise_id, material, state, colour, due)
+                     VALUES (?1,?2,?3,?4,?5,?6)",
+                )
+                .bind(&x.instance)
+                .bind(&x.promise_id)
+                .bind(&x.material)
+                .bind(&x.state)
+                .bind(&x.colour)
+                .bind(x.due)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("DELETE FROM elements WHERE instance = ?1")
+                .bind(&w.meta.id)
+                .execute(&mut *tx)
+                .await?;
+            for x in &p.elements {
+                sqlx::query(
+                    "INSERT INTO elements (instance, stage, element, department, state, due)
+                     VALUES (?1,?2,?3,?4,?5,?6)",
+                )
+                .bind(&x.instance)
+                .bind(&x.stage)
+                .bind(&x.element)
+                .bind(&x.department)
+                .bind(&x.state)
+                .bind(x.due)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        for e in &b.events {
+            sqlx::query(
+                "INSERT INTO events (instance, seq, type, body, recorded_at) VALUES (?1,?2,?3,?4,?5)",
+            )
+            .bind(&e.instance)
+            .bind(e.seq)
+            .bind(&e.kind)
+            .bind(&e.body)
+            .bind(e.recorded_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Fired first: a firing may re-arm a timer with the same id.
+        for (instance, id) in &b.timers_fired {
+            let done = sqlx::query(
+                "UPDATE timers SET state = 'fired', fired_at = ?1
+                 WHERE instance = ?2 AND timer_id = ?3 AND state IN ('pending', 'claimed')",
+            )
+            .bind(b.now)
+            .bind(instance)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict(format!(
+                    "timer {instance}/{id} already fired or cancelled"
+                )));
+            }
+        }
+        for (instance, id) in &b.timers_cancelled {
+            sqlx::query(
+                "UPDATE timers SET state = 'cancelled'
+                 WHERE instance = ?1 AND timer_id = ?2 AND state IN ('pending', 'claimed')",
+            )
+            .bind(instance)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for t in &b.timers_armed {
+            sqlx::query(
+                "INSERT INTO timers (instance, timer_id, due, kind, state) VALUES (?1,?2,?3,?4,'pending')
+                 ON CONFLICT (instance, timer_id) DO UPDATE SET due = excluded.due,
+                 kind = excluded.kind, state = 'pending', claimed_by = NULL, lease_until = NULL,
+                 fired_at = NULL",
+            )
+            .bind(&t.instance)
+            .bind(&t.timer_id)
+            .bind(t.due)
+            .bind(&t.kind)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for o in &b.outbox {
+            insert_outbox(&mut tx, o).await?;
+        }
+        for k in &b.idempotency {
+            sqlx::query(
+                "INSERT INTO idempotency (key, instance, result, created_at) VALUES (?1,?2,?3,?4)",
+            )
+            .bind(&k.key)
+            .bind(&k.instance)
+            .bind(&k.result)
+            .bind(b.now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn count_events(&self, instance: Option<&str>) -> Result<i64> {
+        let r = sqlx::query("SELECT count(*) FROM events WHERE ?1 IS NULL OR instance = ?1")
+            .bind(instance)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get(0)?)
+    }
+}
+
+async fn insert_outbox(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    o: &OutboxRow,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (id, instance, channel, recipient, template, payload, state, tries,
+         next_attempt_at, created_at) VALUES (?1,?2,?3,?4,?5,?6,'pending',0,?7,?8)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&o.id)
+    .bind(&o.instance)
+    .bind(&o.channel)
+    .bind(&o.recipient)
+    .bind(&o.template)
+    .bind(o.payload.to_string())
+    .bind(o.next_attempt_at)
+    .bind(o.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl TimerStore for SqliteStore {
+    async fn claim_due(
+        &self,
+        node: &str,
+        now: Millis,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedTimer>> {
+        let lease_until = now.saturating_add(lease_ms);
+        let rows = sqlx::query(
+            "UPDATE timers SET state = 'claimed', claimed_by = ?1, lease_until = ?2
+             WHERE rowid IN (SELECT rowid FROM timers
+                 WHERE state IN ('pending', 'claimed') AND due <= ?3
+                   AND (state = 'pending' OR lease_until < ?3)
+                 ORDER BY due LIMIT ?4)
+             RETURNING instance, timer_id, due, kind",
+        )
+        .bind(node)
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(ClaimedTimer {
+                    timer: TimerRow {
+                        instance: r.try_get(0)?,
+                        timer_id: r.try_get(1)?,
+                        due: r.try_get(2)?,
+                        kind: r.try_get(3)?,
+                    },
+                    lease_until,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|c| c.timer.due);
+        Ok(out)
+    }
+
+    async fn next_due(&self) -> Result<Option<Millis>> {
+        let r = sqlx::query("SELECT min(due) FROM timers WHERE state IN ('pending', 'claimed')")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get(0)?)
+    }
+
+    async fn timer_counts(&self) -> Result<Vec<(String, i64)>> {
+        counts(
+            sqlx::query("SELECT state, count(*) FROM timers GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}
+
+impl OutboxStore for SqliteStore {
+    async fn claim_outbox(
+        &self,
+        node: &str,
+        now: Millis,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>> {
+        let sql = format!(
+            "UPDATE outbox SET state = 'sending', claimed_by = ?1, lease_until = ?2
+             WHERE rowid IN (SELECT rowid FROM outbox
+                 WHERE state IN ('pending', 'sending') AND next_attempt_at <= ?3
+                   AND (state = 'pending' OR lease_until < ?3)
+                 ORDER BY next_attempt_at LIMIT ?4)
+             RETURNING {OUTBOX_COLS}"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(node)
+            .bind(now.saturating_add(lease_ms))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(outbox_message)
+            .collect()
+    }
+
+    async fn mark_delivered(&self, id: &str, now: Millis) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'delivered', delivered_at = ?1, tries = tries + 1,
+             claimed_by = NULL, lease_until = NULL WHERE id = ?2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_failed(
+        &self,
+        id: &str,
+        error: &str,
+        next_attempt_at: Millis,
+        dead: bool,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET state = ?1, tries = tries + 1, last_error = ?2, next_attempt_at = ?3,
+             claimed_by = NULL, lease_until = NULL WHERE id = ?4",
+        )
+        .bind(if dead { "dead" } else { "pending" })
+        .bind(error)
+        .bind(next_attempt_at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn enqueue(&self, rows: &[OutboxRow]) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for o in rows {
+            insert_outbox(&mut tx, o).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn outbox_in_state(&self, state: &str, limit: i64) -> Result<Vec<OutboxMessage>> {
+        let sql = format!(
+            "SELECT {OUTBOX_COLS} FROM outbox WHERE state = ?1 ORDER BY created_at, id LIMIT ?2"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(state)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(outbox_message)
+            .collect()
+    }
+}
+
+impl ProjectionStore for SqliteStore {
+    async fn inbox(
+        &self,
+        assignee: Option<&str>,
+        departments: &[String],
+        limit: i64,
+    ) -> Result<Vec<InboxRow>> {
+        // Departments as a JSON array so the statement text does not depend on how many.
+        let depts = serde_json::to_string(departments).unwrap_or_else(|_| "[]".into());
+        let sql = format!(
+            "SELECT {INBOX_COLS} FROM inbox
+             WHERE assignee = ?1 OR (assignee IS NULL AND department IN (SELECT value FROM json_each(?2)))
+             ORDER BY priority DESC, due IS NULL, due, opened_at LIMIT ?3"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(assignee)
+            .bind(depts)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(inbox_row)
+            .collect()
+    }
+
+    async fn dashboard(&self) -> Result<Dashboard> {
+        let mut tx = self.pool.begin().await?;
+        let by_colour = counts(
+            sqlx::query("SELECT colour, count(*) FROM inbox GROUP BY colour ORDER BY colour")
+                .fetch_all(&mut *tx)
+                .await?,
+        )?;
+        let by_stage = counts(
+            sqlx::query("SELECT stage, count(*) FROM inbox GROUP BY stage ORDER BY stage")
+                .fetch_all(&mut *tx)
+                .await?,
+        )?;
+        let by_department = counts(
+            sqlx::query(
+                "SELECT department, count(*) FROM inbox GROUP BY department ORDER BY department",
+            )
+            .fetch_all(&mut *tx)
+            .await?,
+        )?;
+        let by_status = counts(
+            sqlx::query("SELECT status, count(*) FROM instances GROUP BY status ORDER BY status")
+                .fetch_all(&mut *tx)
+                .await?,
+        )?;
+        let supervised: i64 = sqlx::query("SELECT count(*) FROM inbox WHERE supervised")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        tx.commit().await?;
+        Ok(Dashboard {
+            by_colour,
+            by_stage,
+            by_department,
+            by_status,
+            supervised,
+        })
+    }
+
+    async fn overdue(&self, now: Millis, limit: i64) -> Result<Vec<InboxRow>> {
+        let sql = format!(
+            "SELECT {INBOX_COLS} FROM inbox WHERE due < ?1 ORDER BY due, instance, task_id LIMIT ?2"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(inbox_row)
+            .collect()
+    }
+
+    async fn promises_due(&self, from: Millis, to: Millis) -> Result<Vec<PromiseRow>> {
+        sqlx::query(
+            "SELECT instance, promise_id, material, state, colour, due FROM promises
+             WHERE state = 'open' AND due >= ?1 AND due < ?2 ORDER BY due, instance, promise_id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(PromiseRow {
+                instance: r.try_get(0)?,
+                promise_id: r.try_get(1)?,
+                material: r.try_get(2)?,
+                state: r.try_get(3)?,
+                colour: r.try_get(4)?,
+                due: r.try_get(5)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn supervised(&self, limit: i64) -> Result<Vec<InboxRow>> {
+        let sql = format!(
+            "SELECT {INBOX_COLS} FROM inbox WHERE supervised ORDER BY due, instance, task_id LIMIT ?1"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(inbox_row)
+            .collect()
+    }
+
+    async fn elements_of(&self, instance: &str) -> Result<Vec<ElementRow>> {
+        sqlx::query(
+            "SELECT instance, stage, element, department, state, due FROM elements
+             WHERE instance = ?1 ORDER BY stage, element",
+        )
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ElementRow {
+                instance: r.try_get(0)?,
+                stage: r.try_get(1)?,
+                element: r.try_get(2)?,
+                department: r.try_get(3)?,
+                state: r.try_get(4)?,
+                due: r.try_get(5)?,
+            })
+        })
+        .collect()
+    }
+}
+
+impl ReportStore for SqliteStore {
+    async fn try_start_report(
+        &self,
+        report: &str,
+        scheduled_at: Millis,
+        node: &str,
+        now: Millis,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO report_runs (report, scheduled_at, node, ran_at) VALUES (?1,?2,?3,?4)
+             ON CONFLICT (report, scheduled_at) DO NOTHING",
+        )
+        .bind(report)
+        .bind(scheduled_at)
+        .bind(node)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

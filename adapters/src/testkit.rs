@@ -1,0 +1,204 @@
+//! A small, obvious [`Machine`] for testing the durable layer on its own: a counter per instance
+//! that can arm and cancel timers and ask for notifications. The guarantees under test (each
+//! acknowledged command recorded once, each timer fired once, no message lost) do not depend on
+//! what the machine means, so a machine whose correct history is easy to state makes the tests
+//! and the crash checks exact. The real engine is wired in [`crate::engine_machine`].
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::machine::{Effects, Machine, Notification, Rejection};
+use crate::store::{DefinitionRow, InboxRow, InstanceMeta, Millis, Projection, TimerRow};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CounterCommand {
+    Start,
+    Add { n: i64 },
+    ArmTimer { id: String, due: Millis },
+    CancelTimer { id: String },
+    Notify { channel: String, recipient: String },
+    /// Always refused.
+    Refuse,
+    TimerFired { id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CounterEvent {
+    Started,
+    Added { n: i64 },
+    TimerArmed { id: String, due: Millis },
+    TimerCancelled { id: String },
+    TimerFired { id: String },
+    NotificationRequested { channel: String, recipient: String, n: i64 },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CounterState {
+    pub started: bool,
+    pub total: i64,
+    pub fired: Vec<String>,
+    pub notes: i64,
+}
+
+/// The counter machine.
+#[derive(Debug, Default)]
+pub struct Counter;
+
+impl Machine for Counter {
+    type Context = ();
+    type State = CounterState;
+    type Command = CounterCommand;
+    type Event = CounterEvent;
+
+    fn context(&self, _meta: &InstanceMeta) -> Option<Arc<()>> {
+        Some(Arc::new(()))
+    }
+
+    fn register(&self, _def: &DefinitionRow) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn initial(&self, _ctx: &(), _meta: &InstanceMeta) -> CounterState {
+        CounterState::default()
+    }
+
+    fn decide(
+        &self,
+        _ctx: &(),
+        _meta: &InstanceMeta,
+        state: &CounterState,
+        cmd: &CounterCommand,
+        _now: Millis,
+    ) -> Result<Vec<CounterEvent>, Rejection> {
+        let refuse = |code: &str| {
+            Err(Rejection {
+                code: code.into(),
+                message: format!("{code} ({cmd:?})"),
+            })
+        };
+        match cmd {
+            CounterCommand::Start if state.started => refuse("already_started"),
+            CounterCommand::Start => Ok(vec![CounterEvent::Started]),
+            _ if !state.started => refuse("not_started"),
+            CounterCommand::Add { n } => Ok(vec![CounterEvent::Added { n: *n }]),
+            CounterCommand::ArmTimer { id, due } => Ok(vec![CounterEvent::TimerArmed {
+                id: id.clone(),
+                due: *due,
+            }]),
+            CounterCommand::CancelTimer { id } => {
+                Ok(vec![CounterEvent::TimerCancelled { id: id.clone() }])
+            }
+            CounterCommand::Notify { channel, recipient } => {
+                Ok(vec![CounterEvent::NotificationRequested {
+                    channel: channel.clone(),
+                    recipient: recipient.clone(),
+                    n: state.notes + 1,
+                }])
+            }
+            CounterCommand::Refuse => refuse("refused"),
+            CounterCommand::TimerFired { id } => Ok(vec![CounterEvent::TimerFired { id: id.clone() }]),
+        }
+    }
+
+    fn evolve(&self, _ctx: &(), state: &mut CounterState, event: &CounterEvent) {
+        match event {
+            CounterEvent::Started => state.started = true,
+            CounterEvent::Added { n } => state.total += n,
+            CounterEvent::TimerFired { id } => state.fired.push(id.clone()),
+            CounterEvent::NotificationRequested { .. } => state.notes += 1,
+            CounterEvent::TimerArmed { .. } | CounterEvent::TimerCancelled { .. } => {}
+        }
+    }
+
+    fn event_kind(&self, event: &CounterEvent) -> String {
+        match event {
+            CounterEvent::Started => "started",
+            CounterEvent::Added { .. } => "added",
+            CounterEvent::TimerArmed { .. } => "timer_armed",
+            CounterEvent::TimerCancelled { .. } => "timer_cancelled",
+            CounterEvent::TimerFired { .. } => "timer_fired",
+            CounterEvent::NotificationRequested { .. } => "notification_requested",
+        }
+        .to_string()
+    }
+
+    fn effects(
+        &self,
+        _ctx: &(),
+        meta: &InstanceMeta,
+        _state: &CounterState,
+        event: &CounterEvent,
+        _now: Millis,
+        out: &mut Effects,
+    ) {
+        match event {
+            CounterEvent::TimerArmed { id, due } => {
+                out.timers_armed.push((id.clone(), *due, r#"{"kind":"test"}"#.to_string()))
+            }
+            CounterEvent::TimerCancelled { id } => out.timers_cancelled.push(id.clone()),
+            CounterEvent::NotificationRequested {
+                channel,
+                recipient,
+                n,
+            } => out.notifications.push(Notification {
+                channel: channel.clone(),
+                recipient: recipient.clone(),
+                template: "test".into(),
+                payload: serde_json::json!({"instance": meta.id, "n": n}),
+            }),
+            _ => {}
+        }
+    }
+
+    fn project(&self, _ctx: &(), meta: &InstanceMeta, state: &CounterState, now: Millis) -> Projection {
+        let colour = match state.total {
+            t if t >= 100 => "red",
+            t if t >= 50 => "yellow",
+            _ => "green",
+        };
+        Projection {
+            status: if state.started { "running" } else { "new" }.into(),
+            stage: Some("counting".into()),
+            channel: None,
+            tasks: vec![InboxRow {
+                instance: meta.id.clone(),
+                task_id: "count".into(),
+                workflow_id: meta.workflow_id.clone(),
+                node: "count".into(),
+                stage: Some("counting".into()),
+                assignee: meta
+                    .project
+                    .get("assignee")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
+                department: Some("dept".into()),
+                colour: colour.into(),
+                due: Some(now + 86_400_000),
+                priority: 0,
+                supervised: state.total >= 100,
+                opened_at: now,
+            }],
+            promises: Vec::new(),
+            elements: Vec::new(),
+        }
+    }
+
+    fn timer_command(&self, timer: &TimerRow) -> Option<CounterCommand> {
+        Some(CounterCommand::TimerFired {
+            id: timer.timer_id.clone(),
+        })
+    }
+}
+
+/// Instance metadata for a counter instance.
+pub fn counter_meta(id: &str) -> InstanceMeta {
+    InstanceMeta {
+        id: id.to_string(),
+        workflow_id: "counter".into(),
+        def_version: 1,
+        project: serde_json::json!({"assignee": "alice"}),
+    }
+}

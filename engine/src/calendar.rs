@@ -1,0 +1,934 @@
+//! The working-day calendar (工作日): which dates are working days, and working-day arithmetic.
+//!
+//! This module is the one place that answers "is this a working day?" and "what date is N working
+//! days after D?". Everything that counts a limit calls it.
+//!
+//! The rule: Monday to Friday are working days unless listed as a public holiday; Saturday and
+//! Sunday are rest days unless listed as a make-up working day (调休上班). The facts come from a
+//! YAML file per calendar (`workflows/calendars/<id>.yaml`), one entry per published year, so staff
+//! can add a year when the State Council (国务院办公厅) publishes it. A date outside the file's years
+//! is an error, never a guess: a guessed deadline in an unpublished year would be silently wrong.
+//!
+//! Counting follows the administrative-licensing convention: the day an event happens is not
+//! counted; the first working day after it is day 1.
+//!
+//! Representation: per year, a bitset of working days and a prefix count, plus a running total
+//! of working days before each year. `is_workday`, `working_days_between` and
+//! `add_working_days` are then O(1) / O(log days), with no allocation per call.
+//!
+//! Local time: China has had no daylight saving since 1991, so local time is UTC+08:00 always and
+//! the conversions below need no time-zone database (no I/O).
+//!
+//! ## File format
+//!
+//! ```yaml
+//! name: 中国大陆法定节假日
+//! years:
+//!   - year: 2026
+//!     source: 国务院办公厅关于2026年部分节假日安排的通知
+//!     holidays:
+//!       - { name: 元旦, from: 2026-01-01, to: 2026-01-03 }
+//!       - { name: 端午节, date: 2026-06-19 }          # one day: `date` instead of from/to
+//!     workdays:                                       # 调休上班: weekend days that are worked
+//!       - { date: 2026-01-04, for: 元旦 }
+//! ```
+//!
+//! Years must be consecutive. Every problem is reported at once, located, with a code:
+//!
+//! | code | problem |
+//! |---|---|
+//! | C001 | YAML syntax, unknown key or wrong shape |
+//! | C002 | a date that is not a real `YYYY-MM-DD` date |
+//! | C003 | a holiday or make-up day outside the year it is listed under |
+//! | C004 | a holiday range that ends before it starts |
+//! | C005 | two holidays overlapping |
+//! | C006 | a make-up working day that is not a Saturday or Sunday |
+//! | C007 | a make-up working day listed twice, or inside a holiday |
+//! | C008 | a year listed twice |
+//! | C009 | no years at all |
+//! | C010 | a year outside 1900..=9998 |
+//! | C011 | years not consecutive |
+//! | C012 | a holiday with both `date` and `from`/`to`, or with neither |
+
+use std::fmt;
+
+use jiff::civil::{Date, DateTime, Weekday};
+use jiff::tz::Offset;
+use jiff::{Timestamp, ToSpan};
+use serde::Deserialize;
+
+use crate::diag::Diagnostic;
+use crate::span::{Pos, Sp};
+
+/// China Standard Time, UTC+08:00, with no DST.
+const CHINA: Offset = Offset::constant(8);
+
+/// A working-day calendar covering the consecutive years `first_year..=last_year`.
+#[derive(Clone, Debug)]
+pub struct Calendar {
+    id: String,
+    name: Option<String>,
+    first_year: i16,
+    /// One entry per year, `first_year` first.
+    years: Vec<YearTable>,
+}
+
+/// The working days of one year.
+#[derive(Clone)]
+struct YearTable {
+    /// Bit `i` is set when day-of-year `i + 1` is a working day.
+    bits: [u64; 6],
+    /// `prefix[i]` = working days among days-of-year `1..=i`; `prefix[0] = 0`. Length = days + 1.
+    prefix: Vec<u16>,
+    /// Working days in all earlier years of the calendar.
+    before: u32,
+    /// Named holidays as (first day-of-year, last day-of-year, name), for display.
+    holidays: Vec<(i16, i16, String)>,
+}
+
+impl fmt::Debug for YearTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("YearTable")
+            .field("working_days", &self.total())
+            .field("holidays", &self.holidays)
+            .finish()
+    }
+}
+
+impl YearTable {
+    fn days(&self) -> usize {
+        self.prefix.len() - 1
+    }
+
+    fn total(&self) -> u16 {
+        self.prefix.last().copied().unwrap_or(0)
+    }
+
+    fn is_set(&self, idx: usize) -> bool {
+        self.bits
+            .get(idx / 64)
+            .is_some_and(|w| w & (1u64 << (idx % 64)) != 0)
+    }
+}
+
+/// A date the calendar cannot answer for.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CalendarError {
+    #[error(
+        "{date} is outside working-day calendar `{calendar}`, which covers {first_year}-{last_year}; \
+         add that year's official holidays (国务院办公厅 notice) to the calendar file"
+    )]
+    OutOfRange {
+        date: Date,
+        calendar: String,
+        first_year: i16,
+        last_year: i16,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CalendarFile {
+    #[serde(default)]
+    name: Option<String>,
+    /// Free text for the reader.
+    #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "documentation in the file; read so that the key is allowed"
+    )]
+    description: Option<String>,
+    years: Sp<Vec<YearFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YearFile {
+    year: Sp<i64>,
+    /// The notice the dates come from, for the reader.
+    #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "documentation in the file; read so that the key is allowed"
+    )]
+    source: Option<String>,
+    #[serde(default)]
+    holidays: Vec<HolidayFile>,
+    #[serde(default)]
+    workdays: Vec<WorkdayFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HolidayFile {
+    name: Sp<String>,
+    /// A one-day holiday.
+    #[serde(default)]
+    date: Option<Sp<String>>,
+    #[serde(default)]
+    from: Option<Sp<String>>,
+    /// Inclusive; defaults to `from`.
+    #[serde(default)]
+    to: Option<Sp<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkdayFile {
+    date: Sp<String>,
+    /// The holiday this make-up day belongs to, for the reader.
+    #[serde(default, rename = "for")]
+    #[expect(
+        dead_code,
+        reason = "documentation in the file; read so that the key is allowed"
+    )]
+    for_holiday: Option<String>,
+}
+
+fn pos_of<T>(s: &Sp<T>, fallback: Pos) -> Pos {
+    if s.pos.is_known() { s.pos } else { fallback }
+}
+
+/// Reads a date written `YYYY-MM-DD`.
+fn parse_date(s: &Sp<String>, diags: &mut Vec<Diagnostic>, what: &str) -> Option<Date> {
+    let text = s.value.trim();
+    let ok = text.len() == 10 && text.as_bytes().get(4) == Some(&b'-');
+    match text.parse::<Date>() {
+        Ok(d) if ok => Some(d),
+        _ => {
+            diags.push(
+                Diagnostic::error(
+                    "C002",
+                    s.pos,
+                    format!("`{text}` is not a valid date for {what}"),
+                )
+                .with_help("write dates as YYYY-MM-DD, e.g. 2026-10-01"),
+            );
+            None
+        }
+    }
+}
+
+fn is_weekend(d: Date) -> bool {
+    matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday)
+}
+
+impl Calendar {
+    /// Reads and checks a calendar file. `id` is the calendar's id (the file stem, e.g.
+    /// `cn-mainland`). Returns every problem found, each located, or the calendar.
+    pub fn from_yaml(id: &str, source: &str) -> Result<Calendar, Vec<Diagnostic>> {
+        let file: CalendarFile = serde_saphyr::from_str(source).map_err(|e| {
+            let mut d = crate::parse::syntax_diagnostic(&e);
+            d.code = "C001";
+            d.message = d
+                .message
+                .replacen("cannot read workflow", "cannot read calendar", 1);
+            d.help = Some(
+                "a calendar has `name` and `years`; each year has `year`, `holidays` \
+                 ({name, from, to} or {name, date}) and `workdays` ({date, for})"
+                    .into(),
+            );
+            vec![d]
+        })?;
+        let mut diags = Vec::new();
+        let years_pos = pos_of(&file.years, Pos { line: 1, col: 1 });
+
+        if file.years.value.is_empty() {
+            diags.push(
+                Diagnostic::error("C009", years_pos, "the calendar lists no years")
+                    .with_help("add at least one year with its holidays and make-up working days"),
+            );
+            return Err(diags);
+        }
+
+        // Years: valid, unique, consecutive.
+        let mut year_nums: Vec<(i16, Pos)> = Vec::new();
+        for y in &file.years.value {
+            match i16::try_from(y.year.value) {
+                Ok(n) if (1900..=9998).contains(&n) => {
+                    if let Some((_, first)) = year_nums.iter().find(|(v, _)| *v == n) {
+                        diags.push(
+                            Diagnostic::error(
+                                "C008",
+                                y.year.pos,
+                                format!("year {n} is listed twice (first at line {})", first.line),
+                            )
+                            .with_help("merge the two entries into one"),
+                        );
+                    } else {
+                        year_nums.push((n, y.year.pos));
+                    }
+                }
+                _ => diags.push(
+                    Diagnostic::error(
+                        "C010",
+                        y.year.pos,
+                        format!("{} is not a supported year", y.year.value),
+                    )
+                    .with_help("years run from 1900 to 9998"),
+                ),
+            }
+        }
+        let mut sorted = year_nums.clone();
+        sorted.sort_unstable_by_key(|(y, _)| *y);
+        for w in sorted.windows(2) {
+            if let [(a, _), (b, b_pos)] = w
+                && *b != *a + 1
+            {
+                diags.push(
+                    Diagnostic::error(
+                        "C011",
+                        *b_pos,
+                        format!("the years are not consecutive: {a} is followed by {b}"),
+                    )
+                    .with_help("a calendar must cover every year between its first and last"),
+                );
+            }
+        }
+
+        // Per year: holidays and make-up days, with the checks that need the dates.
+        struct Parsed {
+            year: i16,
+            holidays: Vec<(Date, Date, String)>,
+            workdays: Vec<Date>,
+        }
+        let mut parsed: Vec<Parsed> = Vec::new();
+        for y in &file.years.value {
+            let Ok(year) = i16::try_from(y.year.value) else {
+                continue;
+            };
+            let mut p = Parsed {
+                year,
+                holidays: Vec::new(),
+                workdays: Vec::new(),
+            };
+            // (from, to, name, pos) of holidays, for overlap checks.
+            let mut ranges: Vec<(Date, Date, String, Pos)> = Vec::new();
+            for h in &y.holidays {
+                let name_pos = pos_of(&h.name, y.year.pos);
+                let (from, to) = match (&h.date, &h.from, &h.to) {
+                    (Some(d), None, None) => (Some(d), Some(d)),
+                    (None, Some(f), t) => (Some(f), Some(t.as_ref().unwrap_or(f))),
+                    (Some(d), _, _) => {
+                        diags.push(
+                            Diagnostic::error(
+                                "C012",
+                                d.pos,
+                                format!(
+                                    "holiday `{}` has both `date` and `from`/`to`",
+                                    h.name.value
+                                ),
+                            )
+                            .with_help("use `date` for one day, or `from` and `to` for a range"),
+                        );
+                        (None, None)
+                    }
+                    (None, None, _) => {
+                        diags.push(
+                            Diagnostic::error(
+                                "C012",
+                                name_pos,
+                                format!("holiday `{}` has no dates", h.name.value),
+                            )
+                            .with_help("add `date: YYYY-MM-DD`, or `from:` and `to:`"),
+                        );
+                        (None, None)
+                    }
+                };
+                let (Some(from_s), Some(to_s)) = (from, to) else {
+                    continue;
+                };
+                let what = format!("holiday `{}`", h.name.value);
+                let from = parse_date(from_s, &mut diags, &what);
+                let to = if std::ptr::eq(from_s, to_s) {
+                    from
+                } else {
+                    parse_date(to_s, &mut diags, &what)
+                };
+                let (Some(from), Some(to)) = (from, to) else {
+                    continue;
+                };
+                if to < from {
+                    diags.push(
+                        Diagnostic::error(
+                            "C004",
+                            to_s.pos,
+                            format!(
+                                "holiday `{}` ends ({to}) before it starts ({from})",
+                                h.name.value
+                            ),
+                        )
+                        .with_help("`to` is the last day of the holiday, inclusive"),
+                    );
+                    continue;
+                }
+                let mut outside = false;
+                for (d, s) in [(from, from_s), (to, to_s)] {
+                    if d.year() != year && !outside {
+                        outside = true;
+                        diags.push(
+                            Diagnostic::error(
+                                "C003",
+                                s.pos,
+                                format!(
+                                    "holiday `{}` date {d} is outside the year {year} it is listed under",
+                                    h.name.value
+                                ),
+                            )
+                            .with_help(
+                                "list each date under its own year; split a holiday that crosses New Year",
+                            ),
+                        );
+                    }
+                }
+                if outside {
+                    continue;
+                }
+                if let Some((_, _, other, opos)) =
+                    ranges.iter().find(|(f, t, _, _)| from <= *t && *f <= to)
+                {
+                    diags.push(
+                        Diagnostic::error(
+                            "C005",
+                            from_s.pos,
+                            format!(
+                                "holiday `{}` ({from}..{to}) overlaps holiday `{other}` at line {}",
+                                h.name.value, opos.line
+                            ),
+                        )
+                        .with_help("a date may belong to one holiday only; for a combined holiday (e.g. 国庆+中秋) write one range"),
+                    );
+                    continue;
+                }
+                ranges.push((from, to, h.name.value.clone(), from_s.pos));
+                p.holidays.push((from, to, h.name.value.clone()));
+            }
+
+            let mut seen: Vec<(Date, Pos)> = Vec::new();
+            for w in &y.workdays {
+                let Some(d) = parse_date(&w.date, &mut diags, "a make-up working day") else {
+                    continue;
+                };
+                if d.year() != year {
+                    diags.push(
+                        Diagnostic::error(
+                            "C003",
+                            w.date.pos,
+                            format!("make-up working day {d} is outside the year {year} it is listed under"),
+                        )
+                        .with_help("list each date under its own year"),
+                    );
+                    continue;
+                }
+                if !is_weekend(d) {
+                    diags.push(
+                        Diagnostic::error(
+                            "C006",
+                            w.date.pos,
+                            format!("make-up working day {d} is a {:?}, not a weekend day", d.weekday()),
+                        )
+                        .with_help("调休上班 days are Saturdays or Sundays; weekdays are working days already"),
+                    );
+                    continue;
+                }
+                if let Some((_, p2)) = seen.iter().find(|(x, _)| *x == d) {
+                    diags.push(
+                        Diagnostic::error(
+                            "C007",
+                            w.date.pos,
+                            format!(
+                                "make-up working day {d} is listed twice (first at line {})",
+                                p2.line
+                            ),
+                        )
+                        .with_help("remove one of them"),
+                    );
+                    continue;
+                }
+                if let Some((_, _, name, _)) = ranges.iter().find(|(f, t, _, _)| *f <= d && d <= *t)
+                {
+                    diags.push(
+                        Diagnostic::error(
+                            "C007",
+                            w.date.pos,
+                            format!("make-up working day {d} falls inside holiday `{name}`"),
+                        )
+                        .with_help("a date is either a holiday or a working day, not both"),
+                    );
+                    continue;
+                }
+                seen.push((d, w.date.pos));
+                p.workdays.push(d);
+            }
+            parsed.push(p);
+        }
+
+        if diags.iter().any(Diagnostic::is_error) {
+            return Err(diags);
+        }
+
+        parsed.sort_by_key(|p| p.year);
+        let first_year = parsed.first().map(|p| p.year).unwrap_or(0);
+        let mut years = Vec::with_capacity(parsed.len());
+        let mut before: u32 = 0;
+        for p in parsed {
+            let table = build_year(p.year, &p.holidays, &p.workdays, before).ok_or_else(|| {
+                vec![Diagnostic::error(
+                    "C010",
+                    years_pos,
+                    format!("{} is not a supported year", p.year),
+                )]
+            })?;
+            before += u32::from(table.total());
+            years.push(table);
+        }
+        Ok(Calendar {
+            id: id.to_string(),
+            name: file.name,
+            first_year,
+            years,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The calendar's human name, if the file gives one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    pub fn first_year(&self) -> i16 {
+        self.first_year
+    }
+
+    pub fn last_year(&self) -> i16 {
+        // `years` is never empty (checked when reading), and its length fits: years ≤ 9998.
+        self.first_year + i16::try_from(self.years.len()).unwrap_or(1) - 1
+    }
+
+    /// Whether the calendar knows this date.
+    pub fn covers(&self, d: Date) -> bool {
+        self.table(d).is_some()
+    }
+
+    /// Whether `d` is a working day.
+    pub fn is_workday(&self, d: Date) -> Result<bool, CalendarError> {
+        let (t, idx) = self.locate(d)?;
+        Ok(t.is_set(idx))
+    }
+
+    /// The name of the public holiday `d` falls in (`春节`, `国庆节` ...), if any.
+    pub fn holiday(&self, d: Date) -> Result<Option<&str>, CalendarError> {
+        let (t, _) = self.locate(d)?;
+        let doy = d.day_of_year();
+        Ok(t.holidays
+            .iter()
+            .find(|(f, l, _)| *f <= doy && doy <= *l)
+            .map(|(_, _, n)| n.as_str()))
+    }
+
+    /// The date n working days after d; the day d itself is not counted, the first working day
+    /// after it is day 1. n = 0 returns d. `d` must be covered by the calendar (even for n = 0),
+    /// and so must the result.
+    pub fn add_working_days(&self, d: Date, n: u32) -> Result<Date, CalendarError> {
+        let start = self.cumulative(d)?;
+        if n == 0 {
+            return Ok(d);
+        }
+        let target = u64::from(start) + u64::from(n);
+        // The year holding the target-th working day: the last year whose `before` < target.
+        let k = self.years.partition_point(|t| u64::from(t.before) < target);
+        let Some(k) = k.checked_sub(1) else {
+            return Err(self.past_end());
+        };
+        let Some(t) = self.years.get(k) else {
+            return Err(self.past_end());
+        };
+        let within = target - u64::from(t.before);
+        if within > u64::from(t.total()) {
+            return Err(self.past_end());
+        }
+        // Smallest i with prefix[i] >= within: day-of-year i is that working day.
+        let i = t.prefix.partition_point(|&c| u64::from(c) < within);
+        let year = self.first_year + i16::try_from(k).map_err(|_| self.past_end())?;
+        Date::new(year, 1, 1)
+            .and_then(|jan1| {
+                jan1.checked_add(i64::try_from(i).unwrap_or(0).saturating_sub(1).days())
+            })
+            .map_err(|_| self.past_end())
+    }
+
+    /// Number of working days in (from, to]; 0 when to <= from. Both dates must be covered.
+    pub fn working_days_between(&self, from: Date, to: Date) -> Result<u32, CalendarError> {
+        let a = self.cumulative(from)?;
+        let b = self.cumulative(to)?;
+        Ok(b.saturating_sub(a))
+    }
+
+    /// Working days from the calendar's first day through `d`, inclusive.
+    fn cumulative(&self, d: Date) -> Result<u32, CalendarError> {
+        let (t, idx) = self.locate(d)?;
+        let within = t.prefix.get(idx + 1).copied().unwrap_or(0);
+        Ok(t.before + u32::from(within))
+    }
+
+    fn table(&self, d: Date) -> Option<&YearTable> {
+        let k = usize::try_from(d.year().checked_sub(self.first_year)?).ok()?;
+        self.years.get(k)
+    }
+
+    /// The year table of `d` and the 0-based day index of `d` in it.
+    fn locate(&self, d: Date) -> Result<(&YearTable, usize), CalendarError> {
+        let t = self.table(d).ok_or_else(|| self.out_of_range(d))?;
+        let idx = usize::try_from(d.day_of_year() - 1).map_err(|_| self.out_of_range(d))?;
+        if idx >= t.days() {
+            return Err(self.out_of_range(d));
+        }
+        Ok((t, idx))
+    }
+
+    fn out_of_range(&self, date: Date) -> CalendarError {
+        CalendarError::OutOfRange {
+            date,
+            calendar: self.id.clone(),
+            first_year: self.first_year,
+            last_year: self.last_year(),
+        }
+    }
+
+    /// A count ran past the last covered day: the error names the first day not covered.
+    fn past_end(&self) -> CalendarError {
+        let date = Date::new(self.last_year().saturating_add(1), 1, 1).unwrap_or(Date::MAX);
+        self.out_of_range(date)
+    }
+}
+
+/// Builds one year's table; `None` only for a year jiff cannot represent.
+fn build_year(
+    year: i16,
+    holidays: &[(Date, Date, String)],
+    workdays: &[Date],
+    before: u32,
+) -> Option<YearTable> {
+    let jan1 = Date::new(year, 1, 1).ok()?;
+    let days = usize::try_from(jan1.days_in_year()).ok()?;
+    let mut work = vec![false; days];
+    let mut d = jan1;
+    for slot in work.iter_mut() {
+        *slot = !is_weekend(d);
+        d = d.tomorrow().unwrap_or(d);
+    }
+    let mut named = Vec::with_capacity(holidays.len());
+    for (from, to, name) in holidays {
+        let (f, l) = (from.day_of_year(), to.day_of_year());
+        for doy in f..=l {
+            if let Some(slot) = usize::try_from(doy - 1).ok().and_then(|i| work.get_mut(i)) {
+                *slot = false;
+            }
+        }
+        named.push((f, l, name.clone()));
+    }
+    for w in workdays {
+        if let Some(slot) = usize::try_from(w.day_of_year() - 1)
+            .ok()
+            .and_then(|i| work.get_mut(i))
+        {
+            *slot = true;
+        }
+    }
+    let mut bits = [0u64; 6];
+    let mut prefix = Vec::with_capacity(days + 1);
+    prefix.push(0u16);
+    let mut count = 0u16;
+    for (i, &w) in work.iter().enumerate() {
+        if w {
+            if let Some(word) = bits.get_mut(i / 64) {
+                *word |= 1u64 << (i % 64);
+            }
+            count += 1;
+        }
+        prefix.push(count);
+    }
+    Some(YearTable {
+        bits,
+        prefix,
+        before,
+        holidays: named,
+    })
+}
+
+/// The local (China, UTC+08:00) date of an instant.
+pub fn local_date(ts: Timestamp) -> Date {
+    CHINA.to_datetime(ts).date()
+}
+
+/// The local (China, UTC+08:00) date and time of an instant.
+pub fn local_datetime(ts: Timestamp) -> DateTime {
+    CHINA.to_datetime(ts)
+}
+
+/// The instant a local date ends (00:00 of the next day, +08:00). Saturates at the end of
+/// representable time.
+pub fn end_of_day(d: Date) -> Timestamp {
+    d.tomorrow()
+        .ok()
+        .and_then(|n| {
+            CHINA
+                .to_timestamp(n.to_datetime(jiff::civil::Time::midnight()))
+                .ok()
+        })
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// The instant a local date begins (00:00, +08:00). Saturates at the start of representable time.
+pub fn start_of_day(d: Date) -> Timestamp {
+    CHINA
+        .to_timestamp(d.to_datetime(jiff::civil::Time::midnight()))
+        .unwrap_or(Timestamp::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::civil::date;
+
+    const CN: &str = include_str!("../../workflows/calendars/cn-mainland.yaml");
+
+    fn cn() -> Calendar {
+        match Calendar::from_yaml("cn-mainland", CN) {
+            Ok(c) => c,
+            Err(d) => panic!("cn-mainland.yaml does not read: {d:#?}"),
+        }
+    }
+
+    fn codes(src: &str) -> Vec<(&'static str, u32)> {
+        match Calendar::from_yaml("t", src) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.iter().map(|d| (d.code, d.line)).collect(),
+        }
+    }
+
+    #[test]
+    fn shipped_calendar_reads() {
+        let c = cn();
+        assert_eq!(c.id(), "cn-mainland");
+        assert_eq!((c.first_year(), c.last_year()), (2025, 2026));
+        assert!(c.covers(date(2025, 1, 1)));
+        assert!(c.covers(date(2026, 12, 31)));
+        assert!(!c.covers(date(2024, 12, 31)));
+        assert!(!c.covers(date(2027, 1, 1)));
+    }
+
+    #[test]
+    fn workdays_and_holidays() {
+        let c = cn();
+        let w = |y, m, d| c.is_workday(date(y, m, d)).expect("covered");
+        assert!(w(2026, 1, 4), "Sunday make-up day for 元旦");
+        assert!(!w(2026, 10, 1));
+        assert!(!w(2026, 1, 1));
+        assert!(!w(2026, 1, 2), "Friday inside 元旦");
+        assert!(w(2026, 2, 14), "Saturday make-up day before 春节");
+        assert!(w(2026, 2, 28));
+        assert!(!w(2026, 2, 23), "Monday inside 春节");
+        assert!(w(2025, 1, 26));
+        assert!(w(2025, 2, 8));
+        assert!(w(2025, 4, 27));
+        assert!(w(2025, 9, 28));
+        assert!(w(2025, 10, 11));
+        assert!(!w(2025, 10, 8));
+        assert!(w(2025, 10, 9));
+        assert!(!w(2025, 6, 2));
+        assert!(w(2026, 5, 9));
+        assert!(w(2026, 9, 20));
+        assert!(w(2026, 10, 10));
+        assert!(!w(2026, 9, 25), "Friday 中秋");
+        assert!(!w(2026, 6, 19), "Friday 端午");
+        assert!(!w(2026, 4, 6), "Monday 清明");
+        assert!(!w(2026, 3, 7), "ordinary Saturday");
+        assert!(w(2026, 3, 9), "ordinary Monday");
+        assert_eq!(c.holiday(date(2025, 10, 6)), Ok(Some("国庆节、中秋节")));
+        assert_eq!(c.holiday(date(2026, 2, 16)), Ok(Some("春节")));
+        assert_eq!(c.holiday(date(2026, 2, 14)), Ok(None));
+    }
+
+    #[test]
+    fn adding_working_days() {
+        let c = cn();
+        let add = |d: Date, n| c.add_working_days(d, n).expect("covered");
+        assert_eq!(add(date(2026, 2, 13), 1), date(2026, 2, 14));
+        assert_eq!(add(date(2026, 2, 14), 1), date(2026, 2, 24));
+        assert_eq!(add(date(2025, 9, 30), 1), date(2025, 10, 9));
+        assert_eq!(add(date(2026, 9, 30), 1), date(2026, 10, 8));
+        assert_eq!(add(date(2026, 9, 30), 0), date(2026, 9, 30));
+        assert_eq!(
+            add(date(2026, 10, 3), 0),
+            date(2026, 10, 3),
+            "n = 0 keeps a holiday"
+        );
+        // Across New Year: Wed 2025-12-31 → 2026-01-01..03 off, Sun 01-04 worked.
+        assert_eq!(add(date(2025, 12, 31), 1), date(2026, 1, 4));
+        assert_eq!(add(date(2025, 12, 31), 2), date(2026, 1, 5));
+        // 20 working days from a Friday in 2026 (no holiday between).
+        assert_eq!(add(date(2026, 3, 6), 20), date(2026, 4, 3));
+        // Last working day of the calendar, then one beyond.
+        assert_eq!(add(date(2026, 12, 30), 1), date(2026, 12, 31));
+        assert!(matches!(
+            c.add_working_days(date(2026, 12, 31), 1),
+            Err(CalendarError::OutOfRange { date: d, .. }) if d == date(2027, 1, 1)
+        ));
+    }
+
+    #[test]
+    fn counting_between() {
+        let c = cn();
+        let n = |a: Date, b: Date| c.working_days_between(a, b).expect("covered");
+        assert_eq!(n(date(2025, 9, 30), date(2025, 10, 9)), 1);
+        assert_eq!(n(date(2025, 9, 30), date(2025, 10, 8)), 0);
+        assert_eq!(n(date(2026, 3, 6), date(2026, 4, 3)), 20);
+        assert_eq!(n(date(2026, 4, 3), date(2026, 3, 6)), 0);
+        assert_eq!(n(date(2026, 4, 3), date(2026, 4, 3)), 0);
+        // Totals by hand: 261 weekdays - 18 (2025) or 19 (2026) weekday holidays + 5 or 6 make-up days.
+        assert_eq!(n(date(2025, 1, 1), date(2025, 12, 31)), 248);
+        assert_eq!(n(date(2025, 12, 31), date(2026, 12, 31)), 248);
+    }
+
+    #[test]
+    fn outside_the_years_is_an_error() {
+        let c = cn();
+        let e = c.is_workday(date(2024, 12, 31)).expect_err("2024");
+        assert_eq!(
+            e,
+            CalendarError::OutOfRange {
+                date: date(2024, 12, 31),
+                calendar: "cn-mainland".into(),
+                first_year: 2025,
+                last_year: 2026
+            }
+        );
+        assert!(e.to_string().contains("2024-12-31"), "{e}");
+        assert!(e.to_string().contains("2025-2026"), "{e}");
+        assert!(c.is_workday(date(2027, 1, 4)).is_err());
+        assert!(c.add_working_days(date(2024, 12, 31), 0).is_err());
+        assert!(c.add_working_days(date(2026, 12, 1), 40).is_err());
+        assert!(
+            c.working_days_between(date(2026, 1, 1), date(2027, 1, 2))
+                .is_err()
+        );
+        assert!(c.holiday(date(2027, 10, 1)).is_err());
+    }
+
+    #[test]
+    fn local_time_is_utc_plus_8() {
+        let ts: Timestamp = "2026-02-13T16:00:00Z".parse().expect("ts");
+        assert_eq!(local_date(ts), date(2026, 2, 14));
+        let ts: Timestamp = "2026-02-13T15:59:59Z".parse().expect("ts");
+        assert_eq!(local_date(ts), date(2026, 2, 13));
+        assert_eq!(local_datetime(ts).hour(), 23);
+        assert_eq!(
+            end_of_day(date(2026, 2, 13)),
+            "2026-02-13T16:00:00Z".parse::<Timestamp>().expect("ts")
+        );
+        assert_eq!(
+            start_of_day(date(2026, 2, 13)),
+            "2026-02-12T16:00:00Z".parse::<Timestamp>().expect("ts")
+        );
+        assert_eq!(end_of_day(Date::MAX), Timestamp::MAX);
+    }
+
+    #[test]
+    fn bad_files_are_located() {
+        // Syntax.
+        assert_eq!(codes("years: [\n").first().map(|c| c.0), Some("C001"));
+        assert_eq!(
+            codes("years:\n  - year: 2026\n    holidys: []\n")
+                .first()
+                .map(|c| c.0),
+            Some("C001")
+        );
+        // No years.
+        assert_eq!(codes("years: []\n"), vec![("C009", 1)]);
+        // Bad date, twice in one file: both reported.
+        let src = "years:\n  - year: 2026\n    holidays:\n      - { name: A, date: 2026-02-30 }\n      - { name: B, from: 2026-13-01, to: 2026-13-02 }\n";
+        assert_eq!(codes(src), vec![("C002", 4), ("C002", 5), ("C002", 5)]);
+        // Holiday outside its year.
+        let src = "years:\n  - year: 2026\n    holidays:\n      - name: 元旦\n        from: 2025-12-31\n        to: 2026-01-01\n";
+        assert_eq!(codes(src), vec![("C003", 5)]);
+        // Range backwards.
+        let src = "years:\n  - year: 2026\n    holidays:\n      - name: X\n        from: 2026-05-05\n        to: 2026-05-01\n";
+        assert_eq!(codes(src), vec![("C004", 6)]);
+        // Overlap.
+        let src = "years:\n  - year: 2026\n    holidays:\n      - { name: A, from: 2026-05-01, to: 2026-05-05 }\n      - { name: B, date: 2026-05-05 }\n";
+        assert_eq!(codes(src), vec![("C005", 5)]);
+        // Make-up day not a weekend (2026-01-05 is a Monday), outside its year, inside a holiday, twice.
+        let src = "years:\n  - year: 2026\n    holidays:\n      - { name: A, from: 2026-10-01, to: 2026-10-07 }\n    workdays:\n      - { date: 2026-01-05 }\n      - { date: 2027-01-02 }\n      - { date: 2026-10-03 }\n      - { date: 2026-10-10 }\n      - { date: 2026-10-10 }\n";
+        assert_eq!(
+            codes(src),
+            vec![("C006", 6), ("C003", 7), ("C007", 8), ("C007", 10)]
+        );
+        // Years twice, not consecutive, unsupported.
+        let src = "years:\n  - year: 2025\n  - year: 2025\n  - year: 2027\n  - year: 99999\n";
+        assert_eq!(codes(src), vec![("C008", 3), ("C010", 5), ("C011", 4)]);
+        // Holiday with both forms, or none.
+        let src = "years:\n  - year: 2026\n    holidays:\n      - { name: A, date: 2026-05-01, from: 2026-05-01 }\n      - { name: B }\n";
+        assert_eq!(codes(src), vec![("C012", 4), ("C012", 5)]);
+    }
+
+    #[test]
+    fn rendering_a_calendar_diagnostic() {
+        let src =
+            "years:\n  - year: 2026\n    workdays:\n      - { date: 2026-01-05, for: 元旦 }\n";
+        let d = Calendar::from_yaml("t", src).expect_err("weekday make-up");
+        let text = d[0].render("t.yaml", src);
+        assert!(text.starts_with("t.yaml:4:"), "{text}");
+        assert!(text.contains("error[C006]"), "{text}");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn add_then_count_round_trips(offset in 0i64..730, n in 0u32..200) {
+                let c = cn();
+                let d = date(2025, 1, 1).checked_add(offset.days()).expect("in range");
+                match c.add_working_days(d, n) {
+                    Ok(r) => {
+                        prop_assert!(r >= d);
+                        prop_assert_eq!(c.working_days_between(d, r), Ok(n));
+                        if n > 0 {
+                            prop_assert_eq!(c.is_workday(r), Ok(true));
+                            // No earlier date already has n working days.
+                            let before = r.yesterday().expect("in range");
+                            prop_assert!(c.working_days_between(d, before).expect("covered") < n);
+                        }
+                    }
+                    Err(CalendarError::OutOfRange { date, .. }) => {
+                        prop_assert_eq!(date, jiff::civil::date(2027, 1, 1));
+                        prop_assert!(c.working_days_between(d, jiff::civil::date(2026, 12, 31)).expect("covered") < n);
+                    }
+                }
+            }
+
+            #[test]
+            fn counting_matches_a_day_by_day_walk(a in 0i64..730, len in 0i64..60) {
+                let c = cn();
+                let from = date(2025, 1, 1).checked_add(a.days()).expect("in range");
+                let to = from.checked_add(len.days()).expect("in range");
+                prop_assume!(c.covers(to));
+                let mut walk = 0u32;
+                let mut d = from;
+                while d < to {
+                    d = d.tomorrow().expect("in range");
+                    if c.is_workday(d).expect("covered") { walk += 1; }
+                }
+                prop_assert_eq!(c.working_days_between(from, to), Ok(walk));
+            }
+        }
+    }
+}

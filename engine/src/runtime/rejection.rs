@@ -1,0 +1,138 @@
+//! Why a command is refused. Each variant says what is wrong in the domain's terms; `code()` is
+//! the stable snake_case name the API and scenarios use (`expect_error: not_assigned`).
+
+use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
+
+use crate::calendar::CalendarError;
+use crate::model::Action;
+
+use super::event::{TaskId, TimerId};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Rejection {
+    #[error("the instance has not started")]
+    NotStarted,
+    #[error("the instance has already started")]
+    AlreadyStarted,
+    #[error("the instance has ended; nothing more can be done on it")]
+    InstanceEnded,
+    #[error("project field `{field}`: {reason}")]
+    InvalidProject { field: SmolStr, reason: String },
+    #[error("unknown green channel `{channel}`")]
+    UnknownChannel { channel: SmolStr },
+    #[error("there is no task {task}")]
+    UnknownTask { task: TaskId },
+    #[error("task {task} is not open (it was decided or cancelled)")]
+    TaskNotOpen { task: TaskId },
+    #[error("task {task} has already been decided")]
+    AlreadyDecided { task: TaskId },
+    #[error("`{actor}` is not assigned to task {task}")]
+    NotAssigned { task: TaskId, actor: SmolStr },
+    #[error("task {task} is already claimed by `{by}`")]
+    AlreadyClaimed { task: TaskId, by: SmolStr },
+    #[error("`{action:?}` is not allowed on node `{node}`")]
+    ActionNotAllowed { node: SmolStr, action: Action },
+    #[error("this command does not apply to this kind of task: {reason}")]
+    WrongTaskKind { task: TaskId, reason: String },
+    #[error("`{to}` is not an earlier node this step may reject back to (allowed: {allowed:?})")]
+    NotEarlierNode { to: SmolStr, allowed: Vec<SmolStr> },
+    #[error("material `{material}` is red-line (红线) and can never be waived")]
+    MaterialIsRedLine { material: SmolStr },
+    #[error("material `{material}` is not waivable on this step")]
+    MaterialNotWaivable { material: SmolStr },
+    #[error("nothing to waive: name at least one material")]
+    NothingWaived,
+    #[error("no open promise or 补正 request is waiting for material `{material}`")]
+    MaterialNotExpected { material: SmolStr },
+    #[error("the commitment limit {asked} exceeds the rule's {rule}")]
+    LimitExceedsRule { asked: String, rule: String },
+    #[error("limit `{limit}`: {reason}")]
+    BadLimit { limit: String, reason: String },
+    #[error("stage `{stage}` cannot close: required element `{element}` is missing and may not be carried")]
+    StageCannotClose { stage: SmolStr, element: SmolStr },
+    #[error("unknown element `{element}`")]
+    UnknownElement { element: SmolStr },
+    #[error("element `{element}`: {reason}")]
+    InvalidElement { element: SmolStr, reason: String },
+    #[error("`{actor}` may not {what}")]
+    NotAuthorised { actor: SmolStr, what: String },
+    #[error("a reason is required")]
+    ReasonRequired,
+    #[error("the case is with the applicant for 补正; decisions wait until they resubmit")]
+    WithApplicant,
+    #[error("the case is not waiting on the applicant")]
+    NotWithApplicant,
+    #[error("task {task} is suspended; resume it first")]
+    Suspended { task: TaskId },
+    #[error("task {task} is not suspended")]
+    NotSuspended { task: TaskId },
+    #[error("task {task} has no limit to extend")]
+    NoLimit { task: TaskId },
+    #[error("co-signers of task {task} are still open")]
+    CosignersOpen { task: TaskId },
+    #[error("`{user}` already co-signs task {task}")]
+    AlreadyCosigner { task: TaskId, user: SmolStr },
+    #[error("timer {timer} is not due until {due}")]
+    TimerNotDue { timer: TimerId, due: String },
+    #[error("the assignee rule of node `{node}` failed: {reason}")]
+    AssigneeRule { node: SmolStr, reason: String },
+    #[error("gateway `{node}` has no route for this project")]
+    NoRoute { node: SmolStr },
+    #[error("{0}")]
+    OutsideCalendar(String),
+    /// A definition/state mismatch the validator should have made impossible.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Rejection {
+    /// The stable code of the variant (`not_assigned`, `material_is_red_line` ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::NotStarted => "not_started",
+            Rejection::AlreadyStarted => "already_started",
+            Rejection::InstanceEnded => "instance_ended",
+            Rejection::InvalidProject { .. } => "invalid_project",
+            Rejection::UnknownChannel { .. } => "unknown_channel",
+            Rejection::UnknownTask { .. } => "unknown_task",
+            Rejection::TaskNotOpen { .. } => "task_not_open",
+            Rejection::AlreadyDecided { .. } => "already_decided",
+            Rejection::NotAssigned { .. } => "not_assigned",
+            Rejection::AlreadyClaimed { .. } => "already_claimed",
+            Rejection::ActionNotAllowed { .. } => "action_not_allowed",
+            Rejection::WrongTaskKind { .. } => "wrong_task_kind",
+            Rejection::NotEarlierNode { .. } => "not_earlier_node",
+            Rejection::MaterialIsRedLine { .. } => "material_is_red_line",
+            Rejection::MaterialNotWaivable { .. } => "material_not_waivable",
+            Rejection::NothingWaived => "nothing_waived",
+            Rejection::MaterialNotExpected { .. } => "material_not_expected",
+            Rejection::LimitExceedsRule { .. } => "limit_exceeds_rule",
+            Rejection::BadLimit { .. } => "bad_limit",
+            Rejection::StageCannotClose { .. } => "stage_cannot_close",
+            Rejection::UnknownElement { .. } => "unknown_element",
+            Rejection::InvalidElement { .. } => "invalid_element",
+            Rejection::NotAuthorised { .. } => "not_authorised",
+            Rejection::ReasonRequired => "reason_required",
+            Rejection::WithApplicant => "with_applicant",
+            Rejection::NotWithApplicant => "not_with_applicant",
+            Rejection::Suspended { .. } => "suspended",
+            Rejection::NotSuspended { .. } => "not_suspended",
+            Rejection::NoLimit { .. } => "no_limit",
+            Rejection::CosignersOpen { .. } => "cosigners_open",
+            Rejection::AlreadyCosigner { .. } => "already_cosigner",
+            Rejection::TimerNotDue { .. } => "timer_not_due",
+            Rejection::AssigneeRule { .. } => "assignee_rule",
+            Rejection::NoRoute { .. } => "no_route",
+            Rejection::OutsideCalendar(_) => "outside_calendar",
+            Rejection::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<CalendarError> for Rejection {
+    fn from(e: CalendarError) -> Self {
+        Rejection::OutsideCalendar(e.to_string())
+    }
+}

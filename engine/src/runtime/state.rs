@@ -1,0 +1,637 @@
+//! The state of one instance: the fold of its events.
+//!
+//! Everything here is derived from events by [`apply`] alone; no field is set anywhere else. The
+//! state keeps node ids (strings), never graph indices, so a stored state means the same after
+//! recompiling. Closed tasks, steps and stage visits stay in their lists (ids are indices), which
+//! is what lets a second approve of a task say "already decided" rather than "unknown task".
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
+
+use crate::compile::Party;
+use crate::model::Outcome;
+
+use super::clock::{Clock, Colour};
+use super::event::{
+    CancelReason, ClockRef, Decision, Event, OpenedTask, OutstandingId, PreApprovalId, PromiseId,
+    StageVisitId, StepId, TaskId, TaskKind, Timer, TimerId,
+};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    #[default]
+    NotStarted,
+    Running,
+    Ended,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Open,
+    Decided,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    #[serde(flatten)]
+    pub spec: OpenedTask,
+    pub status: TaskStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<SmolStr>,
+    /// The 驳回 target of a reject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_to: Option<SmolStr>,
+    /// The instance version at which the task was decided (orders decisions).
+    #[serde(default)]
+    pub decided_seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled: Option<CancelReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<SmolStr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegates: Vec<SmolStr>,
+    #[serde(default)]
+    pub suspended: bool,
+    /// Co-signers' tasks (加签) of this task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cosigners: Vec<TaskId>,
+}
+
+impl Task {
+    pub fn is_open(&self) -> bool {
+        self.status == TaskStatus::Open
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Open,
+    Approved,
+    Rejected,
+}
+
+/// One opening (round) of a parallel step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub id: StepId,
+    pub node: SmolStr,
+    pub round: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead: Option<SmolStr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<Clock>,
+    pub status: StepStatus,
+    /// The branch tasks of this round.
+    pub tasks: Vec<TaskId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreApproval {
+    pub id: PreApprovalId,
+    pub task: TaskId,
+    pub node: SmolStr,
+    pub materials: Vec<SmolStr>,
+    pub by: SmolStr,
+    /// Turned into a formal approval (every promise verified).
+    pub formal: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromiseStatus {
+    /// Waiting for the applicant to supply the material.
+    Open,
+    /// Supplied; a verification task checks it.
+    Supplied,
+    Verified,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promise {
+    pub id: PromiseId,
+    pub pre: PreApprovalId,
+    pub material: SmolStr,
+    pub clock: Clock,
+    pub status: PromiseStatus,
+    #[serde(default)]
+    pub breached: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_task: Option<TaskId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    Open,
+    Closed,
+    /// Left backwards by a 驳回.
+    Left,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageVisit {
+    pub id: StageVisitId,
+    pub stage: SmolStr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<Clock>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub element_clocks: Vec<(SmolStr, Clock)>,
+    pub status: StageStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedElement {
+    pub element: SmolStr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<StageVisitId>,
+    pub by: SmolStr,
+    pub fields: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outstanding {
+    pub id: OutstandingId,
+    pub stage: SmolStr,
+    pub element: SmolStr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<Clock>,
+    pub resolved: bool,
+}
+
+/// A 补正 in progress: the case is with the applicant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Returned {
+    pub task: TaskId,
+    pub by: SmolStr,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub materials: Vec<SmolStr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supplied: Vec<SmolStr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<ClockRef>,
+}
+
+/// The fold of an instance's events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceState {
+    /// Number of events applied (the optimistic-concurrency version).
+    pub version: u64,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    #[serde(default)]
+    pub workflow: SmolStr,
+    #[serde(default)]
+    pub applicant: SmolStr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(default)]
+    pub project: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<SmolStr>,
+    #[serde(default)]
+    pub priority: i32,
+    /// The node the flow is at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<SmolStr>,
+    /// The flow reached an end with this outcome (the instance may still wait on promises).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_end: Option<Outcome>,
+    #[serde(default)]
+    pub tasks: Vec<Task>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    #[serde(default)]
+    pub pre_approvals: Vec<PreApproval>,
+    #[serde(default)]
+    pub promises: Vec<Promise>,
+    #[serde(default)]
+    pub stages: Vec<StageVisit>,
+    #[serde(default)]
+    pub elements: Vec<AttachedElement>,
+    #[serde(default)]
+    pub outstanding: Vec<Outstanding>,
+    /// Armed timers (not yet fired or cancelled).
+    #[serde(default)]
+    pub timers: Vec<Timer>,
+    #[serde(default)]
+    pub next_timer: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returned: Option<Returned>,
+    /// Materials supplied outside promises (during a 补正).
+    #[serde(default)]
+    pub supplied: Vec<SmolStr>,
+    /// Tasks on the leader's supervision list (挂牌督办).
+    #[serde(default)]
+    pub supervised: Vec<TaskId>,
+    /// Credit marks (信用记录) recorded against the applicant.
+    #[serde(default)]
+    pub credit_marks: Vec<(PromiseId, SmolStr)>,
+}
+
+impl InstanceState {
+    pub fn task(&self, id: TaskId) -> Option<&Task> {
+        self.tasks.get(id.ix())
+    }
+
+    pub fn step(&self, id: StepId) -> Option<&Step> {
+        self.steps.get(id.ix())
+    }
+
+    pub fn promise(&self, id: PromiseId) -> Option<&Promise> {
+        self.promises.get(id.ix())
+    }
+
+    /// The open stage visit, if any.
+    pub fn current_stage(&self) -> Option<&StageVisit> {
+        self.stages
+            .last()
+            .filter(|s| s.status == StageStatus::Open)
+    }
+
+    pub fn open_tasks(&self) -> impl Iterator<Item = &Task> {
+        self.tasks.iter().filter(|t| t.is_open())
+    }
+
+    pub fn timer(&self, id: TimerId) -> Option<&Timer> {
+        self.timers.iter().find(|t| t.id == id)
+    }
+
+    /// The clock a reference names.
+    pub fn clock(&self, r: &ClockRef) -> Option<&Clock> {
+        match r {
+            ClockRef::Task(t) => self.tasks.get(t.ix()).and_then(|t| t.spec.clock.as_ref()),
+            ClockRef::Step(s) => self.steps.get(s.ix()).and_then(|s| s.clock.as_ref()),
+            ClockRef::Promise(p) => self.promises.get(p.ix()).map(|p| &p.clock),
+            ClockRef::Stage(v) => self.stages.get(v.ix()).and_then(|s| s.clock.as_ref()),
+            ClockRef::Element { stage, element } => self
+                .stages
+                .get(stage.ix())
+                .and_then(|s| s.element_clocks.iter().find(|(e, _)| e == element))
+                .map(|(_, c)| c),
+            ClockRef::Outstanding(o) => self.outstanding.get(o.ix()).and_then(|o| o.clock.as_ref()),
+        }
+    }
+
+    fn clock_mut(&mut self, r: &ClockRef) -> Option<&mut Clock> {
+        match r {
+            ClockRef::Task(t) => self
+                .tasks
+                .get_mut(t.ix())
+                .and_then(|t| t.spec.clock.as_mut()),
+            ClockRef::Step(s) => self.steps.get_mut(s.ix()).and_then(|s| s.clock.as_mut()),
+            ClockRef::Promise(p) => self.promises.get_mut(p.ix()).map(|p| &mut p.clock),
+            ClockRef::Stage(v) => self.stages.get_mut(v.ix()).and_then(|s| s.clock.as_mut()),
+            ClockRef::Element { stage, element } => self
+                .stages
+                .get_mut(stage.ix())
+                .and_then(|s| s.element_clocks.iter_mut().find(|(e, _)| e == element))
+                .map(|(_, c)| c),
+            ClockRef::Outstanding(o) => self
+                .outstanding
+                .get_mut(o.ix())
+                .and_then(|o| o.clock.as_mut()),
+        }
+    }
+}
+
+/// Applies one event in place. Total: an event that does not fit the state (which `decide`
+/// never produces) changes nothing but the version, rather than panicking.
+pub fn apply(s: &mut InstanceState, e: &Event) {
+    s.version += 1;
+    match e {
+        Event::InstanceStarted {
+            workflow,
+            by,
+            at,
+            project,
+        } => {
+            s.status = Status::Running;
+            // Room for a typical instance, so the first commands do not regrow the lists.
+            s.tasks.reserve(8);
+            s.timers.reserve(16);
+            s.workflow = workflow.clone();
+            s.applicant = by.clone();
+            s.started_at = Some(*at);
+            s.project = project.clone();
+        }
+        Event::ChannelChosen {
+            channel, priority, ..
+        } => {
+            s.channel = Some(channel.clone());
+            s.priority = *priority;
+        }
+        Event::NodeEntered { node } => s.at = Some(node.clone()),
+        Event::NodeSkipped { .. } => {}
+        Event::StageEntered {
+            visit,
+            stage,
+            clock,
+            element_clocks,
+        } => s.stages.push(StageVisit {
+            id: *visit,
+            stage: stage.clone(),
+            clock: clock.clone(),
+            element_clocks: element_clocks.clone(),
+            status: StageStatus::Open,
+        }),
+        Event::StageClosed { visit } => {
+            if let Some(v) = s.stages.get_mut(visit.ix()) {
+                v.status = StageStatus::Closed;
+            }
+        }
+        Event::StageLeft { visit } => {
+            if let Some(v) = s.stages.get_mut(visit.ix()) {
+                v.status = StageStatus::Left;
+            }
+        }
+        Event::ElementAttached {
+            element,
+            stage,
+            by,
+            fields,
+        } => s.elements.push(AttachedElement {
+            element: element.clone(),
+            stage: *stage,
+            by: by.clone(),
+            fields: fields.clone(),
+        }),
+        Event::OutstandingCarried {
+            item,
+            stage,
+            element,
+            clock,
+        } => s.outstanding.push(Outstanding {
+            id: *item,
+            stage: stage.clone(),
+            element: element.clone(),
+            clock: clock.clone(),
+            resolved: false,
+        }),
+        Event::OutstandingResolved { item } => {
+            if let Some(o) = s.outstanding.get_mut(item.ix()) {
+                o.resolved = true;
+            }
+        }
+        Event::TaskOpened(spec) => {
+            let id = spec.task;
+            if spec.kind == TaskKind::Work
+                && let Some(step) = spec.step.and_then(|st| s.steps.get_mut(st.ix()))
+            {
+                step.tasks.push(id);
+            }
+            if let Some(p) = spec.parent.and_then(|p| s.tasks.get_mut(p.ix())) {
+                p.cosigners.push(id);
+            }
+            if let Some(p) = spec.promise.and_then(|p| s.promises.get_mut(p.ix())) {
+                p.verify_task = Some(id);
+            }
+            s.tasks.push(Task {
+                spec: spec.clone(),
+                status: TaskStatus::Open,
+                decision: None,
+                decided_by: None,
+                reject_to: None,
+                decided_seq: 0,
+                cancelled: None,
+                claimed_by: None,
+                delegates: Vec::new(),
+                suspended: false,
+                cosigners: Vec::new(),
+            });
+        }
+        Event::TaskClaimed { task, by } => {
+            if let Some(t) = s.tasks.get_mut(task.ix()) {
+                t.claimed_by = Some(by.clone());
+            }
+        }
+        Event::TaskDelegated {
+            task, to, transfer, ..
+        } => {
+            if let Some(t) = s.tasks.get_mut(task.ix()) {
+                if *transfer {
+                    t.spec.assignment = Party::User(to.clone());
+                    t.claimed_by = None;
+                    t.delegates.clear();
+                } else if !t.delegates.contains(to) {
+                    t.delegates.push(to.clone());
+                }
+            }
+        }
+        Event::TaskDecided {
+            task,
+            decision,
+            by,
+            to,
+            ..
+        } => {
+            let seq = s.version;
+            if let Some(t) = s.tasks.get_mut(task.ix()) {
+                t.status = TaskStatus::Decided;
+                t.decision = Some(*decision);
+                t.decided_by = Some(by.clone());
+                t.reject_to = to.clone();
+                t.decided_seq = seq;
+            }
+        }
+        Event::TaskCancelled { task, reason } => {
+            let mut promise = None;
+            if let Some(t) = s.tasks.get_mut(task.ix()) {
+                t.status = TaskStatus::Cancelled;
+                t.cancelled = Some(*reason);
+                promise = t.spec.promise;
+            }
+            // A cancelled verification sends its promise back to waiting for the material.
+            if let Some(p) = promise.and_then(|p| s.promises.get_mut(p.ix()))
+                && p.verify_task == Some(*task)
+            {
+                p.verify_task = None;
+                if p.status == PromiseStatus::Supplied {
+                    p.status = PromiseStatus::Open;
+                }
+            }
+        }
+        Event::ReturnedToApplicant {
+            task,
+            by,
+            reason,
+            materials,
+            held,
+        } => {
+            s.returned = Some(Returned {
+                task: *task,
+                by: by.clone(),
+                reason: reason.clone(),
+                materials: materials.clone(),
+                supplied: Vec::new(),
+                held: held.clone(),
+            })
+        }
+        Event::ApplicantResubmitted { .. } => s.returned = None,
+        Event::Suspended { task, .. } => {
+            if let Some(t) = s.tasks.get_mut(task.ix()) {
+                t.suspended = true;
+            }
+        }
+        Event::Resumed { task, .. } => {
+            if let Some(t) = s.tasks.get_mut(task.ix()) {
+                t.suspended = false;
+            }
+        }
+        Event::ClockStopped { target, used } => {
+            if let Some(c) = s.clock_mut(target) {
+                c.holds = c.holds.saturating_add(1);
+                if c.running_since.is_some() {
+                    c.used = *used;
+                    c.running_since = None;
+                }
+            }
+        }
+        Event::ClockResumed { target, at } => {
+            if let Some(c) = s.clock_mut(target) {
+                c.holds = c.holds.saturating_sub(1);
+                if c.holds == 0 && c.running_since.is_none() {
+                    c.running_since = Some(*at);
+                }
+            }
+        }
+        Event::LimitExtended { target, amount, .. } => {
+            if let Some(c) = s.clock_mut(target) {
+                c.extended = c.extended.saturating_add(*amount);
+                c.yellow_warned = false;
+                c.red_warned = false;
+            }
+        }
+        Event::StepOpened {
+            step,
+            node,
+            round,
+            lead,
+            clock,
+        } => s.steps.push(Step {
+            id: *step,
+            node: node.clone(),
+            round: *round,
+            lead: lead.clone(),
+            clock: clock.clone(),
+            status: StepStatus::Open,
+            tasks: Vec::new(),
+        }),
+        Event::JoinFired { step, approved, .. } => {
+            if let Some(st) = s.steps.get_mut(step.ix()) {
+                st.status = if *approved {
+                    StepStatus::Approved
+                } else {
+                    StepStatus::Rejected
+                };
+            }
+        }
+        Event::RejectedBack { .. } => {}
+        Event::PreApproved {
+            pre,
+            task,
+            node,
+            materials,
+            by,
+        } => s.pre_approvals.push(PreApproval {
+            id: *pre,
+            task: *task,
+            node: node.clone(),
+            materials: materials.clone(),
+            by: by.clone(),
+            formal: false,
+        }),
+        Event::PromiseMade {
+            promise,
+            pre,
+            material,
+            clock,
+        } => s.promises.push(Promise {
+            id: *promise,
+            pre: *pre,
+            material: material.clone(),
+            clock: clock.clone(),
+            status: PromiseStatus::Open,
+            breached: false,
+            verify_task: None,
+        }),
+        Event::MaterialSupplied {
+            material, promise, ..
+        } => match promise.and_then(|p| s.promises.get_mut(p.ix())) {
+            Some(p) => p.status = PromiseStatus::Supplied,
+            None => {
+                s.supplied.push(material.clone());
+                if let Some(r) = s.returned.as_mut() {
+                    r.supplied.push(material.clone());
+                }
+            }
+        },
+        Event::MaterialVerified {
+            promise, accepted, ..
+        } => {
+            if let Some(p) = s.promises.get_mut(promise.ix()) {
+                p.status = if *accepted {
+                    PromiseStatus::Verified
+                } else {
+                    PromiseStatus::Open
+                };
+                p.verify_task = None;
+            }
+        }
+        Event::FormalApproval { pre } => {
+            if let Some(p) = s.pre_approvals.get_mut(pre.ix()) {
+                p.formal = true;
+            }
+        }
+        Event::PromiseBreached { promise } => {
+            if let Some(p) = s.promises.get_mut(promise.ix()) {
+                p.breached = true;
+            }
+        }
+        Event::CreditMarked { promise, material } => {
+            s.credit_marks.push((*promise, material.clone()));
+        }
+        Event::Warning { target, colour } => {
+            if let Some(c) = s.clock_mut(target) {
+                match colour {
+                    Colour::Yellow => c.yellow_warned = true,
+                    Colour::Red => c.red_warned = true,
+                    Colour::Green => {}
+                }
+            }
+        }
+        Event::Supervised { task, .. } => {
+            if !s.supervised.contains(task) {
+                s.supervised.push(*task);
+            }
+        }
+        Event::TimerArmed(t) => {
+            s.next_timer = s.next_timer.max(t.id.0.saturating_add(1));
+            s.timers.push(t.clone());
+        }
+        Event::TimerFired { timer } | Event::TimerCancelled { timer } => {
+            s.timers.retain(|t| t.id != *timer);
+        }
+        Event::NotificationRequested { .. }
+        | Event::Urged { .. }
+        | Event::Commented { .. }
+        | Event::CarbonCopied { .. }
+        | Event::Withdrawn { .. } => {}
+        Event::EndReached { node, outcome } => {
+            s.at = Some(node.clone());
+            s.path_end = Some(*outcome);
+        }
+        Event::InstanceEnded { outcome } => {
+            s.status = Status::Ended;
+            s.outcome = Some(*outcome);
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! The `Store` conformance suite: every check runs on SQLite and on PostgreSQL.
+
+mod durable_support;
+
+use durable_support::{TempDir, both};
+use shenpi_adapters::store::*;
+
+fn meta(id: &str) -> InstanceMeta {
+    InstanceMeta {
+        id: id.into(),
+        workflow_id: "wf".into(),
+        def_version: 1,
+        project: serde_json::json!({"name": "项目", "tier": "省级重大"}),
+    }
+}
+
+fn task(instance: &str, id: &str, assignee: Option<&str>, dept: &str, colour: &str, due: i64) -> InboxRow {
+    InboxRow {
+        instance: instance.into(),
+        task_id: id.into(),
+        workflow_id: "wf".into(),
+        node: id.into(),
+        stage: Some("审批".into()),
+        assignee: assignee.map(Into::into),
+        department: Some(dept.into()),
+        colour: colour.into(),
+        due: Some(due),
+        priority: 0,
+        supervised: colour == "red",
+        opened_at: 1,
+    }
+}
+
+fn event(instance: &str, seq: i64) -> EventRow {
+    EventRow {
+        instance: instance.into(),
+        seq,
+        kind: "e".into(),
+        body: format!(r#"{{"seq":{seq},"text":"事件"}}"#),
+        recorded_at: 10,
+    }
+}
+
+fn new_instance(id: &str, to: i64, tasks: Vec<InboxRow>) -> InstanceWrite {
+    InstanceWrite {
+        meta: meta(id),
+        from_version: 0,
+        to_version: to,
+        projection: Projection {
+            status: "running".into(),
+            stage: Some("审批".into()),
+            channel: None,
+            tasks,
+            promises: vec![],
+            elements: vec![],
+        },
+    }
+}
+
+async fn conformance(db: Db) {
+    let name = db.backend();
+    // Definitions: versions count up; the same text again is the same version.
+    let d1 = db.publish("wf", "a: 1", "h1", 5).await.unwrap();
+    assert_eq!(d1.version, 1, "{name}");
+    let d1b = db.publish("wf", "a: 1", "h1", 6).await.unwrap();
+    assert_eq!(d1b.version, 1, "{name}");
+    let d2 = db.publish("wf", "a: 2", "h2", 7).await.unwrap();
+    assert_eq!(d2.version, 2, "{name}");
+    assert_eq!(db.definition("wf", 1).await.unwrap().unwrap().yaml, "a: 1");
+    assert_eq!(db.latest_definition("wf").await.unwrap().unwrap().version, 2);
+    assert!(db.definition("wf", 9).await.unwrap().is_none());
+
+    // One batch: a new instance with events, timers, outbox, projection, idempotency key.
+    let b = Batch {
+        now: 100,
+        instances: vec![new_instance(
+            "i1",
+            2,
+            vec![
+                task("i1", "t1", Some("alice"), "发改委", "green", 5000),
+                task("i1", "t2", None, "自然资源局", "red", 50),
+            ],
+        )],
+        events: vec![event("i1", 1), event("i1", 2)],
+        timers_armed: vec![
+            TimerRow { instance: "i1".into(), timer_id: "a".into(), due: 150, kind: "{}".into() },
+            TimerRow { instance: "i1".into(), timer_id: "b".into(), due: 9_000, kind: "{}".into() },
+        ],
+        outbox: vec![OutboxRow {
+            id: "i1/1/0".into(),
+            instance: Some("i1".into()),
+            channel: "log".into(),
+            recipient: "alice".into(),
+            template: "overdue".into(),
+            payload: serde_json::json!({"项目": "x"}),
+            next_attempt_at: 100,
+            created_at: 100,
+        }],
+        idempotency: vec![IdempotencyRow { key: "k1".into(), instance: "i1".into(), result: r#"{"ok":1}"#.into() }],
+        ..Batch::default()
+    };
+    db.commit(&b).await.unwrap();
+    let (row, events) = db.load("i1", 0).await.unwrap().unwrap();
+    assert_eq!(row.version, 2);
+    assert_eq!(row.meta, meta("i1"));
+    assert_eq!(row.status, "running");
+    assert_eq!(events.len(), 2);
+    let body: serde_json::Value = serde_json::from_str(&events[1].body).unwrap();
+    assert_eq!(body["text"], "事件");
+    assert_eq!(db.load("i1", 1).await.unwrap().unwrap().1.len(), 1);
+    assert!(db.load("nope", 0).await.unwrap().is_none());
+    let keys = db.lookup_keys(&["k1".into(), "k2".into()]).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let r: serde_json::Value = serde_json::from_str(&keys[0].result).unwrap();
+    assert_eq!(r["ok"], 1);
+
+    // Stale version: nothing of the batch is written.
+    let stale = Batch {
+        now: 200,
+        instances: vec![InstanceWrite { from_version: 1, to_version: 3, ..new_instance("i1", 3, vec![]) }],
+        events: vec![event("i1", 3)],
+        outbox: vec![OutboxRow { id: "i1/3/0".into(), ..b.outbox[0].clone() }],
+        ..Batch::default()
+    };
+    assert!(matches!(db.commit(&stale).await, Err(StoreError::Conflict(_))), "{name}");
+    assert_eq!(db.count_events(Some("i1")).await.unwrap(), 2);
+    assert_eq!(db.outbox_in_state("pending", 10).await.unwrap().len(), 1);
+    // A duplicate event sequence number is a conflict too, as is a recorded key.
+    let dup = Batch { now: 200, events: vec![event("i1", 2)], ..Batch::default() };
+    assert!(matches!(db.commit(&dup).await, Err(StoreError::Conflict(_))), "{name}");
+    let dupkey = Batch { now: 200, idempotency: vec![b.idempotency[0].clone()], ..Batch::default() };
+    assert!(matches!(db.commit(&dupkey).await, Err(StoreError::Conflict(_))), "{name}");
+    // Creating an instance that exists is a conflict.
+    let again = Batch { now: 200, instances: vec![new_instance("i1", 1, vec![])], ..Batch::default() };
+    assert!(matches!(db.commit(&again).await, Err(StoreError::Conflict(_))), "{name}");
+
+    // A good follow-up: version 2 -> 3, projection replaced.
+    let next = Batch {
+        now: 300,
+        instances: vec![InstanceWrite {
+            from_version: 2,
+            to_version: 3,
+            ..new_instance("i1", 3, vec![task("i1", "t3", Some("bob"), "发改委", "yellow", 700)])
+        }],
+        events: vec![event("i1", 3)],
+        ..Batch::default()
+    };
+    db.commit(&next).await.unwrap();
+    assert_eq!(db.load("i1", 0).await.unwrap().unwrap().0.version, 3);
+    assert_eq!(db.inbox(Some("alice"), &[], 10).await.unwrap().len(), 0);
+    assert_eq!(db.inbox(Some("bob"), &[], 10).await.unwrap()[0].task_id, "t3");
+
+    // Timers: only due ones are claimed; a claim holds until its lease runs out.
+    let c = db.claim_due("n1", 200, 1000, 10).await.unwrap();
+    assert_eq!(c.len(), 1, "{name}");
+    assert_eq!(c[0].timer.timer_id, "a");
+    assert!(db.claim_due("n2", 300, 1000, 10).await.unwrap().is_empty(), "{name}: lease holds");
+    let c2 = db.claim_due("n2", 1300, 1000, 10).await.unwrap();
+    assert_eq!(c2.len(), 1, "{name}: expired lease taken over");
+    assert_eq!(db.next_due().await.unwrap(), Some(150));
+    // Firing marks it; firing again is a conflict; states are visible.
+    let fire = Batch { now: 1400, timers_fired: vec![("i1".into(), "a".into())], ..Batch::default() };
+    db.commit(&fire).await.unwrap();
+    assert!(matches!(db.commit(&fire).await, Err(StoreError::Conflict(_))), "{name}");
+    let st = db
+        .timer_states(&[("i1".into(), "a".into()), ("i1".into(), "b".into()), ("i1".into(), "zz".into())])
+        .await
+        .unwrap();
+    assert_eq!(st.len(), 2);
+    assert!(st.contains(&("i1".into(), "a".into(), TimerState::Fired)));
+    assert!(st.contains(&("i1".into(), "b".into(), TimerState::Pending)));
+    // Cancel, then re-arm the same id: pending again with the new due time.
+    let cancel = Batch { now: 1500, timers_cancelled: vec![("i1".into(), "b".into())], ..Batch::default() };
+    db.commit(&cancel).await.unwrap();
+    assert!(db.claim_due("n1", 100_000, 1000, 10).await.unwrap().is_empty(), "{name}: cancelled");
+    let rearm = Batch {
+        now: 1600,
+        timers_armed: vec![TimerRow { instance: "i1".into(), timer_id: "b".into(), due: 1700, kind: "{}".into() }],
+        ..Batch::default()
+    };
+    db.commit(&rearm).await.unwrap();
+    assert_eq!(db.claim_due("n1", 1700, 1000, 10).await.unwrap().len(), 1);
+    let counts = db.timer_counts().await.unwrap();
+    assert!(counts.contains(&("fired".into(), 1)), "{name}: {counts:?}");
+
+    // Outbox: claim, fail with retry, dead-letter, deliver.
+    db.enqueue(&[OutboxRow { id: "r/1".into(), instance: None, ..b.outbox[0].clone() }]).await.unwrap();
+    db.enqueue(&[OutboxRow { id: "r/1".into(), instance: None, ..b.outbox[0].clone() }]).await.unwrap();
+    let m = db.claim_outbox("n1", 100, 10_000, 10).await.unwrap();
+    assert_eq!(m.len(), 2, "{name}");
+    assert_eq!(m[0].row.payload["项目"], "x");
+    assert!(db.claim_outbox("n2", 200, 10_000, 10).await.unwrap().is_empty(), "{name}: leased");
+    db.mark_failed("i1/1/0", "connection refused", 500, false).await.unwrap();
+    db.mark_failed("r/1", "HTTP 500", 0, true).await.unwrap();
+    assert!(db.claim_outbox("n2", 400, 10_000, 10).await.unwrap().is_empty(), "{name}: backoff");
+    let again = db.claim_outbox("n2", 500, 10_000, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].tries, 1);
+    assert_eq!(again[0].last_error.as_deref(), Some("connection refused"));
+    db.mark_delivered("i1/1/0", 600).await.unwrap();
+    assert_eq!(db.outbox_in_state("delivered", 10).await.unwrap().len(), 1);
+    let dead = db.outbox_in_state("dead", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 500"));
+
+    // Projections and the dashboard.
+    let b2 = Batch {
+        now: 700,
+        instances: vec![InstanceWrite {
+            projection: Projection {
+                status: "running".into(),
+                stage: Some("审批".into()),
+                channel: Some("green".into()),
+                tasks: vec![
+                    task("i2", "t1", None, "发改委", "red", 10),
+                    InboxRow { priority: 5, ..task("i2", "t2", None, "发改委", "green", 20_000) },
+                ],
+                promises: vec![PromiseRow {
+                    instance: "i2".into(),
+                    promise_id: "p1".into(),
+                    material: "环评".into(),
+                    state: "open".into(),
+                    colour: "green".into(),
+                    due: Some(800),
+                }],
+                elements: vec![ElementRow {
+                    instance: "i2".into(),
+                    stage: "审批".into(),
+                    element: "land".into(),
+                    department: Some("自然资源局".into()),
+                    state: "missing".into(),
+                    due: Some(900),
+                }],
+            },
+            ..new_instance("i2", 1, vec![])
+        }],
+        events: vec![event("i2", 1)],
+        ..Batch::default()
+    };
+    db.commit(&b2).await.unwrap();
+    let pool = db.inbox(None, &["发改委".into()], 10).await.unwrap();
+    assert_eq!(pool.len(), 2, "{name}");
+    assert_eq!(pool[0].task_id, "t2", "{name}: priority first");
+    let dash = db.dashboard().await.unwrap();
+    assert!(dash.by_colour.contains(&("red".into(), 1)), "{name}: {dash:?}");
+    assert!(dash.by_department.contains(&("发改委".into(), 3)), "{name}: {dash:?}");
+    assert!(dash.by_status.contains(&("running".into(), 2)));
+    assert_eq!(dash.supervised, 1);
+    assert_eq!(db.overdue(100, 10).await.unwrap().len(), 1);
+    assert_eq!(db.promises_due(700, 1000).await.unwrap().len(), 1);
+    assert_eq!(db.promises_due(801, 1000).await.unwrap().len(), 0);
+    assert_eq!(db.supervised(10).await.unwrap()[0].instance, "i2");
+    assert_eq!(db.elements_of("i2").await.unwrap()[0].element, "land");
+
+    // A report runs once per scheduled time, whoever asks.
+    assert!(db.try_start_report("weekly", 1000, "n1", 1).await.unwrap());
+    assert!(!db.try_start_report("weekly", 1000, "n2", 2).await.unwrap());
+    assert!(db.try_start_report("weekly", 2000, "n2", 2).await.unwrap());
+}
+
+#[tokio::test]
+async fn store_conformance_on_both_backends() {
+    let dir = TempDir::new("conformance");
+    for db in both("conformance", &dir).await {
+        conformance(db).await;
+    }
+}
+
+#[tokio::test]
+async fn sqlite_is_wal_and_full_sync() {
+    use shenpi_adapters::store::sqlite::SqliteStore;
+    let dir = TempDir::new("pragmas");
+    let s = SqliteStore::open(&dir.file("p.db")).await.unwrap();
+    let mut conn = s.pool().acquire().await.unwrap();
+    let mode: (String,) = sqlx_row(&mut conn, "PRAGMA journal_mode").await;
+    assert_eq!(mode.0.to_lowercase(), "wal");
+    let sync: (i64,) = sqlx_row(&mut conn, "PRAGMA synchronous").await;
+    assert_eq!(sync.0, 2, "synchronous=FULL");
+}
+
+async fn sqlx_row<T>(conn: &mut sqlx::SqliteConnection, sql: &'static str) -> T
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+{
+    sqlx::query_as(sql).fetch_one(conn).await.unwrap()
+}

@@ -1,0 +1,50 @@
+//! `shenpi bench`: the durable benchmarks (the drivers live in `shenpi_adapters::bench`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use shenpi_adapters::bench::{DurableBench, TimerBench, run_durable, run_timers};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Approval actions on the parallel-approval example through the durable command path;
+    /// the last line is `durable actions/s: X`.
+    Durable {
+        /// `sqlite://PATH` (created if missing) or `postgres://...`.
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 20_000)]
+        actions: u64,
+        /// The workflows directory (calendars, templates, construction-permit.yaml).
+        #[arg(long, default_value = "workflows")]
+        workflows: PathBuf,
+    },
+    /// Many pending timers, some coming due: how late do the due ones fire, does RSS stay flat;
+    /// the last line is `timer p99 lateness ms: X`.
+    Timers {
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        pending: u64,
+        #[arg(long, default_value_t = 10_000)]
+        due: u64,
+        /// Seconds over which the due timers come due.
+        #[arg(long, default_value_t = 10)]
+        spread: u64,
+    },
+}
+
+pub fn run(c: Command) -> anyhow::Result<ExitCode> {
+    let report = match c {
+        Command::Durable { db, clients, actions, workflows } => {
+            run_durable(&DurableBench { db, clients, actions, workflows })?
+        }
+        Command::Timers { db, pending, due, spread } => {
+            run_timers(&TimerBench { db, pending, due, spread_secs: spread })?
+        }
+    };
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
+}

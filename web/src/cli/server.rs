@@ -1,0 +1,196 @@
+//! `shenpi serve`, `shenpi user add`, `shenpi token create`: the server and its accounts.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use shenpi_web::server::accounts::{Accounts, SYSTEM_ROLES, User};
+use shenpi_web::server::{ServeOptions, serve};
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Database URL: `sqlite://FILE` (the default, embedded) or `postgres://...`.
+    #[arg(long, default_value = "sqlite://shenpi.db")]
+    db: String,
+    /// The workflows folder (YAML files, `calendars/`, `templates/`).
+    #[arg(long, default_value = "./workflows")]
+    workflows: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    /// Seed demo users and projects and print their accounts (never in production).
+    #[arg(long)]
+    demo: bool,
+    /// Start the clock at this instant (e.g. `2026-03-02T10:00:00+08:00`) instead of now; time
+    /// then passes normally. For demos and tests on a date the shipped calendar covers.
+    #[arg(long, value_name = "TIMESTAMP")]
+    clock_start: Option<jiff::Timestamp>,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHENPI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    let rt = runtime()?;
+    let res = rt.block_on(serve(ServeOptions {
+        db: a.db,
+        workflows: a.workflows,
+        bind: a.bind,
+        demo: a.demo,
+        clock_start: a.clock_start.map(|t| t.as_millisecond()),
+    }));
+    match res {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            // Invalid workflows: the located errors are the message; exit 1 (input is wrong).
+            if let Some(shenpi_web::server::state::StartError::Catalog(
+                c @ shenpi_web::server::catalog::CatalogError::Invalid(_),
+            )) = e.downcast_ref()
+            {
+                eprintln!("{c}");
+                return Ok(ExitCode::from(1));
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn accounts(db: &str) -> anyhow::Result<Accounts> {
+    let db = shenpi_adapters::store::Db::connect(db)
+        .await
+        .with_context(|| format!("cannot open database {db}"))?;
+    let a = Accounts::new(&db);
+    a.migrate().await?;
+    Ok(a)
+}
+
+#[derive(clap::Subcommand)]
+pub enum UserCommand {
+    /// Create a user (or update their department, roles and password).
+    Add {
+        name: String,
+        /// The department id (as in the workflows: fgw, zrzy ...).
+        #[arg(long)]
+        department: Option<String>,
+        /// Repeatable: applicant, service_officer, approver, supervisor, policy_staff, admin,
+        /// or a workflow role id such as fgw_intake.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Read the password from standard input (first line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, default_value = "sqlite://shenpi.db")]
+        db: String,
+    },
+    /// List users.
+    List {
+        #[arg(long, default_value = "sqlite://shenpi.db")]
+        db: String,
+    },
+}
+
+pub fn run_user(c: UserCommand) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    match c {
+        UserCommand::Add {
+            name,
+            department,
+            roles,
+            password_stdin,
+            db,
+        } => {
+            let name = name.trim().to_string();
+            if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_whitespace() || c == ':') {
+                anyhow::bail!("user name must be 1 to 64 characters without spaces or `:`");
+            }
+            for r in &roles {
+                if !SYSTEM_ROLES.contains(&r.as_str()) && !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                    anyhow::bail!("role `{r}`: use a system role ({}) or a workflow role id", SYSTEM_ROLES.join(", "));
+                }
+            }
+            let password = if password_stdin {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s)?;
+                let p = s.lines().next().unwrap_or("").to_string();
+                if p.chars().count() < 8 {
+                    anyhow::bail!("the password must have at least 8 characters");
+                }
+                Some(p)
+            } else {
+                None
+            };
+            let user = User {
+                name: name.clone(),
+                department,
+                roles,
+            };
+            rt.block_on(async {
+                let a = accounts(&db).await?;
+                a.upsert_user(&user, password.as_deref(), shenpi_adapters::machine::now_millis())
+                    .await?;
+                anyhow::Ok(())
+            })?;
+            println!("user {name} saved");
+            if password.is_none() {
+                eprintln!("note: no password set; this user can use API tokens only (`shenpi token create {name}`)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::List { db } => {
+            let users = rt.block_on(async { accounts(&db).await?.users().await.map_err(anyhow::Error::from) })?;
+            for u in users {
+                println!(
+                    "{}\t{}\t{}",
+                    u.name,
+                    u.department.unwrap_or_else(|| "-".into()),
+                    u.roles.join(",")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[derive(clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for a user; prints it once (only its hash is stored).
+    Create {
+        name: String,
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long, default_value = "sqlite://shenpi.db")]
+        db: String,
+    },
+}
+
+pub fn run_token(c: TokenCommand) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    match c {
+        TokenCommand::Create { name, label, db } => {
+            let token = rt.block_on(async {
+                let a = accounts(&db).await?;
+                a.create_token(&name, label.as_deref(), shenpi_adapters::machine::now_millis())
+                    .await
+                    .map_err(anyhow::Error::from)
+            })?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Who is calling, and what they may do.
+//!
+//! Two ways in: `Authorization: Bearer <secret>` (an API token from `shenpi token create`, or the
+//! session secret `POST /api/login` returns), and the UI's session cookie (`shenpi_session`,
+//! HttpOnly, SameSite=Lax). A request that arrives by cookie and changes something must carry the
+//! session's CSRF token (the `X-CSRF-Token` header, or the `csrf` field of a form), so a page on
+//! another site cannot act in the user's name; a bearer token cannot be sent by another site, so
+//! it needs none.
+//!
+//! The authorisation rules all live in [`policy`]: one function per question, called by the API
+//! and the pages alike. Whether a user may act on a particular task is the engine's own rule
+//! (`runtime::may_act`, reported as `not_assigned`), so it is never re-implemented here.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::accounts::User;
+use super::error::ApiError;
+use super::state::App;
+
+pub const SESSION_COOKIE: &str = "shenpi_session";
+/// Sessions last a working day and a bit.
+pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
+
+/// The value of a cookie, if sent.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+pub fn session_cookie(secret: &str, secure: bool) -> String {
+    format!(
+        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        SESSION_TTL_MS / 1000,
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+pub fn clear_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+pub fn remote(parts: &Parts) -> Option<String> {
+    if let Some(f) = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        return f.split(',').next().map(|s| s.trim().to_string());
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+}
+
+/// An authenticated API caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    pub remote: Option<String>,
+    /// The session's CSRF token when the caller came by cookie.
+    pub csrf: Option<String>,
+}
+
+impl FromRequestParts<App> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> {
+        let remote = remote(parts);
+        if let Some(secret) = bearer(&parts.headers) {
+            if let Some(user) = app.user_for_token(secret).await? {
+                return Ok(Caller {
+                    user,
+                    remote,
+                    csrf: None,
+                });
+            }
+            if let Some(s) = app
+                .accounts
+                .session(secret, app.now())
+                .await
+                .map_err(ApiError::internal)?
+            {
+                return Ok(Caller {
+                    user: s.user,
+                    remote,
+                    csrf: None,
+                });
+            }
+            return Err(ApiError::unauthenticated());
+        }
+        let Some(secret) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(ApiError::unauthenticated());
+        };
+        let Some(s) = app
+            .accounts
+            .session(&secret, app.now())
+            .await
+            .map_err(ApiError::internal)?
+        else {
+            return Err(ApiError::unauthenticated());
+        };
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if !safe {
+            let sent = parts
+                .headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok());
+            if sent != Some(s.csrf.as_str()) {
+                return Err(ApiError::forbidden(
+                    "missing or wrong CSRF token (send the X-CSRF-Token header)",
+                )
+                .with_details(serde_json::json!({"reason": "csrf"})));
+            }
+        }
+        Ok(Caller {
+            user: s.user,
+            remote,
+            csrf: Some(s.csrf),
+        })
+    }
+}
+
+/// A logged-in UI user; pages without one redirect to the login page.
+#[derive(Debug, Clone)]
+pub struct PageUser {
+    pub user: User,
+    pub csrf: String,
+    pub remote: Option<String>,
+}
+
+pub struct ToLogin;
+
+impl IntoResponse for ToLogin {
+    fn into_response(self) -> Response {
+        Redirect::to("/login").into_response()
+    }
+}
+
+impl FromRequestParts<App> for PageUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<PageUser, Response> {
+        let Some(secret) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(ToLogin.into_response());
+        };
+        match app.accounts.session(&secret, app.now()).await {
+            Ok(Some(s)) => Ok(PageUser {
+                user: s.user,
+                csrf: s.csrf,
+                remote: remote(parts),
+            }),
+            Ok(None) => Err(ToLogin.into_response()),
+            Err(e) => Err(ApiError::internal(e).into_response()),
+        }
+    }
+}
+
+/// The authorisation rules, one function per question.
+pub mod policy {
+    use shenpi_engine::runtime::Command;
+
+    use super::super::accounts::{Project, User};
+    use super::super::error::ApiError;
+
+    /// Only policy staff publish definitions.
+    pub fn can_publish(u: &User) -> bool {
+        u.has("policy_staff")
+    }
+
+    /// Anyone who writes rules may also check drafts.
+    pub fn can_validate(u: &User) -> bool {
+        u.has("policy_staff") || u.has("admin")
+    }
+
+    /// Dashboard, reports, dead letters.
+    pub fn can_supervise(u: &User) -> bool {
+        u.has("supervisor") || u.has("admin")
+    }
+
+    pub fn can_see_dashboard(u: &User) -> bool {
+        can_supervise(u) || u.has("policy_staff")
+    }
+
+    /// Applicants and service officers register projects and start them.
+    pub fn can_start(u: &User) -> bool {
+        u.has("applicant") || u.has("service_officer") || u.has("admin")
+    }
+
+    /// A project's own applicant, its 1-to-1 service officer, or staff.
+    pub fn can_see_project(u: &User, p: &Project) -> bool {
+        if u.is_staff() && !(u.roles.len() == 1 && u.has("applicant")) {
+            return true;
+        }
+        is_project_party(u, p)
+    }
+
+    /// The applicant who owns the project or its service officer.
+    pub fn is_project_party(u: &User, p: &Project) -> bool {
+        if p.owner == u.name {
+            return true;
+        }
+        p.fields
+            .as_object()
+            .is_some_and(|o| o.values().any(|v| v.as_str() == Some(u.name.as_str())) && u.has("service_officer"))
+    }
+
+    /// Checks a command before it goes to the engine: applicant commands need the project's
+    /// party; task commands need staff (the engine then checks the assignment itself); timers
+    /// are the engine's own.
+    pub fn check_command(u: &User, p: Option<&Project>, cmd: &Command) -> Result<(), ApiError> {
+        let party = p.is_some_and(|p| is_project_party(u, p));
+        match cmd {
+            Command::Start { .. } => Err(ApiError::invalid(
+                "start an instance with POST /api/instances, not as a command",
+            )),
+            Command::TimerFired { .. } => Err(ApiError::forbidden("timers are fired by the engine")),
+            Command::SupplyMaterial { .. } | Command::Withdraw { .. } => {
+                if party || u.has("admin") {
+                    Ok(())
+                } else {
+                    Err(ApiError::forbidden(
+                        "only the project's applicant or its service officer may do this",
+                    ))
+                }
+            }
+            Command::Resume { task: None } => {
+                if party || u.is_staff() {
+                    Ok(())
+                } else {
+                    Err(ApiError::forbidden("not your project"))
+                }
+            }
+            Command::Comment { task: None, .. } => {
+                if party || u.is_staff() {
+                    Ok(())
+                } else {
+                    Err(ApiError::forbidden("not your project"))
+                }
+            }
+            _ => {
+                if u.is_staff() && !(u.roles.len() == 1 && u.has("applicant")) {
+                    Ok(())
+                } else {
+                    Err(ApiError::forbidden("applicants do not act on tasks"))
+                }
+            }
+        }
+    }
+}

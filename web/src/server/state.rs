@@ -1,0 +1,272 @@
+//! The shared state of a running server, and how it is built.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shenpi_adapters::bus::{BusOptions, CommandBus};
+use shenpi_adapters::machine::{Clock, SystemClock};
+use shenpi_adapters::machine::Machine as _;
+use shenpi_adapters::store::{Db, DefinitionStore, EventStore};
+use shenpi_adapters::timers::{SchedulerOptions, SchedulerStats, spawn_scheduler};
+use shenpi_engine::runtime::{Event, InstanceState, replay};
+use tokio::sync::mpsc;
+
+use super::accounts::{Accounts, AuditEntry, User};
+use super::catalog::Catalog;
+use super::engine::{EngineCtx, EngineMachine};
+use super::error::{ApiError, ApiResult};
+use super::metrics::Metrics;
+
+/// The machine the command bus runs (see `engine.rs` for why it lives here).
+pub type EngineBus = CommandBus<EngineMachine>;
+
+pub struct AppState {
+    pub db: Db,
+    pub accounts: Accounts,
+    pub catalog: Arc<Catalog>,
+    pub machine: Arc<EngineMachine>,
+    pub bus: EngineBus,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
+    pub scheduler: Option<Arc<SchedulerStats>>,
+    pub ready: AtomicBool,
+    /// Bearer token → user, for a minute, so the hot path does not query per request.
+    token_cache: Mutex<HashMap<String, (User, Instant)>>,
+    audit_tx: mpsc::Sender<(String, AuditEntry)>,
+    /// Instance → its project (owner and fields never change), for the command path's checks.
+    project_cache: Mutex<HashMap<String, Arc<super::accounts::Project>>>,
+    /// Set the `Secure` attribute on cookies (behind TLS).
+    pub secure_cookies: bool,
+}
+
+pub type App = Arc<AppState>;
+
+/// What `build` needs.
+pub struct Config<'a> {
+    pub db: &'a str,
+    pub workflows: &'a Path,
+    /// Run the timer scheduler (off in tests that move time by hand).
+    pub scheduler: bool,
+    pub clock: Arc<dyn Clock>,
+    pub secure_cookies: bool,
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Store(#[from] shenpi_adapters::store::StoreError),
+    #[error(transparent)]
+    Catalog(#[from] super::catalog::CatalogError),
+    #[error("server tables: {0}")]
+    Accounts(#[from] super::accounts::AccountError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl AppState {
+    /// Connects, migrates, loads and publishes the workflows, starts the command bus, the audit
+    /// writer and (optionally) the timer scheduler.
+    pub async fn build(cfg: Config<'_>) -> Result<App, StartError> {
+        let db = Db::connect(cfg.db).await?;
+        let accounts = Accounts::new(&db);
+        accounts.migrate().await?;
+        let now = cfg.clock.now();
+        let catalog = Arc::new(Catalog::load(cfg.workflows, &db, now).await?);
+        let machine = Arc::new(
+            EngineMachine::from_dir(cfg.workflows).map_err(|e| StartError::Other(e.to_string()))?,
+        );
+        for id in catalog.workflow_ids() {
+            if let Some(row) = db.latest_definition(&id).await? {
+                machine.register(&row).map_err(StartError::Other)?;
+            }
+        }
+        let bus = CommandBus::start(
+            machine.clone(),
+            db.clone(),
+            cfg.clock.clone(),
+            BusOptions::default(),
+        );
+        let scheduler = if cfg.scheduler {
+            let (_handle, stats) = spawn_scheduler(
+                bus.clone(),
+                db.clone(),
+                cfg.clock.clone(),
+                SchedulerOptions::default(),
+            );
+            Some(stats)
+        } else {
+            None
+        };
+        let (audit_tx, audit_rx) = mpsc::channel(10_000);
+        tokio::spawn(audit_writer(accounts.clone(), audit_rx));
+        let app = Arc::new(AppState {
+            db,
+            accounts,
+            catalog,
+            machine,
+            bus,
+            clock: cfg.clock,
+            metrics: Metrics::default(),
+            scheduler,
+            ready: AtomicBool::new(true),
+            token_cache: Mutex::new(HashMap::new()),
+            audit_tx,
+            project_cache: Mutex::new(HashMap::new()),
+            secure_cookies: cfg.secure_cookies,
+        });
+        Ok(app)
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub async fn user_for_token(&self, token: &str) -> ApiResult<Option<User>> {
+        if let Ok(m) = self.token_cache.lock()
+            && let Some((u, at)) = m.get(token)
+            && at.elapsed() < Duration::from_secs(60)
+        {
+            return Ok(Some(u.clone()));
+        }
+        let user = self
+            .accounts
+            .token_user(token)
+            .await
+            .map_err(ApiError::internal)?;
+        if let (Some(u), Ok(mut m)) = (&user, self.token_cache.lock()) {
+            if m.len() > 10_000 {
+                m.clear();
+            }
+            m.insert(token.to_string(), (u.clone(), Instant::now()));
+        }
+        Ok(user)
+    }
+
+    /// The project an instance runs for, cached (for authorisation on the command path).
+    pub async fn project_of(&self, instance: &str) -> ApiResult<Option<Arc<super::accounts::Project>>> {
+        if let Some(p) = self.project_cache.lock().ok().and_then(|m| m.get(instance).cloned()) {
+            return Ok(Some(p));
+        }
+        let p = self
+            .accounts
+            .project_of(instance)
+            .await
+            .map_err(ApiError::internal)?
+            .map(Arc::new);
+        if let (Some(p), Ok(mut m)) = (&p, self.project_cache.lock()) {
+            if m.len() > 100_000 {
+                m.clear();
+            }
+            m.insert(instance.to_string(), p.clone());
+        }
+        Ok(p)
+    }
+
+    /// Records who did what from where; written in batches off the request path.
+    pub fn audit(&self, user: &str, remote: Option<String>, action: &str, instance: Option<&str>, outcome: &str) {
+        let id = super::accounts::random_hex(12).unwrap_or_default();
+        let entry = AuditEntry {
+            at: self.now(),
+            user: user.to_string(),
+            remote,
+            action: action.to_string(),
+            instance: instance.map(str::to_string),
+            outcome: outcome.to_string(),
+        };
+        if self.audit_tx.try_send((id, entry)).is_err() {
+            tracing::warn!("audit queue full; entry for {user} {action} dropped");
+        }
+    }
+
+    /// An instance's state (folded from its events), with its definition context.
+    pub async fn instance(
+        &self,
+        id: &str,
+    ) -> ApiResult<Option<(shenpi_adapters::store::InstanceRow, InstanceState, Vec<(i64, i64, Event)>, Arc<EngineCtx>)>> {
+        let Some((row, events)) = self.db.load(id, 0).await? else {
+            return Ok(None);
+        };
+        let mut parsed = Vec::with_capacity(events.len());
+        for e in &events {
+            let ev: Event = serde_json::from_str(&e.body)
+                .map_err(|err| ApiError::internal(format!("event {}#{}: {err}", e.instance, e.seq)))?;
+            parsed.push((e.seq, e.recorded_at, ev));
+        }
+        let state = replay(parsed.iter().map(|(_, _, e)| e));
+        let ctx = self.context(&row.meta.workflow_id, row.meta.def_version).await?;
+        Ok(Some((row, state, parsed, ctx)))
+    }
+
+    /// The definition context of a version, compiling it if needed.
+    pub async fn context(&self, workflow: &str, version: i64) -> ApiResult<Arc<EngineCtx>> {
+        let meta = shenpi_adapters::store::InstanceMeta {
+            id: String::new(),
+            workflow_id: workflow.to_string(),
+            def_version: version,
+            project: serde_json::Value::Null,
+        };
+        if let Some(c) = self.machine.context(&meta) {
+            return Ok(c);
+        }
+        let row = self
+            .db
+            .definition(workflow, version)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no definition {workflow}@{version}")))?;
+        self.machine.register(&row).map_err(ApiError::internal)?;
+        self.machine
+            .context(&meta)
+            .ok_or_else(|| ApiError::internal("definition did not register"))
+    }
+}
+
+async fn audit_writer(accounts: Accounts, mut rx: mpsc::Receiver<(String, AuditEntry)>) {
+    let mut buf = Vec::new();
+    while rx.recv_many(&mut buf, 1000).await > 0 {
+        // Let a burst accumulate so one transaction carries many entries.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while let Ok(e) = rx.try_recv() {
+            buf.push(e);
+            if buf.len() >= 5000 {
+                break;
+            }
+        }
+        if let Err(e) = accounts.write_audit(&buf).await {
+            tracing::warn!("audit write failed ({} entries): {e}", buf.len());
+        }
+        buf.clear();
+    }
+}
+
+/// The system clock, for `serve`.
+pub fn system_clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+/// Wall-clock time shifted to start at a chosen instant (`serve --clock-start`): demos and
+/// browser tests run on a fixed date of the shipped calendar, while time still passes.
+pub struct OffsetClock {
+    offset_ms: i64,
+}
+
+impl OffsetClock {
+    pub fn starting_at(start_ms: i64) -> OffsetClock {
+        OffsetClock {
+            offset_ms: start_ms - SystemClock.now(),
+        }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> i64 {
+        SystemClock.now() + self.offset_ms
+    }
+}

@@ -1,0 +1,32 @@
+// shenpi UI helpers. Plain JavaScript, no build step; every page works without it.
+(function () {
+  "use strict";
+  // Workflow editor: clicking a diagnostic puts the cursor on its line in the YAML.
+  var yaml = document.getElementById("yaml");
+  document.querySelectorAll("li.diag a.goto").forEach(function (a) {
+    a.addEventListener("click", function (ev) {
+      ev.preventDefault();
+      if (!yaml) return;
+      var li = a.closest("li.diag");
+      var line = parseInt(li.getAttribute("data-line"), 10) || 1;
+      var col = parseInt(li.getAttribute("data-col"), 10) || 1;
+      var lines = yaml.value.split("\n");
+      var pos = 0;
+      for (var i = 0; i < line - 1 && i < lines.length; i++) pos += lines[i].length + 1;
+      pos += Math.max(0, col - 1);
+      yaml.focus();
+      yaml.setSelectionRange(pos, pos + ((lines[line - 1] || "").length - col + 1));
+      var lh = parseFloat(getComputedStyle(yaml).lineHeight) || 18;
+      yaml.scrollTop = Math.max(0, (line - 5) * lh);
+    });
+  });
+  // Every action form: disable its buttons once submitted (the idempotency key makes a second
+  // submission harmless anyway; this just tells the user it is on its way).
+  document.querySelectorAll("form[method=post]").forEach(function (f) {
+    f.addEventListener("submit", function () {
+      setTimeout(function () {
+        f.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = true; });
+      }, 0);
+    });
+  });
+})();

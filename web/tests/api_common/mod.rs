@@ -1,0 +1,221 @@
+//! Shared setup for the in-process API tests: a server on a fresh SQLite file with the shipped
+//! workflows, a clock set by hand, and users in every role with API tokens.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::Value;
+use shenpi_adapters::machine::Clock;
+use shenpi_web::server::accounts::User;
+use shenpi_web::server::{App, AppState, Config, router};
+use tower::ServiceExt;
+
+/// A clock the test moves.
+pub struct ManualClock(pub AtomicI64);
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// 2026-03-02 10:00 +08:00, a Monday inside the shipped calendar.
+pub const T0: i64 = 1_772_416_800_000;
+
+pub struct Server {
+    pub app: App,
+    pub router: Router,
+    pub clock: Arc<ManualClock>,
+    pub tokens: std::collections::HashMap<String, String>,
+    pub dir: PathBuf,
+}
+
+pub const USERS: &[(&str, Option<&str>, &[&str])] = &[
+    ("chen", None, &["applicant"]),
+    ("liu", None, &["applicant"]),
+    ("zhang", Some("fgw"), &["approver", "fgw_intake"]),
+    ("li", Some("fgw"), &["approver", "fgw_planner", "fgw_reviewer"]),
+    ("zhou", Some("zrzy"), &["approver", "zrzy_reviewer"]),
+    ("ma", Some("dsj"), &["approver", "dsj_officer"]),
+    ("wang", None, &["policy_staff"]),
+    ("zhao", Some("szf"), &["supervisor"]),
+];
+
+pub fn workflows_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../workflows")
+}
+
+pub async fn server(name: &str) -> Server {
+    let dir = std::env::temp_dir().join(format!("shenpi-api-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let db = format!("sqlite://{}", dir.join("t.db").display());
+    let clock = Arc::new(ManualClock(AtomicI64::new(T0)));
+    let app = AppState::build(Config {
+        db: &db,
+        workflows: &workflows_dir(),
+        scheduler: false,
+        clock: clock.clone(),
+        secure_cookies: false,
+    })
+    .await
+    .expect("server builds");
+    let mut tokens = std::collections::HashMap::new();
+    for (name, dept, roles) in USERS {
+        let u = User {
+            name: name.to_string(),
+            department: dept.map(str::to_string),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        };
+        app.accounts
+            .upsert_user(&u, Some("password-123"), T0)
+            .await
+            .expect("user");
+        let t = app.accounts.create_token(name, None, T0).await.expect("token");
+        tokens.insert(name.to_string(), t);
+    }
+    Server {
+        router: router(app.clone()),
+        app,
+        clock,
+        tokens,
+        dir,
+    }
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Server {
+    pub async fn req(
+        &self,
+        method: &str,
+        path: &str,
+        user: Option<&str>,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(u) = user {
+            let t = self.tokens.get(u).expect("known user");
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        for (k, v) in extra {
+            b = b.header(*k, *v);
+        }
+        let body = match body {
+            Some(v) => {
+                b = b.header(header::CONTENT_TYPE, "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(b.body(body).expect("request")).await
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, user: Option<&str>, body: &str, ctype: &str) -> Resp {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, ctype);
+        if let Some(u) = user {
+            let t = self.tokens.get(u).expect("known user");
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        self.send(b.body(Body::from(body.to_string())).expect("request"))
+            .await
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Resp {
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("infallible");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
+            .await
+            .expect("body");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    /// Registers a provincial-major project as `chen` and starts it; returns (project, instance).
+    pub async fn start_project(&self, tier: &str) -> (String, String) {
+        let p = self
+            .req(
+                "POST",
+                "/api/projects",
+                Some("chen"),
+                Some(serde_json::json!({
+                    "name": "测试项目",
+                    "workflow_id": "provincial-major",
+                    "fields": {"tier": tier, "investment": 120000, "funding": "政府投资",
+                               "industry": "数字经济", "region": "昆明市", "service_officer": "sun"}
+                })),
+                &[],
+            )
+            .await;
+        assert_eq!(p.status, StatusCode::CREATED, "{}", p.text);
+        let pid = p.json["id"].as_str().expect("id").to_string();
+        let s = self
+            .req(
+                "POST",
+                "/api/instances",
+                Some("chen"),
+                Some(serde_json::json!({"project_id": pid})),
+                &[],
+            )
+            .await;
+        assert_eq!(s.status, StatusCode::CREATED, "{}", s.text);
+        (pid, s.json["instance"].as_str().expect("instance").to_string())
+    }
+
+    /// Attaches the elements the provincial-major stages 谋划 and 生成 require, as their owners.
+    pub async fn attach_required(&self, instance: &str, stage: &str) {
+        let (user, body) = match stage {
+            "mouhua" => ("ma", serde_json::json!({"element": "project_data", "fields": {"project_code": "2026-530000-01"}})),
+            _ => ("zhou", serde_json::json!({"element": "land_quota", "fields": {"area_mu": 120, "quota_source": "省级统筹"}})),
+        };
+        let r = self
+            .req("POST", &format!("/api/instances/{instance}/elements"), Some(user), Some(body), &[])
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+
+    /// The id of the first open task of an instance at a node.
+    pub async fn task_at(&self, instance: &str, node: &str) -> Option<u64> {
+        let r = self
+            .req("GET", &format!("/api/instances/{instance}"), Some("zhao"), None, &[])
+            .await;
+        r.json["view"]["tasks"]
+            .as_array()?
+            .iter()
+            .find(|t| t["node"] == node)
+            .and_then(|t| t["id"].as_u64())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,225 @@
+//! The server-rendered pages, in process: login with its CSRF cookie, the inbox, the task page
+//! and its 容缺 form (CSRF-checked, idempotent on resubmission), the instance page with the
+//! promise and its due date, the workflow editor marking an error at its line, the dashboard.
+
+mod api_common;
+
+use api_common::server;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    fn enc(s: &str) -> String {
+        let mut o = String::new();
+        for b in s.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => o.push(b as char),
+                b' ' => o.push('+'),
+                _ => o.push_str(&format!("%{b:02X}")),
+            }
+        }
+        o
+    }
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let i = text.find(start)? + start.len();
+    let j = text.get(i..)?.find(end)? + i;
+    text.get(i..j)
+}
+
+struct Browser<'a> {
+    s: &'a api_common::Server,
+    cookie: String,
+}
+
+impl<'a> Browser<'a> {
+    async fn login(s: &'a api_common::Server, name: &str) -> Browser<'a> {
+        let page = s.send(Request::get("/login").body(Body::empty()).expect("req")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let set = page.headers[header::SET_COOKIE].to_str().expect("cookie").to_string();
+        let login_cookie = set.split(';').next().expect("pair").to_string();
+        let csrf = between(&page.text, "name=\"csrf\" value=\"", "\"").expect("csrf").to_string();
+        // Without the cookie the login form is refused (login CSRF).
+        let r = s
+            .send(
+                Request::post("/login")
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(Body::from(form(&[("csrf", &csrf), ("name", name), ("password", "password-123")])))
+                    .expect("req"),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let bad = s
+            .send(
+                Request::post("/login")
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .header(header::COOKIE, &login_cookie)
+                    .body(Body::from(form(&[("csrf", &csrf), ("name", name), ("password", "nope")])))
+                    .expect("req"),
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+        assert!(bad.text.contains("用户名或密码错误"));
+        let r = s
+            .send(
+                Request::post("/login")
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .header(header::COOKIE, &login_cookie)
+                    .body(Body::from(form(&[("csrf", &csrf), ("name", name), ("password", "password-123")])))
+                    .expect("req"),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        let set = r.headers[header::SET_COOKIE].to_str().expect("cookie").to_string();
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"));
+        Browser {
+            s,
+            cookie: set.split(';').next().expect("pair").to_string(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> api_common::Resp {
+        self.s
+            .send(
+                Request::get(path)
+                    .header(header::COOKIE, &self.cookie)
+                    .body(Body::empty())
+                    .expect("req"),
+            )
+            .await
+    }
+
+    async fn post(&self, path: &str, pairs: &[(&str, &str)]) -> api_common::Resp {
+        self.s
+            .send(
+                Request::post(path)
+                    .header(header::COOKIE, &self.cookie)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(Body::from(form(pairs)))
+                    .expect("req"),
+            )
+            .await
+    }
+}
+
+#[tokio::test]
+async fn pages_need_a_session() {
+    let s = server("pages-anon").await;
+    for p in ["/inbox", "/projects", "/workflows", "/dashboard", "/workflows/editor"] {
+        let r = s.send(Request::get(p).body(Body::empty()).expect("req")).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{p}");
+        assert_eq!(r.headers[header::LOCATION], "/login");
+    }
+    let css = s.send(Request::get("/static/app.css").body(Body::empty()).expect("req")).await;
+    assert_eq!(css.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn approver_acts_with_conditional_from_the_task_page() {
+    let s = server("pages-flow").await;
+    let (_, inst) = s.start_project("省级重大").await;
+    s.attach_required(&inst, "mouhua").await;
+    let lib = s.task_at(&inst, "library").await.expect("library task");
+    let r = s
+        .req("POST", &format!("/api/instances/{inst}/tasks/{lib}/actions"), Some("li"), Some(serde_json::json!({"type": "approve"})), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let intake = s.task_at(&inst, "intake").await.expect("intake");
+    s.attach_required(&inst, "shengcheng").await;
+
+    let b = Browser::login(&s, "zhang").await;
+    let inbox = b.get("/inbox").await;
+    assert_eq!(inbox.status, StatusCode::OK);
+    assert!(inbox.text.contains("绿色通道") && inbox.text.contains("badge green"), "{}", inbox.text);
+    assert!(inbox.text.contains("个工作日"));
+    let task_path = format!("/instances/{inst}/tasks/{intake}");
+    assert!(inbox.text.contains(&task_path));
+    let page = b.get(&task_path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("id=\"act-conditional\""));
+    assert!(page.text.contains("红线，不可容缺"));
+    assert!(page.text.contains("node current"), "diagram highlights the current node");
+    let csrf = between(&page.text, "name=\"csrf\" value=\"", "\"").expect("csrf").to_string();
+    // A form without the session's CSRF token changes nothing.
+    let forged = b.post(&task_path, &[("csrf", "forged"), ("idem", "x1"), ("action", "conditional"), ("waive", "eia")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    // A red-line material is refused with the engine's reason, on the task page.
+    let red = b.post(&task_path, &[("csrf", &csrf), ("idem", "x2"), ("action", "conditional"), ("waive", "land_site")]).await;
+    assert_eq!(red.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(red.text.contains("material_is_red_line"), "{}", red.text);
+    // The real submission, twice (double click): applied once.
+    let fields = [("csrf", csrf.as_str()), ("idem", "x3"), ("action", "conditional"), ("waive", "eia"), ("waive", "social_risk"), ("limit", "20wd"), ("comment", "同意容缺")];
+    let ok = b.post(&task_path, &fields).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.text);
+    let again = b.post(&task_path, &fields).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.text);
+    let loc = ok.headers[header::LOCATION].to_str().expect("loc").to_string();
+    let inst_page = b.get(&loc).await;
+    assert!(inst_page.text.contains("已办理"));
+    assert!(inst_page.text.contains("data-material=\"eia\""), "promise listed");
+    let due = between(&inst_page.text, "<td class=\"due\">", "<").expect("due cell");
+    assert!(due.len() >= 10 && due.as_bytes().get(4) == Some(&b'-'), "due date: {due}");
+    let d = s.req("GET", &format!("/api/instances/{inst}"), Some("zhao"), None, &[]).await;
+    assert_eq!(d.json["view"]["promises"].as_array().map(Vec::len), Some(2), "applied once");
+}
+
+#[tokio::test]
+async fn editor_marks_errors_at_their_line_and_publishes() {
+    let s = server("pages-editor").await;
+    let b = Browser::login(&s, "wang").await;
+    let page = b.get("/workflows/editor?id=enterprise-filing").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = between(&page.text, "name=\"csrf\" value=\"", "\"").expect("csrf").to_string();
+    let yaml = std::fs::read_to_string(api_common::workflows_dir().join("enterprise-filing.yaml")).expect("yaml");
+    let line = yaml.lines().position(|l| l.contains("role: fgw_filing") && l.contains("assignee")).expect("assignee line") + 1;
+    let broken = yaml.replacen("assignee: { role: fgw_filing }", "assignee: { role: fgw_filling }", 1);
+    let r = b.post("/workflows/editor", &[("csrf", &csrf), ("id", "enterprise-filing"), ("yaml", &broken), ("op", "validate")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text.contains(&format!("data-line=\"{line}\"")), "error at line {line}");
+    assert!(r.text.contains(&format!("id=\"L{line}\"")));
+    assert!(r.text.contains("fgw_filling"));
+    let changed = yaml.replacen("name: 企业投资项目备案", "name: 企业投资项目备案（二版）", 1);
+    let p = b.post("/workflows/editor", &[("csrf", &csrf), ("id", "enterprise-filing"), ("yaml", &changed), ("op", "publish")]).await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.text);
+    assert!(p.text.contains("已发布 enterprise-filing v2"));
+    let diff = b.get("/workflows/enterprise-filing/diff?from=1&to=2").await;
+    assert!(diff.text.contains("class=\"add\""));
+    // An approver may not use the editor.
+    let z = Browser::login(&s, "zhang").await;
+    let no = z.get("/workflows/editor").await;
+    assert_eq!(no.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn dashboard_projects_and_applicant_pages() {
+    let s = server("pages-dash").await;
+    let (_, inst) = s.start_project("重中之重").await;
+    let zhao = Browser::login(&s, "zhao").await;
+    let d = zhao.get("/dashboard").await;
+    assert_eq!(d.status, StatusCode::OK);
+    assert!(d.text.contains("督办看板") && d.text.contains("<svg"));
+    let chen = Browser::login(&s, "chen").await;
+    assert_eq!(chen.get("/dashboard").await.status, StatusCode::FORBIDDEN);
+    let list = chen.get("/projects?workflow=enterprise-filing").await;
+    assert!(list.text.contains(&inst));
+    assert!(list.text.contains("name=\"f.catalog\""));
+    let csrf = between(&list.text, "name=\"csrf\" value=\"", "\"").expect("csrf").to_string();
+    let created = chen
+        .post("/projects", &[("csrf", &csrf), ("idem", "np1"), ("workflow", "enterprise-filing"), ("name", "新厂房"),
+            ("f.enterprise", "某公司"), ("f.funding", "企业投资"), ("f.catalog", "备案类"), ("f.industry", "制造业"),
+            ("f.investment", "5000"), ("f.service_officer", "sun")])
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.text);
+    let loc = created.headers[header::LOCATION].to_str().expect("loc").to_string();
+    let page = chen.get(&loc).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("新厂房") && page.text.contains("撤回申报"));
+    let liu = Browser::login(&s, "liu").await;
+    assert_eq!(liu.get(&format!("/instances/{inst}")).await.status, StatusCode::FORBIDDEN);
+}
