@@ -277,7 +277,7 @@ mod tests {
         let dir = scratch("dir");
         fs::write(dir.join("one.yaml"), WF.replace("ID", "one")).expect("write");
         fs::write(dir.join("two.yaml"), WF.replace("ID", "two")).expect("write");
-        let files = load(&[dir.clone()], &LoadOptions::default()).expect("loads");
+        let files = load(std::slice::from_ref(&dir), &LoadOptions::default()).expect("loads");
         assert_eq!(files.len(), 2);
         assert!(files.iter().all(|f| f.result.is_ok()), "{files:?}");
         let _ = fs::remove_dir_all(dir);
@@ -293,7 +293,7 @@ mod tests {
             WF.replace("ID", "c").replace("cn-mainland", "mars"),
         )
         .expect("write");
-        let files = load(&[dir.clone()], &LoadOptions::default()).expect("loads");
+        let files = load(std::slice::from_ref(&dir), &LoadOptions::default()).expect("loads");
         assert!(files[0].result.is_ok());
         let b = files[1].result.as_ref().expect_err("duplicate id");
         assert_eq!(b[0].code, "E042");

@@ -173,7 +173,7 @@ impl Machine for Counter {
                     .project
                     .get("assignee")
                     .and_then(|v| v.as_str())
-                    .map(str::to_string),
+                    .map(|a| format!("user:{a}")),
                 department: Some("dept".into()),
                 colour: colour.into(),
                 due: Some(now + 86_400_000),

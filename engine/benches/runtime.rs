@@ -69,7 +69,9 @@ fn envelope(actor: &Actor, command: Command) -> CommandEnvelope {
 
 /// Runs `instances` instances; returns the number of commands executed.
 fn run(def: &Definition, cal: &Calendar, instances: usize, script: &[CommandEnvelope]) -> usize {
-    let t0: Timestamp = "2026-03-02T09:00:00+08:00".parse().unwrap_or(Timestamp::UNIX_EPOCH);
+    let t0: Timestamp = "2026-03-02T09:00:00+08:00"
+        .parse()
+        .unwrap_or(Timestamp::UNIX_EPOCH);
     let mut commands = 0;
     for i in 0..instances {
         let mut state = InstanceState::default();

@@ -356,7 +356,11 @@ struct Planner<'a> {
 
 impl Planner<'_> {
     fn fail(&mut self, pos: Pos, msg: String) {
-        self.diags.push(Diagnostic::error("E900", pos, format!("cannot compile: {msg}")));
+        self.diags.push(Diagnostic::error(
+            "E900",
+            pos,
+            format!("cannot compile: {msg}"),
+        ));
     }
 
     fn node_ref(&mut self, id: &crate::span::Sp<String>) -> Option<usize> {
@@ -394,7 +398,9 @@ impl Planner<'_> {
             return Some(AssigneePlan::Party(Party::Role(SmolStr::new(&r.value))));
         }
         if let Some(d) = &a.department {
-            return Some(AssigneePlan::Party(Party::Department(SmolStr::new(&d.value))));
+            return Some(AssigneePlan::Party(Party::Department(SmolStr::new(
+                &d.value,
+            ))));
         }
         if let Some(u) = &a.user {
             return Some(AssigneePlan::Party(Party::User(SmolStr::new(&u.value))));
@@ -498,7 +504,9 @@ impl Planner<'_> {
             let limits = self.channel_limits(base, &n.channel_limits, task_like, &scales);
             let conditional = match &n.conditional {
                 Some(c) => {
-                    let limit = self.limit(&c.limit, false).unwrap_or(Limit::working_days(1));
+                    let limit = self
+                        .limit(&c.limit, false)
+                        .unwrap_or(Limit::working_days(1));
                     let verify_by = c.verify_by.as_ref().and_then(|a| self.assignee(a));
                     Some(ConditionalPlan {
                         waivable: c.waivable.iter().map(|m| SmolStr::new(&m.value)).collect(),
@@ -567,13 +575,10 @@ impl Planner<'_> {
                 }
             }
             let wait = n.wait.as_ref().and_then(|l| self.limit(l, false));
-            let notify = match &n.notify {
-                Some(s) => Some(NotifyPlan {
-                    to: s.to.iter().filter_map(|a| self.assignee(a)).collect(),
-                    template: SmolStr::new(&s.template.value),
-                }),
-                None => None,
-            };
+            let notify = n.notify.as_ref().map(|s| NotifyPlan {
+                to: s.to.iter().filter_map(|a| self.assignee(a)).collect(),
+                template: SmolStr::new(&s.template.value),
+            });
             nodes.push(NodePlan {
                 id: SmolStr::new(&n.id.value),
                 kind: n.ty.value,
@@ -627,7 +632,10 @@ impl Planner<'_> {
                     (Some(f), _) => SmolStr::new(&f.value),
                     (None, Some(o)) => o,
                     (None, None) => {
-                        self.fail(e.element.pos, format!("unknown element `{}`", e.element.value));
+                        self.fail(
+                            e.element.pos,
+                            format!("unknown element `{}`", e.element.value),
+                        );
                         SmolStr::default()
                     }
                 };
@@ -684,7 +692,10 @@ impl Planner<'_> {
         let start = match self.index.get(wf.start.value.as_str()) {
             Some(ix) => ix.index(),
             None => {
-                self.fail(wf.start.pos, format!("unknown start node `{}`", wf.start.value));
+                self.fail(
+                    wf.start.pos,
+                    format!("unknown start node `{}`", wf.start.value),
+                );
                 0
             }
         };

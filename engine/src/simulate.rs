@@ -229,7 +229,9 @@ pub enum SimError {
         action: String,
         code: String,
     },
-    #[error("step {step} (`{action}`) was rejected with `{got}` ({message}), expected `{expected}`")]
+    #[error(
+        "step {step} (`{action}`) was rejected with `{got}` ({message}), expected `{expected}`"
+    )]
     WrongError {
         step: usize,
         action: String,
@@ -485,7 +487,11 @@ impl Sim<'_> {
             reason: reason.to_string(),
         };
         let task = || self.find_task(s.task.as_deref(), actor, None);
-        let opt_task = || s.task.as_deref().map(|r| self.find_task(Some(r), actor, None));
+        let opt_task = || {
+            s.task
+                .as_deref()
+                .map(|r| self.find_task(Some(r), actor, None))
+        };
         let text = s.text.clone().or_else(|| s.comment.clone());
         let reason = s.reason.clone().or_else(|| text.clone());
         let smol = |v: &[String]| v.iter().map(SmolStr::new).collect::<Vec<_>>();
@@ -543,10 +549,7 @@ impl Sim<'_> {
                     .ok_or_else(|| bad("`user` (the co-signer) is required"))?,
             },
             "withdraw" => Command::Withdraw { reason },
-            "urge" => Command::Urge {
-                task: task(),
-                text,
-            },
+            "urge" => Command::Urge { task: task(), text },
             "comment" => Command::Comment {
                 task: opt_task(),
                 text: text.or(reason).unwrap_or_default(),
@@ -625,7 +628,9 @@ impl Sim<'_> {
                 expected: format!("{expected:?}"),
                 got: format!(
                     "{:?}",
-                    open.iter().map(|t| t.spec.label.as_str()).collect::<Vec<_>>()
+                    open.iter()
+                        .map(|t| t.spec.label.as_str())
+                        .collect::<Vec<_>>()
                 ),
             });
         }

@@ -11,8 +11,8 @@ use shenpi_engine::parse::parse_workflow;
 use shenpi_engine::runtime::event::{ClockRef, TaskKind};
 use shenpi_engine::runtime::state::{PromiseStatus, Status, TaskStatus};
 use shenpi_engine::runtime::{
-    Actor, Clock, Colour, Command, CommandEnvelope, Event, InstanceState, Rejection, TaskId,
-    apply, colour, decide, replay, view,
+    Actor, Clock, Colour, Command, CommandEnvelope, Event, InstanceState, Rejection, TaskId, apply,
+    colour, decide, replay, view,
 };
 use shenpi_engine::simulate::{Scenario, SimError, run};
 use shenpi_engine::validate::ValidateContext;
@@ -283,7 +283,13 @@ impl Case {
 
     fn approve(&mut self, who: &str, label: &str) {
         let task = self.task(label);
-        self.ok(who, Command::Approve { task, comment: None });
+        self.ok(
+            who,
+            Command::Approve {
+                task,
+                comment: None,
+            },
+        );
     }
 
     fn attach(&mut self, element: &str) {
@@ -301,14 +307,18 @@ impl Case {
     }
 
     /// Intake → pre → the parallel step.
-    fn to_review(&mut self) {
+    fn reach_review(&mut self) {
         self.attach("funds");
         self.approve("li", "intake");
         self.approve("wang", "pre");
     }
 
     fn check_replay(&self) {
-        assert_eq!(replay(&self.log), self.state, "replaying the log rebuilds the state");
+        assert_eq!(
+            replay(&self.log),
+            self.state,
+            "replaying the log rebuilds the state"
+        );
         let json = serde_json::to_string(&self.log).expect("events serialize");
         let back: Vec<Event> = serde_json::from_str(&json).expect("events deserialize");
         assert_eq!(back, self.log, "events round-trip through JSON");
@@ -321,9 +331,15 @@ impl Case {
 const ALL: &str = "{ policy: all }";
 
 fn task_warned(c: &Case) -> bool {
-    c.log
-        .iter()
-        .any(|e| matches!(e, Event::Warning { target: ClockRef::Task(_), .. }))
+    c.log.iter().any(|e| {
+        matches!(
+            e,
+            Event::Warning {
+                target: ClockRef::Task(_),
+                ..
+            }
+        )
+    })
 }
 
 #[test]
@@ -332,7 +348,7 @@ fn happy_path_to_approved() {
     assert_eq!(c.open(), ["intake"]);
     let intake = c.task("intake");
     c.ok("li", Command::Claim { task: intake });
-    c.to_review();
+    c.reach_review();
     assert_eq!(c.open(), ["review.a", "review.b", "review.c"]);
     c.approve("rb", "review.b");
     c.approve("rc", "review.c");
@@ -344,7 +360,10 @@ fn happy_path_to_approved() {
     c.approve("chief", "final");
     assert_eq!(c.state.status, Status::Ended);
     assert_eq!(c.state.outcome, Some(Outcome::Approved));
-    assert!(c.state.timers.is_empty(), "an ended instance leaves no timers");
+    assert!(
+        c.state.timers.is_empty(),
+        "an ended instance leaves no timers"
+    );
     c.check_replay();
 }
 
@@ -392,20 +411,66 @@ fn start_rejections() {
 fn authorisation_claim_and_decided_once() {
     let mut c = Case::started(ALL);
     let t = c.task("intake");
-    assert_eq!(c.err("ra", Command::Approve { task: t, comment: None }).code(), "not_assigned");
-    c.ok("li", Command::Claim { task: t });
-    assert!(c.ok("li", Command::Claim { task: t }).is_empty(), "re-claim is a no-op");
-    assert_eq!(c.err("li2", Command::Claim { task: t }).code(), "already_claimed");
     assert_eq!(
-        c.err("li2", Command::Approve { task: t, comment: None }).code(),
+        c.err(
+            "ra",
+            Command::Approve {
+                task: t,
+                comment: None
+            }
+        )
+        .code(),
+        "not_assigned"
+    );
+    c.ok("li", Command::Claim { task: t });
+    assert!(
+        c.ok("li", Command::Claim { task: t }).is_empty(),
+        "re-claim is a no-op"
+    );
+    assert_eq!(
+        c.err("li2", Command::Claim { task: t }).code(),
+        "already_claimed"
+    );
+    assert_eq!(
+        c.err(
+            "li2",
+            Command::Approve {
+                task: t,
+                comment: None
+            }
+        )
+        .code(),
         "not_assigned",
         "a claimed task belongs to its claimer"
     );
     c.attach("funds");
-    c.ok("li", Command::Approve { task: t, comment: None });
-    assert_eq!(c.err("li", Command::Approve { task: t, comment: None }).code(), "already_decided");
+    c.ok(
+        "li",
+        Command::Approve {
+            task: t,
+            comment: None,
+        },
+    );
     assert_eq!(
-        c.err("li", Command::Approve { task: TaskId(99), comment: None }).code(),
+        c.err(
+            "li",
+            Command::Approve {
+                task: t,
+                comment: None
+            }
+        )
+        .code(),
+        "already_decided"
+    );
+    assert_eq!(
+        c.err(
+            "li",
+            Command::Approve {
+                task: TaskId(99),
+                comment: None
+            }
+        )
+        .code(),
         "unknown_task"
     );
     // `pre` allows only the default actions.
@@ -436,7 +501,13 @@ fn service_officer_and_delegation() {
     );
     // The delegate acts beside the holder.
     c.attach("funds");
-    c.ok("li3", Command::Approve { task: t, comment: None });
+    c.ok(
+        "li3",
+        Command::Approve {
+            task: t,
+            comment: None,
+        },
+    );
     let pre = c.task("pre");
     assert_eq!(
         c.state.task(pre).map(|t| t.spec.assignment.clone()),
@@ -451,8 +522,24 @@ fn service_officer_and_delegation() {
             transfer: true,
         },
     );
-    assert_eq!(c.err("wang", Command::Approve { task: pre, comment: None }).code(), "not_assigned");
-    c.ok("zhao", Command::Approve { task: pre, comment: None });
+    assert_eq!(
+        c.err(
+            "wang",
+            Command::Approve {
+                task: pre,
+                comment: None
+            }
+        )
+        .code(),
+        "not_assigned"
+    );
+    c.ok(
+        "zhao",
+        Command::Approve {
+            task: pre,
+            comment: None,
+        },
+    );
     assert_eq!(c.open(), ["review.a", "review.b", "review.c"]);
 }
 
@@ -462,7 +549,13 @@ fn stage_cannot_close_without_required_element() {
     // intake → pre stays in s1; pre → review leaves s1, which needs `funds`.
     c.approve("li", "intake");
     let t = c.task("pre");
-    let r = c.err("wang", Command::Approve { task: t, comment: None });
+    let r = c.err(
+        "wang",
+        Command::Approve {
+            task: t,
+            comment: None,
+        },
+    );
     assert_eq!(r.code(), "stage_cannot_close", "{r}");
     // Wrong department, unknown element, bad fields.
     let r = c.err(
@@ -498,14 +591,20 @@ fn stage_cannot_close_without_required_element() {
     );
     assert_eq!(r.code(), "invalid_element", "a required field is missing");
     c.attach("funds");
-    c.ok("wang", Command::Approve { task: t, comment: None });
+    c.ok(
+        "wang",
+        Command::Approve {
+            task: t,
+            comment: None,
+        },
+    );
     assert!(c.has("stage_closed"));
 }
 
 #[test]
 fn element_carried_as_outstanding_item() {
     let mut c = Case::started(ALL);
-    c.to_review();
+    c.reach_review();
     for (who, l) in [("ra", "review.a"), ("rb", "review.b"), ("rc", "review.c")] {
         c.approve(who, l);
     }
@@ -522,7 +621,10 @@ fn element_deadline_goes_red() {
     c.at("2026-03-10T09:00:00+08:00");
     assert!(c.log.iter().any(|e| matches!(
         e,
-        Event::Warning { target: ClockRef::Element { .. }, colour: Colour::Red }
+        Event::Warning {
+            target: ClockRef::Element { .. },
+            colour: Colour::Red
+        }
     )));
     let v = view(&c.def, &c.cal, &c.state, c.now);
     let funds = v
@@ -546,13 +648,22 @@ fn green_channel_scales_and_skips() {
         },
     );
     let chosen = c.log.iter().find_map(|e| match e {
-        Event::ChannelChosen { channel, reason, .. } => Some((channel.clone(), reason.clone())),
+        Event::ChannelChosen {
+            channel, reason, ..
+        } => Some((channel.clone(), reason.clone())),
         _ => None,
     });
     assert_eq!(chosen.as_ref().map(|c| c.0.as_str()), Some("green"));
-    assert!(chosen.is_some_and(|c| c.1.contains("fast")), "the reason names the flag");
+    assert!(
+        chosen.is_some_and(|c| c.1.contains("fast")),
+        "the reason names the flag"
+    );
     let intake = c.task("intake");
-    let clock = c.state.task(intake).and_then(|t| t.spec.clock.clone()).expect("clock");
+    let clock = c
+        .state
+        .task(intake)
+        .and_then(|t| t.spec.clock.clone())
+        .expect("clock");
     assert_eq!(clock.limit, Limit::working_days(2), "4wd at 50%");
     assert_eq!(c.state.task(intake).map(|t| t.spec.priority), Some(5));
     c.attach("funds");
@@ -569,7 +680,7 @@ fn green_channel_scales_and_skips() {
 #[test]
 fn reject_back_and_final_reject() {
     let mut c = Case::started(ALL);
-    c.to_review();
+    c.reach_review();
     for (who, l) in [("ra", "review.a"), ("rb", "review.b"), ("rc", "review.c")] {
         c.approve(who, l);
     }
@@ -614,7 +725,7 @@ fn reject_back_and_final_reject() {
 #[test]
 fn reject_back_across_parallel_step_immediate() {
     let mut c = Case::started("{ policy: all, on_reject: immediate }");
-    c.to_review();
+    c.reach_review();
     c.approve("ra", "review.a");
     let b = c.task("review.b");
     c.ok(
@@ -626,11 +737,15 @@ fn reject_back_across_parallel_step_immediate() {
         },
     );
     assert_eq!(c.count("join_fired"), 1);
-    assert_eq!(c.open(), ["intake"], "no branch of the abandoned step stays open");
+    assert_eq!(
+        c.open(),
+        ["intake"],
+        "no branch of the abandoned step stays open"
+    );
     assert!(c.has("rejected_back"));
     assert!(c.has("stage_left"), "going back out of s2 leaves it");
     // Still reaches an end.
-    c.to_review();
+    c.reach_review();
     for (who, l) in [("ra", "review.a"), ("rb", "review.b"), ("rc", "review.c")] {
         c.approve(who, l);
     }
@@ -643,7 +758,7 @@ fn reject_back_across_parallel_step_immediate() {
 #[test]
 fn collect_waits_for_every_opinion() {
     let mut c = Case::started("{ policy: all, on_reject: collect }");
-    c.to_review();
+    c.reach_review();
     let a = c.task("review.a");
     c.ok(
         "ra",
@@ -663,9 +778,16 @@ fn collect_waits_for_every_opinion() {
 #[test]
 fn any_policy_first_approval_completes() {
     let mut c = Case::started("{ policy: any }");
-    c.to_review();
+    c.reach_review();
     let a = c.task("review.a");
-    c.ok("ra", Command::Reject { task: a, to: None, reason: None });
+    c.ok(
+        "ra",
+        Command::Reject {
+            task: a,
+            to: None,
+            reason: None,
+        },
+    );
     assert!(!c.has("join_fired"), "或签: one reject does not decide");
     c.approve("rc", "review.c");
     assert_eq!(c.count("join_fired"), 1);
@@ -676,7 +798,7 @@ fn any_policy_first_approval_completes() {
 fn vote_policy() {
     // 2/3 of 3 = 2 approvals.
     let mut c = Case::started("{ policy: vote, share: 2/3 }");
-    c.to_review();
+    c.reach_review();
     c.approve("ra", "review.a");
     assert!(!c.has("join_fired"));
     c.approve("rb", "review.b");
@@ -685,7 +807,7 @@ fn vote_policy() {
 
     // Two rejects make 2 approvals impossible: rejected at once, back to intake.
     let mut c = Case::started("{ policy: vote, share: 2/3 }");
-    c.to_review();
+    c.reach_review();
     for (who, l) in [("ra", "review.a"), ("rb", "review.b")] {
         let t = c.task(l);
         c.ok(
@@ -722,7 +844,13 @@ fn cosigner_must_also_approve() {
     );
     assert_eq!(r.code(), "already_cosigner");
     c.attach("funds");
-    c.ok("li", Command::Approve { task: t, comment: None });
+    c.ok(
+        "li",
+        Command::Approve {
+            task: t,
+            comment: None,
+        },
+    );
     assert_eq!(c.open(), ["intake"], "the co-signer's task is still open");
     let cos = c
         .state
@@ -730,8 +858,24 @@ fn cosigner_must_also_approve() {
         .find(|t| t.spec.kind == TaskKind::Cosign)
         .map(|t| t.spec.task)
         .expect("cosign task");
-    assert_eq!(c.err("li", Command::Approve { task: cos, comment: None }).code(), "not_assigned");
-    c.ok("liu", Command::Approve { task: cos, comment: None });
+    assert_eq!(
+        c.err(
+            "li",
+            Command::Approve {
+                task: cos,
+                comment: None
+            }
+        )
+        .code(),
+        "not_assigned"
+    );
+    c.ok(
+        "liu",
+        Command::Approve {
+            task: cos,
+            comment: None,
+        },
+    );
     assert_eq!(c.open(), ["pre"]);
 
     // A co-signer's reject decides the step (intake has no 驳回 target: final rejection).
@@ -745,7 +889,14 @@ fn cosigner_must_also_approve() {
         },
     );
     let cos = TaskId(t.0 + 1);
-    c.ok("liu", Command::Reject { task: cos, to: None, reason: None });
+    c.ok(
+        "liu",
+        Command::Reject {
+            task: cos,
+            to: None,
+            reason: None,
+        },
+    );
     assert_eq!(c.state.outcome, Some(Outcome::Rejected));
     c.check_replay();
 }
@@ -755,7 +906,7 @@ fn conditional_approval_to_formal() {
     let mut c = Case::started(ALL);
     let t = c.task("intake");
     c.attach("funds");
-    let waive = |m: &[&str]| m.iter().map(|s| SmolStr::new(s)).collect::<Vec<_>>();
+    let waive = |m: &[&str]| m.iter().copied().map(SmolStr::new).collect::<Vec<_>>();
     let r = c.err(
         "li",
         Command::ApproveConditional {
@@ -799,20 +950,63 @@ fn conditional_approval_to_formal() {
     assert_eq!(c.state.promises.len(), 2);
     assert_eq!(c.open(), ["pre"], "the case moves on");
     // Only the applicant supplies.
-    let r = c.err("li", Command::SupplyMaterial { material: "plan".into() });
+    let r = c.err(
+        "li",
+        Command::SupplyMaterial {
+            material: "plan".into(),
+        },
+    );
     assert_eq!(r.code(), "not_authorised");
-    let r = c.err("zhang", Command::SupplyMaterial { material: "land".into() });
+    let r = c.err(
+        "zhang",
+        Command::SupplyMaterial {
+            material: "land".into(),
+        },
+    );
     assert_eq!(r.code(), "material_not_expected");
-    c.ok("zhang", Command::SupplyMaterial { material: "plan".into() });
+    c.ok(
+        "zhang",
+        Command::SupplyMaterial {
+            material: "plan".into(),
+        },
+    );
     let v = c.task("verify.plan");
-    let r = c.err("li", Command::Approve { task: v, comment: None });
+    let r = c.err(
+        "li",
+        Command::Approve {
+            task: v,
+            comment: None,
+        },
+    );
     assert_eq!(r.code(), "wrong_task_kind");
     // Refused: the promise waits for the material again.
-    c.ok("li", Command::VerifyMaterial { task: v, accepted: false, reason: Some("不完整".into()) });
-    assert_eq!(c.state.promises.first().map(|p| p.status), Some(PromiseStatus::Open));
-    c.ok("zhang", Command::SupplyMaterial { material: "plan".into() });
+    c.ok(
+        "li",
+        Command::VerifyMaterial {
+            task: v,
+            accepted: false,
+            reason: Some("不完整".into()),
+        },
+    );
+    assert_eq!(
+        c.state.promises.first().map(|p| p.status),
+        Some(PromiseStatus::Open)
+    );
+    c.ok(
+        "zhang",
+        Command::SupplyMaterial {
+            material: "plan".into(),
+        },
+    );
     let v = c.task("verify.plan");
-    c.ok("li2", Command::VerifyMaterial { task: v, accepted: true, reason: None });
+    c.ok(
+        "li2",
+        Command::VerifyMaterial {
+            task: v,
+            accepted: true,
+            reason: None,
+        },
+    );
     assert!(!c.has("formal_approval"), "eia is still promised");
     // The path reaches its end first; the instance waits for the last promise.
     c.approve("wang", "pre");
@@ -822,9 +1016,21 @@ fn conditional_approval_to_formal() {
     c.approve("chief", "final");
     assert!(c.has("end_reached"));
     assert_eq!(c.state.status, Status::Running);
-    c.ok("zhang", Command::SupplyMaterial { material: "eia".into() });
+    c.ok(
+        "zhang",
+        Command::SupplyMaterial {
+            material: "eia".into(),
+        },
+    );
     let v = c.task("verify.eia");
-    c.ok("li", Command::VerifyMaterial { task: v, accepted: true, reason: None });
+    c.ok(
+        "li",
+        Command::VerifyMaterial {
+            task: v,
+            accepted: true,
+            reason: None,
+        },
+    );
     assert_eq!(c.count("formal_approval"), 1);
     assert_eq!(c.state.outcome, Some(Outcome::Approved));
     c.check_replay();
@@ -848,7 +1054,13 @@ fn promise_breach_credit_mark_and_revoke() {
     c.at("2026-03-16T12:00:00+08:00");
     assert!(!c.has("promise_breached"));
     assert!(
-        c.log.iter().any(|e| matches!(e, Event::Warning { target: ClockRef::Promise(_), colour: Colour::Yellow })),
+        c.log.iter().any(|e| matches!(
+            e,
+            Event::Warning {
+                target: ClockRef::Promise(_),
+                colour: Colour::Yellow
+            }
+        )),
         "promise due soon"
     );
     c.at("2026-03-17T09:00:00+08:00");
@@ -857,7 +1069,17 @@ fn promise_breach_credit_mark_and_revoke() {
     assert_eq!(c.state.outcome, Some(Outcome::Revoked));
     assert!(c.state.open_tasks().next().is_none());
     assert!(c.state.timers.is_empty());
-    assert_eq!(c.err("li", Command::Comment { task: None, text: "x".into() }).code(), "instance_ended");
+    assert_eq!(
+        c.err(
+            "li",
+            Command::Comment {
+                task: None,
+                text: "x".into()
+            }
+        )
+        .code(),
+        "instance_ended"
+    );
     c.check_replay();
 }
 
@@ -875,14 +1097,36 @@ fn return_for_supplement_stops_and_resumes_clocks() {
             materials: vec!["plan".into()],
         },
     );
-    assert_eq!(c.err("li", Command::Approve { task: t, comment: None }).code(), "with_applicant");
+    assert_eq!(
+        c.err(
+            "li",
+            Command::Approve {
+                task: t,
+                comment: None
+            }
+        )
+        .code(),
+        "with_applicant"
+    );
     c.at("2026-03-09T10:00:00+08:00");
     assert!(!task_warned(&c), "no time passes while with the applicant");
-    assert_eq!(c.err("li", Command::Resume { task: None }).code(), "not_authorised");
+    assert_eq!(
+        c.err("li", Command::Resume { task: None }).code(),
+        "not_authorised"
+    );
     // Supplying the last requested material answers the 补正.
-    c.ok("zhang", Command::SupplyMaterial { material: "plan".into() });
+    c.ok(
+        "zhang",
+        Command::SupplyMaterial {
+            material: "plan".into(),
+        },
+    );
     assert!(c.has("applicant_resubmitted"));
-    let clock = c.state.task(t).and_then(|t| t.spec.clock.clone()).expect("clock");
+    let clock = c
+        .state
+        .task(t)
+        .and_then(|t| t.spec.clock.clone())
+        .expect("clock");
     assert_eq!(clock.used, 1, "the day used before is kept");
     // 3 days left from Mon 03-09 (not counted): due end of Thu 03-12.
     let due = clock.due(&c.cal).expect("calendar").expect("running");
@@ -895,16 +1139,46 @@ fn suspend_resume_and_extend() {
     let mut c = Case::started(ALL);
     let t = c.task("intake");
     assert_eq!(
-        c.err("li", Command::Suspend { task: t, reason: " ".into() }).code(),
+        c.err(
+            "li",
+            Command::Suspend {
+                task: t,
+                reason: " ".into()
+            }
+        )
+        .code(),
         "reason_required"
     );
-    c.ok("li", Command::Suspend { task: t, reason: "专家评审".into() });
-    assert_eq!(c.err("li", Command::Approve { task: t, comment: None }).code(), "suspended");
+    c.ok(
+        "li",
+        Command::Suspend {
+            task: t,
+            reason: "专家评审".into(),
+        },
+    );
+    assert_eq!(
+        c.err(
+            "li",
+            Command::Approve {
+                task: t,
+                comment: None
+            }
+        )
+        .code(),
+        "suspended"
+    );
     c.at("2026-03-20T10:00:00+08:00");
     assert!(!task_warned(&c), "the suspended clock does not run");
     c.ok("li", Command::Resume { task: Some(t) });
-    assert_eq!(c.err("li", Command::Resume { task: Some(t) }).code(), "not_suspended");
-    let clock = c.state.task(t).and_then(|t| t.spec.clock.clone()).expect("clock");
+    assert_eq!(
+        c.err("li", Command::Resume { task: Some(t) }).code(),
+        "not_suspended"
+    );
+    let clock = c
+        .state
+        .task(t)
+        .and_then(|t| t.spec.clock.clone())
+        .expect("clock");
     assert_eq!(clock.used, 0, "suspended on the day it opened");
     // Extension: only the chief, with a reason, in the limit's unit.
     let ext = |limit: shenpi_engine::model::RawLimit| Command::Extend {
@@ -914,15 +1188,24 @@ fn suspend_resume_and_extend() {
         step: false,
     };
     assert_eq!(
-        c.err("li", ext(shenpi_engine::model::RawLimit::Days(2))).code(),
+        c.err("li", ext(shenpi_engine::model::RawLimit::Days(2)))
+            .code(),
         "not_authorised"
     );
     assert_eq!(
-        c.err("chief", ext(shenpi_engine::model::RawLimit::Text("8h".into()))).code(),
+        c.err(
+            "chief",
+            ext(shenpi_engine::model::RawLimit::Text("8h".into()))
+        )
+        .code(),
         "bad_limit"
     );
     c.ok("chief", ext(shenpi_engine::model::RawLimit::Days(2)));
-    let clock = c.state.task(t).and_then(|t| t.spec.clock.clone()).expect("clock");
+    let clock = c
+        .state
+        .task(t)
+        .and_then(|t| t.spec.clock.clone())
+        .expect("clock");
     assert_eq!(clock.total(), 6);
     // 6 working days from Fri 03-20: due end of Mon 03-30.
     assert_eq!(
@@ -937,26 +1220,64 @@ fn overdue_escalation_ladder() {
     let mut c = Case::started(ALL);
     // intake 4wd from Mon 03-02: due end of Fri 03-06. Rungs: 0wd, +1wd (Mon), +2wd (Tue).
     c.at("2026-03-06T23:00:00+08:00");
-    assert!(c.log.iter().any(|e| matches!(e, Event::Warning { colour: Colour::Yellow, .. })));
-    assert!(!c.log.iter().any(|e| matches!(e, Event::Warning { colour: Colour::Red, .. })));
+    assert!(c.log.iter().any(|e| matches!(
+        e,
+        Event::Warning {
+            colour: Colour::Yellow,
+            ..
+        }
+    )));
+    assert!(!c.log.iter().any(|e| matches!(
+        e,
+        Event::Warning {
+            colour: Colour::Red,
+            ..
+        }
+    )));
     c.at("2026-03-07T10:00:00+08:00");
-    assert!(c.log.iter().any(|e| matches!(e, Event::Warning { target: ClockRef::Task(_), colour: Colour::Red })));
+    assert!(c.log.iter().any(|e| matches!(
+        e,
+        Event::Warning {
+            target: ClockRef::Task(_),
+            colour: Colour::Red
+        }
+    )));
     let v = view(&c.def, &c.cal, &c.state, c.now);
-    let intake = v.tasks.iter().find(|t| t.label == "intake").expect("intake in view");
+    let intake = v
+        .tasks
+        .iter()
+        .find(|t| t.label == "intake")
+        .expect("intake in view");
     assert_eq!(intake.colour, Colour::Red);
-    assert_eq!(intake.days_left, Some(0), "a Saturday after the deadline loses no working day");
+    assert_eq!(
+        intake.days_left,
+        Some(0),
+        "a Saturday after the deadline loses no working day"
+    );
     assert!(!c.has("supervised"));
     c.at("2026-03-11T10:00:00+08:00");
     assert!(c.has("supervised"), "挂牌督办 on the third rung");
     assert_eq!(c.state.supervised.len(), 1);
     let v = view(&c.def, &c.cal, &c.state, c.now);
-    let intake = v.tasks.iter().find(|t| t.label == "intake").expect("intake in view");
+    let intake = v
+        .tasks
+        .iter()
+        .find(|t| t.label == "intake")
+        .expect("intake in view");
     assert_eq!(intake.days_left, Some(-3));
     assert!(intake.supervised);
     let escalations = c
         .log
         .iter()
-        .filter(|e| matches!(e, Event::NotificationRequested { on: Some(shenpi_engine::model::NotificationEvent::Escalation), .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                Event::NotificationRequested {
+                    on: Some(shenpi_engine::model::NotificationEvent::Escalation),
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(escalations, 2, "remind and supervisor rungs");
     c.check_replay();
@@ -965,29 +1286,84 @@ fn overdue_escalation_ladder() {
 #[test]
 fn timers_fire_once() {
     let mut c = Case::started(ALL);
-    let first = c.state.timers.iter().min_by_key(|t| t.due).map(|t| (t.id, t.due)).expect("a timer");
+    let first = c
+        .state
+        .timers
+        .iter()
+        .min_by_key(|t| t.due)
+        .map(|t| (t.id, t.due))
+        .expect("a timer");
     let r = c.err("system", Command::TimerFired { timer: first.0 });
     assert_eq!(r.code(), "timer_not_due");
     c.now = first.1;
-    assert!(!c.ok("system", Command::TimerFired { timer: first.0 }).is_empty());
-    assert!(c.ok("system", Command::TimerFired { timer: first.0 }).is_empty(), "second firing is a no-op");
+    assert!(
+        !c.ok("system", Command::TimerFired { timer: first.0 })
+            .is_empty()
+    );
+    assert!(
+        c.ok("system", Command::TimerFired { timer: first.0 })
+            .is_empty(),
+        "second firing is a no-op"
+    );
 }
 
 #[test]
 fn withdraw_urge_comment_cc() {
     let mut c = Case::started(ALL);
     let t = c.task("intake");
-    c.ok("zhang", Command::Urge { task: t, text: Some("请尽快".into()) });
+    c.ok(
+        "zhang",
+        Command::Urge {
+            task: t,
+            text: Some("请尽快".into()),
+        },
+    );
     assert!(c.has("urged"));
-    c.ok("li", Command::Comment { task: Some(t), text: "已阅".into() });
-    assert_eq!(c.err("ra", Command::Comment { task: Some(t), text: "x".into() }).code(), "not_assigned");
-    c.ok("li", Command::Cc { task: Some(t), to: vec!["boss".into()], text: None });
-    assert!(c.log.iter().any(|e| matches!(e, Event::NotificationRequested { recipients, .. }
-        if recipients.contains(&Party::User("boss".into())))));
-    assert_eq!(c.err("li", Command::Withdraw { reason: None }).code(), "not_authorised");
-    c.ok("zhang", Command::Withdraw { reason: Some("项目调整".into()) });
+    c.ok(
+        "li",
+        Command::Comment {
+            task: Some(t),
+            text: "已阅".into(),
+        },
+    );
+    assert_eq!(
+        c.err(
+            "ra",
+            Command::Comment {
+                task: Some(t),
+                text: "x".into()
+            }
+        )
+        .code(),
+        "not_assigned"
+    );
+    c.ok(
+        "li",
+        Command::Cc {
+            task: Some(t),
+            to: vec!["boss".into()],
+            text: None,
+        },
+    );
+    assert!(c.log.iter().any(
+        |e| matches!(e, Event::NotificationRequested { recipients, .. }
+        if recipients.contains(&Party::User("boss".into())))
+    ));
+    assert_eq!(
+        c.err("li", Command::Withdraw { reason: None }).code(),
+        "not_authorised"
+    );
+    c.ok(
+        "zhang",
+        Command::Withdraw {
+            reason: Some("项目调整".into()),
+        },
+    );
     assert_eq!(c.state.outcome, Some(Outcome::Withdrawn));
-    assert_eq!(c.state.task(t).map(|t| t.status), Some(TaskStatus::Cancelled));
+    assert_eq!(
+        c.state.task(t).map(|t| t.status),
+        Some(TaskStatus::Cancelled)
+    );
     assert!(c.state.timers.is_empty());
     c.check_replay();
 }
@@ -1091,9 +1467,17 @@ fn scenario_runs_and_checks() {
     // Unknown users and commands are input errors.
     let bad = SCENARIO.replace("as: chief, do: approve", "as: nobody, do: approve");
     let sc = Scenario::from_yaml(&bad).expect("scenario reads");
-    assert!(run(&def, &cal, &sc).expect_err("unknown user").is_input_error());
+    assert!(
+        run(&def, &cal, &sc)
+            .expect_err("unknown user")
+            .is_input_error()
+    );
     let bad = SCENARIO.replace("as: chief, do: approve", "as: chief, do: approve_all");
     let sc = Scenario::from_yaml(&bad).expect("scenario reads");
-    assert!(run(&def, &cal, &sc).expect_err("unknown command").is_input_error());
+    assert!(
+        run(&def, &cal, &sc)
+            .expect_err("unknown command")
+            .is_input_error()
+    );
     assert!(Scenario::from_yaml("workflow: x\nstart: yesterday\n").is_err());
 }

@@ -77,6 +77,7 @@ nodes:
     assignee: { role: clerk }
     actions: [approve, reject, return, conditional, delegate, cosign, comment, suspend, extend]
     limit: 3wd
+    materials: [land, plan, eia]
     conditional:
       waivable: [plan, eia]
       limit: 6wd
@@ -149,7 +150,14 @@ struct Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    (0u8..20, any::<u8>(), any::<u8>(), any::<u8>(), prop_oneof![4 => Just(0u8), 1 => 1u8..72], any::<bool>())
+    (
+        0u8..20,
+        any::<u8>(),
+        any::<u8>(),
+        any::<u8>(),
+        prop_oneof![4 => Just(0u8), 1 => 1u8..72],
+        any::<bool>(),
+    )
         .prop_map(|(kind, who, task, extra, wait, rightful)| Op {
             kind,
             who,
@@ -192,7 +200,9 @@ impl Run {
             cal,
             state: InstanceState::default(),
             log: Vec::new(),
-            now: "2026-03-02T09:00:00+08:00".parse().unwrap_or(Timestamp::UNIX_EPOCH),
+            now: "2026-03-02T09:00:00+08:00"
+                .parse()
+                .unwrap_or(Timestamp::UNIX_EPOCH),
             users: users(),
         };
         let tier = if green { "重点" } else { "一般" };
@@ -201,7 +211,8 @@ impl Run {
             channel: None,
         };
         let zhang = r.users[0].clone();
-        r.exec(zhang, start).unwrap_or_else(|e| panic!("start: {e}"));
+        r.exec(zhang, start)
+            .unwrap_or_else(|e| panic!("start: {e}"));
         r
     }
 
@@ -254,11 +265,19 @@ impl Run {
         for t in s.open_tasks() {
             if let Some(step) = t.spec.step.filter(|_| t.spec.kind == TaskKind::Work) {
                 let st = s.step(step).map(|st| st.status);
-                assert_eq!(st, Some(StepStatus::Open), "open branch {} of a closed step", t.spec.label);
+                assert_eq!(
+                    st,
+                    Some(StepStatus::Open),
+                    "open branch {} of a closed step",
+                    t.spec.label
+                );
             }
         }
         if s.status == Status::Ended {
-            assert!(s.open_tasks().next().is_none(), "an ended instance has open tasks");
+            assert!(
+                s.open_tasks().next().is_none(),
+                "an ended instance has open tasks"
+            );
             assert!(s.timers.is_empty(), "an ended instance has timers");
         }
     }
@@ -303,7 +322,10 @@ impl Run {
         let mats = ["plan", "eia", "land", "other"];
         let m = |i: u8| SmolStr::new(mats[usize::from(i) % mats.len()]);
         let cmd = match o.kind {
-            0 | 1 | 2 => Command::Approve { task, comment: None },
+            0..=2 => Command::Approve {
+                task,
+                comment: None,
+            },
             3 => Command::Reject {
                 task,
                 to: match o.extra % 4 {
@@ -316,29 +338,36 @@ impl Run {
             4 => Command::Claim { task },
             5 => Command::ApproveConditional {
                 task,
-                waive: (0..(o.extra % 3 + 1)).map(|i| m(o.extra.wrapping_add(i))).collect(),
-                limit: (o.extra % 2 == 0).then(|| RawLimit::Days(i64::from(o.extra % 8 + 1))),
+                waive: (0..(o.extra % 3 + 1))
+                    .map(|i| m(o.extra.wrapping_add(i)))
+                    .collect(),
+                limit: o
+                    .extra
+                    .is_multiple_of(2)
+                    .then(|| RawLimit::Days(i64::from(o.extra % 8 + 1))),
                 comment: None,
             },
-            6 => Command::SupplyMaterial { material: m(o.extra) },
+            6 => Command::SupplyMaterial {
+                material: m(o.extra),
+            },
             7 => Command::VerifyMaterial {
                 task,
-                accepted: o.extra % 4 != 0,
+                accepted: !o.extra.is_multiple_of(4),
                 reason: None,
             },
             8 => Command::Delegate {
                 task,
                 to: SmolStr::new(["liu", "ra", "zhao"][usize::from(o.extra) % 3]),
-                transfer: o.extra % 2 == 0,
+                transfer: o.extra.is_multiple_of(2),
             },
             9 => Command::AddCosigner {
                 task,
                 user: SmolStr::new(["liu", "wu"][usize::from(o.extra) % 2]),
             },
-            10 if o.extra % 16 == 0 => Command::Withdraw { reason: None },
+            10 if o.extra.is_multiple_of(16) => Command::Withdraw { reason: None },
             10 | 11 => Command::Urge { task, text: None },
             12 => Command::Comment {
-                task: (o.extra % 2 == 0).then_some(task),
+                task: o.extra.is_multiple_of(2).then_some(task),
                 text: "意见".into(),
             },
             13 => Command::AttachElement {
@@ -350,7 +379,7 @@ impl Run {
                 reason: "专家评审".into(),
             },
             15 => Command::Resume {
-                task: (o.extra % 2 == 0).then_some(task),
+                task: o.extra.is_multiple_of(2).then_some(task),
             },
             16 => Command::Extend {
                 task,
@@ -423,8 +452,7 @@ impl Run {
                 // Nothing open and not ended: the case is stuck.
                 return false;
             };
-            let (id, actor, kind, suspended) =
-                (t.spec.task, rightful(t), t.spec.kind, t.suspended);
+            let (id, actor, kind, suspended) = (t.spec.task, rightful(t), t.spec.kind, t.suspended);
             let cmd = if suspended {
                 Command::Resume { task: Some(id) }
             } else if kind == TaskKind::Verify {
@@ -459,13 +487,23 @@ impl Run {
                 _ => {}
             }
         }
+        if std::env::var("PROPS_DEBUG").is_ok() {
+            let mut k: Vec<&str> = self.log.iter().map(|e| e.kind()).collect();
+            k.sort();
+            k.dedup();
+            eprintln!("{:?} {}", self.state.outcome, k.join(","));
+        }
         assert!(decided.values().all(|n| *n == 1), "a task decided twice");
         assert!(joins.values().all(|n| *n == 1), "a join fired twice");
         let rebuilt = replay(&self.log);
         assert_eq!(rebuilt, self.state, "replay rebuilds the state");
         let json = serde_json::to_string(&self.log).unwrap_or_default();
         let back: Vec<Event> = serde_json::from_str(&json).unwrap_or_default();
-        assert_eq!(replay(&back), self.state, "replay through JSON rebuilds the state");
+        assert_eq!(
+            replay(&back),
+            self.state,
+            "replay through JSON rebuilds the state"
+        );
     }
 }
 
@@ -503,8 +541,14 @@ fn reject_back_across_vote_step() {
             .unwrap_or_else(|e| panic!("{e}"));
             let intake = TaskId(0);
             let li = r.users[1].clone();
-            r.exec(li, Command::Approve { task: intake, comment: None })
-                .unwrap_or_else(|e| panic!("{e}"));
+            r.exec(
+                li,
+                Command::Approve {
+                    task: intake,
+                    comment: None,
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
             let branches: Vec<TaskId> = (1..=4).map(TaskId).collect();
             // Some branches approve first (not the rejecting one).
             let mut approved = 0;
@@ -513,17 +557,29 @@ fn reject_back_across_vote_step() {
                     continue;
                 }
                 let who = r.state.task(*b).map(rightful).unwrap_or_else(Actor::system);
-                r.exec(who, Command::Approve { task: *b, comment: None })
-                    .unwrap_or_else(|e| panic!("{e}"));
+                r.exec(
+                    who,
+                    Command::Approve {
+                        task: *b,
+                        comment: None,
+                    },
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
                 approved += 1;
             }
             // Two rejects make 3 of 4 impossible.
             let mut rejects = 0;
-            for b in branches.iter().filter(|b| b.0 >= 1 + rejecting).chain(branches.iter()) {
+            for b in branches
+                .iter()
+                .filter(|b| b.0 > rejecting)
+                .chain(branches.iter())
+            {
                 if r.state.steps.first().map(|s| s.status) != Some(StepStatus::Open) {
                     break;
                 }
-                let Some(t) = r.state.task(*b).filter(|t| t.is_open()) else { continue };
+                let Some(t) = r.state.task(*b).filter(|t| t.is_open()) else {
+                    continue;
+                };
                 let who = rightful(t);
                 r.exec(
                     who,
@@ -537,7 +593,11 @@ fn reject_back_across_vote_step() {
                 rejects += 1;
             }
             assert!(rejects >= 1);
-            let open: Vec<String> = r.state.open_tasks().map(|t| t.spec.label.to_string()).collect();
+            let open: Vec<String> = r
+                .state
+                .open_tasks()
+                .map(|t| t.spec.label.to_string())
+                .collect();
             assert_eq!(open, ["intake"], "only the new intake task is open");
             assert!(r.drive_to_end(), "the case still reaches an end");
             r.check_history();

@@ -21,7 +21,7 @@ fn task(instance: &str, id: &str, assignee: Option<&str>, dept: &str, colour: &s
         workflow_id: "wf".into(),
         node: id.into(),
         stage: Some("审批".into()),
-        assignee: assignee.map(Into::into),
+        assignee: Some(assignee.map_or(format!("dept:{dept}"), |a| format!("user:{a}"))),
         department: Some(dept.into()),
         colour: colour.into(),
         due: Some(due),
@@ -147,8 +147,8 @@ async fn conformance(db: Db) {
     };
     db.commit(&next).await.unwrap();
     assert_eq!(db.load("i1", 0).await.unwrap().unwrap().0.version, 3);
-    assert_eq!(db.inbox(Some("alice"), &[], 10).await.unwrap().len(), 0);
-    assert_eq!(db.inbox(Some("bob"), &[], 10).await.unwrap()[0].task_id, "t3");
+    assert_eq!(db.inbox_for(&["user:alice".into()], 10).await.unwrap().len(), 0);
+    assert_eq!(db.inbox_for(&["user:bob".into(), "role:x".into()], 10).await.unwrap()[0].task_id, "t3");
 
     // Timers: only due ones are claimed; a claim holds until its lease runs out.
     let c = db.claim_due("n1", 200, 1000, 10).await.unwrap();
@@ -238,9 +238,10 @@ async fn conformance(db: Db) {
         ..Batch::default()
     };
     db.commit(&b2).await.unwrap();
-    let pool = db.inbox(None, &["发改委".into()], 10).await.unwrap();
+    let pool = db.inbox_for(&["dept:发改委".into()], 10).await.unwrap();
     assert_eq!(pool.len(), 2, "{name}");
     assert_eq!(pool[0].task_id, "t2", "{name}: priority first");
+    assert_eq!(db.inbox(Some("user:bob"), &[], 10).await.unwrap().len(), 1);
     let dash = db.dashboard().await.unwrap();
     assert!(dash.by_colour.contains(&("red".into(), 1)), "{name}: {dash:?}");
     assert!(dash.by_department.contains(&("发改委".into(), 3)), "{name}: {dash:?}");

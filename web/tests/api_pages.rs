@@ -40,17 +40,28 @@ struct Browser<'a> {
 
 impl<'a> Browser<'a> {
     async fn login(s: &'a api_common::Server, name: &str) -> Browser<'a> {
-        let page = s.send(Request::get("/login").body(Body::empty()).expect("req")).await;
+        let page = s
+            .send(Request::get("/login").body(Body::empty()).expect("req"))
+            .await;
         assert_eq!(page.status, StatusCode::OK);
-        let set = page.headers[header::SET_COOKIE].to_str().expect("cookie").to_string();
+        let set = page.headers[header::SET_COOKIE]
+            .to_str()
+            .expect("cookie")
+            .to_string();
         let login_cookie = set.split(';').next().expect("pair").to_string();
-        let csrf = between(&page.text, "name=\"csrf\" value=\"", "\"").expect("csrf").to_string();
+        let csrf = between(&page.text, "name=\"csrf\" value=\"", "\"")
+            .expect("csrf")
+            .to_string();
         // Without the cookie the login form is refused (login CSRF).
         let r = s
             .send(
                 Request::post("/login")
                     .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(Body::from(form(&[("csrf", &csrf), ("name", name), ("password", "password-123")])))
+                    .body(Body::from(form(&[
+                        ("csrf", &csrf),
+                        ("name", name),
+                        ("password", "password-123"),
+                    ])))
                     .expect("req"),
             )
             .await;
@@ -60,7 +71,11 @@ impl<'a> Browser<'a> {
                 Request::post("/login")
                     .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                     .header(header::COOKIE, &login_cookie)
-                    .body(Body::from(form(&[("csrf", &csrf), ("name", name), ("password", "nope")])))
+                    .body(Body::from(form(&[
+                        ("csrf", &csrf),
+                        ("name", name),
+                        ("password", "nope"),
+                    ])))
                     .expect("req"),
             )
             .await;
@@ -71,12 +86,19 @@ impl<'a> Browser<'a> {
                 Request::post("/login")
                     .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                     .header(header::COOKIE, &login_cookie)
-                    .body(Body::from(form(&[("csrf", &csrf), ("name", name), ("password", "password-123")])))
+                    .body(Body::from(form(&[
+                        ("csrf", &csrf),
+                        ("name", name),
+                        ("password", "password-123"),
+                    ])))
                     .expect("req"),
             )
             .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
-        let set = r.headers[header::SET_COOKIE].to_str().expect("cookie").to_string();
+        let set = r.headers[header::SET_COOKIE]
+            .to_str()
+            .expect("cookie")
+            .to_string();
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"));
         Browser {
             s,
@@ -111,12 +133,26 @@ impl<'a> Browser<'a> {
 #[tokio::test]
 async fn pages_need_a_session() {
     let s = server("pages-anon").await;
-    for p in ["/inbox", "/projects", "/workflows", "/dashboard", "/workflows/editor"] {
-        let r = s.send(Request::get(p).body(Body::empty()).expect("req")).await;
+    for p in [
+        "/inbox",
+        "/projects",
+        "/workflows",
+        "/dashboard",
+        "/workflows/editor",
+    ] {
+        let r = s
+            .send(Request::get(p).body(Body::empty()).expect("req"))
+            .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{p}");
         assert_eq!(r.headers[header::LOCATION], "/login");
     }
-    let css = s.send(Request::get("/static/app.css").body(Body::empty()).expect("req")).await;
+    let css = s
+        .send(
+            Request::get("/static/app.css")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
     assert_eq!(css.status, StatusCode::OK);
 }
 
@@ -127,7 +163,13 @@ async fn approver_acts_with_conditional_from_the_task_page() {
     s.attach_required(&inst, "mouhua").await;
     let lib = s.task_at(&inst, "library").await.expect("library task");
     let r = s
-        .req("POST", &format!("/api/instances/{inst}/tasks/{lib}/actions"), Some("li"), Some(serde_json::json!({"type": "approve"})), &[])
+        .req(
+            "POST",
+            &format!("/api/instances/{inst}/tasks/{lib}/actions"),
+            Some("li"),
+            Some(serde_json::json!({"type": "approve"})),
+            &[],
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let intake = s.task_at(&inst, "intake").await.expect("intake");
@@ -136,7 +178,11 @@ async fn approver_acts_with_conditional_from_the_task_page() {
     let b = Browser::login(&s, "zhang").await;
     let inbox = b.get("/inbox").await;
     assert_eq!(inbox.status, StatusCode::OK);
-    assert!(inbox.text.contains("绿色通道") && inbox.text.contains("badge green"), "{}", inbox.text);
+    assert!(
+        inbox.text.contains("绿色通道") && inbox.text.contains("badge green"),
+        "{}",
+        inbox.text
+    );
     assert!(inbox.text.contains("个工作日"));
     let task_path = format!("/instances/{inst}/tasks/{intake}");
     assert!(inbox.text.contains(&task_path));
@@ -144,29 +190,83 @@ async fn approver_acts_with_conditional_from_the_task_page() {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.text.contains("id=\"act-conditional\""));
     assert!(page.text.contains("红线，不可容缺"));
-    assert!(page.text.contains("node current"), "diagram highlights the current node");
-    let csrf = between(&page.text, "name=\"csrf\" value=\"", "\"").expect("csrf").to_string();
+    assert!(
+        page.text.contains("node current"),
+        "diagram highlights the current node"
+    );
+    let csrf = between(&page.text, "name=\"csrf\" value=\"", "\"")
+        .expect("csrf")
+        .to_string();
     // A form without the session's CSRF token changes nothing.
-    let forged = b.post(&task_path, &[("csrf", "forged"), ("idem", "x1"), ("action", "conditional"), ("waive", "eia")]).await;
+    let forged = b
+        .post(
+            &task_path,
+            &[
+                ("csrf", "forged"),
+                ("idem", "x1"),
+                ("action", "conditional"),
+                ("waive", "eia"),
+            ],
+        )
+        .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     // A red-line material is refused with the engine's reason, on the task page.
-    let red = b.post(&task_path, &[("csrf", &csrf), ("idem", "x2"), ("action", "conditional"), ("waive", "land_site")]).await;
+    let red = b
+        .post(
+            &task_path,
+            &[
+                ("csrf", &csrf),
+                ("idem", "x2"),
+                ("action", "conditional"),
+                ("waive", "land_site"),
+            ],
+        )
+        .await;
     assert_eq!(red.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(red.text.contains("material_is_red_line"), "{}", red.text);
     // The real submission, twice (double click): applied once.
-    let fields = [("csrf", csrf.as_str()), ("idem", "x3"), ("action", "conditional"), ("waive", "eia"), ("waive", "social_risk"), ("limit", "20wd"), ("comment", "同意容缺")];
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("idem", "x3"),
+        ("action", "conditional"),
+        ("waive", "eia"),
+        ("waive", "social_risk"),
+        ("limit", "20wd"),
+        ("comment", "同意容缺"),
+    ];
     let ok = b.post(&task_path, &fields).await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.text);
     let again = b.post(&task_path, &fields).await;
     assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.text);
-    let loc = ok.headers[header::LOCATION].to_str().expect("loc").to_string();
+    let loc = ok.headers[header::LOCATION]
+        .to_str()
+        .expect("loc")
+        .to_string();
     let inst_page = b.get(&loc).await;
     assert!(inst_page.text.contains("已办理"));
-    assert!(inst_page.text.contains("data-material=\"eia\""), "promise listed");
+    assert!(
+        inst_page.text.contains("data-material=\"eia\""),
+        "promise listed"
+    );
     let due = between(&inst_page.text, "<td class=\"due\">", "<").expect("due cell");
-    assert!(due.len() >= 10 && due.as_bytes().get(4) == Some(&b'-'), "due date: {due}");
-    let d = s.req("GET", &format!("/api/instances/{inst}"), Some("zhao"), None, &[]).await;
-    assert_eq!(d.json["view"]["promises"].as_array().map(Vec::len), Some(2), "applied once");
+    assert!(
+        due.len() >= 10 && due.as_bytes().get(4) == Some(&b'-'),
+        "due date: {due}"
+    );
+    let d = s
+        .req(
+            "GET",
+            &format!("/api/instances/{inst}"),
+            Some("zhao"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        d.json["view"]["promises"].as_array().map(Vec::len),
+        Some(2),
+        "applied once"
+    );
 }
 
 #[tokio::test]
@@ -175,17 +275,59 @@ async fn editor_marks_errors_at_their_line_and_publishes() {
     let b = Browser::login(&s, "wang").await;
     let page = b.get("/workflows/editor?id=enterprise-filing").await;
     assert_eq!(page.status, StatusCode::OK);
-    let csrf = between(&page.text, "name=\"csrf\" value=\"", "\"").expect("csrf").to_string();
-    let yaml = std::fs::read_to_string(api_common::workflows_dir().join("enterprise-filing.yaml")).expect("yaml");
-    let line = yaml.lines().position(|l| l.contains("role: fgw_filing") && l.contains("assignee")).expect("assignee line") + 1;
-    let broken = yaml.replacen("assignee: { role: fgw_filing }", "assignee: { role: fgw_filling }", 1);
-    let r = b.post("/workflows/editor", &[("csrf", &csrf), ("id", "enterprise-filing"), ("yaml", &broken), ("op", "validate")]).await;
+    let csrf = between(&page.text, "name=\"csrf\" value=\"", "\"")
+        .expect("csrf")
+        .to_string();
+    let yaml = std::fs::read_to_string(api_common::workflows_dir().join("enterprise-filing.yaml"))
+        .expect("yaml");
+    let line = yaml
+        .lines()
+        .position(|l| l.contains("role: fgw_filing") && l.contains("assignee"))
+        .expect("assignee line")
+        + 1;
+    let broken = yaml.replacen(
+        "assignee: { role: fgw_filing }",
+        "assignee: { role: fgw_filling }",
+        1,
+    );
+    let r = b
+        .post(
+            "/workflows/editor",
+            &[
+                ("csrf", &csrf),
+                ("id", "enterprise-filing"),
+                ("yaml", &broken),
+                ("op", "validate"),
+            ],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.text.contains(&format!("data-line=\"{line}\"")), "error at line {line}");
+    assert!(
+        r.text.contains(&format!("data-line=\"{line}\"")),
+        "error at line {line}"
+    );
     assert!(r.text.contains(&format!("id=\"L{line}\"")));
     assert!(r.text.contains("fgw_filling"));
-    let changed = yaml.replacen("name: 企业投资项目备案", "name: 企业投资项目备案（二版）", 1);
-    let p = b.post("/workflows/editor", &[("csrf", &csrf), ("id", "enterprise-filing"), ("yaml", &changed), ("op", "publish")]).await;
+    assert!(
+        r.text.contains("class=\"marker\""),
+        "the caret line under the error"
+    );
+    let changed = yaml.replacen(
+        "name: 企业投资项目备案",
+        "name: 企业投资项目备案（二版）",
+        1,
+    );
+    let p = b
+        .post(
+            "/workflows/editor",
+            &[
+                ("csrf", &csrf),
+                ("id", "enterprise-filing"),
+                ("yaml", &changed),
+                ("op", "publish"),
+            ],
+        )
+        .await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.text);
     assert!(p.text.contains("已发布 enterprise-filing v2"));
     let diff = b.get("/workflows/enterprise-filing/diff?from=1&to=2").await;
@@ -209,17 +351,37 @@ async fn dashboard_projects_and_applicant_pages() {
     let list = chen.get("/projects?workflow=enterprise-filing").await;
     assert!(list.text.contains(&inst));
     assert!(list.text.contains("name=\"f.catalog\""));
-    let csrf = between(&list.text, "name=\"csrf\" value=\"", "\"").expect("csrf").to_string();
+    let csrf = between(&list.text, "name=\"csrf\" value=\"", "\"")
+        .expect("csrf")
+        .to_string();
     let created = chen
-        .post("/projects", &[("csrf", &csrf), ("idem", "np1"), ("workflow", "enterprise-filing"), ("name", "新厂房"),
-            ("f.enterprise", "某公司"), ("f.funding", "企业投资"), ("f.catalog", "备案类"), ("f.industry", "制造业"),
-            ("f.investment", "5000"), ("f.service_officer", "sun")])
+        .post(
+            "/projects",
+            &[
+                ("csrf", &csrf),
+                ("idem", "np1"),
+                ("workflow", "enterprise-filing"),
+                ("name", "新厂房"),
+                ("f.enterprise", "某公司"),
+                ("f.funding", "企业投资"),
+                ("f.catalog", "备案类"),
+                ("f.industry", "制造业"),
+                ("f.investment", "5000"),
+                ("f.service_officer", "sun"),
+            ],
+        )
         .await;
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.text);
-    let loc = created.headers[header::LOCATION].to_str().expect("loc").to_string();
+    let loc = created.headers[header::LOCATION]
+        .to_str()
+        .expect("loc")
+        .to_string();
     let page = chen.get(&loc).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.text.contains("新厂房") && page.text.contains("撤回申报"));
     let liu = Browser::login(&s, "liu").await;
-    assert_eq!(liu.get(&format!("/instances/{inst}")).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        liu.get(&format!("/instances/{inst}")).await.status,
+        StatusCode::FORBIDDEN
+    );
 }

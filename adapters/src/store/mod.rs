@@ -187,6 +187,7 @@ pub struct InboxRow {
     pub workflow_id: String,
     pub node: String,
     pub stage: Option<String>,
+    /// Who may act: `user:NAME`, `role:ID` or `dept:ID`.
     pub assignee: Option<String>,
     pub department: Option<String>,
     /// `green`, `yellow`, `red`.
@@ -388,7 +389,15 @@ pub trait OutboxStore {
 
 /// Read models.
 pub trait ProjectionStore {
-    /// Open tasks for a user (and the pools of their departments), most urgent first.
+    /// Open tasks assigned to any of `parties` (a user's `user:NAME`, `role:ID` for each of
+    /// their roles, `dept:ID` for their department), most urgent first, in one query.
+    fn inbox_for(
+        &self,
+        parties: &[String],
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<InboxRow>>> + Send;
+    /// Open tasks whose assignee is exactly `assignee` (a party string), or unassigned in one of
+    /// `departments`, most urgent first.
     fn inbox(
         &self,
         assignee: Option<&str>,
@@ -523,6 +532,7 @@ delegate!(OutboxStore {
     fn outbox_in_state(&self, state: &str, limit: i64) -> Result<Vec<OutboxMessage>>;
 });
 delegate!(ProjectionStore {
+    fn inbox_for(&self, parties: &[String], limit: i64) -> Result<Vec<InboxRow>>;
     fn inbox(&self, assignee: Option<&str>, departments: &[String], limit: i64) -> Result<Vec<InboxRow>>;
     fn dashboard(&self) -> Result<Dashboard>;
     fn overdue(&self, now: Millis, limit: i64) -> Result<Vec<InboxRow>>;

@@ -720,6 +720,21 @@ impl ProjectionStore for PgStore {
             .collect()
     }
 
+    async fn inbox_for(&self, parties: &[String], limit: i64) -> Result<Vec<InboxRow>> {
+        let sql = format!(
+            "SELECT {INBOX_COLS} FROM inbox WHERE assignee = ANY($1)
+             ORDER BY priority DESC, due ASC NULLS LAST, opened_at LIMIT $2"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(parties)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(inbox_row)
+            .collect()
+    }
+
     async fn dashboard(&self) -> Result<Dashboard> {
         let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
         let by_colour = counts(

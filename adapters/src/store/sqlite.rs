@@ -633,7 +633,6 @@ impl ProjectionStore for SqliteStore {
         departments: &[String],
         limit: i64,
     ) -> Result<Vec<InboxRow>> {
-        // Departments as a JSON array so the statement text does not depend on how many.
         let depts = serde_json::to_string(departments).unwrap_or_else(|_| "[]".into());
         let sql = format!(
             "SELECT {INBOX_COLS} FROM inbox
@@ -643,6 +642,23 @@ impl ProjectionStore for SqliteStore {
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(assignee)
             .bind(depts)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(inbox_row)
+            .collect()
+    }
+
+    async fn inbox_for(&self, parties: &[String], limit: i64) -> Result<Vec<InboxRow>> {
+        // Parties as a JSON array so the statement text does not depend on how many.
+        let parties = serde_json::to_string(parties).unwrap_or_else(|_| "[]".into());
+        let sql = format!(
+            "SELECT {INBOX_COLS} FROM inbox WHERE assignee IN (SELECT value FROM json_each(?1))
+             ORDER BY priority DESC, due IS NULL, due, opened_at LIMIT ?2"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(parties)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?

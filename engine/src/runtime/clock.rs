@@ -147,7 +147,12 @@ pub fn threshold(total: u32, yellow_permille: u32) -> u32 {
 }
 
 /// Units elapsed in (since, now] in `unit`.
-fn elapsed(unit: Unit, cal: &Calendar, since: Timestamp, now: Timestamp) -> Result<u32, CalendarError> {
+fn elapsed(
+    unit: Unit,
+    cal: &Calendar,
+    since: Timestamp,
+    now: Timestamp,
+) -> Result<u32, CalendarError> {
     if now <= since {
         return Ok(0);
     }
@@ -182,7 +187,13 @@ fn point(
         return Ok(since);
     }
     let d0 = local_date(since);
-    let day_edge = |d| if start { start_of_day(d) } else { end_of_day(d) };
+    let day_edge = |d| {
+        if start {
+            start_of_day(d)
+        } else {
+            end_of_day(d)
+        }
+    };
     match unit {
         Unit::WorkingDays => {
             let n = u32::try_from(n).unwrap_or(u32::MAX);

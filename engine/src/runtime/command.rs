@@ -28,7 +28,7 @@ impl Actor {
         Actor {
             name: SmolStr::new(name),
             department: department.map(SmolStr::new),
-            roles: roles.iter().map(|r| SmolStr::new(r)).collect(),
+            roles: roles.iter().copied().map(SmolStr::new).collect(),
         }
     }
 

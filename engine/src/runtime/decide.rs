@@ -24,11 +24,11 @@ use crate::model::{
 use super::clock::{Clock, Colour};
 use super::command::{Actor, Command, CommandEnvelope};
 use super::event::{
-    CancelReason, ClockRef, Decision, Event, NoticeData, OpenedTask, OutstandingId,
-    PreApprovalId, PromiseId, StageVisitId, StepId, TaskId, TaskKind, Timer, TimerId, TimerKind,
+    CancelReason, ClockRef, Decision, Event, NoticeData, OpenedTask, OutstandingId, PreApprovalId,
+    PromiseId, StageVisitId, StepId, TaskId, TaskKind, Timer, TimerId, TimerKind,
 };
 use super::rejection::Rejection;
-use super::state::{InstanceState, PromiseStatus, StepStatus, Status, Task, TaskStatus};
+use super::state::{InstanceState, PromiseStatus, Status, StepStatus, Task, TaskStatus};
 
 /// Decides what a command does to an instance at `now`. Pure: the same inputs give the same
 /// events. See the module docs of [`crate::runtime`] for the semantics.
@@ -51,7 +51,7 @@ pub fn decide(
 /// The one authorisation rule for acting on a task: its assigned user, a holder of its role, a
 /// member of its department pool, or a delegate. Once claimed, only the claimer (and delegates).
 pub fn may_act(task: &Task, actor: &Actor) -> bool {
-    if task.delegates.iter().any(|d| *d == actor.name) {
+    if task.delegates.contains(&actor.name) {
         return true;
     }
     if let Some(c) = &task.claimed_by {
@@ -262,12 +262,7 @@ impl<'a> Cx<'a> {
             .map(|t| t.spec.task)
             .filter(|t| self.is_open(*t))
             .collect();
-        v.extend(
-            self.opened
-                .iter()
-                .map(|o| o.0)
-                .filter(|t| self.is_open(*t)),
-        );
+        v.extend(self.opened.iter().map(|o| o.0).filter(|t| self.is_open(*t)));
         v
     }
 
@@ -568,7 +563,11 @@ impl<'a> Cx<'a> {
 
     /// The outcome of a task with its co-signers.
     fn unit(&self, main: TaskId) -> Unit3 {
-        let st_cosigners = self.st.task(main).map(|t| t.cosigners.as_slice()).unwrap_or(&[]);
+        let st_cosigners = self
+            .st
+            .task(main)
+            .map(|t| t.cosigners.as_slice())
+            .unwrap_or(&[]);
         let new_cosigners = self
             .opened
             .iter()
@@ -610,7 +609,10 @@ impl<'a> Cx<'a> {
     fn after_decision(&mut self, id: TaskId) -> Result<(), Rejection> {
         let t = self.task(id)?;
         let main = match t.spec.kind {
-            TaskKind::Cosign => t.spec.parent.ok_or_else(|| internal("co-sign task without parent"))?,
+            TaskKind::Cosign => t
+                .spec
+                .parent
+                .ok_or_else(|| internal("co-sign task without parent"))?,
             _ => id,
         };
         match self.unit(main) {
@@ -669,8 +671,8 @@ impl<'a> Cx<'a> {
                 ix = next;
                 continue;
             }
-            let approved_end =
-                n.kind == NodeType::End && n.outcome.unwrap_or(Outcome::Approved) == Outcome::Approved;
+            let approved_end = n.kind == NodeType::End
+                && n.outcome.unwrap_or(Outcome::Approved) == Outcome::Approved;
             self.move_stage(n.stage, approved_end)?;
             self.emit(Event::NodeEntered { node: n.id.clone() });
             match n.kind {
@@ -686,17 +688,18 @@ impl<'a> Cx<'a> {
                 NodeType::Gateway => ix = self.route(n)?,
                 NodeType::Wait => {
                     if let Some(l) = n.wait {
-                        let due = Clock::new(self.now, l)
-                            .due(self.cal)?
-                            .unwrap_or(self.now);
+                        let due = Clock::new(self.now, l).due(self.cal)?.unwrap_or(self.now);
                         self.arm(due, TimerKind::Wait { node: n.id.clone() });
                     }
                     return Ok(());
                 }
                 NodeType::Notify => {
                     if let Some(spec) = &n.notify {
-                        let recipients: Vec<Party> =
-                            spec.to.iter().filter_map(|a| self.resolve_quiet(a)).collect();
+                        let recipients: Vec<Party> = spec
+                            .to
+                            .iter()
+                            .filter_map(|a| self.resolve_quiet(a))
+                            .collect();
                         self.emit(Event::NotificationRequested {
                             on: None,
                             recipients,
@@ -729,7 +732,9 @@ impl<'a> Cx<'a> {
                 }
             }
         }
-        Err(internal("the flow loops through nodes without reaching a task"))
+        Err(internal(
+            "the flow loops through nodes without reaching a task",
+        ))
     }
 
     fn route(&self, n: &NodePlan) -> Result<usize, Rejection> {
@@ -1000,7 +1005,10 @@ impl<'a> Cx<'a> {
             .elements
             .iter()
             .filter(|e| !self.element_attached(&e.element))
-            .filter_map(|e| e.within.map(|w| (e.element.clone(), Clock::new(self.now, w))))
+            .filter_map(|e| {
+                e.within
+                    .map(|w| (e.element.clone(), Clock::new(self.now, w)))
+            })
             .collect();
         self.emit(Event::StageEntered {
             visit,
@@ -1412,8 +1420,7 @@ impl<'a> Cx<'a> {
                 by: self.by(),
             });
             let complete = !r.materials.is_empty()
-                && r
-                    .materials
+                && r.materials
                     .iter()
                     .all(|m| m == material || r.supplied.contains(m));
             if complete {
@@ -1438,7 +1445,12 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
-    fn verify(&mut self, id: TaskId, accepted: bool, reason: &Option<String>) -> Result<(), Rejection> {
+    fn verify(
+        &mut self,
+        id: TaskId,
+        accepted: bool,
+        reason: &Option<String>,
+    ) -> Result<(), Rejection> {
         let t = self.task(id)?;
         match t.status {
             TaskStatus::Open => {}
@@ -1624,7 +1636,12 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
-    fn cc(&mut self, task: Option<TaskId>, to: &[SmolStr], text: &Option<String>) -> Result<(), Rejection> {
+    fn cc(
+        &mut self,
+        task: Option<TaskId>,
+        to: &[SmolStr],
+        text: &Option<String>,
+    ) -> Result<(), Rejection> {
         if to.is_empty() {
             return Err(Rejection::NotAuthorised {
                 actor: self.by(),
@@ -1783,7 +1800,13 @@ impl<'a> Cx<'a> {
         }
     }
 
-    fn extend(&mut self, id: TaskId, raw: &RawLimit, reason: &str, step: bool) -> Result<(), Rejection> {
+    fn extend(
+        &mut self,
+        id: TaskId,
+        raw: &RawLimit,
+        reason: &str,
+        step: bool,
+    ) -> Result<(), Rejection> {
         let t = self.open_task_ref(id)?;
         let (_, n) = self.node_of(t)?;
         if n.extend_by.is_empty() {
@@ -1821,7 +1844,10 @@ impl<'a> Cx<'a> {
         if l.unit != clock.limit.unit {
             return Err(Rejection::BadLimit {
                 limit: l.to_string(),
-                reason: format!("the limit being extended is `{}`: use the same unit", clock.limit),
+                reason: format!(
+                    "the limit being extended is `{}`: use the same unit",
+                    clock.limit
+                ),
             });
         }
         self.emit(Event::LimitExtended {
@@ -1832,7 +1858,9 @@ impl<'a> Cx<'a> {
         });
         self.cancel_clock_timers(&target);
         if let ClockRef::Task(tid) = target {
-            self.cancel_timers_where(|k| matches!(k, TimerKind::Escalation { task, .. } if *task == tid));
+            self.cancel_timers_where(
+                |k| matches!(k, TimerKind::Escalation { task, .. } if *task == tid),
+            );
         }
         let mut after = clock.clone();
         after.extended = after.extended.saturating_add(l.amount);
@@ -1999,13 +2027,18 @@ impl<'a> Cx<'a> {
         self.notify(NotificationEvent::Overdue, natural, data);
         if let ClockRef::Task(t) = target {
             // The escalation ladder: rung k fires `after` units past the deadline.
-            let last_day = local_date(due.checked_sub(jiff::SignedDuration::from_nanos(1)).unwrap_or(due));
+            let last_day = local_date(
+                due.checked_sub(jiff::SignedDuration::from_nanos(1))
+                    .unwrap_or(due),
+            );
             for (k, r) in self.p.rungs.iter().enumerate() {
                 let at = if r.after.amount == 0 {
                     due
                 } else {
                     match r.after.unit {
-                        Unit::WorkingDays => end_of_day(self.cal.add_working_days(last_day, r.after.amount)?),
+                        Unit::WorkingDays => {
+                            end_of_day(self.cal.add_working_days(last_day, r.after.amount)?)
+                        }
                         _ => Clock::new(due, r.after).due(self.cal)?.unwrap_or(due),
                     }
                 };

@@ -50,7 +50,9 @@ pub enum Rejection {
     LimitExceedsRule { asked: String, rule: String },
     #[error("limit `{limit}`: {reason}")]
     BadLimit { limit: String, reason: String },
-    #[error("stage `{stage}` cannot close: required element `{element}` is missing and may not be carried")]
+    #[error(
+        "stage `{stage}` cannot close: required element `{element}` is missing and may not be carried"
+    )]
     StageCannotClose { stage: SmolStr, element: SmolStr },
     #[error("unknown element `{element}`")]
     UnknownElement { element: SmolStr },

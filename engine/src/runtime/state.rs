@@ -252,9 +252,7 @@ impl InstanceState {
 
     /// The open stage visit, if any.
     pub fn current_stage(&self) -> Option<&StageVisit> {
-        self.stages
-            .last()
-            .filter(|s| s.status == StageStatus::Open)
+        self.stages.last().filter(|s| s.status == StageStatus::Open)
     }
 
     pub fn open_tasks(&self) -> impl Iterator<Item = &Task> {

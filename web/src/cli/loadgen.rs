@@ -71,7 +71,10 @@ impl Conn {
         extra: &[(&str, &str)],
         body: &str,
     ) -> anyhow::Result<(u16, String)> {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: loadgen\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", body.len());
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: loadgen\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
         if let Some(t) = token {
             req.push_str(&format!("Authorization: Bearer {t}\r\n"));
         }
@@ -92,9 +95,11 @@ impl Conn {
             if n == 0 {
                 bail!("connection closed");
             }
-            self.buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            self.buf
+                .extend_from_slice(chunk.get(..n).unwrap_or_default());
         };
-        let head = String::from_utf8_lossy(self.buf.get(..head_end).unwrap_or_default()).to_string();
+        let head =
+            String::from_utf8_lossy(self.buf.get(..head_end).unwrap_or_default()).to_string();
         let status: u16 = head
             .split_whitespace()
             .nth(1)
@@ -104,7 +109,8 @@ impl Conn {
             .lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
             })
             .unwrap_or(0);
         while self.buf.len() < head_end + len {
@@ -112,16 +118,22 @@ impl Conn {
             if n == 0 {
                 bail!("connection closed in body");
             }
-            self.buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            self.buf
+                .extend_from_slice(chunk.get(..n).unwrap_or_default());
         }
-        let body = String::from_utf8_lossy(self.buf.get(head_end..head_end + len).unwrap_or_default()).to_string();
+        let body =
+            String::from_utf8_lossy(self.buf.get(head_end..head_end + len).unwrap_or_default())
+                .to_string();
         Ok((status, body))
     }
 }
 
 fn field(json: &str, key: &str) -> anyhow::Result<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_str(json).with_context(|| format!("not JSON: {json}"))?;
-    v.get(key).cloned().ok_or_else(|| anyhow!("no `{key}` in {json}"))
+    let v: serde_json::Value =
+        serde_json::from_str(json).with_context(|| format!("not JSON: {json}"))?;
+    v.get(key)
+        .cloned()
+        .ok_or_else(|| anyhow!("no `{key}` in {json}"))
 }
 
 async fn login(c: &mut Conn, name: &str, password: &str) -> anyhow::Result<String> {
@@ -130,7 +142,10 @@ async fn login(c: &mut Conn, name: &str, password: &str) -> anyhow::Result<Strin
     if st != 200 {
         bail!("login as {name} failed ({st}): {text}");
     }
-    Ok(field(&text, "token")?.as_str().unwrap_or_default().to_string())
+    Ok(field(&text, "token")?
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -140,7 +155,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if a.rate == 0 || a.seconds == 0 || a.seconds > 600 || a.connections == 0 {
         bail!("rate, seconds (≤ 600) and connections must be positive");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(go(a))
 }
 
@@ -157,17 +174,24 @@ async fn go(a: Args) -> anyhow::Result<ExitCode> {
             "fields": {"tier": "中长期库", "investment": 1000, "funding": "企业投资", "industry": "其他", "service_officer": "sun"}
         })
         .to_string();
-        let (st, text) = c.request("POST", "/api/projects", Some(&applicant), &[], &body).await?;
+        let (st, text) = c
+            .request("POST", "/api/projects", Some(&applicant), &[], &body)
+            .await?;
         if st != 201 {
             bail!("create project: {st} {text}");
         }
         let pid = field(&text, "id")?;
         let body = serde_json::json!({"project_id": pid}).to_string();
-        let (st, text) = c.request("POST", "/api/instances", Some(&applicant), &[], &body).await?;
+        let (st, text) = c
+            .request("POST", "/api/instances", Some(&applicant), &[], &body)
+            .await?;
         if st != 201 {
             bail!("start instance: {st} {text}");
         }
-        let inst = field(&text, "instance")?.as_str().unwrap_or_default().to_string();
+        let inst = field(&text, "instance")?
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         targets.push((inst, "0".to_string()));
     }
     let total = u64::from(a.rate) * u64::from(a.seconds);
@@ -199,18 +223,29 @@ async fn go(a: Args) -> anyhow::Result<ExitCode> {
                 let job = { rx.lock().await.recv().await };
                 let Some((n, due)) = job else { break };
                 let idx = usize::try_from(n).unwrap_or(0) % targets.len().max(1);
-                let Some((inst, task)) = targets.get(idx) else { break };
+                let Some((inst, task)) = targets.get(idx) else {
+                    break;
+                };
                 let path = format!("/api/instances/{inst}/tasks/{task}/actions");
                 let key = format!("load-{n}");
                 let body = format!("{{\"type\":\"comment\",\"text\":\"压测意见 {n}\"}}");
                 match conn
-                    .request("POST", &path, Some(&token), &[("Idempotency-Key", &key)], &body)
+                    .request(
+                        "POST",
+                        &path,
+                        Some(&token),
+                        &[("Idempotency-Key", &key)],
+                        &body,
+                    )
                     .await
                 {
                     Ok((200, _)) => lat.push(due.elapsed()),
                     Ok((st, text)) => {
                         lat.push(due.elapsed());
-                        errors.push(format!("{st}: {}", text.chars().take(200).collect::<String>()));
+                        errors.push(format!(
+                            "{st}: {}",
+                            text.chars().take(200).collect::<String>()
+                        ));
                     }
                     Err(e) => {
                         errors.push(e.to_string());
@@ -251,8 +286,17 @@ async fn go(a: Args) -> anyhow::Result<ExitCode> {
         lat.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     let ok = lat.len() - errors.len().min(lat.len());
-    println!("requests: {} sent, {} ok, {} errors in {:.1} s", total, ok, errors.len(), elapsed.as_secs_f64());
-    println!("achieved: {:.0} req/s", lat.len() as f64 / elapsed.as_secs_f64());
+    println!(
+        "requests: {} sent, {} ok, {} errors in {:.1} s",
+        total,
+        ok,
+        errors.len(),
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "achieved: {:.0} req/s",
+        lat.len() as f64 / elapsed.as_secs_f64()
+    );
     println!(
         "latency ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
         pct(0.5),
@@ -263,5 +307,9 @@ async fn go(a: Args) -> anyhow::Result<ExitCode> {
     for e in errors.iter().take(5) {
         println!("error: {e}");
     }
-    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -27,6 +27,11 @@ pub struct ServeArgs {
     /// then passes normally. For demos and tests on a date the shipped calendar covers.
     #[arg(long, value_name = "TIMESTAMP")]
     clock_start: Option<jiff::Timestamp>,
+    /// Notification addresses per party, a JSON file:
+    /// `{"parties": {"role:zdb_coordinator": {"dingtalk": "https://..."}}, "default": {}}`.
+    /// The webhook signing key comes from the environment variable SHENPI_WEBHOOK_SECRET.
+    #[arg(long, value_name = "FILE")]
+    notify_directory: Option<PathBuf>,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -47,6 +52,15 @@ fn init_tracing() {
 
 pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
+    let directory = match &a.notify_directory {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{} is not a valid directory", p.display()))?
+        }
+        None => shenpi_adapters::outbox::Directory::default(),
+    };
+    let webhook_secret = std::env::var("SHENPI_WEBHOOK_SECRET").unwrap_or_default().into_bytes();
     let rt = runtime()?;
     let res = rt.block_on(serve(ServeOptions {
         db: a.db,
@@ -54,6 +68,8 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         bind: a.bind,
         demo: a.demo,
         clock_start: a.clock_start.map(|t| t.as_millisecond()),
+        directory,
+        webhook_secret,
     }));
     match res {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -116,12 +132,22 @@ pub fn run_user(c: UserCommand) -> anyhow::Result<ExitCode> {
             db,
         } => {
             let name = name.trim().to_string();
-            if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_whitespace() || c == ':') {
+            if name.is_empty()
+                || name.len() > 64
+                || name.chars().any(|c| c.is_whitespace() || c == ':')
+            {
                 anyhow::bail!("user name must be 1 to 64 characters without spaces or `:`");
             }
             for r in &roles {
-                if !SYSTEM_ROLES.contains(&r.as_str()) && !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                    anyhow::bail!("role `{r}`: use a system role ({}) or a workflow role id", SYSTEM_ROLES.join(", "));
+                if !SYSTEM_ROLES.contains(&r.as_str())
+                    && !r
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    anyhow::bail!(
+                        "role `{r}`: use a system role ({}) or a workflow role id",
+                        SYSTEM_ROLES.join(", ")
+                    );
                 }
             }
             let password = if password_stdin {
@@ -142,18 +168,30 @@ pub fn run_user(c: UserCommand) -> anyhow::Result<ExitCode> {
             };
             rt.block_on(async {
                 let a = accounts(&db).await?;
-                a.upsert_user(&user, password.as_deref(), shenpi_adapters::machine::now_millis())
-                    .await?;
+                a.upsert_user(
+                    &user,
+                    password.as_deref(),
+                    shenpi_adapters::machine::now_millis(),
+                )
+                .await?;
                 anyhow::Ok(())
             })?;
             println!("user {name} saved");
             if password.is_none() {
-                eprintln!("note: no password set; this user can use API tokens only (`shenpi token create {name}`)");
+                eprintln!(
+                    "note: no password set; this user can use API tokens only (`shenpi token create {name}`)"
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::List { db } => {
-            let users = rt.block_on(async { accounts(&db).await?.users().await.map_err(anyhow::Error::from) })?;
+            let users = rt.block_on(async {
+                accounts(&db)
+                    .await?
+                    .users()
+                    .await
+                    .map_err(anyhow::Error::from)
+            })?;
             for u in users {
                 println!(
                     "{}\t{}\t{}",
@@ -185,9 +223,13 @@ pub fn run_token(c: TokenCommand) -> anyhow::Result<ExitCode> {
         TokenCommand::Create { name, label, db } => {
             let token = rt.block_on(async {
                 let a = accounts(&db).await?;
-                a.create_token(&name, label.as_deref(), shenpi_adapters::machine::now_millis())
-                    .await
-                    .map_err(anyhow::Error::from)
+                a.create_token(
+                    &name,
+                    label.as_deref(),
+                    shenpi_adapters::machine::now_millis(),
+                )
+                .await
+                .map_err(anyhow::Error::from)
             })?;
             println!("{token}");
             Ok(ExitCode::SUCCESS)

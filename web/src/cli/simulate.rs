@@ -39,7 +39,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let scenario = Scenario::from_yaml(&sc_src)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.scenario.display()))?;
     let (def, wf_path) = load_definition(&args.file, &scenario.workflow, args.calendars.clone())?;
-    let cal = load_calendar(&wf_path, &def.workflow.calendar.value, args.calendars.as_deref())?;
+    let cal = load_calendar(
+        &wf_path,
+        &def.workflow.calendar.value,
+        args.calendars.as_deref(),
+    )?;
 
     let (out, result) = run_with_output(&def, &cal, &scenario);
     let json = if args.compact {
@@ -128,7 +132,8 @@ fn load_calendar(workflow: &Path, id: &str, dir: Option<&Path>) -> anyhow::Resul
                 .join(", ")
         );
     };
-    let src = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let src =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     Calendar::from_yaml(id, &src).map_err(|diags| {
         let name = path.display().to_string();
         for d in &diags {

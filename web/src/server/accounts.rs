@@ -9,8 +9,8 @@
 //! Secrets are never stored: passwords as argon2id PHC strings, tokens and session ids as their
 //! SHA-256.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shenpi_adapters::store::Db;
@@ -206,7 +206,10 @@ impl Accounts {
 
     pub async fn migrate(&self) -> Result<()> {
         for stmt in SCHEMA {
-            on_pool!(&self.pools, |p| sqlx::query(*stmt).execute(p).await.map(|_| ()))?;
+            on_pool!(&self.pools, |p| sqlx::query(*stmt)
+                .execute(p)
+                .await
+                .map(|_| ()))?;
         }
         Ok(())
     }
@@ -228,7 +231,8 @@ impl Accounts {
             .bind(&hash)
             .bind(now)
             .execute(p)
-            .await.map(|_| ()))?;
+            .await
+            .map(|_| ()))?;
         Ok(())
     }
 
@@ -304,21 +308,27 @@ impl Accounts {
             return Err(AccountError::NoSuchUser(name.to_string()));
         }
         let secret = format!("sp_{}", random_hex(24)?);
-        let sql = "INSERT INTO web_tokens (hash, user_name, label, created_at) VALUES ($1, $2, $3, $4)";
+        let sql =
+            "INSERT INTO web_tokens (hash, user_name, label, created_at) VALUES ($1, $2, $3, $4)";
         on_pool!(&self.pools, |p| sqlx::query(sql)
             .bind(secret_hash(&secret))
             .bind(name)
             .bind(label)
             .bind(now)
             .execute(p)
-            .await.map(|_| ()))?;
+            .await
+            .map(|_| ()))?;
         Ok(secret)
     }
 
     pub async fn token_user(&self, secret: &str) -> Result<Option<User>> {
         let sql = "SELECT user_name FROM web_tokens WHERE hash = $1";
         let name: Option<String> = on_pool!(&self.pools, |p| {
-            match sqlx::query(sql).bind(secret_hash(secret)).fetch_optional(p).await? {
+            match sqlx::query(sql)
+                .bind(secret_hash(secret))
+                .fetch_optional(p)
+                .await?
+            {
                 Some(r) => Some(r.try_get(0)?),
                 None => None,
             }
@@ -330,17 +340,24 @@ impl Accounts {
     }
 
     /// Opens a UI session; returns (session secret for the cookie, CSRF token).
-    pub async fn create_session(&self, name: &str, now: i64, ttl_ms: i64) -> Result<(String, String)> {
+    pub async fn create_session(
+        &self,
+        name: &str,
+        now: i64,
+        ttl_ms: i64,
+    ) -> Result<(String, String)> {
         let secret = random_hex(32)?;
         let csrf = random_hex(16)?;
-        let sql = "INSERT INTO web_sessions (hash, user_name, csrf, expires_at) VALUES ($1, $2, $3, $4)";
+        let sql =
+            "INSERT INTO web_sessions (hash, user_name, csrf, expires_at) VALUES ($1, $2, $3, $4)";
         on_pool!(&self.pools, |p| sqlx::query(sql)
             .bind(secret_hash(&secret))
             .bind(name)
             .bind(&csrf)
             .bind(now + ttl_ms)
             .execute(p)
-            .await.map(|_| ()))?;
+            .await
+            .map(|_| ()))?;
         Ok((secret, csrf))
     }
 
@@ -368,7 +385,8 @@ impl Accounts {
         on_pool!(&self.pools, |p| sqlx::query(sql)
             .bind(secret_hash(secret))
             .execute(p)
-            .await.map(|_| ()))?;
+            .await
+            .map(|_| ()))?;
         Ok(())
     }
 
@@ -383,7 +401,8 @@ impl Accounts {
             .bind(&fields)
             .bind(p.created_at)
             .execute(pool)
-            .await.map(|_| ()))?;
+            .await
+            .map(|_| ()))?;
         Ok(())
     }
 
@@ -403,12 +422,18 @@ impl Accounts {
             .bind(version)
             .bind(now)
             .execute(p)
-            .await.map(|_| ()))?;
+            .await
+            .map(|_| ()))?;
         Ok(())
     }
 
     /// Projects, newest first; `owner` limits to one applicant's, `q` searches name and id.
-    pub async fn projects(&self, owner: Option<&str>, q: Option<&str>, limit: i64) -> Result<Vec<Project>> {
+    pub async fn projects(
+        &self,
+        owner: Option<&str>,
+        q: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Project>> {
         let like = q.map(|q| format!("%{}%", q.replace('%', "").replace('_', "")));
         let sql = "SELECT id, name, workflow_id, owner, fields, created_at FROM web_projects \
                    WHERE ($1 IS NULL OR owner = $1) AND ($2 IS NULL OR name LIKE $2 OR id LIKE $2) \
@@ -419,15 +444,41 @@ impl Accounts {
         let rows: Vec<(String, String, String, String, String, i64)> = match &self.pools {
             Pools::Sqlite(p) => {
                 let mut out = Vec::new();
-                for r in sqlx::query(sql).bind(owner).bind(&like).bind(limit).fetch_all(p).await? {
-                    out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?));
+                for r in sqlx::query(sql)
+                    .bind(owner)
+                    .bind(&like)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?
+                {
+                    out.push((
+                        r.try_get(0)?,
+                        r.try_get(1)?,
+                        r.try_get(2)?,
+                        r.try_get(3)?,
+                        r.try_get(4)?,
+                        r.try_get(5)?,
+                    ));
                 }
                 out
             }
             Pools::Pg(p) => {
                 let mut out = Vec::new();
-                for r in sqlx::query(sql_pg).bind(owner).bind(&like).bind(limit).fetch_all(p).await? {
-                    out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?));
+                for r in sqlx::query(sql_pg)
+                    .bind(owner)
+                    .bind(&like)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?
+                {
+                    out.push((
+                        r.try_get(0)?,
+                        r.try_get(1)?,
+                        r.try_get(2)?,
+                        r.try_get(3)?,
+                        r.try_get(4)?,
+                        r.try_get(5)?,
+                    ));
                 }
                 out
             }
@@ -450,12 +501,20 @@ impl Accounts {
 
     pub async fn project(&self, id: &str) -> Result<Option<Project>> {
         let sql = "SELECT id, name, workflow_id, owner, fields, created_at FROM web_projects WHERE id = $1";
-        let row: Option<(String, String, String, String, String, i64)> = on_pool!(&self.pools, |p| {
-            match sqlx::query(sql).bind(id).fetch_optional(p).await? {
-                Some(r) => Some((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?)),
-                None => None,
-            }
-        });
+        let row: Option<(String, String, String, String, String, i64)> =
+            on_pool!(&self.pools, |p| {
+                match sqlx::query(sql).bind(id).fetch_optional(p).await? {
+                    Some(r) => Some((
+                        r.try_get(0)?,
+                        r.try_get(1)?,
+                        r.try_get(2)?,
+                        r.try_get(3)?,
+                        r.try_get(4)?,
+                        r.try_get(5)?,
+                    )),
+                    None => None,
+                }
+            });
         let Some((id, name, workflow_id, owner, fields, created_at)) = row else {
             return Ok(None);
         };
@@ -547,7 +606,8 @@ impl Accounts {
             .bind(&r.created_by)
             .bind(&body)
             .execute(p)
-            .await.map(|_| ()))?;
+            .await
+            .map(|_| ()))?;
         Ok(())
     }
 
@@ -577,13 +637,15 @@ impl Accounts {
             .bind(y)
             .bind(r)
             .execute(p)
-            .await.map(|_| ()))?;
+            .await
+            .map(|_| ()))?;
         Ok(())
     }
 
     /// Colour snapshots since `from`, oldest first: (at, green, yellow, red).
     pub async fn colour_history(&self, from: i64) -> Result<Vec<(i64, i64, i64, i64)>> {
-        let sql = "SELECT at, green, yellow, red FROM web_colour_snapshots WHERE at >= $1 ORDER BY at";
+        let sql =
+            "SELECT at, green, yellow, red FROM web_colour_snapshots WHERE at >= $1 ORDER BY at";
         Ok(on_pool!(&self.pools, |p| {
             let mut out = Vec::new();
             for r in sqlx::query(sql).bind(from).fetch_all(p).await? {
@@ -608,7 +670,11 @@ impl Accounts {
     pub async fn timers_due(&self, now: i64) -> Result<i64> {
         let sql = "SELECT COUNT(*) FROM timers WHERE state IN ('pending', 'claimed') AND due <= $1";
         Ok(on_pool!(&self.pools, |p| {
-            sqlx::query(sql).bind(now).fetch_one(p).await?.try_get::<i64, _>(0)?
+            sqlx::query(sql)
+                .bind(now)
+                .fetch_one(p)
+                .await?
+                .try_get::<i64, _>(0)?
         }))
     }
 
@@ -638,8 +704,7 @@ impl Accounts {
 }
 
 /// A valid argon2 hash of a random string, checked against when the user does not exist.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c2hlbnBpZHVtbXlzYWx0$3Ea2u7sXJ0nBqZ6Lr2t3tF8y9bq1Vz0Q3G1m6vS7Yk0";
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2hlbnBpZHVtbXlzYWx0$3Ea2u7sXJ0nBqZ6Lr2t3tF8y9bq1Vz0Q3G1m6vS7Yk0";
 
 #[cfg(test)]
 mod tests {

@@ -99,7 +99,11 @@ pub async fn logout(headers: HeaderMap, State(app): State<App>) -> ApiResult<Res
             .await
             .map_err(ApiError::internal)?;
     }
-    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_cookie())]).into_response())
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, clear_cookie())],
+    )
+        .into_response())
 }
 
 /// The caller.
@@ -131,7 +135,9 @@ pub async fn create_project(
     Json(req): Json<NewProject>,
 ) -> ApiResult<(StatusCode, Json<Project>)> {
     if !policy::can_start(&caller.user) {
-        return Err(ApiError::forbidden("only applicants and service officers register projects"));
+        return Err(ApiError::forbidden(
+            "only applicants and service officers register projects",
+        ));
     }
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
@@ -141,7 +147,10 @@ pub async fn create_project(
         return Err(ApiError::invalid("`fields` must be a JSON object"));
     }
     let Some((_, def)) = app.catalog.latest(&app.db, &req.workflow_id).await? else {
-        return Err(ApiError::invalid(format!("unknown workflow `{}`", req.workflow_id)));
+        return Err(ApiError::invalid(format!(
+            "unknown workflow `{}`",
+            req.workflow_id
+        )));
     };
     let mut fields = req.fields.clone();
     // The project's name is also its `name` field when the workflow declares one.
@@ -163,7 +172,13 @@ pub async fn create_project(
         .create_project(&p)
         .await
         .map_err(ApiError::internal)?;
-    app.audit(&caller.user.name, caller.remote.clone(), "create_project", None, &p.id);
+    app.audit(
+        &caller.user.name,
+        caller.remote.clone(),
+        "create_project",
+        None,
+        &p.id,
+    );
     Ok((StatusCode::CREATED, Json(p)))
 }
 
@@ -261,7 +276,9 @@ pub fn idempotency_key(headers: &HeaderMap, user: &str) -> ApiResult<Option<Stri
                 .to_str()
                 .map_err(|_| ApiError::invalid("Idempotency-Key must be visible ASCII"))?;
             if k.is_empty() || k.len() > 200 {
-                return Err(ApiError::invalid("Idempotency-Key must be 1 to 200 characters"));
+                return Err(ApiError::invalid(
+                    "Idempotency-Key must be 1 to 200 characters",
+                ));
             }
             Ok(Some(format!("{user}\u{1f}{k}")))
         }
@@ -337,7 +354,13 @@ pub async fn start_instance(
     record(&app, &caller, "start", None, &res, started);
     let r = res?;
     app.accounts
-        .link_instance(&r.instance, &project.id, &project.workflow_id, version, app.now())
+        .link_instance(
+            &r.instance,
+            &project.id,
+            &project.workflow_id,
+            version,
+            app.now(),
+        )
         .await
         .map_err(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(r.into())))
@@ -359,7 +382,13 @@ fn record(
     };
     app.metrics.command(&outcome, started.elapsed());
     let instance = instance.or(res.as_ref().ok().map(|r| r.instance.as_str()));
-    app.audit(&caller.user.name, caller.remote.clone(), action, instance, &outcome);
+    app.audit(
+        &caller.user.name,
+        caller.remote.clone(),
+        action,
+        instance,
+        &outcome,
+    );
 }
 
 /// The one path from an HTTP request to the command bus.
@@ -444,7 +473,11 @@ fn parse_command(value: serde_json::Value) -> ApiResult<Command> {
 
 fn json_body(body: &Bytes) -> ApiResult<serde_json::Value> {
     if body.len() > 1 << 20 {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "request body over 1 MiB"));
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "request body over 1 MiB",
+        ));
     }
     serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("malformed JSON: {e}")))
 }
@@ -604,7 +637,11 @@ pub struct InstanceDetail {
 }
 
 /// Materials of a node, with their status in an instance.
-pub fn materials_of(ctx: &EngineCtx, st: &runtime::InstanceState, node: &str) -> Vec<MaterialStatus> {
+pub fn materials_of(
+    ctx: &EngineCtx,
+    st: &runtime::InstanceState,
+    node: &str,
+) -> Vec<MaterialStatus> {
     let Some(n) = ctx.def.node(node) else {
         return Vec::new();
     };
@@ -626,7 +663,12 @@ pub fn materials_of(ctx: &EngineCtx, st: &runtime::InstanceState, node: &str) ->
         let promise = st.promises.iter().rev().find(|p| p.material == id);
         let (status, due) = match promise {
             Some(p) => {
-                let due = p.clock.due(&ctx.cal).ok().flatten().map(|t| t.as_millisecond());
+                let due = p
+                    .clock
+                    .due(&ctx.cal)
+                    .ok()
+                    .flatten()
+                    .map(|t| t.as_millisecond());
                 let s = if p.breached {
                     "breached"
                 } else {
@@ -694,7 +736,11 @@ pub async fn instance_detail(app: &App, user: &User, id: &str) -> ApiResult<Inst
             event: serde_json::to_value(e).unwrap_or(serde_json::Value::Null),
         })
         .collect();
-    let audit = app.accounts.audit_of(id).await.map_err(ApiError::internal)?;
+    let audit = app
+        .accounts
+        .audit_of(id)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(InstanceDetail {
         id: row.meta.id.clone(),
         workflow_id: row.meta.workflow_id.clone(),
@@ -784,13 +830,19 @@ pub async fn inbox_items(app: &App, user: &User, q: &InboxQuery) -> ApiResult<Ve
     // addressed to me or to one of my roles (a role's pool belongs to its department), and the
     // department scope is what is addressed to my department as a whole.
     let keys: Vec<String> = match q.scope.as_deref() {
-        Some("department") => user.department.iter().map(|d| format!("dept:{d}")).collect(),
+        Some("department") => user
+            .department
+            .iter()
+            .map(|d| format!("dept:{d}"))
+            .collect(),
         None | Some("mine") => std::iter::once(format!("user:{}", user.name))
             .chain(user.roles.iter().map(|r| format!("role:{r}")))
             .chain(user.department.iter().map(|d| format!("dept:{d}")))
             .collect(),
         Some(other) => {
-            return Err(ApiError::invalid(format!("scope `{other}`: use `mine` or `department`")));
+            return Err(ApiError::invalid(format!(
+                "scope `{other}`: use `mine` or `department`"
+            )));
         }
     };
     let mut rows: Vec<InboxRow> = Vec::new();
@@ -801,9 +853,15 @@ pub async fn inbox_items(app: &App, user: &User, q: &InboxQuery) -> ApiResult<Ve
     let mut names: HashMap<String, Option<Project>> = HashMap::new();
     let mut out = Vec::new();
     for r in rows {
-        if q.colour.as_deref().is_some_and(|c| !c.is_empty() && c != r.colour)
-            || q.stage.as_deref().is_some_and(|s| !s.is_empty() && r.stage.as_deref() != Some(s))
-            || q.workflow.as_deref().is_some_and(|w| !w.is_empty() && w != r.workflow_id)
+        if q.colour
+            .as_deref()
+            .is_some_and(|c| !c.is_empty() && c != r.colour)
+            || q.stage
+                .as_deref()
+                .is_some_and(|s| !s.is_empty() && r.stage.as_deref() != Some(s))
+            || q.workflow
+                .as_deref()
+                .is_some_and(|w| !w.is_empty() && w != r.workflow_id)
         {
             continue;
         }
@@ -881,7 +939,10 @@ pub struct DefinitionSummary {
 /// Workflows and their latest version.
 #[utoipa::path(get, path = "/api/definitions", tag = "definitions",
     responses((status = 200, body = [DefinitionSummary]), (status = 401, body = ErrorBody)))]
-pub async fn list_definitions(State(app): State<App>, _caller: Caller) -> ApiResult<Json<Vec<DefinitionSummary>>> {
+pub async fn list_definitions(
+    State(app): State<App>,
+    _caller: Caller,
+) -> ApiResult<Json<Vec<DefinitionSummary>>> {
     let mut out = Vec::new();
     for id in app.catalog.workflow_ids() {
         if let Some((v, d)) = app.catalog.latest(&app.db, &id).await? {
@@ -906,7 +967,11 @@ pub struct ValidationResult {
 
 fn yaml_text(body: &Bytes) -> ApiResult<String> {
     if body.len() > 1 << 20 {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "YAML over 1 MiB"));
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "YAML over 1 MiB",
+        ));
     }
     String::from_utf8(body.to_vec()).map_err(|_| ApiError::invalid("the YAML must be UTF-8"))
 }
@@ -970,11 +1035,22 @@ pub async fn publish_definition(
     Ok((StatusCode::CREATED, Json(p)))
 }
 
-pub async fn publish_yaml(app: &App, user: &User, remote: Option<String>, yaml: &str) -> ApiResult<Published> {
+pub async fn publish_yaml(
+    app: &App,
+    user: &User,
+    remote: Option<String>,
+    yaml: &str,
+) -> ApiResult<Published> {
     match app.catalog.publish(&app.db, yaml, app.now()).await? {
         Ok((id, version)) => {
             app.context(&id, version).await?;
-            app.audit(&user.name, remote, "publish", None, &format!("{id}@{version}"));
+            app.audit(
+                &user.name,
+                remote,
+                "publish",
+                None,
+                &format!("{id}@{version}"),
+            );
             Ok(Published {
                 workflow_id: id,
                 version,
@@ -999,7 +1075,11 @@ pub async fn list_versions(
     _caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<VersionInfo>>> {
-    let v = app.accounts.versions(&id).await.map_err(ApiError::internal)?;
+    let v = app
+        .accounts
+        .versions(&id)
+        .await
+        .map_err(ApiError::internal)?;
     if v.is_empty() {
         return Err(ApiError::not_found(format!("no workflow `{id}`")));
     }
@@ -1028,7 +1108,11 @@ pub async fn get_version(
         .definition(&id, version)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no version {id}@{version}")))?;
-    Ok(([(header::CONTENT_TYPE, "application/yaml; charset=utf-8")], row.yaml).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
+        row.yaml,
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -1126,7 +1210,9 @@ pub fn render_diagram(
             diagram::render(def, diagram::Format::Dot, h),
         )
             .into_response()),
-        other => Err(ApiError::invalid(format!("format `{other}`: use svg, mermaid or dot"))),
+        other => Err(ApiError::invalid(format!(
+            "format `{other}`: use svg, mermaid or dot"
+        ))),
     }
 }
 
@@ -1206,7 +1292,12 @@ pub struct DashboardData {
 pub async fn dashboard_data(app: &App) -> ApiResult<DashboardData> {
     let now = app.now();
     let d = app.db.dashboard().await?;
-    let count = |c: &str| d.by_colour.iter().find(|(k, _)| k == c).map_or(0, |(_, n)| *n);
+    let count = |c: &str| {
+        d.by_colour
+            .iter()
+            .find(|(k, _)| k == c)
+            .map_or(0, |(_, n)| *n)
+    };
     // One snapshot per 10 minutes at most, taken when someone looks or the snapshot task runs.
     let slot = now - now.rem_euclid(600_000);
     app.accounts
@@ -1258,7 +1349,9 @@ pub async fn run_report(
         return Err(ApiError::forbidden("reports are for supervisors"));
     }
     if !["weekly", "half_monthly", "monthly"].contains(&req.kind.as_str()) {
-        return Err(ApiError::invalid("kind must be weekly, half_monthly or monthly"));
+        return Err(ApiError::invalid(
+            "kind must be weekly, half_monthly or monthly",
+        ));
     }
     let d = dashboard_data(&app).await?;
     let run = ReportRun {
@@ -1271,18 +1364,29 @@ pub async fn run_report(
             "overdue": d.overdue, "supervised": d.supervised, "promises_due": d.promises_due,
         }),
     };
-    app.accounts.save_report(&run).await.map_err(ApiError::internal)?;
+    app.accounts
+        .save_report(&run)
+        .await
+        .map_err(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(run)))
 }
 
 /// Past report runs, newest first.
 #[utoipa::path(get, path = "/api/reports", tag = "reports",
     responses((status = 200, body = [ReportRun]), (status = 403, body = ErrorBody)))]
-pub async fn list_reports(State(app): State<App>, caller: Caller) -> ApiResult<Json<Vec<ReportRun>>> {
+pub async fn list_reports(
+    State(app): State<App>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<ReportRun>>> {
     if !policy::can_supervise(&caller.user) {
         return Err(ApiError::forbidden("reports are for supervisors"));
     }
-    Ok(Json(app.accounts.reports(100).await.map_err(ApiError::internal)?))
+    Ok(Json(
+        app.accounts
+            .reports(100)
+            .await
+            .map_err(ApiError::internal)?,
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -1300,9 +1404,14 @@ pub struct DeadLetter {
 /// Notifications that failed every retry (dead letters), for operators.
 #[utoipa::path(get, path = "/api/outbox/dead", tag = "outbox",
     responses((status = 200, body = [DeadLetter]), (status = 403, body = ErrorBody)))]
-pub async fn dead_letters(State(app): State<App>, caller: Caller) -> ApiResult<Json<Vec<DeadLetter>>> {
+pub async fn dead_letters(
+    State(app): State<App>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<DeadLetter>>> {
     if !policy::can_supervise(&caller.user) {
-        return Err(ApiError::forbidden("the outbox is for supervisors and admins"));
+        return Err(ApiError::forbidden(
+            "the outbox is for supervisors and admins",
+        ));
     }
     let rows = app.db.outbox_in_state("dead", 500).await?;
     Ok(Json(

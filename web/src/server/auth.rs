@@ -206,7 +206,7 @@ pub mod policy {
 
     /// A project's own applicant, its 1-to-1 service officer, or staff.
     pub fn can_see_project(u: &User, p: &Project) -> bool {
-        if u.is_staff() && !(u.roles.len() == 1 && u.has("applicant")) {
+        if u.is_staff() {
             return true;
         }
         is_project_party(u, p)
@@ -217,9 +217,9 @@ pub mod policy {
         if p.owner == u.name {
             return true;
         }
-        p.fields
-            .as_object()
-            .is_some_and(|o| o.values().any(|v| v.as_str() == Some(u.name.as_str())) && u.has("service_officer"))
+        p.fields.as_object().is_some_and(|o| {
+            o.values().any(|v| v.as_str() == Some(u.name.as_str())) && u.has("service_officer")
+        })
     }
 
     /// Checks a command before it goes to the engine: applicant commands need the project's
@@ -231,7 +231,9 @@ pub mod policy {
             Command::Start { .. } => Err(ApiError::invalid(
                 "start an instance with POST /api/instances, not as a command",
             )),
-            Command::TimerFired { .. } => Err(ApiError::forbidden("timers are fired by the engine")),
+            Command::TimerFired { .. } => {
+                Err(ApiError::forbidden("timers are fired by the engine"))
+            }
             Command::SupplyMaterial { .. } | Command::Withdraw { .. } => {
                 if party || u.has("admin") {
                     Ok(())
@@ -256,7 +258,7 @@ pub mod policy {
                 }
             }
             _ => {
-                if u.is_staff() && !(u.roles.len() == 1 && u.has("applicant")) {
+                if u.is_staff() {
                     Ok(())
                 } else {
                     Err(ApiError::forbidden("applicants do not act on tasks"))

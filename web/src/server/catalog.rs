@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
 use shenpi_adapters::loader::{self, LoadOptions};
-use shenpi_adapters::store::{DefinitionStore, Db};
+use shenpi_adapters::store::{Db, DefinitionStore};
 use shenpi_engine::calendar::Calendar;
 use shenpi_engine::compile::{Definition, compile};
 use shenpi_engine::diag::Diagnostic;
@@ -105,7 +105,12 @@ impl Catalog {
         for f in files {
             if let Ok(def) = f.result {
                 let row = db
-                    .publish(&def.workflow.id.value, &f.source, &yaml_hash(&f.source), now)
+                    .publish(
+                        &def.workflow.id.value,
+                        &f.source,
+                        &yaml_hash(&f.source),
+                        now,
+                    )
                     .await?;
                 let id = def.id().to_string();
                 catalog.insert(&id, row.version, Arc::new(def));

@@ -16,20 +16,71 @@ pub const DEMO_PASSWORD: &str = "demo-shenpi";
 pub const DEMO_USERS: &[(&str, Option<&str>, &[&str], &str)] = &[
     ("chen", None, &["applicant"], "项目单位（申报人）"),
     ("sun", None, &["service_officer"], "1对1帮办专员"),
-    ("zhang", Some("fgw"), &["approver", "fgw_intake", "fgw_filing"], "发改委受理窗口（审批人员）"),
-    ("li", Some("fgw"), &["approver", "fgw_planner", "fgw_reviewer"], "发改委规划处/投资处审核人"),
-    ("zhou", Some("zrzy"), &["approver", "zrzy_reviewer"], "自然资源厅审核人"),
-    ("ma", Some("dsj"), &["approver", "dsj_officer"], "大数据局经办人（项目数据要素）"),
-    ("wu", Some("sthj"), &["approver", "sthj_reviewer"], "生态环境厅审核人"),
-    ("zheng", Some("zj"), &["approver", "zj_reviewer"], "住建厅审核人"),
-    ("qian", Some("cz"), &["approver", "cz_reviewer"], "财政厅审核人"),
-    ("feng", Some("fgw"), &["approver", "fgw_chief"], "发改委投资处处长"),
-    ("zhao", Some("szf"), &["supervisor", "szf_office", "zdb_coordinator"], "督办（省政府督查室）"),
+    (
+        "zhang",
+        Some("fgw"),
+        &["approver", "fgw_intake", "fgw_filing"],
+        "发改委受理窗口（审批人员）",
+    ),
+    (
+        "li",
+        Some("fgw"),
+        &["approver", "fgw_planner", "fgw_reviewer"],
+        "发改委规划处/投资处审核人",
+    ),
+    (
+        "zhou",
+        Some("zrzy"),
+        &["approver", "zrzy_reviewer"],
+        "自然资源厅审核人",
+    ),
+    (
+        "ma",
+        Some("dsj"),
+        &["approver", "dsj_officer"],
+        "大数据局经办人（项目数据要素）",
+    ),
+    (
+        "wu",
+        Some("sthj"),
+        &["approver", "sthj_reviewer"],
+        "生态环境厅审核人",
+    ),
+    (
+        "zheng",
+        Some("zj"),
+        &["approver", "zj_reviewer"],
+        "住建厅审核人",
+    ),
+    (
+        "qian",
+        Some("cz"),
+        &["approver", "cz_reviewer"],
+        "财政厅审核人",
+    ),
+    (
+        "feng",
+        Some("fgw"),
+        &["approver", "fgw_chief"],
+        "发改委投资处处长",
+    ),
+    (
+        "zhao",
+        Some("szf"),
+        &["supervisor", "szf_office", "zdb_coordinator"],
+        "督办（省政府督查室）",
+    ),
     ("wang", None, &["policy_staff"], "政策法规处（规则编写）"),
     ("admin", None, &["admin"], "系统管理员"),
 ];
 
-async fn submit(app: &App, instance: &str, start: Option<InstanceMeta>, actor: &User, command: Command) -> anyhow::Result<()> {
+async fn submit(
+    app: &App,
+    instance: &str,
+    start: Option<InstanceMeta>,
+    actor: &User,
+    command: Command,
+) -> anyhow::Result<()> {
     app.bus
         .submit(Submit {
             instance: instance.to_string(),
@@ -120,7 +171,17 @@ async fn project(
         def_version: version,
         project: fields.clone(),
     };
-    submit(app, &id, Some(meta), &owner, Command::Start { project: fields, channel: None }).await?;
+    submit(
+        app,
+        &id,
+        Some(meta),
+        &owner,
+        Command::Start {
+            project: fields,
+            channel: None,
+        },
+    )
+    .await?;
     app.accounts
         .link_instance(&id, &p.id, workflow, version, now)
         .await?;
@@ -162,9 +223,16 @@ pub async fn seed(app: &App) -> anyhow::Result<()> {
             department: dept.map(str::to_string),
             roles: roles.iter().map(|s| s.to_string()).collect(),
         };
-        app.accounts.upsert_user(&u, Some(DEMO_PASSWORD), now).await?;
+        app.accounts
+            .upsert_user(&u, Some(DEMO_PASSWORD), now)
+            .await?;
     }
-    if app.accounts.projects(Some("chen"), None, 1).await?.is_empty() {
+    if app
+        .accounts
+        .projects(Some("chen"), None, 1)
+        .await?
+        .is_empty()
+    {
         let ids = app.catalog.workflow_ids();
         if ids.iter().any(|i| i == "provincial-major") {
             project(app, "滇中新区智能制造产业园（演示）", "provincial-major", serde_json::json!({

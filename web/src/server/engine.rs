@@ -1,7 +1,9 @@
 //! The engine as the server uses it: the durable layer's [`EngineMachine`] (which runs
 //! decide/evolve behind the command bus), and the few conversions the pages need.
 
-pub use shenpi_adapters::engine_machine::{EngineContext as EngineCtx, EngineMachine, millis, timestamp};
+pub use shenpi_adapters::engine_machine::{
+    EngineContext as EngineCtx, EngineMachine, millis, timestamp,
+};
 use shenpi_engine::runtime::Colour;
 
 pub fn colour_name(c: Colour) -> &'static str {

@@ -129,9 +129,13 @@ pub fn rejection_status(code: &str) -> StatusCode {
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         match e {
-            CommandError::Rejected(r) => ApiError::new(rejection_status(&r.code), &r.code, r.message.clone())
-                .with_details(serde_json::json!({ "rejection": r.code })),
-            CommandError::NotFound(i) => ApiError::not_found(format!("instance `{i}` does not exist")),
+            CommandError::Rejected(r) => {
+                ApiError::new(rejection_status(&r.code), &r.code, r.message.clone())
+                    .with_details(serde_json::json!({ "rejection": r.code }))
+            }
+            CommandError::NotFound(i) => {
+                ApiError::not_found(format!("instance `{i}` does not exist"))
+            }
             CommandError::StaleVersion { expected, actual } => ApiError::new(
                 StatusCode::CONFLICT,
                 "stale_version",

@@ -53,7 +53,10 @@ impl Histogram {
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
         }
         cumulative += self.over.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+        );
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let brace = |s: &str| {
             if s.is_empty() {
@@ -63,7 +66,12 @@ impl Histogram {
             }
         };
         let _ = writeln!(out, "{name}_sum{} {sum}", brace(labels));
-        let _ = writeln!(out, "{name}_count{} {}", brace(labels), self.count.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "{name}_count{} {}",
+            brace(labels),
+            self.count.load(Ordering::Relaxed)
+        );
     }
 }
 
@@ -96,7 +104,9 @@ impl Metrics {
                 let _ = writeln!(out, "shenpi_commands_total{{result=\"{}\"}} {v}", esc(k));
             }
         }
-        out.push_str("# HELP shenpi_command_duration_seconds Time from request to committed answer.\n");
+        out.push_str(
+            "# HELP shenpi_command_duration_seconds Time from request to committed answer.\n",
+        );
         out.push_str("# TYPE shenpi_command_duration_seconds histogram\n");
         self.command_latency
             .render(&mut out, "shenpi_command_duration_seconds", "");
@@ -117,7 +127,9 @@ impl Metrics {
             "shenpi_logins_failed_total {}",
             self.logins_failed.load(Ordering::Relaxed)
         );
-        out.push_str("# HELP shenpi_timers Timers by state (pending, claimed, fired, cancelled).\n");
+        out.push_str(
+            "# HELP shenpi_timers Timers by state (pending, claimed, fired, cancelled).\n",
+        );
         out.push_str("# TYPE shenpi_timers gauge\n");
         for (state, n) in &gauges.timers {
             let _ = writeln!(out, "shenpi_timers{{state=\"{}\"}} {n}", esc(state));
@@ -133,6 +145,11 @@ impl Metrics {
         for (state, n) in &gauges.outbox {
             let _ = writeln!(out, "shenpi_outbox{{state=\"{}\"}} {n}", esc(state));
         }
+        out.push_str("# HELP shenpi_outbox_delivered_total Messages this node delivered.\n");
+        out.push_str("# TYPE shenpi_outbox_delivered_total counter\n");
+        let _ = writeln!(out, "shenpi_outbox_delivered_total {}", gauges.outbox_delivered);
+        out.push_str("# TYPE shenpi_outbox_dead_total counter\n");
+        let _ = writeln!(out, "shenpi_outbox_dead_total {}", gauges.outbox_dead);
         out.push_str("# HELP shenpi_tasks Open tasks by colour.\n");
         out.push_str("# TYPE shenpi_tasks gauge\n");
         for (colour, n) in &gauges.tasks_by_colour {
@@ -149,11 +166,15 @@ pub struct Gauges {
     pub timers_due: i64,
     pub timers_fired: u64,
     pub outbox: Vec<(String, i64)>,
+    pub outbox_delivered: u64,
+    pub outbox_dead: u64,
     pub tasks_by_colour: Vec<(String, i64)>,
 }
 
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -41,14 +41,23 @@ pub fn router(app: App) -> Router {
         .route("/login", post(api::login))
         .route("/logout", post(api::logout))
         .route("/me", get(api::me))
-        .route("/projects", post(api::create_project).get(api::list_projects))
+        .route(
+            "/projects",
+            post(api::create_project).get(api::list_projects),
+        )
         .route("/projects/{id}", get(api::get_project))
         .route("/instances", post(api::start_instance))
         .route("/instances/{id}", get(api::get_instance))
         .route("/instances/{id}/commands", post(api::instance_command))
         .route("/instances/{id}/diagram", get(api::instance_diagram))
-        .route("/instances/{id}/tasks/{task}/actions", post(api::task_action))
-        .route("/instances/{id}/tasks/{task}/verify", post(api::verify_material))
+        .route(
+            "/instances/{id}/tasks/{task}/actions",
+            post(api::task_action),
+        )
+        .route(
+            "/instances/{id}/tasks/{task}/verify",
+            post(api::verify_material),
+        )
         .route(
             "/instances/{id}/materials/{material}/supply",
             post(api::supply_material),
@@ -61,7 +70,10 @@ pub fn router(app: App) -> Router {
         )
         .route("/definitions/validate", post(api::validate_definition))
         .route("/definitions/{id}/versions", get(api::list_versions))
-        .route("/definitions/{id}/versions/{version}", get(api::get_version))
+        .route(
+            "/definitions/{id}/versions/{version}",
+            get(api::get_version),
+        )
         .route("/definitions/{id}/diff", get(api::diff_versions))
         .route("/definitions/{id}/diagram", get(api::diagram))
         .route("/dashboard", get(api::dashboard))
@@ -127,6 +139,10 @@ async fn metrics(State(app): State<App>) -> Response {
     if let Some(s) = &app.scheduler {
         g.timers_fired = s.fired.load(Ordering::Relaxed);
     }
+    if let Some(o) = &app.outbox {
+        g.outbox_delivered = o.delivered.load(Ordering::Relaxed);
+        g.outbox_dead = o.dead.load(Ordering::Relaxed);
+    }
     if let Ok(o) = app.accounts.outbox_counts().await {
         g.outbox = o;
     }
@@ -149,6 +165,9 @@ pub struct ServeOptions {
     pub demo: bool,
     /// Run on a clock that starts at this instant (ms since the epoch) instead of now.
     pub clock_start: Option<i64>,
+    /// Notification addresses per party (JSON: `{"parties": {"role:x": {"webhook": "..."}}, "default": {...}}`).
+    pub directory: shenpi_adapters::outbox::Directory,
+    pub webhook_secret: Vec<u8>,
 }
 
 /// Runs the server until SIGTERM or Ctrl-C. In-flight requests finish (their commands are
@@ -163,6 +182,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             None => state::system_clock(),
         },
         secure_cookies: false,
+        directory: opts.directory,
+        webhook_secret: opts.webhook_secret,
     })
     .await?;
     if opts.demo {

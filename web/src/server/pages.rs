@@ -38,13 +38,27 @@ const LOGIN_CSRF: &str = "shenpi_login_csrf";
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/", get(home))
-        .route("/static/app.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS) }))
-        .route("/static/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS) }))
+        .route(
+            "/static/app.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS) }),
+        )
+        .route(
+            "/static/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    JS,
+                )
+            }),
+        )
         .route("/login", get(login_page).post(login_submit))
         .route("/logout", post(logout))
         .route("/inbox", get(inbox_page))
         .route("/instances/{id}", get(instance_page).post(instance_act))
-        .route("/instances/{id}/tasks/{task}", get(task_page).post(task_act))
+        .route(
+            "/instances/{id}/tasks/{task}",
+            get(task_page).post(task_act),
+        )
         .route("/projects", get(projects_page).post(project_create))
         .route("/workflows", get(workflows_page))
         .route("/workflows/editor", get(editor_page).post(editor_submit))
@@ -56,6 +70,11 @@ pub fn routes() -> Router<App> {
 
 fn date(ms: i64) -> String {
     local_date(timestamp(ms)).to_string()
+}
+
+/// A deadline instant is the end of its last day (00:00 of the next): show that last day.
+fn due_date(ms: i64) -> String {
+    date(ms.saturating_sub(1))
 }
 
 fn datetime(ms: i64) -> String {
@@ -241,7 +260,8 @@ fn idem() -> String {
 }
 
 fn form_key(u: &PageUser, f: &Form) -> Option<String> {
-    f.text("idem").map(|k| format!("{}\u{1f}form:{k}", u.user.name))
+    f.text("idem")
+        .map(|k| format!("{}\u{1f}form:{k}", u.user.name))
 }
 
 fn hidden(u: &PageUser) -> Markup {
@@ -307,7 +327,15 @@ async fn login_submit(State(app): State<App>, headers: HeaderMap, body: Bytes) -
     if expected.is_none() || f.get("csrf") != expected.as_deref() {
         return (
             StatusCode::FORBIDDEN,
-            page("登录", None, None, login_form(&random_hex(16).unwrap_or_default(), Some("登录表单已过期，请刷新页面后重试"))),
+            page(
+                "登录",
+                None,
+                None,
+                login_form(
+                    &random_hex(16).unwrap_or_default(),
+                    Some("登录表单已过期，请刷新页面后重试"),
+                ),
+            ),
         )
             .into_response();
     }
@@ -324,7 +352,12 @@ async fn login_submit(State(app): State<App>, headers: HeaderMap, body: Bytes) -
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return (
             StatusCode::UNAUTHORIZED,
-            page("登录", None, None, login_form(&csrf, Some("用户名或密码错误"))),
+            page(
+                "登录",
+                None,
+                None,
+                login_form(&csrf, Some("用户名或密码错误")),
+            ),
         )
             .into_response();
     };
@@ -336,7 +369,10 @@ async fn login_submit(State(app): State<App>, headers: HeaderMap, body: Bytes) -
         Ok((secret, _)) => (
             StatusCode::SEE_OTHER,
             [
-                (header::SET_COOKIE, session_cookie(&secret, app.secure_cookies)),
+                (
+                    header::SET_COOKIE,
+                    session_cookie(&secret, app.secure_cookies),
+                ),
                 (header::LOCATION, landing(&user).to_string()),
             ],
         )
@@ -345,7 +381,12 @@ async fn login_submit(State(app): State<App>, headers: HeaderMap, body: Bytes) -
     }
 }
 
-async fn logout(State(app): State<App>, headers: HeaderMap, user: PageUser, body: Bytes) -> Response {
+async fn logout(
+    State(app): State<App>,
+    headers: HeaderMap,
+    user: PageUser,
+    body: Bytes,
+) -> Response {
     if let Err(r) = form_of(&user, &body) {
         return r;
     }
@@ -364,7 +405,11 @@ async fn logout(State(app): State<App>, headers: HeaderMap, user: PageUser, body
 
 // ---------- inbox ----------
 
-async fn inbox_page(State(app): State<App>, user: PageUser, Query(q): Query<InboxQuery>) -> Response {
+async fn inbox_page(
+    State(app): State<App>,
+    user: PageUser,
+    Query(q): Query<InboxQuery>,
+) -> Response {
     let items = match api::inbox_items(&app, &user.user, &q).await {
         Ok(i) => i,
         Err(e) => return fail(&user, e),
@@ -396,7 +441,7 @@ async fn inbox_page(State(app): State<App>, user: PageUser, Query(q): Query<Inbo
                     @for it in &items {
                         tr class={"row-" (it.colour)} {
                             td { (colour_badge(&it.colour)) }
-                            td.days { (days_text(it.days_left)) @if let Some(d) = it.due { br; small { "截止 " (date(d)) } } }
+                            td.days { (days_text(it.days_left)) @if let Some(d) = it.due { br; small { "截止 " (due_date(d)) } } }
                             td {
                                 @if it.green_channel { span.green-channel title="绿色通道" { "绿色通道" } " " }
                                 @if it.supervised { span.supervised title="挂牌督办" { "督办" } " " }
@@ -439,16 +484,28 @@ fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
     };
     Some(match e {
         Event::InstanceStarted { by, .. } => format!("{by} 提交申报"),
-        Event::ChannelChosen { channel, reason, .. } => format!("进入绿色通道 {channel}：{reason}"),
+        Event::ChannelChosen {
+            channel, reason, ..
+        } => format!("进入绿色通道 {channel}：{reason}"),
         Event::NodeEntered { node } => format!("进入环节「{}」", node_name(node)),
-        Event::NodeSkipped { node, channel } => format!("绿色通道 {channel} 跳过「{}」", node_name(node)),
+        Event::NodeSkipped { node, channel } => {
+            format!("绿色通道 {channel} 跳过「{}」", node_name(node))
+        }
         Event::StageEntered { stage, .. } => format!("进入阶段 {stage}"),
         Event::StageClosed { .. } => "阶段完成".to_string(),
         Event::ElementAttached { element, by, .. } => format!("{by} 挂接要素 {element}"),
         Event::TaskOpened(t) => format!("任务「{}」分派给 {}", t.label, party(&t.assignment)),
         Event::TaskClaimed { by, .. } => format!("{by} 认领任务"),
-        Event::TaskDelegated { to, by, transfer, .. } => format!("{by} {} 给 {to}", if *transfer { "转办" } else { "委托" }),
-        Event::TaskDecided { decision, by, to, comment, .. } => format!(
+        Event::TaskDelegated {
+            to, by, transfer, ..
+        } => format!("{by} {} 给 {to}", if *transfer { "转办" } else { "委托" }),
+        Event::TaskDecided {
+            decision,
+            by,
+            to,
+            comment,
+            ..
+        } => format!(
             "{by} {}{}{}",
             match decision {
                 shenpi_engine::runtime::event::Decision::Approve => "审批通过",
@@ -457,32 +514,62 @@ fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
                 shenpi_engine::runtime::event::Decision::Accept => "核验通过",
                 shenpi_engine::runtime::event::Decision::Refuse => "核验不通过",
             },
-            to.as_ref().map(|t| format!(" 至「{}」", node_name(t))).unwrap_or_default(),
-            comment.as_ref().map(|c| format!("：{c}")).unwrap_or_default()
+            to.as_ref()
+                .map(|t| format!(" 至「{}」", node_name(t)))
+                .unwrap_or_default(),
+            comment
+                .as_ref()
+                .map(|c| format!("：{c}"))
+                .unwrap_or_default()
         ),
         Event::ReturnedToApplicant { by, reason, .. } => format!("{by} 退回补正：{reason}"),
         Event::ApplicantResubmitted { by } => format!("{by} 补正后重新提交"),
         Event::Suspended { by, reason, .. } => format!("{by} 中止计时：{reason}"),
         Event::Resumed { by, .. } => format!("{by} 恢复计时"),
-        Event::LimitExtended { amount, reason, by, .. } => format!("{by} 延长时限 {amount}：{reason}"),
+        Event::LimitExtended {
+            amount, reason, by, ..
+        } => format!("{by} 延长时限 {amount}：{reason}"),
         Event::StepOpened { node, .. } => format!("并联审批「{}」开始", node_name(node)),
-        Event::JoinFired { approved, approvals, rejects, .. } => format!("并联汇总：{}（同意 {approvals}，不同意 {rejects}）", if *approved { "通过" } else { "不通过" }),
+        Event::JoinFired {
+            approved,
+            approvals,
+            rejects,
+            ..
+        } => format!(
+            "并联汇总：{}（同意 {approvals}，不同意 {rejects}）",
+            if *approved { "通过" } else { "不通过" }
+        ),
         Event::RejectedBack { to, by, .. } => format!("{by} 驳回至「{}」", node_name(to)),
-        Event::PreApproved { materials, by, .. } => format!("{by} 出具预批复（容缺材料：{}）", materials.join("、")),
+        Event::PreApproved { materials, by, .. } => {
+            format!("{by} 出具预批复（容缺材料：{}）", materials.join("、"))
+        }
         Event::PromiseMade { material, .. } => format!("申请人承诺补交 {material}"),
         Event::MaterialSupplied { material, by, .. } => format!("{by} 补交材料 {material}"),
-        Event::MaterialVerified { accepted, by, .. } => format!("{by} 核验材料：{}", if *accepted { "通过" } else { "不通过" }),
+        Event::MaterialVerified { accepted, by, .. } => format!(
+            "{by} 核验材料：{}",
+            if *accepted { "通过" } else { "不通过" }
+        ),
         Event::FormalApproval { .. } => "容缺材料全部核验，转为正式批复".to_string(),
         Event::PromiseBreached { .. } => "承诺逾期未履行".to_string(),
         Event::CreditMarked { material, .. } => format!("记入信用记录（{material}）"),
-        Event::Warning { colour, .. } => format!("预警：{}", match colour { shenpi_engine::runtime::Colour::Red => "红（超期）", shenpi_engine::runtime::Colour::Yellow => "黄", shenpi_engine::runtime::Colour::Green => "绿" }),
+        Event::Warning { colour, .. } => format!(
+            "预警：{}",
+            match colour {
+                shenpi_engine::runtime::Colour::Red => "红（超期）",
+                shenpi_engine::runtime::Colour::Yellow => "黄",
+                shenpi_engine::runtime::Colour::Green => "绿",
+            }
+        ),
         Event::Supervised { .. } => "挂牌督办".to_string(),
         Event::Urged { by, .. } => format!("{by} 催办"),
         Event::Commented { by, text, .. } => format!("{by} 意见：{text}"),
         Event::CarbonCopied { by, to, .. } => format!("{by} 抄送 {}", to.join("、")),
         Event::Withdrawn { by, .. } => format!("{by} 撤回申报"),
         Event::EndReached { node, .. } => format!("流程到达「{}」", node_name(node)),
-        Event::InstanceEnded { outcome } => format!("办结：{}", shenpi_engine::runtime::view::outcome_name(*outcome)),
+        Event::InstanceEnded { outcome } => format!(
+            "办结：{}",
+            shenpi_engine::runtime::view::outcome_name(*outcome)
+        ),
         _ => return None,
     })
 }
@@ -545,7 +632,9 @@ fn diagram_svg(l: &Loaded) -> Markup {
 fn facts(l: &Loaded) -> Markup {
     let fields = &l.ctx.def.workflow.fields;
     let project = l.detail.project.as_ref();
-    let values = project.map(|p| p.fields.clone()).unwrap_or(l.st.project.clone());
+    let values = project
+        .map(|p| p.fields.clone())
+        .unwrap_or(l.st.project.clone());
     html! {
         table.facts {
             @if let Some(p) = project { tr { th { "项目编号" } td { (p.id) } } tr { th { "申报单位账号" } td { (p.owner) } } }
@@ -575,7 +664,7 @@ fn promises_table(l: &Loaded) -> Markup {
                         tr.promise data-material=(p.material) {
                             td { (name) }
                             td { (if p.breached { "违约" } else { match p.status { shenpi_engine::runtime::state::PromiseStatus::Open => "待补交", shenpi_engine::runtime::state::PromiseStatus::Supplied => "已补交待核验", shenpi_engine::runtime::state::PromiseStatus::Verified => "已核验" } }) }
-                            td.due { @if let Some(c) = &p.clock { @if let Some(d) = c.due { (date(d.as_millisecond())) } " （" (days_text(Some(c.days_left))) "）" } }
+                            td.due { @if let Some(c) = &p.clock { @if let Some(d) = c.due { (due_date(d.as_millisecond())) } " （" (days_text(Some(c.days_left))) "）" } }
                             td { @if let Some(c) = &p.clock { (colour_badge(super::engine::colour_name(c.colour))) } }
                         }
                     }
@@ -661,15 +750,37 @@ fn task_row(t: &TaskView) -> Markup {
     }
 }
 
-async fn instance_page(State(app): State<App>, user: PageUser, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn instance_page(
+    State(app): State<App>,
+    user: PageUser,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let l = match load(&app, &user.user, &id).await {
         Ok(l) => l,
         Err(e) => return fail(&user, e),
     };
-    let flash = q.get("done").map(|d| Flash { ok: true, text: format!("已办理：{d}") });
-    let is_party = l.detail.project.as_ref().is_some_and(|p| policy::is_project_party(&user.user, p));
-    let open_promises: Vec<_> = l.view.promises.iter().filter(|p| matches!(p.status, shenpi_engine::runtime::state::PromiseStatus::Open)).collect();
-    let title = l.detail.project.as_ref().map(|p| p.name.clone()).unwrap_or_else(|| id.clone());
+    let flash = q.get("done").map(|d| Flash {
+        ok: true,
+        text: format!("已办理：{d}"),
+    });
+    let is_party = l
+        .detail
+        .project
+        .as_ref()
+        .is_some_and(|p| policy::is_project_party(&user.user, p));
+    let open_promises: Vec<_> = l
+        .view
+        .promises
+        .iter()
+        .filter(|p| matches!(p.status, shenpi_engine::runtime::state::PromiseStatus::Open))
+        .collect();
+    let title = l
+        .detail
+        .project
+        .as_ref()
+        .map(|p| p.name.clone())
+        .unwrap_or_else(|| id.clone());
     let body = html! {
         h1 { (title) }
         p.status { "实例 " code { (id) } " · 流程 " (l.ctx.def.workflow.name) " v" (l.detail.def_version)
@@ -732,22 +843,37 @@ async fn instance_page(State(app): State<App>, user: PageUser, Path(id): Path<St
     page(&title, Some(&user), flash.as_ref(), body).into_response()
 }
 
-async fn instance_act(State(app): State<App>, user: PageUser, Path(id): Path<String>, body: Bytes) -> Response {
+async fn instance_act(
+    State(app): State<App>,
+    user: PageUser,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let f = match form_of(&user, &body) {
         Ok(f) => f,
         Err(r) => return r,
     };
     let cmd = match f.get("action") {
-        Some("supply") => Command::SupplyMaterial { material: f.text("material").unwrap_or_default().into() },
+        Some("supply") => Command::SupplyMaterial {
+            material: f.text("material").unwrap_or_default().into(),
+        },
         Some("resume") => Command::Resume { task: None },
-        Some("withdraw") => Command::Withdraw { reason: f.text("reason") },
-        Some("comment") => Command::Comment { task: None, text: f.text("text").unwrap_or_default() },
+        Some("withdraw") => Command::Withdraw {
+            reason: f.text("reason"),
+        },
+        Some("comment") => Command::Comment {
+            task: None,
+            text: f.text("text").unwrap_or_default(),
+        },
         Some("attach") => {
             let fields = match serde_json::from_str(f.get("fields").unwrap_or("{}")) {
                 Ok(v) => v,
                 Err(e) => return fail(&user, ApiError::invalid(format!("字段不是合法 JSON：{e}"))),
             };
-            Command::AttachElement { element: f.text("element").unwrap_or_default().into(), fields }
+            Command::AttachElement {
+                element: f.text("element").unwrap_or_default().into(),
+                fields,
+            }
         }
         _ => return fail(&user, ApiError::invalid("未知操作")),
     };
@@ -765,7 +891,11 @@ fn limit_text(l: &RawLimit) -> String {
     }
 }
 
-async fn task_page(State(app): State<App>, user: PageUser, Path((id, task)): Path<(String, u32)>) -> Response {
+async fn task_page(
+    State(app): State<App>,
+    user: PageUser,
+    Path((id, task)): Path<(String, u32)>,
+) -> Response {
     let l = match load(&app, &user.user, &id).await {
         Ok(l) => l,
         Err(e) => return fail(&user, e),
@@ -773,21 +903,43 @@ async fn task_page(State(app): State<App>, user: PageUser, Path((id, task)): Pat
     render_task(&user, &l, &id, task, None).into_response()
 }
 
-fn render_task(user: &PageUser, l: &Loaded, id: &str, task: u32, flash: Option<&Flash>) -> Html<String> {
+fn render_task(
+    user: &PageUser,
+    l: &Loaded,
+    id: &str,
+    task: u32,
+    flash: Option<&Flash>,
+) -> Html<String> {
     let t = l.view.tasks.iter().find(|t| t.id == TaskId(task));
     let spec = l.st.task(TaskId(task));
     let node_id = spec.map(|s| s.spec.node.to_string()).unwrap_or_default();
     let node = l.ctx.def.node(&node_id);
-    let node_name = node.and_then(|n| n.name.clone()).unwrap_or_else(|| node_id.clone());
+    let node_name = node
+        .and_then(|n| n.name.clone())
+        .unwrap_or_else(|| node_id.clone());
     let materials = api::materials_of(&l.ctx, &l.st, &node_id);
-    let actions: Vec<Action> = node.map(|n| n.actions.iter().map(|a| a.value).collect()).unwrap_or_default();
-    let is_verify = spec.is_some_and(|s| s.spec.kind == shenpi_engine::runtime::event::TaskKind::Verify);
-    let is_cosign = spec.is_some_and(|s| s.spec.kind == shenpi_engine::runtime::event::TaskKind::Cosign);
+    let actions: Vec<Action> = node
+        .map(|n| n.actions.iter().map(|a| a.value).collect())
+        .unwrap_or_default();
+    let is_verify =
+        spec.is_some_and(|s| s.spec.kind == shenpi_engine::runtime::event::TaskKind::Verify);
+    let is_cosign =
+        spec.is_some_and(|s| s.spec.kind == shenpi_engine::runtime::event::TaskKind::Cosign);
     let is_parallel = node.is_some_and(|n| n.ty.value == NodeType::Parallel);
-    let allowed = |a: Action| !is_verify && !is_cosign && (actions.contains(&a) || (is_parallel && matches!(a, Action::Approve | Action::Reject | Action::Comment)));
+    let allowed = |a: Action| {
+        !is_verify
+            && !is_cosign
+            && (actions.contains(&a)
+                || (is_parallel && matches!(a, Action::Approve | Action::Reject | Action::Comment)))
+    };
     let pool = t.is_some_and(|t| t.claimed_by.is_none() && !matches!(t.assignment, Party::User(_)));
     let conditional = node.and_then(|n| n.conditional.as_ref());
-    let title = l.detail.project.as_ref().map(|p| p.name.clone()).unwrap_or_else(|| id.to_string());
+    let title = l
+        .detail
+        .project
+        .as_ref()
+        .map(|p| p.name.clone())
+        .unwrap_or_else(|| id.to_string());
     let body = html! {
         p.crumbs { a href="/inbox" { "待办" } " › " a href={"/instances/" (id)} { (title) } " › " (node_name) }
         h1 { (node_name) @if let Some(t) = t { " " (colour_badge(super::engine::colour_name(t.colour))) } }
@@ -795,7 +947,7 @@ fn render_task(user: &PageUser, l: &Loaded, id: &str, task: u32, flash: Option<&
             Some(t) => {
                 p.taskmeta {
                     span.days { (days_text(t.days_left)) }
-                    @if let Some(c) = &t.clock { @if let Some(d) = c.due { " · 截止 " (date(d.as_millisecond())) } " · 时限 " (c.limit) }
+                    @if let Some(c) = &t.clock { @if let Some(d) = c.due { " · 截止 " (due_date(d.as_millisecond())) } " · 时限 " (c.limit) }
                     " · 办理人 " (party(&t.assignment))
                     @if let Some(c) = &t.claimed_by { "（" (c) " 已认领）" }
                     @if l.view.channel.is_some() { " · " span.green-channel { "绿色通道" } }
@@ -817,7 +969,7 @@ fn render_task(user: &PageUser, l: &Loaded, id: &str, task: u32, flash: Option<&
                                 td { (m.name.clone().unwrap_or_else(|| m.material.clone())) }
                                 td { @if m.red_line { span.redline { "红线" } } @else if m.waivable { "可容缺" } @else { "—" } }
                                 td { (material_status(&m.status)) }
-                                td { @if let Some(d) = m.due { (date(d)) } }
+                                td { @if let Some(d) = m.due { (due_date(d)) } }
                             }
                         } }
                     }
@@ -944,40 +1096,75 @@ fn render_task(user: &PageUser, l: &Loaded, id: &str, task: u32, flash: Option<&
 }
 
 fn task_command(f: &Form, task: TaskId) -> Result<Command, ApiError> {
-    let required = |k: &str, what: &str| f.text(k).ok_or_else(|| ApiError::invalid(format!("请填写{what}")));
+    let required = |k: &str, what: &str| {
+        f.text(k)
+            .ok_or_else(|| ApiError::invalid(format!("请填写{what}")))
+    };
     Ok(match f.get("action") {
         Some("claim") => Command::Claim { task },
-        Some("approve") => Command::Approve { task, comment: f.text("comment") },
+        Some("approve") => Command::Approve {
+            task,
+            comment: f.text("comment"),
+        },
         Some("conditional") => Command::ApproveConditional {
             task,
             waive: f.all("waive").into_iter().map(Into::into).collect(),
             limit: f.text("limit").map(RawLimit::Text),
             comment: f.text("comment"),
         },
-        Some("reject") => Command::Reject { task, to: f.text("to").map(Into::into), reason: f.text("reason") },
+        Some("reject") => Command::Reject {
+            task,
+            to: f.text("to").map(Into::into),
+            reason: f.text("reason"),
+        },
         Some("return") => Command::Return {
             task,
             reason: required("reason", "补正原因")?,
             materials: f.all("materials").into_iter().map(Into::into).collect(),
         },
-        Some("delegate") => Command::Delegate { task, to: required("to", "委托对象")?.into(), transfer: f.get("transfer") == Some("true") },
-        Some("cosign") => Command::AddCosigner { task, user: required("user", "加签人")?.into() },
+        Some("delegate") => Command::Delegate {
+            task,
+            to: required("to", "委托对象")?.into(),
+            transfer: f.get("transfer") == Some("true"),
+        },
+        Some("cosign") => Command::AddCosigner {
+            task,
+            user: required("user", "加签人")?.into(),
+        },
         Some("extend") => Command::Extend {
             task,
             limit: RawLimit::Text(required("limit", "延长时限")?),
             reason: required("reason", "理由")?,
             step: false,
         },
-        Some("suspend") => Command::Suspend { task, reason: required("reason", "中止原因")? },
+        Some("suspend") => Command::Suspend {
+            task,
+            reason: required("reason", "中止原因")?,
+        },
         Some("resume") => Command::Resume { task: Some(task) },
-        Some("verify") => Command::VerifyMaterial { task, accepted: f.get("accepted") == Some("true"), reason: f.text("reason") },
-        Some("comment") => Command::Comment { task: Some(task), text: required("text", "意见")? },
-        Some("urge") => Command::Urge { task, text: f.text("text") },
+        Some("verify") => Command::VerifyMaterial {
+            task,
+            accepted: f.get("accepted") == Some("true"),
+            reason: f.text("reason"),
+        },
+        Some("comment") => Command::Comment {
+            task: Some(task),
+            text: required("text", "意见")?,
+        },
+        Some("urge") => Command::Urge {
+            task,
+            text: f.text("text"),
+        },
         _ => return Err(ApiError::invalid("未知操作")),
     })
 }
 
-async fn task_act(State(app): State<App>, user: PageUser, Path((id, task)): Path<(String, u32)>, body: Bytes) -> Response {
+async fn task_act(
+    State(app): State<App>,
+    user: PageUser,
+    Path((id, task)): Path<(String, u32)>,
+    body: Bytes,
+) -> Response {
     let f = match form_of(&user, &body) {
         Ok(f) => f,
         Err(r) => return r,
@@ -995,7 +1182,10 @@ async fn task_act(State(app): State<App>, user: PageUser, Path((id, task)): Path
         Ok((label, _)) => Redirect::to(&format!("/instances/{id}?done={label}")).into_response(),
         Err(e) => match load(&app, &user.user, &id).await {
             Ok(l) => {
-                let flash = Flash { ok: false, text: format!("未能办理：{}（{}）", e.body.message, e.body.error) };
+                let flash = Flash {
+                    ok: false,
+                    text: format!("未能办理：{}（{}）", e.body.message, e.body.error),
+                };
                 (e.status, render_task(&user, &l, &id, task, Some(&flash))).into_response()
             }
             Err(_) => fail(&user, e),
@@ -1005,10 +1195,25 @@ async fn task_act(State(app): State<App>, user: PageUser, Path((id, task)): Path
 
 // ---------- projects ----------
 
-async fn projects_page(State(app): State<App>, user: PageUser, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn projects_page(
+    State(app): State<App>,
+    user: PageUser,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let owner = (!user.user.is_staff()).then_some(user.user.name.as_str());
-    let list: Vec<Project> = match app.accounts.projects(owner, q.get("q").map(String::as_str).filter(|s| !s.is_empty()), 200).await {
-        Ok(l) => l.into_iter().filter(|p| policy::can_see_project(&user.user, p)).collect(),
+    let list: Vec<Project> = match app
+        .accounts
+        .projects(
+            owner,
+            q.get("q").map(String::as_str).filter(|s| !s.is_empty()),
+            200,
+        )
+        .await
+    {
+        Ok(l) => l
+            .into_iter()
+            .filter(|p| policy::can_see_project(&user.user, p))
+            .collect(),
         Err(e) => return fail(&user, ApiError::internal(e)),
     };
     let wf = q.get("workflow").cloned();
@@ -1077,11 +1282,19 @@ async fn project_create(State(app): State<App>, user: PageUser, body: Bytes) -> 
         fields.insert("name".into(), name.clone().into());
     }
     for fd in &def.workflow.fields {
-        let Some(v) = f.text(&format!("f.{}", fd.id.value)) else { continue };
+        let Some(v) = f.text(&format!("f.{}", fd.id.value)) else {
+            continue;
+        };
         use shenpi_engine::model::FieldType as T;
         let value = match fd.ty.value {
-            T::Number => v.parse::<f64>().map(serde_json::Value::from).unwrap_or(v.into()),
-            T::Int => v.parse::<i64>().map(serde_json::Value::from).unwrap_or(v.into()),
+            T::Number => v
+                .parse::<f64>()
+                .map(serde_json::Value::from)
+                .unwrap_or(v.into()),
+            T::Int => v
+                .parse::<i64>()
+                .map(serde_json::Value::from)
+                .unwrap_or(v.into()),
             T::Bool => serde_json::Value::Bool(v == "true"),
             T::List => serde_json::Value::Array(v.split(',').map(|s| s.trim().into()).collect()),
             _ => v.into(),
@@ -1089,7 +1302,11 @@ async fn project_create(State(app): State<App>, user: PageUser, body: Bytes) -> 
         fields.insert(fd.id.value.clone(), value);
     }
     let c = caller(&user);
-    let req = api::NewProject { name, workflow_id: workflow, fields: serde_json::Value::Object(fields) };
+    let req = api::NewProject {
+        name,
+        workflow_id: workflow,
+        fields: serde_json::Value::Object(fields),
+    };
     let created = api::create_project(State(app.clone()), c.clone(), axum::Json(req)).await;
     let p = match created {
         Ok((_, axum::Json(p))) => p,
@@ -1101,8 +1318,21 @@ async fn project_create(State(app): State<App>, user: PageUser, body: Bytes) -> 
     {
         headers.insert("idempotency-key", v);
     }
-    match api::start_instance(State(app.clone()), c, headers, axum::Json(api::StartRequest { project_id: p.id.clone(), version: None, channel: None })).await {
-        Ok((_, axum::Json(r))) => Redirect::to(&format!("/instances/{}?done=start", r.instance)).into_response(),
+    match api::start_instance(
+        State(app.clone()),
+        c,
+        headers,
+        axum::Json(api::StartRequest {
+            project_id: p.id.clone(),
+            version: None,
+            channel: None,
+        }),
+    )
+    .await
+    {
+        Ok((_, axum::Json(r))) => {
+            Redirect::to(&format!("/instances/{}?done=start", r.instance)).into_response()
+        }
         Err(e) => fail(&user, e),
     }
 }
@@ -1116,7 +1346,14 @@ async fn workflows_page(State(app): State<App>, user: PageUser) -> Response {
     let mut rows = Vec::new();
     for id in app.catalog.workflow_ids() {
         let versions = app.accounts.versions(&id).await.unwrap_or_default();
-        let name = app.catalog.latest(&app.db, &id).await.ok().flatten().map(|(_, d)| d.workflow.name.clone()).unwrap_or_default();
+        let name = app
+            .catalog
+            .latest(&app.db, &id)
+            .await
+            .ok()
+            .flatten()
+            .map(|(_, d)| d.workflow.name.clone())
+            .unwrap_or_default();
         rows.push((id, name, versions));
     }
     let body = html! {
@@ -1141,15 +1378,21 @@ struct EditorState<'a> {
     preview: Option<String>,
 }
 
-async fn editor_view(app: &App, user: &PageUser, s: EditorState<'_>, flash: Option<&Flash>) -> Html<String> {
+async fn editor_view(
+    app: &App,
+    user: &PageUser,
+    s: EditorState<'_>,
+    flash: Option<&Flash>,
+) -> Html<String> {
     let versions = match &s.id {
         Some(id) => app.accounts.versions(id).await.unwrap_or_default(),
         None => Vec::new(),
     };
-    let error_lines: HashMap<u32, Vec<&shenpi_engine::diag::Diagnostic>> = s.diagnostics.iter().fold(HashMap::new(), |mut m, d| {
-        m.entry(d.line).or_default().push(d);
-        m
-    });
+    let error_lines: HashMap<u32, Vec<&shenpi_engine::diag::Diagnostic>> =
+        s.diagnostics.iter().fold(HashMap::new(), |mut m, d| {
+            m.entry(d.line).or_default().push(d);
+            m
+        });
     let body = html! {
         h1 { "流程规则编辑" @if let Some(id) = &s.id { " · " (id) } }
         form method="post" action="/workflows/editor" id="editor" {
@@ -1177,10 +1420,10 @@ async fn editor_view(app: &App, user: &PageUser, s: EditorState<'_>, flash: Opti
                 pre.listing { @for (i, line) in s.yaml.lines().enumerate() {
                     @let n = u32::try_from(i + 1).unwrap_or(u32::MAX);
                     @if let Some(ds) = error_lines.get(&n) {
-                        span.line.err id={"L" (n)} data-line=(n) { span.ln { (n) } (line) "\n" }
-                        @for d in ds { span.marker { span.ln { "" } (" ".repeat(d.col.saturating_sub(1) as usize)) "^ " (d.code) " " (d.message) "\n" } }
+                        span.line.err id={"L" (n)} data-line=(n) { span.ln { (n) } (line) }
+                        @for d in ds { span.marker { span.ln { "" } (" ".repeat(d.col.saturating_sub(1) as usize)) "^ " (d.code) " " (d.message) } }
                     } @else if error_lines.keys().any(|e| e.abs_diff(n) <= 2) {
-                        span.line id={"L" (n)} { span.ln { (n) } (line) "\n" }
+                        span.line id={"L" (n)} { span.ln { (n) } (line) }
                     }
                 } }
             }
@@ -1201,7 +1444,11 @@ async fn editor_view(app: &App, user: &PageUser, s: EditorState<'_>, flash: Opti
     page("流程规则编辑", Some(user), flash, body)
 }
 
-async fn editor_page(State(app): State<App>, user: PageUser, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn editor_page(
+    State(app): State<App>,
+    user: PageUser,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if !policy::can_validate(&user.user) {
         return fail(&user, ApiError::forbidden("流程规则仅限政策法规人员"));
     }
@@ -1209,14 +1456,32 @@ async fn editor_page(State(app): State<App>, user: PageUser, Query(q): Query<Has
     let (yaml, preview) = match &id {
         Some(id) => match app.db.latest_definition(id).await {
             Ok(Some(row)) => {
-                let preview = app.catalog.latest(&app.db, id).await.ok().flatten().map(|(_, d)| svg::render(&d, &Highlight::NONE));
+                let preview = app
+                    .catalog
+                    .latest(&app.db, id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|(_, d)| svg::render(&d, &Highlight::NONE));
                 (row.yaml, preview)
             }
             _ => return fail(&user, ApiError::not_found("没有该流程")),
         },
         None => (String::new(), None),
     };
-    editor_view(&app, &user, EditorState { id, yaml: &yaml, diagnostics: Vec::new(), preview }, None).await.into_response()
+    editor_view(
+        &app,
+        &user,
+        EditorState {
+            id,
+            yaml: &yaml,
+            diagnostics: Vec::new(),
+            preview,
+        },
+        None,
+    )
+    .await
+    .into_response()
 }
 
 async fn editor_submit(State(app): State<App>, user: PageUser, body: Bytes) -> Response {
@@ -1234,8 +1499,22 @@ async fn editor_submit(State(app): State<App>, user: PageUser, body: Bytes) -> R
     }
     match app.catalog.check(&yaml) {
         Err(diags) => {
-            let flash = Flash { ok: false, text: format!("校验未通过：{} 个问题", diags.len()) };
-            let v = editor_view(&app, &user, EditorState { id: f.text("id"), yaml: &yaml, diagnostics: diags, preview: None }, Some(&flash)).await;
+            let flash = Flash {
+                ok: false,
+                text: format!("校验未通过：{} 个问题", diags.len()),
+            };
+            let v = editor_view(
+                &app,
+                &user,
+                EditorState {
+                    id: f.text("id"),
+                    yaml: &yaml,
+                    diagnostics: diags,
+                    preview: None,
+                },
+                Some(&flash),
+            )
+            .await;
             (StatusCode::UNPROCESSABLE_ENTITY, v).into_response()
         }
         Ok(def) => {
@@ -1245,20 +1524,58 @@ async fn editor_submit(State(app): State<App>, user: PageUser, body: Bytes) -> R
             if publish {
                 match api::publish_yaml(&app, &user.user, user.remote.clone(), &yaml).await {
                     Ok(p) => {
-                        let flash = Flash { ok: true, text: format!("已发布 {} v{}（运行中的实例保持原版本）", p.workflow_id, p.version) };
-                        editor_view(&app, &user, EditorState { id: Some(id), yaml: &yaml, diagnostics: warnings, preview }, Some(&flash)).await.into_response()
+                        let flash = Flash {
+                            ok: true,
+                            text: format!(
+                                "已发布 {} v{}（运行中的实例保持原版本）",
+                                p.workflow_id, p.version
+                            ),
+                        };
+                        editor_view(
+                            &app,
+                            &user,
+                            EditorState {
+                                id: Some(id),
+                                yaml: &yaml,
+                                diagnostics: warnings,
+                                preview,
+                            },
+                            Some(&flash),
+                        )
+                        .await
+                        .into_response()
                     }
                     Err(e) => fail(&user, e),
                 }
             } else {
-                let flash = Flash { ok: true, text: "校验通过，可以发布".to_string() };
-                editor_view(&app, &user, EditorState { id: Some(id), yaml: &yaml, diagnostics: warnings, preview }, Some(&flash)).await.into_response()
+                let flash = Flash {
+                    ok: true,
+                    text: "校验通过，可以发布".to_string(),
+                };
+                editor_view(
+                    &app,
+                    &user,
+                    EditorState {
+                        id: Some(id),
+                        yaml: &yaml,
+                        diagnostics: warnings,
+                        preview,
+                    },
+                    Some(&flash),
+                )
+                .await
+                .into_response()
             }
         }
     }
 }
 
-async fn diff_page(State(app): State<App>, user: PageUser, Path(id): Path<String>, Query(q): Query<api::DiffQuery>) -> Response {
+async fn diff_page(
+    State(app): State<App>,
+    user: PageUser,
+    Path(id): Path<String>,
+    Query(q): Query<api::DiffQuery>,
+) -> Response {
     let text = match api::diff_text(&app, &id, q.from, q.to).await {
         Ok(t) => t,
         Err(e) => return fail(&user, e),
@@ -1299,10 +1616,21 @@ fn history_chart(h: &[(i64, i64, i64, i64)]) -> Markup {
     let (w, ht) = (600i64, 160i64);
     let t0 = h.first().map_or(0, |x| x.0);
     let t1 = h.last().map_or(1, |x| x.0).max(t0 + 1);
-    let max = h.iter().map(|x| x.1.max(x.2).max(x.3)).max().unwrap_or(1).max(1);
+    let max = h
+        .iter()
+        .map(|x| x.1.max(x.2).max(x.3))
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let pts = |f: &dyn Fn(&(i64, i64, i64, i64)) -> i64| -> String {
         h.iter()
-            .map(|x| format!("{},{}", 30 + (x.0 - t0) * (w - 40) / (t1 - t0), ht - 20 - f(x) * (ht - 30) / max))
+            .map(|x| {
+                format!(
+                    "{},{}",
+                    30 + (x.0 - t0) * (w - 40) / (t1 - t0),
+                    ht - 20 - f(x) * (ht - 30) / max
+                )
+            })
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -1327,15 +1655,22 @@ async fn dashboard_page(State(app): State<App>, user: PageUser) -> Response {
         Ok(d) => d,
         Err(e) => return fail(&user, e),
     };
-    let colour_label = |c: &str| match c { "red" => "红（超期）".to_string(), "yellow" => "黄（临期）".to_string(), "green" => "绿".to_string(), o => o.to_string() };
-    let row = |r: &shenpi_adapters::store::InboxRow| html! {
-        tr { td { (colour_badge(&r.colour)) } td { a href={"/instances/" (r.instance)} { (r.instance) } } td { (r.node) } td { (r.department.clone().unwrap_or_default()) } td { (r.assignee.as_deref().map(super::engine::assignee_label).unwrap_or_default()) } td { @if let Some(x) = r.due { (date(x)) } } }
+    let colour_label = |c: &str| match c {
+        "red" => "红（超期）".to_string(),
+        "yellow" => "黄（临期）".to_string(),
+        "green" => "绿".to_string(),
+        o => o.to_string(),
+    };
+    let row = |r: &shenpi_adapters::store::InboxRow| {
+        html! {
+            tr { td { (colour_badge(&r.colour)) } td { a href={"/instances/" (r.instance)} { (r.instance) } } td { (r.node) } td { (r.department.clone().unwrap_or_default()) } td { (r.assignee.as_deref().map(super::engine::assignee_label).unwrap_or_default()) } td { @if let Some(x) = r.due { (due_date(x)) } } }
+        }
     };
     let body = html! {
         h1 { "督办看板" }
         div.grid {
             section { h2 { "在办任务（按预警颜色）" } (bar_chart(&d.by_colour, colour_label)) }
-            section { h2 { "按阶段" } (bar_chart(&d.by_stage, |s| s.to_string())) }
+            section { h2 { "按阶段" } (bar_chart(&d.by_stage, |s| if s.is_empty() { "（无阶段）".to_string() } else { s.to_string() })) }
             section { h2 { "按部门" } (bar_chart(&d.by_department, |s| s.to_string())) }
             section { h2 { "实例状态" } (bar_chart(&d.by_status, |s| outcome_text(s).to_string())) }
         }
@@ -1349,7 +1684,7 @@ async fn dashboard_page(State(app): State<App>, user: PageUser) -> Response {
         section { h2 { "7 日内到期的容缺承诺" }
             @if d.promises_due.is_empty() { p.empty { "无。" } } @else {
                 table { thead { tr { th { "实例" } th { "材料" } th { "状态" } th { "截止" } } }
-                    tbody { @for p in &d.promises_due { tr { td { a href={"/instances/" (p.instance)} { (p.instance) } } td { (p.material) } td { (p.state) } td { @if let Some(x) = p.due { (date(x)) } } } } } } } }
+                    tbody { @for p in &d.promises_due { tr { td { a href={"/instances/" (p.instance)} { (p.instance) } } td { (p.material) } td { (p.state) } td { @if let Some(x) = p.due { (due_date(x)) } } } } } } } }
     };
     page("督办看板", Some(&user), None, body).into_response()
 }

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shenpi_adapters::bus::{BusOptions, CommandBus};
-use shenpi_adapters::machine::{Clock, SystemClock};
 use shenpi_adapters::machine::Machine as _;
+use shenpi_adapters::machine::{Clock, SystemClock};
 use shenpi_adapters::store::{Db, DefinitionStore, EventStore};
+use shenpi_adapters::outbox::{Directory, OutboxOptions, OutboxStats, Templates, spawn_outbox_worker};
 use shenpi_adapters::timers::{SchedulerOptions, SchedulerStats, spawn_scheduler};
 use shenpi_engine::runtime::{Event, InstanceState, replay};
 use tokio::sync::mpsc;
@@ -32,6 +33,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub scheduler: Option<Arc<SchedulerStats>>,
+    pub outbox: Option<Arc<OutboxStats>>,
     pub ready: AtomicBool,
     /// Bearer token → user, for a minute, so the hot path does not query per request.
     token_cache: Mutex<HashMap<String, (User, Instant)>>,
@@ -48,8 +50,12 @@ pub type App = Arc<AppState>;
 pub struct Config<'a> {
     pub db: &'a str,
     pub workflows: &'a Path,
-    /// Run the timer scheduler (off in tests that move time by hand).
+    /// Run the timer scheduler and the outbox worker (off in tests that move time by hand).
     pub scheduler: bool,
+    /// Where notifications go (webhook / DingTalk / WeCom / e-mail addresses per party).
+    pub directory: Directory,
+    /// HMAC key of the webhook signature.
+    pub webhook_secret: Vec<u8>,
     pub clock: Arc<dyn Clock>,
     pub secure_cookies: bool,
 }
@@ -90,16 +96,30 @@ impl AppState {
             cfg.clock.clone(),
             BusOptions::default(),
         );
-        let scheduler = if cfg.scheduler {
+        let (scheduler, outbox) = if cfg.scheduler {
             let (_handle, stats) = spawn_scheduler(
                 bus.clone(),
                 db.clone(),
                 cfg.clock.clone(),
                 SchedulerOptions::default(),
             );
-            Some(stats)
+            let templates = Templates::from_dir(&cfg.workflows.join("templates"))
+                .map_err(|e| StartError::Other(e.to_string()))?;
+            let (_handle, ostats) = spawn_outbox_worker(
+                db.clone(),
+                Arc::new(templates),
+                Arc::new(cfg.directory),
+                cfg.clock.clone(),
+                OutboxOptions {
+                    webhook_secret: cfg.webhook_secret,
+                    ..OutboxOptions::default()
+                },
+                Some(bus.outbox_queued.clone()),
+            )
+            .map_err(StartError::Other)?;
+            (Some(stats), Some(ostats))
         } else {
-            None
+            (None, None)
         };
         let (audit_tx, audit_rx) = mpsc::channel(10_000);
         tokio::spawn(audit_writer(accounts.clone(), audit_rx));
@@ -112,6 +132,7 @@ impl AppState {
             clock: cfg.clock,
             metrics: Metrics::default(),
             scheduler,
+            outbox,
             ready: AtomicBool::new(true),
             token_cache: Mutex::new(HashMap::new()),
             audit_tx,
@@ -151,8 +172,16 @@ impl AppState {
     }
 
     /// The project an instance runs for, cached (for authorisation on the command path).
-    pub async fn project_of(&self, instance: &str) -> ApiResult<Option<Arc<super::accounts::Project>>> {
-        if let Some(p) = self.project_cache.lock().ok().and_then(|m| m.get(instance).cloned()) {
+    pub async fn project_of(
+        &self,
+        instance: &str,
+    ) -> ApiResult<Option<Arc<super::accounts::Project>>> {
+        if let Some(p) = self
+            .project_cache
+            .lock()
+            .ok()
+            .and_then(|m| m.get(instance).cloned())
+        {
             return Ok(Some(p));
         }
         let p = self
@@ -171,7 +200,14 @@ impl AppState {
     }
 
     /// Records who did what from where; written in batches off the request path.
-    pub fn audit(&self, user: &str, remote: Option<String>, action: &str, instance: Option<&str>, outcome: &str) {
+    pub fn audit(
+        &self,
+        user: &str,
+        remote: Option<String>,
+        action: &str,
+        instance: Option<&str>,
+        outcome: &str,
+    ) {
         let id = super::accounts::random_hex(12).unwrap_or_default();
         let entry = AuditEntry {
             at: self.now(),
@@ -190,18 +226,28 @@ impl AppState {
     pub async fn instance(
         &self,
         id: &str,
-    ) -> ApiResult<Option<(shenpi_adapters::store::InstanceRow, InstanceState, Vec<(i64, i64, Event)>, Arc<EngineCtx>)>> {
+    ) -> ApiResult<
+        Option<(
+            shenpi_adapters::store::InstanceRow,
+            InstanceState,
+            Vec<(i64, i64, Event)>,
+            Arc<EngineCtx>,
+        )>,
+    > {
         let Some((row, events)) = self.db.load(id, 0).await? else {
             return Ok(None);
         };
         let mut parsed = Vec::with_capacity(events.len());
         for e in &events {
-            let ev: Event = serde_json::from_str(&e.body)
-                .map_err(|err| ApiError::internal(format!("event {}#{}: {err}", e.instance, e.seq)))?;
+            let ev: Event = serde_json::from_str(&e.body).map_err(|err| {
+                ApiError::internal(format!("event {}#{}: {err}", e.instance, e.seq))
+            })?;
             parsed.push((e.seq, e.recorded_at, ev));
         }
         let state = replay(parsed.iter().map(|(_, _, e)| e));
-        let ctx = self.context(&row.meta.workflow_id, row.meta.def_version).await?;
+        let ctx = self
+            .context(&row.meta.workflow_id, row.meta.def_version)
+            .await?;
         Ok(Some((row, state, parsed, ctx)))
     }
 

@@ -40,7 +40,11 @@ pub const USERS: &[(&str, Option<&str>, &[&str])] = &[
     ("chen", None, &["applicant"]),
     ("liu", None, &["applicant"]),
     ("zhang", Some("fgw"), &["approver", "fgw_intake"]),
-    ("li", Some("fgw"), &["approver", "fgw_planner", "fgw_reviewer"]),
+    (
+        "li",
+        Some("fgw"),
+        &["approver", "fgw_planner", "fgw_reviewer"],
+    ),
     ("zhou", Some("zrzy"), &["approver", "zrzy_reviewer"]),
     ("ma", Some("dsj"), &["approver", "dsj_officer"]),
     ("wang", None, &["policy_staff"]),
@@ -63,6 +67,8 @@ pub async fn server(name: &str) -> Server {
         scheduler: false,
         clock: clock.clone(),
         secure_cookies: false,
+        directory: Default::default(),
+        webhook_secret: Vec::new(),
     })
     .await
     .expect("server builds");
@@ -77,7 +83,11 @@ pub async fn server(name: &str) -> Server {
             .upsert_user(&u, Some("password-123"), T0)
             .await
             .expect("user");
-        let t = app.accounts.create_token(name, None, T0).await.expect("token");
+        let t = app
+            .accounts
+            .create_token(name, None, T0)
+            .await
+            .expect("token");
         tokens.insert(name.to_string(), t);
     }
     Server {
@@ -123,7 +133,14 @@ impl Server {
         self.send(b.body(body).expect("request")).await
     }
 
-    pub async fn raw(&self, method: &str, path: &str, user: Option<&str>, body: &str, ctype: &str) -> Resp {
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        user: Option<&str>,
+        body: &str,
+        ctype: &str,
+    ) -> Resp {
         let mut b = Request::builder()
             .method(method)
             .uri(path)
@@ -137,12 +154,7 @@ impl Server {
     }
 
     pub async fn send(&self, req: Request<Body>) -> Resp {
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req)
-            .await
-            .expect("infallible");
+        let resp = self.router.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
@@ -186,17 +198,32 @@ impl Server {
             )
             .await;
         assert_eq!(s.status, StatusCode::CREATED, "{}", s.text);
-        (pid, s.json["instance"].as_str().expect("instance").to_string())
+        (
+            pid,
+            s.json["instance"].as_str().expect("instance").to_string(),
+        )
     }
 
     /// Attaches the elements the provincial-major stages 谋划 and 生成 require, as their owners.
     pub async fn attach_required(&self, instance: &str, stage: &str) {
         let (user, body) = match stage {
-            "mouhua" => ("ma", serde_json::json!({"element": "project_data", "fields": {"project_code": "2026-530000-01"}})),
-            _ => ("zhou", serde_json::json!({"element": "land_quota", "fields": {"area_mu": 120, "quota_source": "省级统筹"}})),
+            "mouhua" => (
+                "ma",
+                serde_json::json!({"element": "project_data", "fields": {"project_code": "2026-530000-01"}}),
+            ),
+            _ => (
+                "zhou",
+                serde_json::json!({"element": "land_quota", "fields": {"area_mu": 120, "quota_source": "省级统筹"}}),
+            ),
         };
         let r = self
-            .req("POST", &format!("/api/instances/{instance}/elements"), Some(user), Some(body), &[])
+            .req(
+                "POST",
+                &format!("/api/instances/{instance}/elements"),
+                Some(user),
+                Some(body),
+                &[],
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     }
@@ -204,7 +231,13 @@ impl Server {
     /// The id of the first open task of an instance at a node.
     pub async fn task_at(&self, instance: &str, node: &str) -> Option<u64> {
         let r = self
-            .req("GET", &format!("/api/instances/{instance}"), Some("zhao"), None, &[])
+            .req(
+                "GET",
+                &format!("/api/instances/{instance}"),
+                Some("zhao"),
+                None,
+                &[],
+            )
             .await;
         r.json["view"]["tasks"]
             .as_array()?
