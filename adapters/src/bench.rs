@@ -192,6 +192,15 @@ async fn durable(b: &DurableBench) -> Result<String, BenchError> {
         rejected.load(Ordering::Relaxed),
         (n + s) as f64 / secs
     ));
+    let st = &bus.stats;
+    let batches = st.batches.load(Ordering::Relaxed).max(1);
+    report.push_str(&format!(
+        "group commits: {batches}, commands per commit: {:.1}, conflicts: {}\nwriter time: decide+project {:.2}s, commit {:.2}s\n",
+        st.commands.load(Ordering::Relaxed) as f64 / batches as f64,
+        st.conflicts.load(Ordering::Relaxed),
+        st.decide_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        st.commit_ns.load(Ordering::Relaxed) as f64 / 1e9,
+    ));
     report.push_str(&format!("durable actions/s: {:.0}", n as f64 / secs));
     Ok(report)
 }

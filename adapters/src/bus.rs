@@ -17,7 +17,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -116,6 +117,21 @@ impl Default for BusOptions {
     }
 }
 
+/// Counters of the writer, for benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct BusStats {
+    /// Transactions committed.
+    pub batches: AtomicU64,
+    /// Commands answered.
+    pub commands: AtomicU64,
+    /// Batches retried after a conflict.
+    pub conflicts: AtomicU64,
+    /// Time spent loading states, deciding and projecting (ns).
+    pub decide_ns: AtomicU64,
+    /// Time spent in `Store::commit` (ns).
+    pub commit_ns: AtomicU64,
+}
+
 /// Handle to the writer task; cheap to clone.
 pub struct CommandBus<M: Machine> {
     tx: mpsc::Sender<Pending<M::Command>>,
@@ -123,6 +139,7 @@ pub struct CommandBus<M: Machine> {
     pub timer_armed: Arc<Notify>,
     /// Woken when a committed batch queued a notification.
     pub outbox_queued: Arc<Notify>,
+    pub stats: Arc<BusStats>,
 }
 
 impl<M: Machine> Clone for CommandBus<M> {
@@ -131,6 +148,7 @@ impl<M: Machine> Clone for CommandBus<M> {
             tx: self.tx.clone(),
             timer_armed: self.timer_armed.clone(),
             outbox_queued: self.outbox_queued.clone(),
+            stats: self.stats.clone(),
         }
     }
 }
@@ -146,7 +164,9 @@ impl<M: Machine> CommandBus<M> {
         let (tx, rx) = mpsc::channel(opts.max_batch.max(1) * 8);
         let timer_armed = Arc::new(Notify::new());
         let outbox_queued = Arc::new(Notify::new());
+        let stats = Arc::new(BusStats::default());
         let writer = Writer {
+            stats: stats.clone(),
             machine,
             store,
             clock,
@@ -160,6 +180,7 @@ impl<M: Machine> CommandBus<M> {
             tx,
             timer_armed,
             outbox_queued,
+            stats,
         }
     }
 
@@ -211,6 +232,7 @@ struct Writer<M: Machine, S: Store> {
     cache: HashMap<String, Cached<M>>,
     timer_armed: Arc<Notify>,
     outbox_queued: Arc<Notify>,
+    stats: Arc<BusStats>,
 }
 
 enum BatchError {
@@ -235,6 +257,7 @@ impl<M: Machine, S: Store> Writer<M, S> {
             match self.try_batch(jobs).await {
                 Ok(()) => return,
                 Err(BatchError::Retry) => {
+                    self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
                     // Someone else moved these instances: forget what we knew and look again.
                     for p in jobs.iter() {
                         self.cache.remove(p.job.instance());
@@ -324,6 +347,7 @@ impl<M: Machine, S: Store> Writer<M, S> {
     }
 
     async fn try_batch(&mut self, jobs: &mut [Pending<M::Command>]) -> Result<(), BatchError> {
+        let t0 = Instant::now();
         let now = self.clock.now();
         // Keys already recorded by earlier commits.
         let keys: Vec<String> = jobs
@@ -462,8 +486,16 @@ impl<M: Machine, S: Store> Writer<M, S> {
             .instances
             .retain(|iw| iw.to_version > 0 || iw.from_version > 0);
 
+        let t1 = Instant::now();
+        self.stats
+            .decide_ns
+            .fetch_add(nanos(t1 - t0), Ordering::Relaxed);
         if !batch.is_empty() {
-            match self.store.commit(&batch).await {
+            let result = self.store.commit(&batch).await;
+            self.stats
+                .commit_ns
+                .fetch_add(nanos(t1.elapsed()), Ordering::Relaxed);
+            match result {
                 Ok(()) => {}
                 Err(StoreError::Conflict(_)) => return Err(BatchError::Retry),
                 Err(e) => return Err(BatchError::Fatal(e.to_string())),
@@ -492,8 +524,10 @@ impl<M: Machine, S: Store> Writer<M, S> {
                 self.cache.remove(&k);
             }
         }
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
         for (p, a) in jobs.iter_mut().zip(answers) {
             if let Some(a) = a {
+                self.stats.commands.fetch_add(1, Ordering::Relaxed);
                 answer(p, a);
             }
         }
@@ -608,6 +642,10 @@ fn answer<C>(p: &mut Pending<C>, a: Answer) {
         // The caller may have gone away (timed out); its command is committed all the same.
         let _ = tx.send(a);
     }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn fatal(e: StoreError) -> BatchError {

@@ -662,6 +662,43 @@ fn build_year(
     })
 }
 
+/// Serde for instants in JSON: RFC 3339 at China's offset, e.g. `2026-03-02T09:00:00+08:00`, the
+/// time approvers read (jiff's own form is UTC, `2026-03-02T01:00:00Z`). Reading accepts any
+/// offset, so values stored in UTC still read, and a round trip gives the same instant.
+pub mod china_time {
+    use jiff::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::CHINA;
+
+    pub fn serialize<S: Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&ts.display_with_offset(CHINA))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        Timestamp::deserialize(d)
+    }
+
+    /// The same for an optional instant (use with `#[serde(default)]`).
+    pub mod option {
+        use jiff::Timestamp;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        use super::CHINA;
+
+        pub fn serialize<S: Serializer>(ts: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+            match ts {
+                Some(t) => s.collect_str(&t.display_with_offset(CHINA)),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+            Option::<Timestamp>::deserialize(d)
+        }
+    }
+}
+
 /// The local (China, UTC+08:00) date of an instant.
 pub fn local_date(ts: Timestamp) -> Date {
     CHINA.to_datetime(ts).date()

@@ -9,6 +9,7 @@
 //! comes in as a parameter; files come in as strings.
 
 pub mod calendar;
+pub mod compile;
 pub mod diag;
 pub mod diagram;
 pub mod expr;
@@ -18,5 +19,4 @@ pub mod parse;
 pub mod runtime;
 pub mod simulate;
 pub mod span;
-pub mod compile;
 pub mod validate;

@@ -47,7 +47,9 @@ impl Limit {
                     .unwrap_or(t.len());
                 let (num, unit) = t.split_at(split);
                 let n: i64 = num.parse().map_err(|_| {
-                    format!("`{t}` is not a limit: write a number and a unit, e.g. `10wd`, `5d`, `8h`")
+                    format!(
+                        "`{t}` is not a limit: write a number and a unit, e.g. `10wd`, `5d`, `8h`"
+                    )
                 })?;
                 let unit = match unit.trim().to_lowercase().as_str() {
                     "" | "wd" | "working day" | "working days" | "工作日" | "个工作日" => {
@@ -118,12 +120,18 @@ mod tests {
         assert_eq!(p("20工作日"), Ok(Limit::working_days(20)));
         assert_eq!(p("5d").map(|l| l.unit), Ok(Unit::Days));
         assert_eq!(p("8小时").map(|l| l.unit), Ok(Unit::Hours));
-        assert_eq!(Limit::parse(&RawLimit::Days(3), false), Ok(Limit::working_days(3)));
+        assert_eq!(
+            Limit::parse(&RawLimit::Days(3), false),
+            Ok(Limit::working_days(3))
+        );
         assert!(p("0wd").is_err());
         assert!(p("-2wd").is_err());
         assert!(p("ten days").is_err());
         assert!(p("3 weeks").is_err());
-        assert_eq!(Limit::parse(&RawLimit::Text("0wd".into()), true), Ok(Limit::working_days(0)));
+        assert_eq!(
+            Limit::parse(&RawLimit::Text("0wd".into()), true),
+            Ok(Limit::working_days(0))
+        );
     }
 
     #[test]

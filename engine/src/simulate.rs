@@ -187,6 +187,7 @@ pub struct Expect {
 /// One event of the log with the virtual time it happened at.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimedEvent {
+    #[serde(with = "crate::calendar::china_time")]
     pub at: Timestamp,
     #[serde(flatten)]
     pub event: Event,

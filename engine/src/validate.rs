@@ -766,7 +766,9 @@ impl<'w> Validator<'w> {
         for (name, pos) in &present {
             let allowed = match *name {
                 "next" => ty != NodeType::End && ty != NodeType::Gateway,
-                "assignee" | "actions" | "extend_by" => ty == NodeType::Task,
+                "assignee" => ty == NodeType::Task,
+                // On a parallel node they apply to every branch task.
+                "actions" | "extend_by" => matches!(ty, NodeType::Task | NodeType::Parallel),
                 "limit" | "channel_limits" | "materials" | "conditional" | "reject_to"
                 | "on_reject" => matches!(ty, NodeType::Task | NodeType::Parallel),
                 "branches" | "lead" => ty == NodeType::Parallel,
@@ -828,7 +830,9 @@ impl<'w> Validator<'w> {
                 let msg = format!("{who} allows `conditional` but has no `conditional:` block");
                 self.report(CONDITIONAL_WITHOUT_BLOCK, a.pos, msg);
             }
-            (Some(c), None) if n.ty.value == NodeType::Task => {
+            // A parallel node without `actions` has the branch defaults, which leave out
+            // `conditional`; with a list, the list decides as on a task.
+            (Some(c), None) if n.ty.value == NodeType::Task || !n.actions.is_empty() => {
                 let msg = format!(
                     "{who} has a `conditional:` block but does not allow the `conditional` action"
                 );
@@ -882,7 +886,9 @@ impl<'w> Validator<'w> {
             }
         }
         let allows_reject = n.actions.iter().any(|a| a.value == Action::Reject);
-        if n.ty.value == NodeType::Task && !allows_reject {
+        // A parallel node without `actions` has the branch defaults, which include `reject`.
+        let listed = n.ty.value == NodeType::Task || !n.actions.is_empty();
+        if listed && !allows_reject {
             let first = n
                 .reject_to
                 .first()

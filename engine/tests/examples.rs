@@ -462,6 +462,31 @@ const CHECKS: &[Check] = &[
         count: 0,
         at: None,
     },
+    // 延长 of a parallel branch (住建厅, task 6, 8wd from Fri 03-06) by the step's `extend_by`.
+    Check {
+        scenario: "provincial-major-branch-extend",
+        what: "the 住建厅 branch extended by 3wd",
+        kind: "limit_extended",
+        needles: &[r#""target":{"task":6},"amount":3"#, r#""by":"zhou""#],
+        count: 1,
+        at: Some("2026-03-12T10:00:00+08:00"),
+    },
+    Check {
+        scenario: "provincial-major-branch-extend",
+        what: "yellow from the start of Thu 03-19 (day 9 of 8 + 3)",
+        kind: "warning",
+        needles: &[r#""target":{"task":6},"colour":"yellow""#],
+        count: 1,
+        at: Some("2026-03-19T00:00:00+08:00"),
+    },
+    Check {
+        scenario: "provincial-major-branch-extend",
+        what: "not red at the old deadline (end of Wed 03-18)",
+        kind: "warning",
+        needles: &[r#""target":{"task":6},"colour":"red""#],
+        count: 0,
+        at: None,
+    },
     // 容缺 promises: 20wd with the holidays counted out.
     Check {
         scenario: "provincial-major-promise-breached",

@@ -1481,3 +1481,263 @@ fn scenario_runs_and_checks() {
     );
     assert!(Scenario::from_yaml("workflow: x\nstart: yesterday\n").is_err());
 }
+
+/// The armed `due` timer of a promise, if any.
+fn promise_due_timer(c: &Case, promise: u32) -> Option<Timestamp> {
+    use shenpi_engine::runtime::TimerKind;
+    use shenpi_engine::runtime::event::PromiseId;
+    c.state
+        .timers
+        .iter()
+        .find(|t| {
+            t.kind
+                == TimerKind::Due {
+                    target: ClockRef::Promise(PromiseId(promise)),
+                }
+        })
+        .map(|t| t.due)
+}
+
+/// A material supplied before the deadline but refused at verification after it: the deadline
+/// timer fired while the material was being checked (no breach then), so the refusal breaches at
+/// once. Without that the promise stayed open and red for ever and never breached.
+#[test]
+fn promise_refused_after_its_deadline_breaches_at_once() {
+    let mut c = Case::started(ALL);
+    let t = c.task("intake");
+    c.attach("funds");
+    c.ok(
+        "li",
+        Command::ApproveConditional {
+            task: t,
+            waive: vec!["eia".into()],
+            limit: None,
+            comment: None,
+        },
+    );
+    // 10 working days from Mon 03-02: due at the end of Mon 03-16.
+    assert_eq!(
+        promise_due_timer(&c, 0),
+        Some(ts("2026-03-17T00:00:00+08:00"))
+    );
+    c.at("2026-03-13T10:00:00+08:00");
+    c.ok(
+        "zhang",
+        Command::SupplyMaterial {
+            material: "eia".into(),
+        },
+    );
+    c.at("2026-03-18T10:00:00+08:00");
+    assert!(
+        !c.has("promise_breached"),
+        "supplied in time: no breach yet"
+    );
+    assert_eq!(promise_due_timer(&c, 0), None, "the deadline timer fired");
+    let v = c.task("verify.eia");
+    let ev = c.ok(
+        "li",
+        Command::VerifyMaterial {
+            task: v,
+            accepted: false,
+            reason: Some("内容不全".into()),
+        },
+    );
+    let kinds: Vec<&str> = ev.iter().map(|e| e.kind()).collect();
+    let pos = |k: &str| kinds.iter().position(|x| *x == k);
+    assert!(
+        pos("material_verified") < pos("promise_breached"),
+        "refused, then breached at once: {kinds:?}"
+    );
+    assert!(c.has("credit_marked"), "on_breach applied");
+    assert_eq!(c.state.outcome, Some(Outcome::Revoked), "on_breach: revoke");
+    assert!(c.state.timers.is_empty());
+    c.check_replay();
+}
+
+/// Refused before the deadline: the promise waits again with its deadline timer armed, and
+/// breaches when it runs out.
+#[test]
+fn promise_refused_before_its_deadline_keeps_its_timer() {
+    let mut c = Case::started(ALL);
+    let t = c.task("intake");
+    c.attach("funds");
+    c.ok(
+        "li",
+        Command::ApproveConditional {
+            task: t,
+            waive: vec!["eia".into()],
+            limit: None,
+            comment: None,
+        },
+    );
+    c.at("2026-03-05T10:00:00+08:00");
+    c.ok(
+        "zhang",
+        Command::SupplyMaterial {
+            material: "eia".into(),
+        },
+    );
+    let v = c.task("verify.eia");
+    c.ok(
+        "li",
+        Command::VerifyMaterial {
+            task: v,
+            accepted: false,
+            reason: Some("内容不全".into()),
+        },
+    );
+    assert_eq!(
+        c.state.promises.first().map(|p| p.status),
+        Some(PromiseStatus::Open)
+    );
+    assert_eq!(
+        promise_due_timer(&c, 0),
+        Some(ts("2026-03-17T00:00:00+08:00")),
+        "the deadline is unchanged and armed"
+    );
+    assert!(!c.has("promise_breached"));
+    c.at("2026-03-17T09:00:00+08:00");
+    assert_eq!(c.count("promise_breached"), 1);
+    assert_eq!(c.state.outcome, Some(Outcome::Revoked));
+    c.check_replay();
+}
+
+/// 驳回 closes the abandoned review round, not the applicant's commitments: a verification task
+/// opened before it stays open and can still be decided.
+#[test]
+fn reject_back_keeps_verification_tasks() {
+    let mut c = Case::started(ALL);
+    let t = c.task("intake");
+    c.attach("funds");
+    c.ok(
+        "li",
+        Command::ApproveConditional {
+            task: t,
+            waive: vec!["eia".into()],
+            limit: None,
+            comment: None,
+        },
+    );
+    c.approve("wang", "pre");
+    c.ok(
+        "zhang",
+        Command::SupplyMaterial {
+            material: "eia".into(),
+        },
+    );
+    let a = c.task("review.a");
+    c.ok(
+        "ra",
+        Command::AddCosigner {
+            task: a,
+            user: "wu".into(),
+        },
+    );
+    let b = c.task("review.b");
+    c.ok(
+        "rb",
+        Command::Reject {
+            task: b,
+            to: Some("intake".into()),
+            reason: Some("材料不全".into()),
+        },
+    );
+    assert_eq!(
+        c.open(),
+        ["intake", "verify.eia"],
+        "branches and co-signers of the abandoned round close; the verification stays"
+    );
+    assert_eq!(
+        c.state.promises.first().map(|p| p.status),
+        Some(PromiseStatus::Supplied)
+    );
+    let v = c.task("verify.eia");
+    c.ok(
+        "li",
+        Command::VerifyMaterial {
+            task: v,
+            accepted: true,
+            reason: None,
+        },
+    );
+    assert_eq!(c.count("formal_approval"), 1);
+    c.approve("li", "intake");
+    c.approve("wang", "pre");
+    for (who, l) in [("ra", "review.a"), ("rb", "review.b"), ("rc", "review.c")] {
+        c.approve(who, l);
+    }
+    c.approve("chief", "final");
+    assert_eq!(c.state.outcome, Some(Outcome::Approved));
+    c.check_replay();
+}
+
+/// 催办: the applicant side, a department's supervisor or leader, and the task's own department
+/// may urge; anyone else may not.
+#[test]
+fn urge_is_authorised() {
+    let mut c = Case::started(ALL);
+    let t = c.task("intake"); // role clerk, department a
+    for who in ["zhang", "wang", "chief", "li2", "energy"] {
+        c.ok(
+            who,
+            Command::Urge {
+                task: t,
+                text: None,
+            },
+        );
+    }
+    assert_eq!(c.count("urged"), 5);
+    for who in ["rb", "liu"] {
+        let r = c.err(
+            who,
+            Command::Urge {
+                task: t,
+                text: None,
+            },
+        );
+        assert_eq!(r.code(), "not_authorised", "{who}");
+    }
+    // A branch task of department b: its own department may, department a's reviewer may not.
+    c.reach_review();
+    let b = c.task("review.b");
+    c.ok(
+        "funds",
+        Command::Urge {
+            task: b,
+            text: None,
+        },
+    );
+    let r = c.err(
+        "ra",
+        Command::Urge {
+            task: b,
+            text: None,
+        },
+    );
+    assert_eq!(r.code(), "not_authorised");
+    c.check_replay();
+}
+
+/// Times in JSON (events, states, views) read as approvers read them, at +08:00, and instants
+/// written in UTC by earlier versions still read as the same instant.
+#[test]
+fn times_serialise_at_china_offset() {
+    let c = Case::started(ALL);
+    let started = c.log.first().expect("instance_started");
+    let json = serde_json::to_string(started).expect("serializes");
+    assert!(
+        json.contains(r#""at":"2026-03-02T09:00:00+08:00""#),
+        "{json}"
+    );
+    let utc = json.replace("2026-03-02T09:00:00+08:00", "2026-03-02T01:00:00Z");
+    let back: Event = serde_json::from_str(&utc).expect("UTC still reads");
+    assert_eq!(&back, started);
+    let v = view(&c.def, &c.cal, &c.state, c.now);
+    let vj = serde_json::to_value(&v).expect("view serializes");
+    let due = vj["tasks"][0]["clock"]["due"].as_str().unwrap_or_default();
+    // intake: 4wd from Mon 03-02, due when Fri 03-06 ends.
+    assert_eq!(due, "2026-03-07T00:00:00+08:00");
+    let sj = serde_json::to_string(&c.state).expect("state serializes");
+    assert!(!sj.contains("Z\""), "no UTC instants in the state: {sj}");
+    c.check_replay();
+}

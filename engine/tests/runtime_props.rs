@@ -5,8 +5,11 @@
 //! - nothing panics, and a rejected command changes nothing;
 //! - a task is decided at most once; a parallel step's join fires at most once;
 //! - a pre-approval turns formal only when every promised material is verified;
-//! - after a 驳回 no task opened before it stays open (no abandoned branch, co-signer or
-//!   verification task), and no open task belongs to a closed step;
+//! - after a 驳回 no task of the abandoned path opened before it stays open (no branch, co-signer
+//!   or review task), while verification tasks of promises stay open (they belong to the
+//!   pre-approval, not to the review round); no open task belongs to a closed step;
+//! - a promise waiting for its material always has an armed deadline timer or has been
+//!   breached (so one refused after its deadline breaches, and one never goes red for ever);
 //!
 //! and at the end, replaying the log rebuilds the state exactly (also through JSON), and the
 //! instance can still reach an end when everyone does their part.
@@ -19,7 +22,7 @@ use shenpi_engine::calendar::Calendar;
 use shenpi_engine::compile::{Definition, Party, compile};
 use shenpi_engine::model::RawLimit;
 use shenpi_engine::parse::parse_workflow;
-use shenpi_engine::runtime::event::{Decision, TaskKind};
+use shenpi_engine::runtime::event::{ClockRef, Decision, TaskKind, TimerKind};
 use shenpi_engine::runtime::state::{PromiseStatus, Status, StepStatus, Task};
 use shenpi_engine::runtime::{
     Actor, Command, CommandEnvelope, Event, InstanceState, TaskId, TimerId, apply, decide, replay,
@@ -168,6 +171,27 @@ fn op() -> impl Strategy<Value = Op> {
         })
 }
 
+/// A step of the 容缺 lifecycle, by a rightful user, with long waits: pre-approvals, supplies,
+/// verifications (a quarter refused), approvals and 驳回, so deadlines pass while materials are
+/// supplied, being verified or refused.
+fn promise_op() -> impl Strategy<Value = Op> {
+    (
+        prop::sample::select(vec![0u8, 3, 5, 5, 6, 6, 7, 7]),
+        any::<u8>(),
+        any::<u8>(),
+        any::<u8>(),
+        prop_oneof![2 => Just(0u8), 1 => 1u8..=120],
+    )
+        .prop_map(|(kind, who, task, extra, wait)| Op {
+            kind,
+            who,
+            task,
+            extra,
+            wait,
+            rightful: true,
+        })
+}
+
 /// A user who may act on `t`.
 fn rightful(t: &Task) -> Actor {
     let name = t.claimed_by.clone();
@@ -229,15 +253,21 @@ impl Run {
             }
         };
         let tasks_before = self.state.tasks.len();
+        let verifying: Vec<TaskId> = self
+            .state
+            .open_tasks()
+            .filter(|t| t.spec.kind == TaskKind::Verify)
+            .map(|t| t.spec.task)
+            .collect();
         for e in &events {
             apply(&mut self.state, e);
             self.log.push(e.clone());
         }
-        self.check_batch(&events, tasks_before);
+        self.check_batch(&events, tasks_before, &verifying);
         Ok(())
     }
 
-    fn check_batch(&self, events: &[Event], tasks_before: usize) {
+    fn check_batch(&self, events: &[Event], tasks_before: usize, verifying: &[TaskId]) {
         let s = &self.state;
         for e in events {
             match e {
@@ -252,11 +282,19 @@ impl Run {
                 Event::RejectedBack { .. } => {
                     for t in s.open_tasks() {
                         assert!(
-                            t.spec.task.ix() >= tasks_before,
-                            "task {} ({}) opened before the 驳回 is still open",
+                            t.spec.task.ix() >= tasks_before || t.spec.kind == TaskKind::Verify,
+                            "task {} ({}) of the abandoned path is still open after the 驳回",
                             t.spec.task,
                             t.spec.label
                         );
+                    }
+                    if s.status == Status::Running {
+                        for v in verifying {
+                            assert!(
+                                s.task(*v).is_some_and(Task::is_open),
+                                "verification task {v} was closed by a 驳回"
+                            );
+                        }
                     }
                 }
                 _ => {}
@@ -270,6 +308,24 @@ impl Run {
                     Some(StepStatus::Open),
                     "open branch {} of a closed step",
                     t.spec.label
+                );
+            }
+        }
+        if s.status == Status::Running {
+            for p in s.promises.iter() {
+                if p.status != PromiseStatus::Open || p.breached {
+                    continue;
+                }
+                let armed = s.timers.iter().any(|t| {
+                    t.kind
+                        == TimerKind::Due {
+                            target: ClockRef::Promise(p.id),
+                        }
+                });
+                assert!(
+                    armed,
+                    "promise {} ({}) waits for its material with no deadline timer and no breach",
+                    p.id, p.material
                 );
             }
         }
@@ -316,6 +372,8 @@ impl Run {
         self.advance(o.wait);
         let task = self.pick_task(o.task);
         let actor = match (o.rightful, self.state.task(task)) {
+            // The rightful actor of an applicant-side command is the applicant.
+            (true, _) if o.kind == 6 => self.users[0].clone(),
             (true, Some(t)) => rightful(t),
             _ => self.users[usize::from(o.who) % self.users.len()].clone(),
         };
@@ -519,6 +577,21 @@ proptest! {
         r.check_history();
         let ended_before = r.state.status == Status::Ended;
         prop_assert!(r.drive_to_end(), "the instance could not reach an end (ended before: {ended_before})");
+        r.check_history();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, max_shrink_iters: 200, .. ProptestConfig::default() })]
+
+    #[test]
+    fn promise_lifecycle_keeps_the_invariants(ops in prop::collection::vec(promise_op(), 1..40)) {
+        let mut r = Run::new(false);
+        for o in &ops {
+            r.step(o);
+        }
+        r.check_history();
+        prop_assert!(r.drive_to_end(), "the instance could not reach an end");
         r.check_history();
     }
 }

@@ -5,6 +5,10 @@
 //! (`BEGIN IMMEDIATE`) instead of upgrading a read transaction, which could fail with `SQLITE_BUSY`
 //! half-way; readers go on in parallel thanks to WAL. Claims (timers, outbox) are single
 //! `UPDATE ... RETURNING` statements, atomic under that lock, so no `SKIP LOCKED` is needed.
+//!
+//! A commit writes each table with one statement over `json_each` of a JSON array of the rows
+//! (the SQLite counterpart of PostgreSQL's `UNNEST`): the statement text is fixed, prepared once,
+//! and a batch of hundreds of commands costs a dozen statements instead of thousands.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,6 +18,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
+use serde_json::json;
 use sqlx::{Row, SqlSafeStr};
 
 use super::*;
@@ -44,6 +49,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
             .pragma("temp_store", "memory")
+            // The hot pages (open timers, recent events, projections) stay in memory instead
+            // of being re-read through the OS on every commit.
+            .pragma("cache_size", "-65536")
+            .pragma("mmap_size", "268435456")
             .statement_cache_capacity(256);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -282,170 +291,189 @@ impl EventStore for SqliteStore {
 
     async fn commit(&self, b: &Batch) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for w in &b.instances {
-            let p = &w.projection;
-            if w.from_version == 0 {
-                sqlx::query(
-                    "INSERT INTO instances (id, workflow_id, def_version, version, project, status,
-                     stage, channel, created_at, updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?9)",
-                )
-                .bind(&w.meta.id)
-                .bind(&w.meta.workflow_id)
-                .bind(w.meta.def_version)
-                .bind(w.to_version)
-                .bind(w.meta.project.to_string())
-                .bind(&p.status)
-                .bind(&p.stage)
-                .bind(&p.channel)
-                .bind(b.now)
-                .execute(&mut *tx)
-                .await?;
-            } else {
-                let done = sqlx::query(
-                    "UPDATE instances SET version = ?1, status = ?2, stage = ?3, channel = ?4,
-                     updated_at = ?5 WHERE id = ?6 AND version = ?7",
-                )
-                .bind(w.to_version)
-                .bind(&p.status)
-                .bind(&p.stage)
-                .bind(&p.channel)
-                .bind(b.now)
-                .bind(&w.meta.id)
-                .bind(w.from_version)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() != 1 {
-                    return Err(StoreError::Conflict(format!(
-                        "instance {} is no longer at version {}",
-                        w.meta.id, w.from_version
-                    )));
-                }
+        let (new, old): (Vec<&InstanceWrite>, Vec<&InstanceWrite>) =
+            b.instances.iter().partition(|w| w.from_version == 0);
+        if !new.is_empty() {
+            let rows: Vec<serde_json::Value> = new
+                .iter()
+                .map(|w| {
+                    let p = &w.projection;
+                    json!([w.meta.id, w.meta.workflow_id, w.meta.def_version, w.to_version,
+                        w.meta.project.to_string(), p.status, p.stage, p.channel])
+                })
+                .collect();
+            sqlx::query(
+                "INSERT INTO instances (id, workflow_id, def_version, version, project, status,
+                 stage, channel, created_at, updated_at)
+                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5,
+                        value->>6, value->>7, ?2, ?2 FROM json_each(?1)",
+            )
+            .bind(json_text(&rows))
+            .bind(b.now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !old.is_empty() {
+            let rows: Vec<serde_json::Value> = old
+                .iter()
+                .map(|w| {
+                    let p = &w.projection;
+                    json!([w.meta.id, w.to_version, p.status, p.stage, p.channel, w.from_version])
+                })
+                .collect();
+            let done = sqlx::query(
+                "UPDATE instances SET version = j.value->>1, status = j.value->>2,
+                 stage = j.value->>3, channel = j.value->>4, updated_at = ?2
+                 FROM json_each(?1) AS j
+                 WHERE instances.id = j.value->>0 AND instances.version = j.value->>5",
+            )
+            .bind(json_text(&rows))
+            .bind(b.now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != old.len() as u64 {
+                return Err(StoreError::Conflict(
+                    "an instance moved on since it was read".into(),
+                ));
             }
-            sqlx::query("DELETE FROM inbox WHERE instance = ?1")
-                .bind(&w.meta.id)
-                .execute(&mut *tx)
-                .await?;
-            for t in &p.tasks {
+        }
+        if !b.instances.is_empty() {
+            let ids = json_text(&b.instances.iter().map(|w| json!(w.meta.id)).collect::<Vec<_>>());
+            for sql in [
+                "DELETE FROM inbox WHERE instance IN (SELECT value FROM json_each(?1))",
+                "DELETE FROM promises WHERE instance IN (SELECT value FROM json_each(?1))",
+                "DELETE FROM elements WHERE instance IN (SELECT value FROM json_each(?1))",
+            ] {
+                sqlx::query(sql).bind(&ids).execute(&mut *tx).await?;
+            }
+            let tasks: Vec<serde_json::Value> = b
+                .instances
+                .iter()
+                .flat_map(|w| &w.projection.tasks)
+                .map(|t| {
+                    json!([t.instance, t.task_id, t.workflow_id, t.node, t.stage, t.assignee,
+                        t.department, t.colour, t.due, t.priority, t.supervised, t.opened_at])
+                })
+                .collect();
+            if !tasks.is_empty() {
                 sqlx::query(
                     "INSERT INTO inbox (instance, task_id, workflow_id, node, stage, assignee,
                      department, colour, due, priority, supervised, opened_at)
-                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+                     SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5,
+                            value->>6, value->>7, value->>8, value->>9, value->>10, value->>11
+                     FROM json_each(?1)",
                 )
-                .bind(&t.instance)
-                .bind(&t.task_id)
-                .bind(&t.workflow_id)
-                .bind(&t.node)
-                .bind(&t.stage)
-                .bind(&t.assignee)
-                .bind(&t.department)
-                .bind(&t.colour)
-                .bind(t.due)
-                .bind(t.priority)
-                .bind(t.supervised)
-                .bind(t.opened_at)
+                .bind(json_text(&tasks))
                 .execute(&mut *tx)
                 .await?;
             }
-            sqlx::query("DELETE FROM promises WHERE instance = ?1")
-                .bind(&w.meta.id)
-                .execute(&mut *tx)
-                .await?;
-            for x in &p.promises {
+            let promises: Vec<serde_json::Value> = b
+                .instances
+                .iter()
+                .flat_map(|w| &w.projection.promises)
+                .map(|x| json!([x.instance, x.promise_id, x.material, x.state, x.colour, x.due]))
+                .collect();
+            if !promises.is_empty() {
                 sqlx::query(
                     "INSERT INTO promises (instance, promise_id, material, state, colour, due)
-                     VALUES (?1,?2,?3,?4,?5,?6)",
+                     SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5
+                     FROM json_each(?1)",
                 )
-                .bind(&x.instance)
-                .bind(&x.promise_id)
-                .bind(&x.material)
-                .bind(&x.state)
-                .bind(&x.colour)
-                .bind(x.due)
+                .bind(json_text(&promises))
                 .execute(&mut *tx)
                 .await?;
             }
-            sqlx::query("DELETE FROM elements WHERE instance = ?1")
-                .bind(&w.meta.id)
-                .execute(&mut *tx)
-                .await?;
-            for x in &p.elements {
+            let elements: Vec<serde_json::Value> = b
+                .instances
+                .iter()
+                .flat_map(|w| &w.projection.elements)
+                .map(|x| json!([x.instance, x.stage, x.element, x.department, x.state, x.due]))
+                .collect();
+            if !elements.is_empty() {
                 sqlx::query(
                     "INSERT INTO elements (instance, stage, element, department, state, due)
-                     VALUES (?1,?2,?3,?4,?5,?6)",
+                     SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5
+                     FROM json_each(?1)",
                 )
-                .bind(&x.instance)
-                .bind(&x.stage)
-                .bind(&x.element)
-                .bind(&x.department)
-                .bind(&x.state)
-                .bind(x.due)
+                .bind(json_text(&elements))
                 .execute(&mut *tx)
                 .await?;
             }
         }
-        for e in &b.events {
+        if !b.events.is_empty() {
+            let rows: Vec<serde_json::Value> = b
+                .events
+                .iter()
+                .map(|e| json!([e.instance, e.seq, e.kind, e.body, e.recorded_at]))
+                .collect();
             sqlx::query(
-                "INSERT INTO events (instance, seq, type, body, recorded_at) VALUES (?1,?2,?3,?4,?5)",
+                "INSERT INTO events (instance, seq, type, body, recorded_at)
+                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4 FROM json_each(?1)",
             )
-            .bind(&e.instance)
-            .bind(e.seq)
-            .bind(&e.kind)
-            .bind(&e.body)
-            .bind(e.recorded_at)
+            .bind(json_text(&rows))
             .execute(&mut *tx)
             .await?;
         }
         // Fired first: a firing may re-arm a timer with the same id.
-        for (instance, id) in &b.timers_fired {
+        if !b.timers_fired.is_empty() {
             let done = sqlx::query(
-                "UPDATE timers SET state = 'fired', fired_at = ?1
-                 WHERE instance = ?2 AND timer_id = ?3 AND state IN ('pending', 'claimed')",
+                "UPDATE timers SET state = 'fired', fired_at = ?2 FROM json_each(?1) AS j
+                 WHERE timers.instance = j.value->>0 AND timers.timer_id = j.value->>1
+                   AND timers.state IN ('pending', 'claimed')",
             )
+            .bind(json_text(&b.timers_fired.iter().map(|t| json!([t.0, t.1])).collect::<Vec<_>>()))
             .bind(b.now)
-            .bind(instance)
-            .bind(id)
             .execute(&mut *tx)
             .await?;
-            if done.rows_affected() != 1 {
-                return Err(StoreError::Conflict(format!(
-                    "timer {instance}/{id} already fired or cancelled"
-                )));
+            if done.rows_affected() != b.timers_fired.len() as u64 {
+                return Err(StoreError::Conflict(
+                    "a timer fired or was cancelled meanwhile".into(),
+                ));
             }
         }
-        for (instance, id) in &b.timers_cancelled {
+        if !b.timers_cancelled.is_empty() {
             sqlx::query(
-                "UPDATE timers SET state = 'cancelled'
-                 WHERE instance = ?1 AND timer_id = ?2 AND state IN ('pending', 'claimed')",
+                "UPDATE timers SET state = 'cancelled' FROM json_each(?1) AS j
+                 WHERE timers.instance = j.value->>0 AND timers.timer_id = j.value->>1
+                   AND timers.state IN ('pending', 'claimed')",
             )
-            .bind(instance)
-            .bind(id)
+            .bind(json_text(
+                &b.timers_cancelled.iter().map(|t| json!([t.0, t.1])).collect::<Vec<_>>(),
+            ))
             .execute(&mut *tx)
             .await?;
         }
-        for t in &b.timers_armed {
+        if !b.timers_armed.is_empty() {
+            // `WHERE true` keeps SQLite from reading ON CONFLICT as part of the SELECT's join.
             sqlx::query(
-                "INSERT INTO timers (instance, timer_id, due, kind, state) VALUES (?1,?2,?3,?4,'pending')
+                "INSERT INTO timers (instance, timer_id, due, kind, state)
+                 SELECT value->>0, value->>1, value->>2, value->>3, 'pending'
+                 FROM json_each(?1) WHERE true
                  ON CONFLICT (instance, timer_id) DO UPDATE SET due = excluded.due,
                  kind = excluded.kind, state = 'pending', claimed_by = NULL, lease_until = NULL,
                  fired_at = NULL",
             )
-            .bind(&t.instance)
-            .bind(&t.timer_id)
-            .bind(t.due)
-            .bind(&t.kind)
+            .bind(json_text(
+                &b.timers_armed
+                    .iter()
+                    .map(|t| json!([t.instance, t.timer_id, t.due, t.kind]))
+                    .collect::<Vec<_>>(),
+            ))
             .execute(&mut *tx)
             .await?;
         }
-        for o in &b.outbox {
-            insert_outbox(&mut tx, o).await?;
-        }
-        for k in &b.idempotency {
+        insert_outbox(&mut tx, &b.outbox).await?;
+        if !b.idempotency.is_empty() {
             sqlx::query(
-                "INSERT INTO idempotency (key, instance, result, created_at) VALUES (?1,?2,?3,?4)",
+                "INSERT INTO idempotency (key, instance, result, created_at)
+                 SELECT value->>0, value->>1, value->>2, ?2 FROM json_each(?1)",
             )
-            .bind(&k.key)
-            .bind(&k.instance)
-            .bind(&k.result)
+            .bind(json_text(
+                &b.idempotency
+                    .iter()
+                    .map(|k| json!([k.key, k.instance, k.result]))
+                    .collect::<Vec<_>>(),
+            ))
             .bind(b.now)
             .execute(&mut *tx)
             .await?;
@@ -465,24 +493,35 @@ impl EventStore for SqliteStore {
 
 async fn insert_outbox(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    o: &OutboxRow,
+    rows: &[OutboxRow],
 ) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|o| {
+            json!([o.id, o.instance, o.channel, o.recipient, o.template, o.payload.to_string(),
+                o.next_attempt_at, o.created_at])
+        })
+        .collect();
     sqlx::query(
         "INSERT INTO outbox (id, instance, channel, recipient, template, payload, state, tries,
-         next_attempt_at, created_at) VALUES (?1,?2,?3,?4,?5,?6,'pending',0,?7,?8)
+         next_attempt_at, created_at)
+         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, 'pending', 0,
+                value->>6, value->>7
+         FROM json_each(?1) WHERE true
          ON CONFLICT (id) DO NOTHING",
     )
-    .bind(&o.id)
-    .bind(&o.instance)
-    .bind(&o.channel)
-    .bind(&o.recipient)
-    .bind(&o.template)
-    .bind(o.payload.to_string())
-    .bind(o.next_attempt_at)
-    .bind(o.created_at)
+    .bind(json_text(&rows))
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Rows for a `json_each` bulk statement: one statement per table whatever the batch size.
+fn json_text(rows: &[serde_json::Value]) -> String {
+    serde_json::Value::Array(rows.to_vec()).to_string()
 }
 
 impl TimerStore for SqliteStore {
@@ -604,9 +643,7 @@ impl OutboxStore for SqliteStore {
 
     async fn enqueue(&self, rows: &[OutboxRow]) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for o in rows {
-            insert_outbox(&mut tx, o).await?;
-        }
+        insert_outbox(&mut tx, rows).await?;
         tx.commit().await?;
         Ok(())
     }

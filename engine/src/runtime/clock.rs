@@ -35,6 +35,7 @@ pub enum Colour {
 /// A limit being counted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Clock {
+    #[serde(with = "crate::calendar::china_time")]
     pub opened_at: Timestamp,
     pub limit: Limit,
     /// Added by extensions (延长), in the limit's unit.
@@ -44,6 +45,7 @@ pub struct Clock {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub used: u32,
     /// Start of the current running segment; `None` while stopped.
+    #[serde(default, with = "crate::calendar::china_time::option")]
     pub running_since: Option<Timestamp>,
     /// How many stops hold the clock (a suspended branch during a 补正 is held twice).
     #[serde(default, skip_serializing_if = "is_zero_u8")]
@@ -76,6 +78,7 @@ pub struct Reading {
     pub days_left: i64,
     pub unit: Unit,
     /// When the limit runs out; `None` while the clock is stopped.
+    #[serde(default, with = "crate::calendar::china_time::option")]
     pub due: Option<Timestamp>,
     pub stopped: bool,
 }

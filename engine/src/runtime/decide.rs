@@ -266,6 +266,19 @@ impl<'a> Cx<'a> {
         v
     }
 
+    /// Open tasks of the flow's path: every open task but verification tasks (those belong to
+    /// a pre-approval's promises, not to the review round). Tasks opened by this command are
+    /// never verification tasks unless the command is a supply.
+    fn open_path_tasks(&self) -> Vec<TaskId> {
+        let mut v = self.open_tasks();
+        v.retain(|t| {
+            self.st
+                .task(*t)
+                .is_none_or(|t| t.spec.kind != TaskKind::Verify)
+        });
+        v
+    }
+
     fn cosigners_of(&self, id: TaskId) -> Vec<TaskId> {
         let mut v: Vec<TaskId> = self
             .st
@@ -912,7 +925,10 @@ impl<'a> Cx<'a> {
                 if !n.reject_to.contains(&tix) {
                     return Err(not_earlier(self.p, n, &target));
                 }
-                for t in self.open_tasks() {
+                // Only the abandoned path closes (review tasks, branches, co-signers): a
+                // verification task checks the applicant's commitment, which the pre-approval
+                // made and a 驳回 of the review round does not undo.
+                for t in self.open_path_tasks() {
                     self.cancel_task(t, CancelReason::RejectedBack);
                 }
                 self.emit(Event::RejectedBack {
@@ -925,7 +941,9 @@ impl<'a> Cx<'a> {
             }
             None => match n.on_reject {
                 Some(on) => {
-                    for t in self.open_tasks() {
+                    // Verification tasks are left to `end_instance`, which closes them if the
+                    // end ends the instance.
+                    for t in self.open_path_tasks() {
                         self.cancel_task(t, CancelReason::InstanceEnded);
                     }
                     self.enter(on)
@@ -1482,7 +1500,7 @@ impl<'a> Cx<'a> {
             by: self.by(),
         });
         if !accepted {
-            return Ok(());
+            return self.promise_reopened(pid);
         }
         self.verified.push(pid);
         self.cancel_clock_timers(&ClockRef::Promise(pid));
@@ -1601,6 +1619,15 @@ impl<'a> Cx<'a> {
 
     fn urge(&mut self, id: TaskId, text: &Option<String>) -> Result<(), Rejection> {
         let t = self.open_task_ref(id)?;
+        if !self.may_urge(t) {
+            return Err(Rejection::NotAuthorised {
+                actor: self.by(),
+                what: format!(
+                    "urge task {id} (the applicant side, a department's supervisor or leader, \
+                     and the task's own department may)"
+                ),
+            });
+        }
         self.emit(Event::Urged {
             task: id,
             by: self.by(),
@@ -1619,6 +1646,23 @@ impl<'a> Cx<'a> {
             },
         );
         Ok(())
+    }
+
+    /// 催办 is for those who wait on a task or answer for it: the applicant side, a role named
+    /// as some department's supervisor or leader (they chase overdue work), and members of the
+    /// task's own department.
+    fn may_urge(&self, t: &Task) -> bool {
+        if self.is_applicant() {
+            return true;
+        }
+        let a = self.actor;
+        let oversees = self.p.departments.values().any(|d| {
+            [&d.supervisor, &d.leader]
+                .into_iter()
+                .flatten()
+                .any(|r| a.has_role(r))
+        });
+        oversees || (a.department.is_some() && a.department == t.spec.department)
     }
 
     fn comment(&mut self, task: Option<TaskId>, text: &str) -> Result<(), Rejection> {
@@ -2054,15 +2098,67 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
+    /// The promise's deadline timer fired.
     fn breach(&mut self, pid: PromiseId) -> Result<(), Rejection> {
+        // Supplied in time and waiting for verification is not a breach (yet: if the material
+        // is refused after the deadline, `promise_reopened` breaches then).
+        if self
+            .st
+            .promise(pid)
+            .is_none_or(|p| p.status != PromiseStatus::Open || p.breached)
+        {
+            return Ok(());
+        }
+        self.breach_now(pid)
+    }
+
+    /// A promise went back to waiting for its material (the material was refused at
+    /// verification). Its deadline timer may have fired meanwhile, while the material was being
+    /// checked, and done nothing; so past the deadline the commitment is breached now, and
+    /// before it the deadline (and yellow) timers are armed again if they are gone. Without
+    /// this a refused promise would stay red for ever with no breach.
+    fn promise_reopened(&mut self, pid: PromiseId) -> Result<(), Rejection> {
         let st = self.st;
         let Some(p) = st.promise(pid) else {
             return Ok(());
         };
-        // Supplied in time and waiting for verification is not a breach.
-        if p.status != PromiseStatus::Open {
+        if p.breached || self.ended {
             return Ok(());
         }
+        let target = ClockRef::Promise(pid);
+        let past_due = p.clock.due(self.cal)?.is_some_and(|d| self.now >= d);
+        if past_due {
+            self.cancel_clock_timers(&target);
+            return self.breach_now(pid);
+        }
+        let (mut yellow, mut due) = (false, false);
+        let armed = st
+            .timers
+            .iter()
+            .map(|t| (t.id, &t.kind))
+            .chain(self.timers_armed.iter().map(|(id, k)| (*id, k)));
+        for (id, kind) in armed {
+            if !self.timer_is_armed(id) {
+                continue;
+            }
+            match kind {
+                TimerKind::Yellow { target: t } if *t == target => yellow = true,
+                TimerKind::Due { target: t } if *t == target => due = true,
+                _ => {}
+            }
+        }
+        // `arm_clock` arms what has not been warned of; mark what is still armed as given.
+        let mut c = p.clock.clone();
+        c.yellow_warned |= yellow;
+        c.red_warned |= due;
+        self.arm_clock(target, &c)
+    }
+
+    fn breach_now(&mut self, pid: PromiseId) -> Result<(), Rejection> {
+        let st = self.st;
+        let Some(p) = st.promise(pid) else {
+            return Ok(());
+        };
         self.emit(Event::PromiseBreached { promise: pid });
         self.emit(Event::Warning {
             target: ClockRef::Promise(pid),

@@ -126,6 +126,7 @@ impl TimerKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timer {
     pub id: TimerId,
+    #[serde(with = "crate::calendar::china_time")]
     pub due: Timestamp,
     #[serde(flatten)]
     pub kind: TimerKind,
@@ -201,7 +202,11 @@ pub struct NoticeData {
     pub by: Option<SmolStr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::calendar::china_time::option"
+    )]
     pub due: Option<Timestamp>,
 }
 
@@ -243,6 +248,7 @@ pub enum Event {
     InstanceStarted {
         workflow: SmolStr,
         by: SmolStr,
+        #[serde(with = "crate::calendar::china_time")]
         at: Timestamp,
         project: serde_json::Value,
     },
@@ -352,6 +358,7 @@ pub enum Event {
     },
     ClockResumed {
         target: ClockRef,
+        #[serde(with = "crate::calendar::china_time")]
         at: Timestamp,
     },
     /// 延长: `amount` units added to the limit.

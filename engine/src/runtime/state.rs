@@ -191,7 +191,11 @@ pub struct InstanceState {
     pub workflow: SmolStr,
     #[serde(default)]
     pub applicant: SmolStr,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::calendar::china_time::option"
+    )]
     pub started_at: Option<Timestamp>,
     #[serde(default)]
     pub project: serde_json::Value,

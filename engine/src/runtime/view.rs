@@ -22,7 +22,11 @@ pub struct ClockView {
     /// Units left (working days for `wd` limits); negative when overdue.
     pub days_left: i64,
     pub limit: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::calendar::china_time::option"
+    )]
     pub due: Option<Timestamp>,
     #[serde(default)]
     pub stopped: bool,

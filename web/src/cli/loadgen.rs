@@ -199,6 +199,8 @@ async fn go(a: Args) -> anyhow::Result<ExitCode> {
         "loadgen: {} req/s for {} s ({} requests) over {} connections",
         a.rate, a.seconds, total, a.connections
     );
+    // Keys unique to this run, so a second run against the same database is not just replays.
+    let run_id = shenpi_adapters::machine::now_millis();
     let (tx, rx) = tokio::sync::mpsc::channel::<(u64, Instant)>(100_000);
     let rx = Arc::new(Mutex::new(rx));
     let targets = Arc::new(targets);
@@ -227,7 +229,7 @@ async fn go(a: Args) -> anyhow::Result<ExitCode> {
                     break;
                 };
                 let path = format!("/api/instances/{inst}/tasks/{task}/actions");
-                let key = format!("load-{n}");
+                let key = format!("load-{run_id}-{n}");
                 let body = format!("{{\"type\":\"comment\",\"text\":\"压测意见 {n}\"}}");
                 match conn
                     .request(
@@ -239,7 +241,12 @@ async fn go(a: Args) -> anyhow::Result<ExitCode> {
                     )
                     .await
                 {
-                    Ok((200, _)) => lat.push(due.elapsed()),
+                    Ok((200, body)) => {
+                        lat.push(due.elapsed());
+                        if body.contains("\"replayed\":true") {
+                            errors.push("unexpected replay: keys collide".to_string());
+                        }
+                    }
                     Ok((st, text)) => {
                         lat.push(due.elapsed());
                         errors.push(format!(
