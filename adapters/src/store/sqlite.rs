@@ -53,6 +53,9 @@ impl SqliteStore {
             // of being re-read through the OS on every commit.
             .pragma("cache_size", "-65536")
             .pragma("mmap_size", "268435456")
+            // Checkpoints run on a background connection (below), not inside the writer's
+            // commits; this is only the safety net if that task is not running.
+            .pragma("wal_autocheckpoint", "20000")
             .statement_cache_capacity(256);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -60,6 +63,17 @@ impl SqliteStore {
             .await
             .map_err(StoreError::Db)?;
         migrator().run(&pool).await?;
+        // Copy the WAL back into the database file off the writer's path: a PASSIVE checkpoint
+        // never blocks writers, and runs on its own connection thread.
+        let bg = pool.clone();
+        tokio::spawn(async move {
+            while !bg.is_closed() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&bg).await {
+                    tracing::debug!("checkpoint: {e}");
+                }
+            }
+        });
         Ok(SqliteStore { pool })
     }
 
@@ -346,27 +360,26 @@ impl EventStore for SqliteStore {
             ] {
                 sqlx::query(sql).bind(&ids).execute(&mut *tx).await?;
             }
-            let tasks: Vec<serde_json::Value> = b
+            let tasks: Vec<Vec<V>> = b
                 .instances
                 .iter()
                 .flat_map(|w| &w.projection.tasks)
                 .map(|t| {
-                    json!([t.instance, t.task_id, t.workflow_id, t.node, t.stage, t.assignee,
-                        t.department, t.colour, t.due, t.priority, t.supervised, t.opened_at])
+                    vec![V::S(&t.instance), V::S(&t.task_id), V::S(&t.workflow_id), V::S(&t.node),
+                        V::OS(t.stage.as_deref()), V::OS(t.assignee.as_deref()),
+                        V::OS(t.department.as_deref()), V::S(&t.colour), V::OI(t.due),
+                        V::I(i64::from(t.priority)), V::B(t.supervised), V::I(t.opened_at)]
                 })
                 .collect();
-            if !tasks.is_empty() {
-                sqlx::query(
-                    "INSERT INTO inbox (instance, task_id, workflow_id, node, stage, assignee,
-                     department, colour, due, priority, supervised, opened_at)
-                     SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5,
-                            value->>6, value->>7, value->>8, value->>9, value->>10, value->>11
-                     FROM json_each(?1)",
-                )
-                .bind(json_text(&tasks))
-                .execute(&mut *tx)
-                .await?;
-            }
+            insert_rows(
+                &mut tx,
+                "INSERT INTO inbox (instance, task_id, workflow_id, node, stage, assignee,
+                 department, colour, due, priority, supervised, opened_at)",
+                "",
+                12,
+                tasks,
+            )
+            .await?;
             let promises: Vec<serde_json::Value> = b
                 .instances
                 .iter()
@@ -401,18 +414,13 @@ impl EventStore for SqliteStore {
             }
         }
         if !b.events.is_empty() {
-            let rows: Vec<serde_json::Value> = b
+            let rows = b
                 .events
                 .iter()
-                .map(|e| json!([e.instance, e.seq, e.kind, e.body, e.recorded_at]))
+                .map(|e| vec![V::S(&e.instance), V::I(e.seq), V::S(&e.kind), V::S(&e.body), V::I(e.recorded_at)])
                 .collect();
-            sqlx::query(
-                "INSERT INTO events (instance, seq, type, body, recorded_at)
-                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4 FROM json_each(?1)",
-            )
-            .bind(json_text(&rows))
-            .execute(&mut *tx)
-            .await?;
+            insert_rows(&mut tx, "INSERT INTO events (instance, seq, type, body, recorded_at)", "", 5, rows)
+                .await?;
         }
         // Fired first: a firing may re-arm a timer with the same id.
         if !b.timers_fired.is_empty() {
@@ -498,24 +506,67 @@ async fn insert_outbox(
     if rows.is_empty() {
         return Ok(());
     }
-    let rows: Vec<serde_json::Value> = rows
+    let rows = rows
         .iter()
         .map(|o| {
-            json!([o.id, o.instance, o.channel, o.recipient, o.template, o.payload.to_string(),
-                o.next_attempt_at, o.created_at])
+            vec![V::S(&o.id), V::OS(o.instance.as_deref()), V::S(&o.channel), V::S(&o.recipient),
+                V::S(&o.template), V::Owned(o.payload.to_string()), V::I(o.next_attempt_at),
+                V::I(o.created_at)]
         })
         .collect();
-    sqlx::query(
-        "INSERT INTO outbox (id, instance, channel, recipient, template, payload, state, tries,
-         next_attempt_at, created_at)
-         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, 'pending', 0,
-                value->>6, value->>7
-         FROM json_each(?1) WHERE true
-         ON CONFLICT (id) DO NOTHING",
+    insert_rows(
+        tx,
+        "INSERT INTO outbox (id, instance, channel, recipient, template, payload, next_attempt_at,
+         created_at)",
+        " ON CONFLICT (id) DO NOTHING",
+        8,
+        rows,
     )
-    .bind(json_text(&rows))
-    .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// A bound value of a multi-row insert.
+enum V<'a> {
+    I(i64),
+    OI(Option<i64>),
+    S(&'a str),
+    OS(Option<&'a str>),
+    B(bool),
+    Owned(String),
+}
+
+/// Inserts rows with multi-row `VALUES` statements in chunks of fixed sizes (64, 8, 1 rows), so
+/// only three statement texts per table are ever prepared and SQLite parses no JSON.
+async fn insert_rows(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    head: &str,
+    tail: &str,
+    ncols: usize,
+    rows: Vec<Vec<V<'_>>>,
+) -> Result<()> {
+    let mut rest = rows.as_slice();
+    while !rest.is_empty() {
+        let n = [64, 8, 1].into_iter().find(|&n| rest.len() >= n).unwrap_or(1);
+        let (chunk, tail_rows) = rest.split_at(n.min(rest.len()));
+        rest = tail_rows;
+        let one = format!("({})", vec!["?"; ncols].join(","));
+        let sql = format!("{head} VALUES {}{tail}", vec![one.as_str(); chunk.len()].join(","));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in chunk {
+            for v in row {
+                q = match v {
+                    V::I(x) => q.bind(*x),
+                    V::OI(x) => q.bind(*x),
+                    V::S(x) => q.bind(x.to_string()),
+                    V::OS(x) => q.bind(x.map(str::to_string)),
+                    V::B(x) => q.bind(*x),
+                    V::Owned(x) => q.bind(x.clone()),
+                };
+            }
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

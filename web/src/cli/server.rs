@@ -34,6 +34,9 @@ pub struct ServeArgs {
     notify_directory: Option<PathBuf>,
 }
 
+/// Where `--demo` starts its clock unless `--clock-start` says otherwise.
+const DEMO_CLOCK_START: &str = "2026-03-02T10:00:00+08:00";
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -56,18 +59,36 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read {}", p.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("{} is not a valid directory", p.display()))?
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a valid directory", p.display()))?
         }
         None => shenpi_adapters::outbox::Directory::default(),
     };
-    let webhook_secret = std::env::var("SHENPI_WEBHOOK_SECRET").unwrap_or_default().into_bytes();
+    let webhook_secret = std::env::var("SHENPI_WEBHOOK_SECRET")
+        .unwrap_or_default()
+        .into_bytes();
+    // The demo runs on a date the shipped calendar covers (2025-2026), so that every limit it
+    // computes lands inside the calendar; a real deployment runs on the real clock.
+    let clock_start = match (a.clock_start, a.demo) {
+        (Some(t), _) => Some(t),
+        (None, true) => {
+            let t: jiff::Timestamp = DEMO_CLOCK_START
+                .parse()
+                .context("the demo start time does not parse")?;
+            eprintln!(
+                "demo: the clock starts at {DEMO_CLOCK_START} (pass --clock-start to change it)"
+            );
+            Some(t)
+        }
+        (None, false) => None,
+    };
     let rt = runtime()?;
     let res = rt.block_on(serve(ServeOptions {
         db: a.db,
         workflows: a.workflows,
         bind: a.bind,
         demo: a.demo,
-        clock_start: a.clock_start.map(|t| t.as_millisecond()),
+        clock_start: clock_start.map(|t| t.as_millisecond()),
         directory,
         webhook_secret,
     }));

@@ -434,7 +434,7 @@ impl Accounts {
         q: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Project>> {
-        let like = q.map(|q| format!("%{}%", q.replace('%', "").replace('_', "")));
+        let like = q.map(|q| format!("%{}%", q.replace(['%', '_'], "")));
         let sql = "SELECT id, name, workflow_id, owner, fields, created_at FROM web_projects \
                    WHERE ($1 IS NULL OR owner = $1) AND ($2 IS NULL OR name LIKE $2 OR id LIKE $2) \
                    ORDER BY created_at DESC, id DESC LIMIT $3";

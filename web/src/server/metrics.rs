@@ -147,7 +147,11 @@ impl Metrics {
         }
         out.push_str("# HELP shenpi_outbox_delivered_total Messages this node delivered.\n");
         out.push_str("# TYPE shenpi_outbox_delivered_total counter\n");
-        let _ = writeln!(out, "shenpi_outbox_delivered_total {}", gauges.outbox_delivered);
+        let _ = writeln!(
+            out,
+            "shenpi_outbox_delivered_total {}",
+            gauges.outbox_delivered
+        );
         out.push_str("# TYPE shenpi_outbox_dead_total counter\n");
         let _ = writeln!(out, "shenpi_outbox_dead_total {}", gauges.outbox_dead);
         out.push_str("# HELP shenpi_tasks Open tasks by colour.\n");

@@ -237,7 +237,9 @@ impl Form {
     }
 }
 
-/// Parses a form and checks its CSRF token against the session's.
+/// Parses a form and checks its CSRF token against the session's. The error is the finished
+/// error page, returned by the handler as it is (hence its size is no concern).
+#[allow(clippy::result_large_err)]
 fn form_of(user: &PageUser, body: &Bytes) -> Result<Form, Response> {
     let f = Form(parse_form(body));
     if f.get("csrf") != Some(user.csrf.as_str()) {
@@ -1609,7 +1611,10 @@ fn bar_chart(data: &[(String, i64)], label: impl Fn(&str) -> String) -> Markup {
     }
 }
 
-fn history_chart(h: &[(i64, i64, i64, i64)]) -> Markup {
+/// (time, green, yellow, red)
+type Snapshot = (i64, i64, i64, i64);
+
+fn history_chart(h: &[Snapshot]) -> Markup {
     if h.len() < 2 {
         return html! { p.empty { "数据点不足（看板每 10 分钟记录一次各色任务数）。" } };
     }
@@ -1622,7 +1627,7 @@ fn history_chart(h: &[(i64, i64, i64, i64)]) -> Markup {
         .max()
         .unwrap_or(1)
         .max(1);
-    let pts = |f: &dyn Fn(&(i64, i64, i64, i64)) -> i64| -> String {
+    let pts = |f: &dyn Fn(&Snapshot) -> i64| -> String {
         h.iter()
             .map(|x| {
                 format!(

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use shenpi_adapters::bus::{BusOptions, CommandBus};
 use shenpi_adapters::machine::Machine as _;
 use shenpi_adapters::machine::{Clock, SystemClock};
+use shenpi_adapters::outbox::{
+    Directory, OutboxOptions, OutboxStats, Templates, spawn_outbox_worker,
+};
 use shenpi_adapters::store::{Db, DefinitionStore, EventStore};
-use shenpi_adapters::outbox::{Directory, OutboxOptions, OutboxStats, Templates, spawn_outbox_worker};
 use shenpi_adapters::timers::{SchedulerOptions, SchedulerStats, spawn_scheduler};
 use shenpi_engine::runtime::{Event, InstanceState, replay};
 use tokio::sync::mpsc;
