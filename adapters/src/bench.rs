@@ -324,6 +324,20 @@ async fn timers(b: &TimerBench) -> Result<String, BenchError> {
         b.pending,
         t_load.elapsed().as_secs_f64()
     ));
+    // Steady state before measuring: flush what the bulk load left to write, refresh statistics.
+    match &db {
+        Db::Postgres(p) => {
+            for sql in ["CHECKPOINT", "ANALYZE timers"] {
+                sqlx::query(sql).execute(p.pool()).await.map_err(crate::store::StoreError::Db)?;
+            }
+        }
+        Db::Sqlite(s) => {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(s.pool())
+                .await
+                .map_err(crate::store::StoreError::Db)?;
+        }
+    }
     let rss1 = rss_kib().unwrap_or(0);
     let anon1 = rss_anon_kib().unwrap_or(0);
     let bus = CommandBus::start(Arc::new(Counter), db.clone(), Arc::new(SystemClock), BusOptions::default());

@@ -4,7 +4,7 @@
 //! say (references, graph shape, limits, conditions, what belongs to which node type) is checked
 //! here, and *all* problems are reported at once so a policy officer fixes a file in one pass.
 //!
-//! Every rule is a [`Rule`] in [`RULES`] (code, severity, title, help); `docs/diagnostics.md`
+//! Every rule is a [`Rule`] in [`RULES`] (code, severity, title, help); the README's Diagnostics chapter
 //! documents the same table and a test keeps the two in step. Each rule is one small method of
 //! [`Validator`], and every finding goes through the one [`Validator::report`] helper.
 //!
@@ -38,7 +38,7 @@ pub struct ValidateContext {
 pub struct Rule {
     pub code: &'static str,
     pub severity: Severity,
-    /// What the rule checks, one line (the first column of `docs/diagnostics.md`).
+    /// What the rule checks, one line (the first column of the README's Diagnostics chapter).
     pub title: &'static str,
     /// How to fix a breach, shown as `= help:` under the diagnostic.
     pub help: &'static str,
@@ -303,7 +303,7 @@ pub const LIMIT_WITHOUT_CARRY: Rule = warning(
     "set `may_carry: true` or remove `carry_limit`",
 );
 
-/// Every rule, in code order. `docs/diagnostics.md` lists the same.
+/// Every rule, in code order. the README's Diagnostics chapter lists the same.
 pub const RULES: &[Rule] = &[
     YAML_SYNTAX,
     DUPLICATE_ID,

@@ -25,7 +25,7 @@
 //!   [`clock::colour`] the colour rule, `Cx::enter` the only way into a node.
 //!
 //! The semantics (time model, colours, parallel joins, 驳回 across parallel steps, the 容缺
-//! lifecycle, stages and elements) are written up in `docs/runtime.md`.
+//! lifecycle, stages and elements) are written up in the README (chapter "The instance runtime").
 
 pub mod clock;
 pub mod command;
