@@ -8,8 +8,13 @@ fn main() {
     if args.peek().is_some_and(|a| a == "timers") {
         args.next();
         let b = shenpi_adapters::bench::TimerBench {
-            db: args.next().unwrap_or_else(|| "sqlite:///tmp/shenpi-timers.db".into()),
-            pending: args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000),
+            db: args
+                .next()
+                .unwrap_or_else(|| "sqlite:///tmp/shenpi-timers.db".into()),
+            pending: args
+                .next()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(1_000_000),
             due: args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000),
             spread_secs: 10,
         };
@@ -22,7 +27,9 @@ fn main() {
         }
         return;
     }
-    let db = args.next().unwrap_or_else(|| "sqlite:///tmp/shenpi-bench.db".into());
+    let db = args
+        .next()
+        .unwrap_or_else(|| "sqlite:///tmp/shenpi-bench.db".into());
     let clients = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
     let actions = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let b = shenpi_adapters::bench::DurableBench {

@@ -25,7 +25,9 @@ use shenpi_engine::runtime::{self, Actor, Command, CommandEnvelope, InstanceStat
 use crate::bus::{BusOptions, CommandBus, Submit};
 use crate::engine_machine::{EngineMachine, timestamp};
 use crate::machine::{Machine, SystemClock, now_millis};
-use crate::store::{Batch, Db, DefinitionStore, EventStore, InstanceMeta, InstanceWrite, Projection, TimerRow};
+use crate::store::{
+    Batch, Db, DefinitionStore, EventStore, InstanceMeta, InstanceWrite, Projection, TimerRow,
+};
 use crate::testkit::{Counter, counter_meta};
 use crate::timers::{SchedulerOptions, spawn_scheduler};
 
@@ -82,7 +84,12 @@ async fn durable(b: &DurableBench) -> Result<String, BenchError> {
         .map_err(|e| BenchError::Setup(format!("{}: {e}", path.display())))?;
     let def = machine.compile(&yaml).map_err(BenchError::Setup)?;
     let row = db
-        .publish(def.id(), &yaml, &format!("{:x}", fxhash(&yaml)), now_millis())
+        .publish(
+            def.id(),
+            &yaml,
+            &format!("{:x}", fxhash(&yaml)),
+            now_millis(),
+        )
         .await?;
     machine.register(&row).map_err(BenchError::Setup)?;
     let ctx = machine
@@ -98,10 +105,20 @@ async fn durable(b: &DurableBench) -> Result<String, BenchError> {
             .workflow
             .roles
             .iter()
-            .map(|r| (r.id.value.clone(), r.department.as_ref().map(|d| d.value.clone())))
+            .map(|r| {
+                (
+                    r.id.value.clone(),
+                    r.department.as_ref().map(|d| d.value.clone()),
+                )
+            })
             .collect(),
     );
-    let bus = CommandBus::start(machine.clone(), db.clone(), Arc::new(SystemClock), BusOptions::default());
+    let bus = CommandBus::start(
+        machine.clone(),
+        db.clone(),
+        Arc::new(SystemClock),
+        BusOptions::default(),
+    );
     let run = format!("{:x}", now_millis());
     let done = Arc::new(AtomicU64::new(0));
     let rejected = Arc::new(AtomicU64::new(0));
@@ -128,12 +145,15 @@ async fn durable(b: &DurableBench) -> Result<String, BenchError> {
                 let project = serde_json::json!({
                     "name": format!("基准项目 {client}-{k}"), "funding": "企业投资",
                     "category": "房屋建筑", "investment": 12000.0, "floor_area": 30000.0,
-                    "civil_defense": k % 2 == 0, "service_officer": "bench.officer",
-                    "key_flag": k % 5 == 0,
+                    "civil_defense": k.is_multiple_of(2), "service_officer": "bench.officer",
+                    "key_flag": k.is_multiple_of(5),
                 });
                 let start = CommandEnvelope {
                     actor: Actor::new("bench.applicant", None, &["applicant"]),
-                    command: Command::Start { project: project.clone(), channel: None },
+                    command: Command::Start {
+                        project: project.clone(),
+                        channel: None,
+                    },
                 };
                 let meta = InstanceMeta {
                     id: id.clone(),
@@ -142,7 +162,9 @@ async fn durable(b: &DurableBench) -> Result<String, BenchError> {
                     project,
                 };
                 let mut state = InstanceState::default();
-                if let Err(e) = step(&bus, &ctx.def, &ctx.cal, &mut state, &id, Some(meta), start).await {
+                if let Err(e) =
+                    step(&bus, &ctx.def, &ctx.cal, &mut state, &id, Some(meta), start).await
+                {
                     tracing::warn!("start refused: {e}");
                     rejected.fetch_add(1, Ordering::Relaxed);
                     continue;
@@ -162,9 +184,22 @@ async fn durable(b: &DurableBench) -> Result<String, BenchError> {
                             accepted: true,
                             reason: None,
                         },
-                        _ => Command::Approve { task: task.spec.task, comment: None },
+                        _ => Command::Approve {
+                            task: task.spec.task,
+                            comment: None,
+                        },
                     };
-                    match step(&bus, &ctx.def, &ctx.cal, &mut state, &id, None, CommandEnvelope { actor, command }).await {
+                    match step(
+                        &bus,
+                        &ctx.def,
+                        &ctx.cal,
+                        &mut state,
+                        &id,
+                        None,
+                        CommandEnvelope { actor, command },
+                    )
+                    .await
+                    {
                         Ok(()) => {
                             done.fetch_add(1, Ordering::Relaxed);
                         }
@@ -179,7 +214,8 @@ async fn durable(b: &DurableBench) -> Result<String, BenchError> {
         }));
     }
     for c in clients {
-        c.await.map_err(|e| BenchError::Setup(format!("client: {e}")))?;
+        c.await
+            .map_err(|e| BenchError::Setup(format!("client: {e}")))?;
     }
     let secs = t0.elapsed().as_secs_f64();
     let n = done.load(Ordering::Relaxed);
@@ -225,19 +261,26 @@ async fn step(
         })
         .await
         .map_err(|e| e.to_string())?;
-    let events = runtime::decide(def, cal, state, &cmd, timestamp(now_millis())).map_err(|e| e.to_string())?;
+    let events = runtime::decide(def, cal, state, &cmd, timestamp(now_millis()))
+        .map_err(|e| e.to_string())?;
     for e in &events {
         runtime::apply(state, e);
     }
     if events.len() as i64 != r.events {
-        return Err(format!("client copy diverged: {} events here, {} recorded", events.len(), r.events));
+        return Err(format!(
+            "client copy diverged: {} events here, {} recorded",
+            events.len(),
+            r.events
+        ));
     }
     Ok(())
 }
 
 /// A small non-cryptographic hash for the bench's definition text.
 fn fxhash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -282,13 +325,19 @@ async fn timers(b: &TimerBench) -> Result<String, BenchError> {
     let instances = 1000u64;
     let mut report = String::new();
     // Instances to hang the timers on (a counter machine: this measures the scheduler).
-    let mut batch = Batch { now: now_millis(), ..Batch::default() };
+    let mut batch = Batch {
+        now: now_millis(),
+        ..Batch::default()
+    };
     for i in 0..instances {
         batch.instances.push(InstanceWrite {
             meta: counter_meta(&format!("tb-{run}-{i}")),
             from_version: 0,
             to_version: 1,
-            projection: Projection { status: "running".into(), ..Projection::default() },
+            projection: Projection {
+                status: "running".into(),
+                ..Projection::default()
+            },
         });
         batch.events.push(crate::store::EventRow {
             instance: format!("tb-{run}-{i}"),
@@ -307,7 +356,10 @@ async fn timers(b: &TimerBench) -> Result<String, BenchError> {
     let mut loaded = 0u64;
     while loaded < b.pending {
         let n = chunk.min(b.pending - loaded);
-        let mut batch = Batch { now: now_millis(), ..Batch::default() };
+        let mut batch = Batch {
+            now: now_millis(),
+            ..Batch::default()
+        };
         for j in loaded..loaded + n {
             batch.timers_armed.push(TimerRow {
                 instance: format!("tb-{run}-{}", j % instances),
@@ -328,7 +380,10 @@ async fn timers(b: &TimerBench) -> Result<String, BenchError> {
     match &db {
         Db::Postgres(p) => {
             for sql in ["CHECKPOINT", "ANALYZE timers"] {
-                sqlx::query(sql).execute(p.pool()).await.map_err(crate::store::StoreError::Db)?;
+                sqlx::query(sql)
+                    .execute(p.pool())
+                    .await
+                    .map_err(crate::store::StoreError::Db)?;
             }
         }
         Db::Sqlite(s) => {
@@ -340,13 +395,26 @@ async fn timers(b: &TimerBench) -> Result<String, BenchError> {
     }
     let rss1 = rss_kib().unwrap_or(0);
     let anon1 = rss_anon_kib().unwrap_or(0);
-    let bus = CommandBus::start(Arc::new(Counter), db.clone(), Arc::new(SystemClock), BusOptions::default());
-    let (h, stats) = spawn_scheduler(bus, db.clone(), Arc::new(SystemClock), SchedulerOptions::default());
+    let bus = CommandBus::start(
+        Arc::new(Counter),
+        db.clone(),
+        Arc::new(SystemClock),
+        BusOptions::default(),
+    );
+    let (h, stats) = spawn_scheduler(
+        bus,
+        db.clone(),
+        Arc::new(SystemClock),
+        SchedulerOptions::default(),
+    );
     // The due ones are armed while the scheduler runs, spread over the window.
     // Armed well before they are due, so the figure measures the scheduler, not the arming.
     let start = now_millis() + 3000;
     let spread = (b.spread_secs.max(1) * 1000) as i64;
-    let mut batch = Batch { now: now_millis(), ..Batch::default() };
+    let mut batch = Batch {
+        now: now_millis(),
+        ..Batch::default()
+    };
     for j in 0..b.due {
         batch.timers_armed.push(TimerRow {
             instance: format!("tb-{run}-{}", j % instances),

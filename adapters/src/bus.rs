@@ -307,8 +307,9 @@ impl<M: Machine, S: Store> Writer<M, S> {
         let mut state = self.machine.initial(&ctx, &meta);
         let mut version = 0;
         for e in &events {
-            let ev: M::Event = serde_json::from_str(&e.body)
-                .map_err(|err| BatchError::Fatal(format!("event {}#{}: {err}", e.instance, e.seq)))?;
+            let ev: M::Event = serde_json::from_str(&e.body).map_err(|err| {
+                BatchError::Fatal(format!("event {}#{}: {err}", e.instance, e.seq))
+            })?;
             self.machine.evolve(&ctx, &mut state, &ev);
             version = e.seq;
         }
@@ -436,7 +437,9 @@ impl<M: Machine, S: Store> Writer<M, S> {
                     None => {
                         if let Job::Timer(t) = &p.job {
                             // A timer of an instance that does not exist has nothing to do.
-                            batch.timers_fired.push((t.instance.clone(), t.timer_id.clone()));
+                            batch
+                                .timers_fired
+                                .push((t.instance.clone(), t.timer_id.clone()));
                             answers[i] = Some(Err(CommandError::TimerSpent));
                         } else {
                             answers[i] = Some(Err(CommandError::NotFound(instance)));
@@ -616,7 +619,12 @@ impl<M: Machine, S: Store> Writer<M, S> {
             self.machine.evolve(&c.ctx, &mut c.state, ev);
             c.version = seq;
         }
-        Ok(receipt(&c.meta.id, c.version, first_seq, c.version - first_seq + 1))
+        Ok(receipt(
+            &c.meta.id,
+            c.version,
+            first_seq,
+            c.version - first_seq + 1,
+        ))
     }
 }
 

@@ -82,7 +82,10 @@ impl EngineMachine {
             let cal = Calendar::from_yaml(&stem, &src).map_err(|d| {
                 EngineSetupError::Calendar(
                     stem.clone(),
-                    d.iter().map(|d| d.message.clone()).collect::<Vec<_>>().join("; "),
+                    d.iter()
+                        .map(|d| d.message.clone())
+                        .collect::<Vec<_>>()
+                        .join("; "),
                 )
             })?;
             calendars.push(cal);
@@ -115,7 +118,10 @@ fn render_diags(d: Vec<shenpi_engine::diag::Diagnostic>) -> String {
         .join("\n")
 }
 
-fn files_with(dir: &Path, ext: &str) -> Result<Vec<(String, std::path::PathBuf)>, EngineSetupError> {
+fn files_with(
+    dir: &Path,
+    ext: &str,
+) -> Result<Vec<(String, std::path::PathBuf)>, EngineSetupError> {
     let rd = std::fs::read_dir(dir).map_err(|source| EngineSetupError::Read {
         path: dir.display().to_string(),
         source,
@@ -168,13 +174,17 @@ impl Machine for EngineMachine {
 
     fn context(&self, meta: &InstanceMeta) -> Option<Arc<EngineContext>> {
         let defs = self.defs.read().ok()?;
-        defs.get(&(meta.workflow_id.clone(), meta.def_version)).cloned()
+        defs.get(&(meta.workflow_id.clone(), meta.def_version))
+            .cloned()
     }
 
     fn register(&self, row: &DefinitionRow) -> Result<(), String> {
         let def = self.compile(&row.yaml)?;
         let cal = self.calendar(&def.workflow.calendar.value)?;
-        let mut defs = self.defs.write().map_err(|_| "definition registry poisoned".to_string())?;
+        let mut defs = self
+            .defs
+            .write()
+            .map_err(|_| "definition registry poisoned".to_string())?;
         defs.insert(
             (row.workflow_id.clone(), row.version),
             Arc::new(EngineContext { def, cal }),
@@ -391,10 +401,11 @@ fn notice_payload(
     now: Millis,
 ) -> serde_json::Value {
     let wf = &ctx.def.workflow;
-    let node_id = data
-        .node
-        .clone()
-        .or_else(|| data.task.and_then(|t| state.task(t)).map(|t| t.spec.node.clone()));
+    let node_id = data.node.clone().or_else(|| {
+        data.task
+            .and_then(|t| state.task(t))
+            .map(|t| t.spec.node.clone())
+    });
     let node_name = node_id
         .as_ref()
         .map(|n| {
@@ -419,12 +430,16 @@ fn notice_payload(
         .collect();
     let materials: Vec<String> = match (&data.material, promises.is_empty()) {
         (Some(m), true) => vec![material_name(ctx, m)],
-        _ => promises.iter().map(|p| material_name(ctx, &p.material)).collect(),
+        _ => promises
+            .iter()
+            .map(|p| material_name(ctx, &p.material))
+            .collect(),
     };
-    let due = data
-        .due
-        .or_else(|| clock.and_then(|c| c.due))
-        .or_else(|| promises.iter().find_map(|p| p.clock.as_ref().and_then(|c| c.due)));
+    let due = data.due.or_else(|| clock.and_then(|c| c.due)).or_else(|| {
+        promises
+            .iter()
+            .find_map(|p| p.clock.as_ref().and_then(|c| c.due))
+    });
     let channel_name = state
         .channel
         .as_ref()

@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::store::{DefinitionRow, InstanceMeta, Millis, Projection, TimerRow};
 
@@ -82,7 +82,13 @@ pub trait Machine: Send + Sync + 'static {
         out: &mut Effects,
     );
     /// The read models of an instance in a state.
-    fn project(&self, ctx: &Self::Context, meta: &InstanceMeta, state: &Self::State, now: Millis) -> Projection;
+    fn project(
+        &self,
+        ctx: &Self::Context,
+        meta: &InstanceMeta,
+        state: &Self::State,
+        now: Millis,
+    ) -> Projection;
     /// The command a due timer turns into; `None` when it needs no command (it is marked fired).
     fn timer_command(&self, timer: &TimerRow) -> Option<Self::Command>;
 }

@@ -60,7 +60,8 @@ impl Templates {
     /// Every `*.hbs` file of a directory, named by its stem.
     pub fn from_dir(dir: &Path) -> Result<Templates, TemplateError> {
         let mut t = Templates::new();
-        let rd = std::fs::read_dir(dir).map_err(|e| TemplateError::Read(dir.display().to_string(), e))?;
+        let rd = std::fs::read_dir(dir)
+            .map_err(|e| TemplateError::Read(dir.display().to_string(), e))?;
         for entry in rd.filter_map(|e| e.ok()) {
             let p = entry.path();
             if p.extension().is_some_and(|x| x == "hbs")
@@ -255,7 +256,8 @@ impl Sender {
                     "msgtype": "markdown",
                     "markdown": { "title": title, "text": text },
                 });
-                self.post(&url, body.to_string().into_bytes(), None, &row.id, true).await
+                self.post(&url, body.to_string().into_bytes(), None, &row.id, true)
+                    .await
             }
             "wecom" => {
                 let url = self.address(m)?;
@@ -263,7 +265,8 @@ impl Sender {
                     "msgtype": "markdown",
                     "markdown": { "content": text },
                 });
-                self.post(&url, body.to_string().into_bytes(), None, &row.id, true).await
+                self.post(&url, body.to_string().into_bytes(), None, &row.id, true)
+                    .await
             }
             "email" => self.email(m, &title, &text).await,
             other => Err(Failure::Permanent(format!("unknown channel `{other}`"))),
@@ -305,7 +308,10 @@ impl Sender {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(Failure::Transient(format!("HTTP {status}: {}", short(&text))));
+            return Err(Failure::Transient(format!(
+                "HTTP {status}: {}",
+                short(&text)
+            )));
         }
         if robot {
             // The robots answer 200 with {"errcode": N, "errmsg": ...}; non-zero is a failure.
@@ -313,7 +319,10 @@ impl Sender {
             if let Some(code) = v.get("errcode").and_then(|c| c.as_i64())
                 && code != 0
             {
-                return Err(Failure::Transient(format!("robot errcode {code}: {}", short(&text))));
+                return Err(Failure::Transient(format!(
+                    "robot errcode {code}: {}",
+                    short(&text)
+                )));
             }
         }
         Ok(())
@@ -326,8 +335,14 @@ impl Sender {
         };
         let to = self.address(m)?;
         let msg = Message::builder()
-            .from(smtp.from.parse().map_err(|e| Failure::Permanent(format!("from: {e}")))?)
-            .to(to.parse().map_err(|e| Failure::Permanent(format!("to `{to}`: {e}")))?)
+            .from(
+                smtp.from
+                    .parse()
+                    .map_err(|e| Failure::Permanent(format!("from: {e}")))?,
+            )
+            .to(to
+                .parse()
+                .map_err(|e| Failure::Permanent(format!("to `{to}`: {e}")))?)
             .subject(title)
             .header(lettre::message::header::ContentType::TEXT_PLAIN)
             .body(text.to_string())

@@ -15,24 +15,49 @@ use crate::store::{DefinitionRow, InboxRow, InstanceMeta, Millis, Projection, Ti
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CounterCommand {
     Start,
-    Add { n: i64 },
-    ArmTimer { id: String, due: Millis },
-    CancelTimer { id: String },
-    Notify { channel: String, recipient: String },
+    Add {
+        n: i64,
+    },
+    ArmTimer {
+        id: String,
+        due: Millis,
+    },
+    CancelTimer {
+        id: String,
+    },
+    Notify {
+        channel: String,
+        recipient: String,
+    },
     /// Always refused.
     Refuse,
-    TimerFired { id: String },
+    TimerFired {
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CounterEvent {
     Started,
-    Added { n: i64 },
-    TimerArmed { id: String, due: Millis },
-    TimerCancelled { id: String },
-    TimerFired { id: String },
-    NotificationRequested { channel: String, recipient: String, n: i64 },
+    Added {
+        n: i64,
+    },
+    TimerArmed {
+        id: String,
+        due: Millis,
+    },
+    TimerCancelled {
+        id: String,
+    },
+    TimerFired {
+        id: String,
+    },
+    NotificationRequested {
+        channel: String,
+        recipient: String,
+        n: i64,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -99,7 +124,9 @@ impl Machine for Counter {
                 }])
             }
             CounterCommand::Refuse => refuse("refused"),
-            CounterCommand::TimerFired { id } => Ok(vec![CounterEvent::TimerFired { id: id.clone() }]),
+            CounterCommand::TimerFired { id } => {
+                Ok(vec![CounterEvent::TimerFired { id: id.clone() }])
+            }
         }
     }
 
@@ -136,7 +163,8 @@ impl Machine for Counter {
     ) {
         match event {
             CounterEvent::TimerArmed { id, due } => {
-                out.timers_armed.push((id.clone(), *due, r#"{"kind":"test"}"#.to_string()))
+                out.timers_armed
+                    .push((id.clone(), *due, r#"{"kind":"test"}"#.to_string()))
             }
             CounterEvent::TimerCancelled { id } => out.timers_cancelled.push(id.clone()),
             CounterEvent::NotificationRequested {
@@ -153,7 +181,13 @@ impl Machine for Counter {
         }
     }
 
-    fn project(&self, _ctx: &(), meta: &InstanceMeta, state: &CounterState, now: Millis) -> Projection {
+    fn project(
+        &self,
+        _ctx: &(),
+        meta: &InstanceMeta,
+        state: &CounterState,
+        now: Millis,
+    ) -> Projection {
         let colour = match state.total {
             t if t >= 100 => "red",
             t if t >= 50 => "yellow",

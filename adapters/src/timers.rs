@@ -64,7 +64,10 @@ pub fn spawn_scheduler<M: Machine, S: Store>(
     let handle = tokio::spawn(async move {
         loop {
             let now = clock.now();
-            let claimed = match store.claim_due(&opts.node, now, opts.lease_ms, opts.batch).await {
+            let claimed = match store
+                .claim_due(&opts.node, now, opts.lease_ms, opts.batch)
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!("timer claim failed: {e}");

@@ -621,8 +621,7 @@ fn yaml_blocks(md: &str) -> Vec<(usize, String)> {
 #[test]
 fn language_chapter_snippets_are_the_language() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
-    let md =
-        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read README.md: {e}"));
+    let md = fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read README.md: {e}"));
     let ctx = context();
     let (defs, errors) = load_all();
     assert!(
@@ -670,9 +669,7 @@ fn language_chapter_snippets_are_the_language() {
                 .map(|_| ())
                 .map_err(|d| format!("{d:?}"))
         } else {
-            failures.push(format!(
-                "README.md:{line}: a yaml block of unknown shape"
-            ));
+            failures.push(format!("README.md:{line}: a yaml block of unknown shape"));
             continue;
         };
         read += 1;
@@ -681,8 +678,5 @@ fn language_chapter_snippets_are_the_language() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(
-        read >= 20,
-        "only {read} yaml blocks found in README.md"
-    );
+    assert!(read >= 20, "only {read} yaml blocks found in README.md");
 }

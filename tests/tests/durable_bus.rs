@@ -14,7 +14,12 @@ use shenpi_adapters::testkit::{Counter, CounterCommand, counter_meta};
 use shenpi_adapters::timers::{SchedulerOptions, spawn_scheduler};
 
 fn bus(db: &Db) -> CommandBus<Counter> {
-    CommandBus::start(Arc::new(Counter), db.clone(), Arc::new(SystemClock), BusOptions::default())
+    CommandBus::start(
+        Arc::new(Counter),
+        db.clone(),
+        Arc::new(SystemClock),
+        BusOptions::default(),
+    )
 }
 
 fn cmd(instance: &str, c: CounterCommand) -> Submit<CounterCommand> {
@@ -43,7 +48,10 @@ async fn total_after_reload(db: &Db, id: &str) -> i64 {
         .iter()
         .map(|e| {
             let v: serde_json::Value = serde_json::from_str(&e.body).unwrap();
-            v["n"].as_i64().filter(|_| v["type"] == "added").unwrap_or(0)
+            v["n"]
+                .as_i64()
+                .filter(|_| v["type"] == "added")
+                .unwrap_or(0)
         })
         .sum()
 }
@@ -63,7 +71,10 @@ async fn concurrent_clients_share_commits_and_every_ack_is_recorded_once() {
                 let mut versions = Vec::new();
                 for k in 0..20 {
                     let inst = format!("c{}", (client + k) % 8);
-                    let r = bus.submit(cmd(&inst, CounterCommand::Add { n: 1 })).await.unwrap();
+                    let r = bus
+                        .submit(cmd(&inst, CounterCommand::Add { n: 1 }))
+                        .await
+                        .unwrap();
                     assert_eq!(r.events, 1);
                     versions.push((inst, r.version));
                 }
@@ -73,7 +84,11 @@ async fn concurrent_clients_share_commits_and_every_ack_is_recorded_once() {
         let mut seen = std::collections::HashSet::new();
         for t in tasks {
             for v in t.await.unwrap() {
-                assert!(seen.insert(v.clone()), "{}: version {v:?} acknowledged twice", db.backend());
+                assert!(
+                    seen.insert(v.clone()),
+                    "{}: version {v:?} acknowledged twice",
+                    db.backend()
+                );
             }
         }
         let mut total = 0;
@@ -95,7 +110,11 @@ async fn a_rejected_command_does_not_poison_its_batch() {
         for i in 0..40 {
             let bus = bus.clone();
             tasks.push(tokio::spawn(async move {
-                let c = if i % 4 == 0 { CounterCommand::Refuse } else { CounterCommand::Add { n: 1 } };
+                let c = if i % 4 == 0 {
+                    CounterCommand::Refuse
+                } else {
+                    CounterCommand::Add { n: 1 }
+                };
                 (i, bus.submit(cmd("r", c)).await)
             }));
         }
@@ -112,9 +131,21 @@ async fn a_rejected_command_does_not_poison_its_batch() {
         let r = bus.submit(cmd("nope", CounterCommand::Add { n: 1 })).await;
         assert!(matches!(r, Err(CommandError::NotFound(_))), "{r:?}");
         let r = bus
-            .submit(Submit { expected_version: Some(3), ..cmd("r", CounterCommand::Add { n: 1 }) })
+            .submit(Submit {
+                expected_version: Some(3),
+                ..cmd("r", CounterCommand::Add { n: 1 })
+            })
             .await;
-        assert!(matches!(r, Err(CommandError::StaleVersion { expected: 3, actual: 31 })), "{r:?}");
+        assert!(
+            matches!(
+                r,
+                Err(CommandError::StaleVersion {
+                    expected: 3,
+                    actual: 31
+                })
+            ),
+            "{r:?}"
+        );
         assert_eq!(db.count_events(Some("r")).await.unwrap(), 31);
     }
 }
@@ -148,9 +179,18 @@ async fn the_same_command_sent_twice_concurrently_is_applied_once() {
             }
             let first = &receipts[0];
             for r in &receipts {
-                assert_eq!((r.version, r.first_seq), (first.version, first.first_seq), "{}", db.backend());
+                assert_eq!(
+                    (r.version, r.first_seq),
+                    (first.version, first.first_seq),
+                    "{}",
+                    db.backend()
+                );
             }
-            assert_eq!(receipts.iter().filter(|r| !r.replayed).count(), 1, "{receipts:?}");
+            assert_eq!(
+                receipts.iter().filter(|r| !r.replayed).count(),
+                1,
+                "{receipts:?}"
+            );
         }
         assert_eq!(total_after_reload(&db, "k").await, 20, "{}", db.backend());
     }
@@ -176,22 +216,48 @@ async fn due_timers_fire_once_and_cancelled_ones_never() {
         start(&bus, "t").await;
         let now = now_millis();
         for i in 0..300 {
-            bus.submit(cmd("t", CounterCommand::ArmTimer { id: format!("x{i}"), due: now - 10 + i % 5 }))
-                .await
-                .unwrap();
-        }
-        bus.submit(cmd("t", CounterCommand::ArmTimer { id: "gone".into(), due: now }))
+            bus.submit(cmd(
+                "t",
+                CounterCommand::ArmTimer {
+                    id: format!("x{i}"),
+                    due: now - 10 + i % 5,
+                },
+            ))
             .await
             .unwrap();
+        }
+        bus.submit(cmd(
+            "t",
+            CounterCommand::ArmTimer {
+                id: "gone".into(),
+                due: now,
+            },
+        ))
+        .await
+        .unwrap();
         bus.submit(cmd("t", CounterCommand::CancelTimer { id: "gone".into() }))
             .await
             .unwrap();
-        bus.submit(cmd("t", CounterCommand::ArmTimer { id: "later".into(), due: now + 3_600_000 }))
-            .await
-            .unwrap();
-        let opts = SchedulerOptions { batch: 64, ..SchedulerOptions::default() };
+        bus.submit(cmd(
+            "t",
+            CounterCommand::ArmTimer {
+                id: "later".into(),
+                due: now + 3_600_000,
+            },
+        ))
+        .await
+        .unwrap();
+        let opts = SchedulerOptions {
+            batch: 64,
+            ..SchedulerOptions::default()
+        };
         let (h, stats) = spawn_scheduler(bus.clone(), db.clone(), Arc::new(SystemClock), opts);
-        assert_eq!(wait_fired(&db, 300, Duration::from_secs(20)).await, 300, "{}", db.backend());
+        assert_eq!(
+            wait_fired(&db, 300, Duration::from_secs(20)).await,
+            300,
+            "{}",
+            db.backend()
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
         h.abort();
         let (_, events) = db.load("t", 0).await.unwrap().unwrap();
@@ -204,7 +270,11 @@ async fn due_timers_fire_once_and_cancelled_ones_never() {
         fired.sort();
         fired.dedup();
         assert_eq!(fired.len(), 300, "{}: a timer fired twice", db.backend());
-        assert!(!fired.iter().any(|f| f.contains("gone") || f.contains("later")));
+        assert!(
+            !fired
+                .iter()
+                .any(|f| f.contains("gone") || f.contains("later"))
+        );
         assert_eq!(stats.fired.load(std::sync::atomic::Ordering::Relaxed), 300);
     }
 }
@@ -213,7 +283,9 @@ async fn due_timers_fire_once_and_cancelled_ones_never() {
 /// each exactly once, and both take part.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_postgres_fire_10000_timers_exactly_once() {
-    let Some((pg, schema)) = postgres("two_nodes").await else { return };
+    let Some((pg, schema)) = postgres("two_nodes").await else {
+        return;
+    };
     let db = Db::Postgres(pg);
     let setup = bus(&db);
     let now = now_millis();
@@ -228,9 +300,15 @@ async fn two_nodes_on_postgres_fire_10000_timers_exactly_once() {
         let bus = setup.clone();
         tasks.push(tokio::spawn(async move {
             for k in 0..100 {
-                bus.submit(cmd(&format!("n{i}"), CounterCommand::ArmTimer { id: format!("t{k}"), due: now + 2_000 }))
-                    .await
-                    .unwrap();
+                bus.submit(cmd(
+                    &format!("n{i}"),
+                    CounterCommand::ArmTimer {
+                        id: format!("t{k}"),
+                        due: now + 2_000,
+                    },
+                ))
+                .await
+                .unwrap();
             }
         }));
     }
@@ -239,17 +317,27 @@ async fn two_nodes_on_postgres_fire_10000_timers_exactly_once() {
     }
     let mut nodes = Vec::new();
     for n in 0..2 {
-        let store = shenpi_adapters::store::postgres::PgStore::connect(&durable_support::pg_url(), Some(&schema))
-            .await
-            .unwrap();
+        let store = shenpi_adapters::store::postgres::PgStore::connect(
+            &durable_support::pg_url(),
+            Some(&schema),
+        )
+        .await
+        .unwrap();
         let db = Db::Postgres(store);
         let bus = bus(&db);
-        let opts = SchedulerOptions { node: format!("node{n}"), batch: 500, ..SchedulerOptions::default() };
+        let opts = SchedulerOptions {
+            node: format!("node{n}"),
+            batch: 500,
+            ..SchedulerOptions::default()
+        };
         nodes.push(spawn_scheduler(bus, db, Arc::new(SystemClock), opts));
     }
     let fired = wait_fired(&db, 10_000, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let per_node: Vec<u64> = nodes.iter().map(|n| n.1.fired.load(std::sync::atomic::Ordering::Relaxed)).collect();
+    let per_node: Vec<u64> = nodes
+        .iter()
+        .map(|n| n.1.fired.load(std::sync::atomic::Ordering::Relaxed))
+        .collect();
     for n in &nodes {
         n.0.abort();
     }
@@ -257,7 +345,11 @@ async fn two_nodes_on_postgres_fire_10000_timers_exactly_once() {
     let mut total_events = 0;
     for i in 0..instances {
         let (_, events) = db.load(&format!("n{i}"), 0).await.unwrap().unwrap();
-        let mut ids: Vec<&str> = events.iter().filter(|e| e.kind == "timer_fired").map(|e| e.body.as_str()).collect();
+        let mut ids: Vec<&str> = events
+            .iter()
+            .filter(|e| e.kind == "timer_fired")
+            .map(|e| e.body.as_str())
+            .collect();
         let n = ids.len();
         ids.sort();
         ids.dedup();

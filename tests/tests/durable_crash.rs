@@ -35,11 +35,25 @@ async fn open(target: &str) -> Db {
 /// The child: load until killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_child() {
-    let Ok(target) = std::env::var("SHENPI_CRASH_CHILD") else { return };
-    let round: u64 = std::env::var("SHENPI_CRASH_ROUND").ok().and_then(|r| r.parse().ok()).unwrap_or(0);
+    let Ok(target) = std::env::var("SHENPI_CRASH_CHILD") else {
+        return;
+    };
+    let round: u64 = std::env::var("SHENPI_CRASH_ROUND")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
     let db = open(&target).await;
-    let bus = CommandBus::start(Arc::new(Counter), db.clone(), Arc::new(SystemClock), BusOptions::default());
-    let opts = SchedulerOptions { lease_ms: 1_000, poll: Duration::from_millis(20), ..SchedulerOptions::default() };
+    let bus = CommandBus::start(
+        Arc::new(Counter),
+        db.clone(),
+        Arc::new(SystemClock),
+        BusOptions::default(),
+    );
+    let opts = SchedulerOptions {
+        lease_ms: 1_000,
+        poll: Duration::from_millis(20),
+        ..SchedulerOptions::default()
+    };
     let _sched = spawn_scheduler(bus.clone(), db.clone(), Arc::new(SystemClock), opts);
     for i in 0..INSTANCES {
         let _ = bus
@@ -60,13 +74,25 @@ async fn crash_child() {
                 let n = (round * 1_000_000 + c * 10_000 + k) as i64;
                 let inst = format!("x{}", (c + k) as usize % INSTANCES);
                 let command = match k % 10 {
-                    3 => CounterCommand::Notify { channel: "log".into(), recipient: format!("r{n}") },
-                    6 => CounterCommand::ArmTimer { id: format!("t{n}"), due: now_millis() + (n % 400) },
+                    3 => CounterCommand::Notify {
+                        channel: "log".into(),
+                        recipient: format!("r{n}"),
+                    },
+                    6 => CounterCommand::ArmTimer {
+                        id: format!("t{n}"),
+                        due: now_millis() + (n % 400),
+                    },
                     _ => CounterCommand::Add { n },
                 };
                 let add = matches!(command, CounterCommand::Add { .. });
                 let r = bus
-                    .submit(Submit { instance: inst, start: None, key: Some(format!("k{n}")), expected_version: None, command })
+                    .submit(Submit {
+                        instance: inst,
+                        start: None,
+                        key: Some(format!("k{n}")),
+                        expected_version: None,
+                        command,
+                    })
                     .await;
                 if r.is_ok() && add {
                     println!("ACK {n}");
@@ -82,7 +108,13 @@ async fn crash_child() {
 fn run_child(target: &str, round: u64, for_how_long: Duration) -> Vec<i64> {
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
-        .args(["crash_child", "--exact", "--nocapture", "--test-threads", "1"])
+        .args([
+            "crash_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("SHENPI_CRASH_CHILD", target)
         .env("SHENPI_CRASH_ROUND", round.to_string())
         .stdout(Stdio::piped())
@@ -93,7 +125,10 @@ fn run_child(target: &str, round: u64, for_how_long: Duration) -> Vec<i64> {
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(n) = line.strip_prefix("ACK ").and_then(|n| n.trim().parse::<i64>().ok()) {
+            if let Some(n) = line
+                .strip_prefix("ACK ")
+                .and_then(|n| n.trim().parse::<i64>().ok())
+            {
                 let _ = tx.send(n);
             }
         }
@@ -114,12 +149,28 @@ fn run_child(target: &str, round: u64, for_how_long: Duration) -> Vec<i64> {
 
 async fn check(db: &Db, acked: &[i64]) {
     // Let timers that came due while the child was down fire here, as on a restart.
-    let bus = CommandBus::start(Arc::new(Counter), db.clone(), Arc::new(SystemClock), BusOptions::default());
-    let opts = SchedulerOptions { lease_ms: 1_000, poll: Duration::from_millis(20), ..SchedulerOptions::default() };
+    let bus = CommandBus::start(
+        Arc::new(Counter),
+        db.clone(),
+        Arc::new(SystemClock),
+        BusOptions::default(),
+    );
+    let opts = SchedulerOptions {
+        lease_ms: 1_000,
+        poll: Duration::from_millis(20),
+        ..SchedulerOptions::default()
+    };
     let (h, _) = spawn_scheduler(bus, db.clone(), Arc::new(SystemClock), opts);
     let t0 = Instant::now();
     loop {
-        let open = db.timer_counts().await.unwrap().iter().filter(|c| c.0 == "pending" || c.0 == "claimed").map(|c| c.1).sum::<i64>();
+        let open = db
+            .timer_counts()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|c| c.0 == "pending" || c.0 == "claimed")
+            .map(|c| c.1)
+            .sum::<i64>();
         if open == 0 || t0.elapsed() > Duration::from_secs(20) {
             assert_eq!(open, 0, "{}: timers left unfired", db.backend());
             break;
@@ -131,7 +182,9 @@ async fn check(db: &Db, acked: &[i64]) {
     let mut fired = Vec::new();
     let mut notes = 0;
     for i in 0..INSTANCES {
-        let Some((row, events)) = db.load(&format!("x{i}"), 0).await.unwrap() else { continue };
+        let Some((row, events)) = db.load(&format!("x{i}"), 0).await.unwrap() else {
+            continue;
+        };
         assert_eq!(row.version as usize, events.len());
         for e in &events {
             let v: serde_json::Value = serde_json::from_str(&e.body).unwrap();
@@ -144,16 +197,50 @@ async fn check(db: &Db, acked: &[i64]) {
         }
     }
     let unique: HashSet<i64> = added.iter().copied().collect();
-    assert_eq!(unique.len(), added.len(), "{}: a command recorded twice", db.backend());
+    assert_eq!(
+        unique.len(),
+        added.len(),
+        "{}: a command recorded twice",
+        db.backend()
+    );
     for n in acked {
-        assert!(unique.contains(n), "{}: acknowledged command {n} lost", db.backend());
+        assert!(
+            unique.contains(n),
+            "{}: acknowledged command {n} lost",
+            db.backend()
+        );
     }
     let fired_unique: HashSet<&String> = fired.iter().collect();
-    assert_eq!(fired_unique.len(), fired.len(), "{}: a timer fired twice", db.backend());
-    let fired_rows = db.timer_counts().await.unwrap().iter().find(|c| c.0 == "fired").map_or(0, |c| c.1);
-    assert_eq!(fired_rows as usize, fired.len(), "{}: timer rows and events disagree", db.backend());
-    let outbox = db.outbox_in_state("pending", 1_000_000).await.unwrap().len();
-    assert_eq!(outbox, notes, "{}: a requested notification is missing from the outbox", db.backend());
+    assert_eq!(
+        fired_unique.len(),
+        fired.len(),
+        "{}: a timer fired twice",
+        db.backend()
+    );
+    let fired_rows = db
+        .timer_counts()
+        .await
+        .unwrap()
+        .iter()
+        .find(|c| c.0 == "fired")
+        .map_or(0, |c| c.1);
+    assert_eq!(
+        fired_rows as usize,
+        fired.len(),
+        "{}: timer rows and events disagree",
+        db.backend()
+    );
+    let outbox = db
+        .outbox_in_state("pending", 1_000_000)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(
+        outbox,
+        notes,
+        "{}: a requested notification is missing from the outbox",
+        db.backend()
+    );
     eprintln!(
         "{}: {} acknowledged adds survived 2 SIGKILLs ({} recorded), {} timers fired once, {} notifications queued",
         db.backend(),
@@ -166,7 +253,11 @@ async fn check(db: &Db, acked: &[i64]) {
 
 async fn crash_twice(target: &str) -> Vec<i64> {
     let mut acked = run_child(target, 1, Duration::from_millis(2500));
-    assert!(acked.len() > 100, "the child made no progress: {}", acked.len());
+    assert!(
+        acked.len() > 100,
+        "the child made no progress: {}",
+        acked.len()
+    );
     acked.extend(run_child(target, 2, Duration::from_millis(2000)));
     acked
 }
@@ -187,7 +278,9 @@ async fn sigkill_under_load_loses_nothing_acknowledged_postgres() {
     if std::env::var_os("SHENPI_CRASH_CHILD").is_some() {
         return;
     }
-    let Some((_, schema)) = postgres("crash").await else { return };
+    let Some((_, schema)) = postgres("crash").await else {
+        return;
+    };
     let target = format!("pg:{schema}");
     let acked = crash_twice(&target).await;
     check(&open(&target).await, &acked).await;

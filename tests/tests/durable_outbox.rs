@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use durable_support::{TempDir, both};
 use shenpi_adapters::bus::{BusOptions, CommandBus, Submit};
 use shenpi_adapters::machine::SystemClock;
-use shenpi_adapters::outbox::{Directory, OutboxOptions, Templates, signature, spawn_outbox_worker};
+use shenpi_adapters::outbox::{
+    Directory, OutboxOptions, Templates, signature, spawn_outbox_worker,
+};
 use shenpi_adapters::store::OutboxStore;
 use shenpi_adapters::testkit::{Counter, CounterCommand, counter_meta};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,13 +23,17 @@ type Received = Arc<Mutex<HashMap<String, (String, Vec<u8>)>>>;
 /// A minimal HTTP/1.1 receiver: records (delivery id -> signature, body), answers `status`.
 async fn receiver(listener: tokio::net::TcpListener, got: Received, status: u16) {
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else { return };
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
         let got = got.clone();
         tokio::spawn(async move {
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
             let (head_end, len) = loop {
-                let Ok(n) = sock.read(&mut chunk).await else { return };
+                let Ok(n) = sock.read(&mut chunk).await else {
+                    return;
+                };
                 if n == 0 {
                     return;
                 }
@@ -43,7 +49,9 @@ async fn receiver(listener: tokio::net::TcpListener, got: Received, status: u16)
                 }
             };
             while buf.len() < head_end + len {
-                let Ok(n) = sock.read(&mut chunk).await else { return };
+                let Ok(n) = sock.read(&mut chunk).await else {
+                    return;
+                };
                 if n == 0 {
                     break;
                 }
@@ -52,14 +60,21 @@ async fn receiver(listener: tokio::net::TcpListener, got: Received, status: u16)
             let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
             let header = |name: &str| {
                 head.lines()
-                    .find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_string()))
+                    .find_map(|l| {
+                        l.strip_prefix(&format!("{name}:"))
+                            .map(|v| v.trim().to_string())
+                    })
                     .unwrap_or_default()
             };
             let body = buf[head_end..].to_vec();
             if status == 200 {
-                got.lock().unwrap().insert(header("x-shenpi-delivery"), (header("x-shenpi-signature"), body));
+                got.lock().unwrap().insert(
+                    header("x-shenpi-delivery"),
+                    (header("x-shenpi-signature"), body),
+                );
             }
-            let resp = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            let resp =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
             let _ = sock.write_all(resp.as_bytes()).await;
         });
     }
@@ -79,7 +94,12 @@ async fn webhook_down_then_up_gets_everything_and_dead_letters_are_visible() {
         let bad_url = format!("http://{}/hook", bad.local_addr().unwrap());
         tokio::spawn(receiver(bad, Arc::new(Mutex::new(HashMap::new())), 500));
 
-        let bus = CommandBus::start(Arc::new(Counter), db.clone(), Arc::new(SystemClock), BusOptions::default());
+        let bus = CommandBus::start(
+            Arc::new(Counter),
+            db.clone(),
+            Arc::new(SystemClock),
+            BusOptions::default(),
+        );
         bus.submit(Submit {
             instance: "o".into(),
             start: Some(counter_meta("o")),
@@ -94,7 +114,10 @@ async fn webhook_down_then_up_gets_everything_and_dead_letters_are_visible() {
             start: None,
             key: None,
             expected_version: None,
-            command: CounterCommand::Notify { channel: "webhook".into(), recipient: recipient.into() },
+            command: CounterCommand::Notify {
+                channel: "webhook".into(),
+                recipient: recipient.into(),
+            },
         };
         for _ in 0..20 {
             bus.submit(notify(&url)).await.unwrap();
@@ -102,7 +125,9 @@ async fn webhook_down_then_up_gets_everything_and_dead_letters_are_visible() {
         bus.submit(notify(&bad_url)).await.unwrap();
 
         let mut templates = Templates::new();
-        templates.add("test", "项目 {{instance}} 第 {{n}} 条通知").unwrap();
+        templates
+            .add("test", "项目 {{instance}} 第 {{n}} 条通知")
+            .unwrap();
         let secret = b"s3cret".to_vec();
         let opts = OutboxOptions {
             poll: Duration::from_millis(50),
@@ -132,24 +157,38 @@ async fn webhook_down_then_up_gets_everything_and_dead_letters_are_visible() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let t0 = Instant::now();
-        while db.outbox_in_state("dead", 10).await.unwrap().is_empty() && t0.elapsed() < Duration::from_secs(10) {
+        while db.outbox_in_state("dead", 10).await.unwrap().is_empty()
+            && t0.elapsed() < Duration::from_secs(10)
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         h.abort();
         let got = got.lock().unwrap().clone();
-        assert_eq!(got.len(), 20, "{}: every message arrives once the receiver is up", db.backend());
+        assert_eq!(
+            got.len(),
+            20,
+            "{}: every message arrives once the receiver is up",
+            db.backend()
+        );
         for (id, (sig, body)) in &got {
             assert_eq!(sig, &signature(&secret, body), "{id}: signature");
             let v: serde_json::Value = serde_json::from_slice(body).unwrap();
             assert!(v["text"].as_str().unwrap().starts_with("项目 o 第"), "{v}");
         }
-        assert!(stats.retried.load(std::sync::atomic::Ordering::Relaxed) >= 1, "it was down at first");
+        assert!(
+            stats.retried.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+            "it was down at first"
+        );
         let delivered = db.outbox_in_state("delivered", 100).await.unwrap();
         assert_eq!(delivered.len(), 20);
         let dead = db.outbox_in_state("dead", 10).await.unwrap();
         assert_eq!(dead.len(), 1, "{}", db.backend());
         assert_eq!(dead[0].tries, 5);
-        assert!(dead[0].last_error.as_deref().unwrap_or("").contains("500"), "{:?}", dead[0].last_error);
+        assert!(
+            dead[0].last_error.as_deref().unwrap_or("").contains("500"),
+            "{:?}",
+            dead[0].last_error
+        );
     }
 }
 
@@ -158,7 +197,11 @@ fn strict_templates_refuse_missing_variables_and_the_shipped_ones_render() {
     let mut t = Templates::new();
     t.add("x", "{{a}} and {{b}}").unwrap();
     assert!(t.render("x", &serde_json::json!({"a": 1})).is_err());
-    assert_eq!(t.render("x", &serde_json::json!({"a": 1, "b": "二"})).unwrap(), "1 and 二");
+    assert_eq!(
+        t.render("x", &serde_json::json!({"a": 1, "b": "二"}))
+            .unwrap(),
+        "1 and 二"
+    );
     assert!(t.render("nope", &serde_json::json!({})).is_err());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/templates");
     let shipped = Templates::from_dir(&dir).unwrap();
@@ -172,7 +215,20 @@ fn strict_templates_refuse_missing_variables_and_the_shipped_ones_render() {
         "limit_scale": "50%", "same_day": false, "skipped": [], "conditional": true,
         "priority": 5, "url": "/instances/i-1",
     });
-    for name in ["overdue_alert", "yellow_warning", "escalation", "supervise", "task_assigned", "urge", "cc", "promise_due", "promise_breach", "green_channel", "permit_issued", "filing_done"] {
+    for name in [
+        "overdue_alert",
+        "yellow_warning",
+        "escalation",
+        "supervise",
+        "task_assigned",
+        "urge",
+        "cc",
+        "promise_due",
+        "promise_breach",
+        "green_channel",
+        "permit_issued",
+        "filing_done",
+    ] {
         let out = shipped.render(name, &data);
         assert!(out.is_ok(), "{name}: {out:?}");
     }

@@ -14,7 +14,14 @@ fn meta(id: &str) -> InstanceMeta {
     }
 }
 
-fn task(instance: &str, id: &str, assignee: Option<&str>, dept: &str, colour: &str, due: i64) -> InboxRow {
+fn task(
+    instance: &str,
+    id: &str,
+    assignee: Option<&str>,
+    dept: &str,
+    colour: &str,
+    due: i64,
+) -> InboxRow {
     InboxRow {
         instance: instance.into(),
         task_id: id.into(),
@@ -67,7 +74,10 @@ async fn conformance(db: Db) {
     let d2 = db.publish("wf", "a: 2", "h2", 7).await.unwrap();
     assert_eq!(d2.version, 2, "{name}");
     assert_eq!(db.definition("wf", 1).await.unwrap().unwrap().yaml, "a: 1");
-    assert_eq!(db.latest_definition("wf").await.unwrap().unwrap().version, 2);
+    assert_eq!(
+        db.latest_definition("wf").await.unwrap().unwrap().version,
+        2
+    );
     assert!(db.definition("wf", 9).await.unwrap().is_none());
 
     // One batch: a new instance with events, timers, outbox, projection, idempotency key.
@@ -83,8 +93,18 @@ async fn conformance(db: Db) {
         )],
         events: vec![event("i1", 1), event("i1", 2)],
         timers_armed: vec![
-            TimerRow { instance: "i1".into(), timer_id: "a".into(), due: 150, kind: "{}".into() },
-            TimerRow { instance: "i1".into(), timer_id: "b".into(), due: 9_000, kind: "{}".into() },
+            TimerRow {
+                instance: "i1".into(),
+                timer_id: "a".into(),
+                due: 150,
+                kind: "{}".into(),
+            },
+            TimerRow {
+                instance: "i1".into(),
+                timer_id: "b".into(),
+                due: 9_000,
+                kind: "{}".into(),
+            },
         ],
         outbox: vec![OutboxRow {
             id: "i1/1/0".into(),
@@ -96,7 +116,11 @@ async fn conformance(db: Db) {
             next_attempt_at: 100,
             created_at: 100,
         }],
-        idempotency: vec![IdempotencyRow { key: "k1".into(), instance: "i1".into(), result: r#"{"ok":1}"#.into() }],
+        idempotency: vec![IdempotencyRow {
+            key: "k1".into(),
+            instance: "i1".into(),
+            result: r#"{"ok":1}"#.into(),
+        }],
         ..Batch::default()
     };
     db.commit(&b).await.unwrap();
@@ -117,22 +141,53 @@ async fn conformance(db: Db) {
     // Stale version: nothing of the batch is written.
     let stale = Batch {
         now: 200,
-        instances: vec![InstanceWrite { from_version: 1, to_version: 3, ..new_instance("i1", 3, vec![]) }],
+        instances: vec![InstanceWrite {
+            from_version: 1,
+            to_version: 3,
+            ..new_instance("i1", 3, vec![])
+        }],
         events: vec![event("i1", 3)],
-        outbox: vec![OutboxRow { id: "i1/3/0".into(), ..b.outbox[0].clone() }],
+        outbox: vec![OutboxRow {
+            id: "i1/3/0".into(),
+            ..b.outbox[0].clone()
+        }],
         ..Batch::default()
     };
-    assert!(matches!(db.commit(&stale).await, Err(StoreError::Conflict(_))), "{name}");
+    assert!(
+        matches!(db.commit(&stale).await, Err(StoreError::Conflict(_))),
+        "{name}"
+    );
     assert_eq!(db.count_events(Some("i1")).await.unwrap(), 2);
     assert_eq!(db.outbox_in_state("pending", 10).await.unwrap().len(), 1);
     // A duplicate event sequence number is a conflict too, as is a recorded key.
-    let dup = Batch { now: 200, events: vec![event("i1", 2)], ..Batch::default() };
-    assert!(matches!(db.commit(&dup).await, Err(StoreError::Conflict(_))), "{name}");
-    let dupkey = Batch { now: 200, idempotency: vec![b.idempotency[0].clone()], ..Batch::default() };
-    assert!(matches!(db.commit(&dupkey).await, Err(StoreError::Conflict(_))), "{name}");
+    let dup = Batch {
+        now: 200,
+        events: vec![event("i1", 2)],
+        ..Batch::default()
+    };
+    assert!(
+        matches!(db.commit(&dup).await, Err(StoreError::Conflict(_))),
+        "{name}"
+    );
+    let dupkey = Batch {
+        now: 200,
+        idempotency: vec![b.idempotency[0].clone()],
+        ..Batch::default()
+    };
+    assert!(
+        matches!(db.commit(&dupkey).await, Err(StoreError::Conflict(_))),
+        "{name}"
+    );
     // Creating an instance that exists is a conflict.
-    let again = Batch { now: 200, instances: vec![new_instance("i1", 1, vec![])], ..Batch::default() };
-    assert!(matches!(db.commit(&again).await, Err(StoreError::Conflict(_))), "{name}");
+    let again = Batch {
+        now: 200,
+        instances: vec![new_instance("i1", 1, vec![])],
+        ..Batch::default()
+    };
+    assert!(
+        matches!(db.commit(&again).await, Err(StoreError::Conflict(_))),
+        "{name}"
+    );
 
     // A good follow-up: version 2 -> 3, projection replaced.
     let next = Batch {
@@ -140,42 +195,87 @@ async fn conformance(db: Db) {
         instances: vec![InstanceWrite {
             from_version: 2,
             to_version: 3,
-            ..new_instance("i1", 3, vec![task("i1", "t3", Some("bob"), "发改委", "yellow", 700)])
+            ..new_instance(
+                "i1",
+                3,
+                vec![task("i1", "t3", Some("bob"), "发改委", "yellow", 700)],
+            )
         }],
         events: vec![event("i1", 3)],
         ..Batch::default()
     };
     db.commit(&next).await.unwrap();
     assert_eq!(db.load("i1", 0).await.unwrap().unwrap().0.version, 3);
-    assert_eq!(db.inbox_for(&["user:alice".into()], 10).await.unwrap().len(), 0);
-    assert_eq!(db.inbox_for(&["user:bob".into(), "role:x".into()], 10).await.unwrap()[0].task_id, "t3");
+    assert_eq!(
+        db.inbox_for(&["user:alice".into()], 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        db.inbox_for(&["user:bob".into(), "role:x".into()], 10)
+            .await
+            .unwrap()[0]
+            .task_id,
+        "t3"
+    );
 
     // Timers: only due ones are claimed; a claim holds until its lease runs out.
     let c = db.claim_due("n1", 200, 1000, 10).await.unwrap();
     assert_eq!(c.len(), 1, "{name}");
     assert_eq!(c[0].timer.timer_id, "a");
-    assert!(db.claim_due("n2", 300, 1000, 10).await.unwrap().is_empty(), "{name}: lease holds");
+    assert!(
+        db.claim_due("n2", 300, 1000, 10).await.unwrap().is_empty(),
+        "{name}: lease holds"
+    );
     let c2 = db.claim_due("n2", 1300, 1000, 10).await.unwrap();
     assert_eq!(c2.len(), 1, "{name}: expired lease taken over");
     assert_eq!(db.next_due().await.unwrap(), Some(150));
     // Firing marks it; firing again is a conflict; states are visible.
-    let fire = Batch { now: 1400, timers_fired: vec![("i1".into(), "a".into())], ..Batch::default() };
+    let fire = Batch {
+        now: 1400,
+        timers_fired: vec![("i1".into(), "a".into())],
+        ..Batch::default()
+    };
     db.commit(&fire).await.unwrap();
-    assert!(matches!(db.commit(&fire).await, Err(StoreError::Conflict(_))), "{name}");
+    assert!(
+        matches!(db.commit(&fire).await, Err(StoreError::Conflict(_))),
+        "{name}"
+    );
     let st = db
-        .timer_states(&[("i1".into(), "a".into()), ("i1".into(), "b".into()), ("i1".into(), "zz".into())])
+        .timer_states(&[
+            ("i1".into(), "a".into()),
+            ("i1".into(), "b".into()),
+            ("i1".into(), "zz".into()),
+        ])
         .await
         .unwrap();
     assert_eq!(st.len(), 2);
     assert!(st.contains(&("i1".into(), "a".into(), TimerState::Fired)));
     assert!(st.contains(&("i1".into(), "b".into(), TimerState::Pending)));
     // Cancel, then re-arm the same id: pending again with the new due time.
-    let cancel = Batch { now: 1500, timers_cancelled: vec![("i1".into(), "b".into())], ..Batch::default() };
+    let cancel = Batch {
+        now: 1500,
+        timers_cancelled: vec![("i1".into(), "b".into())],
+        ..Batch::default()
+    };
     db.commit(&cancel).await.unwrap();
-    assert!(db.claim_due("n1", 100_000, 1000, 10).await.unwrap().is_empty(), "{name}: cancelled");
+    assert!(
+        db.claim_due("n1", 100_000, 1000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}: cancelled"
+    );
     let rearm = Batch {
         now: 1600,
-        timers_armed: vec![TimerRow { instance: "i1".into(), timer_id: "b".into(), due: 1700, kind: "{}".into() }],
+        timers_armed: vec![TimerRow {
+            instance: "i1".into(),
+            timer_id: "b".into(),
+            due: 1700,
+            kind: "{}".into(),
+        }],
         ..Batch::default()
     };
     db.commit(&rearm).await.unwrap();
@@ -184,15 +284,41 @@ async fn conformance(db: Db) {
     assert!(counts.contains(&("fired".into(), 1)), "{name}: {counts:?}");
 
     // Outbox: claim, fail with retry, dead-letter, deliver.
-    db.enqueue(&[OutboxRow { id: "r/1".into(), instance: None, ..b.outbox[0].clone() }]).await.unwrap();
-    db.enqueue(&[OutboxRow { id: "r/1".into(), instance: None, ..b.outbox[0].clone() }]).await.unwrap();
+    db.enqueue(&[OutboxRow {
+        id: "r/1".into(),
+        instance: None,
+        ..b.outbox[0].clone()
+    }])
+    .await
+    .unwrap();
+    db.enqueue(&[OutboxRow {
+        id: "r/1".into(),
+        instance: None,
+        ..b.outbox[0].clone()
+    }])
+    .await
+    .unwrap();
     let m = db.claim_outbox("n1", 100, 10_000, 10).await.unwrap();
     assert_eq!(m.len(), 2, "{name}");
     assert_eq!(m[0].row.payload["项目"], "x");
-    assert!(db.claim_outbox("n2", 200, 10_000, 10).await.unwrap().is_empty(), "{name}: leased");
-    db.mark_failed("i1/1/0", "connection refused", 500, false).await.unwrap();
+    assert!(
+        db.claim_outbox("n2", 200, 10_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}: leased"
+    );
+    db.mark_failed("i1/1/0", "connection refused", 500, false)
+        .await
+        .unwrap();
     db.mark_failed("r/1", "HTTP 500", 0, true).await.unwrap();
-    assert!(db.claim_outbox("n2", 400, 10_000, 10).await.unwrap().is_empty(), "{name}: backoff");
+    assert!(
+        db.claim_outbox("n2", 400, 10_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}: backoff"
+    );
     let again = db.claim_outbox("n2", 500, 10_000, 10).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].tries, 1);
@@ -213,7 +339,10 @@ async fn conformance(db: Db) {
                 channel: Some("green".into()),
                 tasks: vec![
                     task("i2", "t1", None, "发改委", "red", 10),
-                    InboxRow { priority: 5, ..task("i2", "t2", None, "发改委", "green", 20_000) },
+                    InboxRow {
+                        priority: 5,
+                        ..task("i2", "t2", None, "发改委", "green", 20_000)
+                    },
                 ],
                 promises: vec![PromiseRow {
                     instance: "i2".into(),
@@ -243,8 +372,14 @@ async fn conformance(db: Db) {
     assert_eq!(pool[0].task_id, "t2", "{name}: priority first");
     assert_eq!(db.inbox(Some("user:bob"), &[], 10).await.unwrap().len(), 1);
     let dash = db.dashboard().await.unwrap();
-    assert!(dash.by_colour.contains(&("red".into(), 1)), "{name}: {dash:?}");
-    assert!(dash.by_department.contains(&("发改委".into(), 3)), "{name}: {dash:?}");
+    assert!(
+        dash.by_colour.contains(&("red".into(), 1)),
+        "{name}: {dash:?}"
+    );
+    assert!(
+        dash.by_department.contains(&("发改委".into(), 3)),
+        "{name}: {dash:?}"
+    );
     assert!(dash.by_status.contains(&("running".into(), 2)));
     assert_eq!(dash.supervised, 1);
     assert_eq!(db.overdue(100, 10).await.unwrap().len(), 1);

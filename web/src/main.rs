@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "shenpi", version, about = "Workflow engine for investment-project approval (审批)")]
+#[command(
+    name = "shenpi",
+    version,
+    about = "Workflow engine for investment-project approval (审批)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

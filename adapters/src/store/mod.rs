@@ -406,7 +406,11 @@ pub trait ProjectionStore {
     ) -> impl Future<Output = Result<Vec<InboxRow>>> + Send;
     fn dashboard(&self) -> impl Future<Output = Result<Dashboard>> + Send;
     /// Open tasks due before `now` (overdue), most overdue first.
-    fn overdue(&self, now: Millis, limit: i64) -> impl Future<Output = Result<Vec<InboxRow>>> + Send;
+    fn overdue(
+        &self,
+        now: Millis,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<InboxRow>>> + Send;
     /// Open promises due in `[from, to)`.
     fn promises_due(
         &self,

@@ -47,7 +47,10 @@ impl PgStore {
     pub async fn connect(url: &str, schema: Option<&str>) -> Result<PgStore> {
         let mut opts = PgConnectOptions::from_str(url).map_err(StoreError::Db)?;
         if let Some(schema) = schema {
-            if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            if !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
                 return Err(StoreError::BadUrl(format!("schema name `{schema}`")));
             }
             let mut conn = opts.connect().await.map_err(StoreError::Db)?;
@@ -128,7 +131,12 @@ fn outbox_message(r: &PgRow) -> Result<OutboxMessage> {
 
 fn counts(rows: Vec<PgRow>) -> Result<Vec<(String, i64)>> {
     rows.iter()
-        .map(|r| Ok((r.try_get::<Option<String>, _>(0)?.unwrap_or_default(), r.try_get(1)?)))
+        .map(|r| {
+            Ok((
+                r.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
+                r.try_get(1)?,
+            ))
+        })
         .collect()
 }
 
@@ -204,7 +212,10 @@ impl EventStore for PgStore {
         instance: &str,
         after_seq: i64,
     ) -> Result<Option<(InstanceRow, Vec<EventRow>)>> {
-        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
         let Some(r) = sqlx::query(
             "SELECT id, workflow_id, def_version, project::text, version, status, stage, channel
              FROM instances WHERE id = $1",
@@ -331,13 +342,33 @@ impl PgStore {
                              $6::text[], $7::text[], $8::text[]) AS u(id, wf, dv, v, p, s, st, ch)",
             )
             .bind(new.iter().map(|w| w.meta.id.as_str()).collect::<Vec<_>>())
-            .bind(new.iter().map(|w| w.meta.workflow_id.as_str()).collect::<Vec<_>>())
+            .bind(
+                new.iter()
+                    .map(|w| w.meta.workflow_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .bind(new.iter().map(|w| w.meta.def_version).collect::<Vec<_>>())
             .bind(new.iter().map(|w| w.to_version).collect::<Vec<_>>())
-            .bind(new.iter().map(|w| w.meta.project.to_string()).collect::<Vec<_>>())
-            .bind(new.iter().map(|w| w.projection.status.as_str()).collect::<Vec<_>>())
-            .bind(new.iter().map(|w| w.projection.stage.as_deref()).collect::<Vec<_>>())
-            .bind(new.iter().map(|w| w.projection.channel.as_deref()).collect::<Vec<_>>())
+            .bind(
+                new.iter()
+                    .map(|w| w.meta.project.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                new.iter()
+                    .map(|w| w.projection.status.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                new.iter()
+                    .map(|w| w.projection.stage.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                new.iter()
+                    .map(|w| w.projection.channel.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .bind(b.now)
             .execute(&mut *tx)
             .await?;
@@ -353,9 +384,21 @@ impl PgStore {
             .bind(old.iter().map(|w| w.meta.id.as_str()).collect::<Vec<_>>())
             .bind(old.iter().map(|w| w.from_version).collect::<Vec<_>>())
             .bind(old.iter().map(|w| w.to_version).collect::<Vec<_>>())
-            .bind(old.iter().map(|w| w.projection.status.as_str()).collect::<Vec<_>>())
-            .bind(old.iter().map(|w| w.projection.stage.as_deref()).collect::<Vec<_>>())
-            .bind(old.iter().map(|w| w.projection.channel.as_deref()).collect::<Vec<_>>())
+            .bind(
+                old.iter()
+                    .map(|w| w.projection.status.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                old.iter()
+                    .map(|w| w.projection.stage.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                old.iter()
+                    .map(|w| w.projection.channel.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .bind(b.now)
             .execute(&mut *tx)
             .await?;
@@ -376,8 +419,11 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            let tasks: Vec<&InboxRow> =
-                b.instances.iter().flat_map(|w| &w.projection.tasks).collect();
+            let tasks: Vec<&InboxRow> = b
+                .instances
+                .iter()
+                .flat_map(|w| &w.projection.tasks)
+                .collect();
             if !tasks.is_empty() {
                 sqlx::query(
                     "INSERT INTO inbox (instance, task_id, workflow_id, node, stage, assignee,
@@ -386,51 +432,132 @@ impl PgStore {
                        $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[],
                        $10::bigint[], $11::bool[], $12::bigint[])",
                 )
-                .bind(tasks.iter().map(|t| t.instance.as_str()).collect::<Vec<_>>())
+                .bind(
+                    tasks
+                        .iter()
+                        .map(|t| t.instance.as_str())
+                        .collect::<Vec<_>>(),
+                )
                 .bind(tasks.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>())
-                .bind(tasks.iter().map(|t| t.workflow_id.as_str()).collect::<Vec<_>>())
+                .bind(
+                    tasks
+                        .iter()
+                        .map(|t| t.workflow_id.as_str())
+                        .collect::<Vec<_>>(),
+                )
                 .bind(tasks.iter().map(|t| t.node.as_str()).collect::<Vec<_>>())
                 .bind(tasks.iter().map(|t| t.stage.as_deref()).collect::<Vec<_>>())
-                .bind(tasks.iter().map(|t| t.assignee.as_deref()).collect::<Vec<_>>())
-                .bind(tasks.iter().map(|t| t.department.as_deref()).collect::<Vec<_>>())
+                .bind(
+                    tasks
+                        .iter()
+                        .map(|t| t.assignee.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    tasks
+                        .iter()
+                        .map(|t| t.department.as_deref())
+                        .collect::<Vec<_>>(),
+                )
                 .bind(tasks.iter().map(|t| t.colour.as_str()).collect::<Vec<_>>())
                 .bind(tasks.iter().map(|t| t.due).collect::<Vec<_>>())
-                .bind(tasks.iter().map(|t| i64::from(t.priority)).collect::<Vec<_>>())
+                .bind(
+                    tasks
+                        .iter()
+                        .map(|t| i64::from(t.priority))
+                        .collect::<Vec<_>>(),
+                )
                 .bind(tasks.iter().map(|t| t.supervised).collect::<Vec<_>>())
                 .bind(tasks.iter().map(|t| t.opened_at).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await?;
             }
-            let promises: Vec<&PromiseRow> =
-                b.instances.iter().flat_map(|w| &w.projection.promises).collect();
+            let promises: Vec<&PromiseRow> = b
+                .instances
+                .iter()
+                .flat_map(|w| &w.projection.promises)
+                .collect();
             if !promises.is_empty() {
                 sqlx::query(
                     "INSERT INTO promises (instance, promise_id, material, state, colour, due)
                      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
                        $5::text[], $6::bigint[])",
                 )
-                .bind(promises.iter().map(|t| t.instance.as_str()).collect::<Vec<_>>())
-                .bind(promises.iter().map(|t| t.promise_id.as_str()).collect::<Vec<_>>())
-                .bind(promises.iter().map(|t| t.material.as_str()).collect::<Vec<_>>())
-                .bind(promises.iter().map(|t| t.state.as_str()).collect::<Vec<_>>())
-                .bind(promises.iter().map(|t| t.colour.as_str()).collect::<Vec<_>>())
+                .bind(
+                    promises
+                        .iter()
+                        .map(|t| t.instance.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    promises
+                        .iter()
+                        .map(|t| t.promise_id.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    promises
+                        .iter()
+                        .map(|t| t.material.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    promises
+                        .iter()
+                        .map(|t| t.state.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    promises
+                        .iter()
+                        .map(|t| t.colour.as_str())
+                        .collect::<Vec<_>>(),
+                )
                 .bind(promises.iter().map(|t| t.due).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await?;
             }
-            let elements: Vec<&ElementRow> =
-                b.instances.iter().flat_map(|w| &w.projection.elements).collect();
+            let elements: Vec<&ElementRow> = b
+                .instances
+                .iter()
+                .flat_map(|w| &w.projection.elements)
+                .collect();
             if !elements.is_empty() {
                 sqlx::query(
                     "INSERT INTO elements (instance, stage, element, department, state, due)
                      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
                        $5::text[], $6::bigint[])",
                 )
-                .bind(elements.iter().map(|t| t.instance.as_str()).collect::<Vec<_>>())
-                .bind(elements.iter().map(|t| t.stage.as_str()).collect::<Vec<_>>())
-                .bind(elements.iter().map(|t| t.element.as_str()).collect::<Vec<_>>())
-                .bind(elements.iter().map(|t| t.department.as_deref()).collect::<Vec<_>>())
-                .bind(elements.iter().map(|t| t.state.as_str()).collect::<Vec<_>>())
+                .bind(
+                    elements
+                        .iter()
+                        .map(|t| t.instance.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    elements
+                        .iter()
+                        .map(|t| t.stage.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    elements
+                        .iter()
+                        .map(|t| t.element.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    elements
+                        .iter()
+                        .map(|t| t.department.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    elements
+                        .iter()
+                        .map(|t| t.state.as_str())
+                        .collect::<Vec<_>>(),
+                )
                 .bind(elements.iter().map(|t| t.due).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await?;
@@ -444,7 +571,12 @@ impl PgStore {
                  FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])
                    AS u(i, s, t, b, r)",
             )
-            .bind(b.events.iter().map(|e| e.instance.as_str()).collect::<Vec<_>>())
+            .bind(
+                b.events
+                    .iter()
+                    .map(|e| e.instance.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .bind(b.events.iter().map(|e| e.seq).collect::<Vec<_>>())
             .bind(b.events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
             .bind(b.events.iter().map(|e| e.body.as_str()).collect::<Vec<_>>())
@@ -502,8 +634,18 @@ impl PgStore {
                  kind = excluded.kind, state = 'pending', claimed_by = NULL, lease_until = NULL,
                  fired_at = NULL",
             )
-            .bind(armed.iter().map(|t| t.instance.as_str()).collect::<Vec<_>>())
-            .bind(armed.iter().map(|t| t.timer_id.as_str()).collect::<Vec<_>>())
+            .bind(
+                armed
+                    .iter()
+                    .map(|t| t.instance.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                armed
+                    .iter()
+                    .map(|t| t.timer_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .bind(armed.iter().map(|t| t.due).collect::<Vec<_>>())
             .bind(armed.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>())
             .execute(&mut *tx)
@@ -516,9 +658,24 @@ impl PgStore {
                  SELECT u.k, u.i, u.r::jsonb, $4
                  FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(k, i, r)",
             )
-            .bind(b.idempotency.iter().map(|k| k.key.as_str()).collect::<Vec<_>>())
-            .bind(b.idempotency.iter().map(|k| k.instance.as_str()).collect::<Vec<_>>())
-            .bind(b.idempotency.iter().map(|k| k.result.as_str()).collect::<Vec<_>>())
+            .bind(
+                b.idempotency
+                    .iter()
+                    .map(|k| k.key.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                b.idempotency
+                    .iter()
+                    .map(|k| k.instance.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                b.idempotency
+                    .iter()
+                    .map(|k| k.result.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .bind(b.now)
             .execute(&mut *tx)
             .await?;
@@ -544,11 +701,23 @@ async fn insert_outbox(
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(rows.iter().map(|o| o.id.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|o| o.instance.as_deref()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|o| o.instance.as_deref())
+            .collect::<Vec<_>>(),
+    )
     .bind(rows.iter().map(|o| o.channel.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|o| o.recipient.as_str()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|o| o.recipient.as_str())
+            .collect::<Vec<_>>(),
+    )
     .bind(rows.iter().map(|o| o.template.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|o| o.payload.to_string()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|o| o.payload.to_string())
+            .collect::<Vec<_>>(),
+    )
     .bind(rows.iter().map(|o| o.next_attempt_at).collect::<Vec<_>>())
     .bind(rows.iter().map(|o| o.created_at).collect::<Vec<_>>())
     .execute(&mut **tx)
@@ -736,7 +905,10 @@ impl ProjectionStore for PgStore {
     }
 
     async fn dashboard(&self) -> Result<Dashboard> {
-        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
         let by_colour = counts(
             sqlx::query("SELECT colour, count(*) FROM inbox GROUP BY colour ORDER BY colour")
                 .fetch_all(&mut *tx)

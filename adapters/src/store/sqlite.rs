@@ -13,12 +13,12 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use serde_json::json;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use serde_json::json;
 use sqlx::{Row, SqlSafeStr};
 
 use super::*;
@@ -69,7 +69,10 @@ impl SqliteStore {
         tokio::spawn(async move {
             while !bg.is_closed() {
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&bg).await {
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&bg)
+                    .await
+                {
                     tracing::debug!("checkpoint: {e}");
                 }
             }
@@ -134,7 +137,12 @@ fn outbox_message(r: &SqliteRow) -> Result<OutboxMessage> {
 
 fn counts(rows: Vec<SqliteRow>) -> Result<Vec<(String, i64)>> {
     rows.iter()
-        .map(|r| Ok((r.try_get::<Option<String>, _>(0)?.unwrap_or_default(), r.try_get(1)?)))
+        .map(|r| {
+            Ok((
+                r.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
+                r.try_get(1)?,
+            ))
+        })
         .collect()
 }
 
@@ -312,8 +320,16 @@ impl EventStore for SqliteStore {
                 .iter()
                 .map(|w| {
                     let p = &w.projection;
-                    json!([w.meta.id, w.meta.workflow_id, w.meta.def_version, w.to_version,
-                        w.meta.project.to_string(), p.status, p.stage, p.channel])
+                    json!([
+                        w.meta.id,
+                        w.meta.workflow_id,
+                        w.meta.def_version,
+                        w.to_version,
+                        w.meta.project.to_string(),
+                        p.status,
+                        p.stage,
+                        p.channel
+                    ])
                 })
                 .collect();
             sqlx::query(
@@ -332,7 +348,14 @@ impl EventStore for SqliteStore {
                 .iter()
                 .map(|w| {
                     let p = &w.projection;
-                    json!([w.meta.id, w.to_version, p.status, p.stage, p.channel, w.from_version])
+                    json!([
+                        w.meta.id,
+                        w.to_version,
+                        p.status,
+                        p.stage,
+                        p.channel,
+                        w.from_version
+                    ])
                 })
                 .collect();
             let done = sqlx::query(
@@ -352,7 +375,12 @@ impl EventStore for SqliteStore {
             }
         }
         if !b.instances.is_empty() {
-            let ids = json_text(&b.instances.iter().map(|w| json!(w.meta.id)).collect::<Vec<_>>());
+            let ids = json_text(
+                &b.instances
+                    .iter()
+                    .map(|w| json!(w.meta.id))
+                    .collect::<Vec<_>>(),
+            );
             for sql in [
                 "DELETE FROM inbox WHERE instance IN (SELECT value FROM json_each(?1))",
                 "DELETE FROM promises WHERE instance IN (SELECT value FROM json_each(?1))",
@@ -365,10 +393,20 @@ impl EventStore for SqliteStore {
                 .iter()
                 .flat_map(|w| &w.projection.tasks)
                 .map(|t| {
-                    vec![V::S(&t.instance), V::S(&t.task_id), V::S(&t.workflow_id), V::S(&t.node),
-                        V::OS(t.stage.as_deref()), V::OS(t.assignee.as_deref()),
-                        V::OS(t.department.as_deref()), V::S(&t.colour), V::OI(t.due),
-                        V::I(i64::from(t.priority)), V::B(t.supervised), V::I(t.opened_at)]
+                    vec![
+                        V::S(&t.instance),
+                        V::S(&t.task_id),
+                        V::S(&t.workflow_id),
+                        V::S(&t.node),
+                        V::OS(t.stage.as_deref()),
+                        V::OS(t.assignee.as_deref()),
+                        V::OS(t.department.as_deref()),
+                        V::S(&t.colour),
+                        V::OI(t.due),
+                        V::I(i64::from(t.priority)),
+                        V::B(t.supervised),
+                        V::I(t.opened_at),
+                    ]
                 })
                 .collect();
             insert_rows(
@@ -384,7 +422,16 @@ impl EventStore for SqliteStore {
                 .instances
                 .iter()
                 .flat_map(|w| &w.projection.promises)
-                .map(|x| json!([x.instance, x.promise_id, x.material, x.state, x.colour, x.due]))
+                .map(|x| {
+                    json!([
+                        x.instance,
+                        x.promise_id,
+                        x.material,
+                        x.state,
+                        x.colour,
+                        x.due
+                    ])
+                })
                 .collect();
             if !promises.is_empty() {
                 sqlx::query(
@@ -417,10 +464,24 @@ impl EventStore for SqliteStore {
             let rows = b
                 .events
                 .iter()
-                .map(|e| vec![V::S(&e.instance), V::I(e.seq), V::S(&e.kind), V::S(&e.body), V::I(e.recorded_at)])
+                .map(|e| {
+                    vec![
+                        V::S(&e.instance),
+                        V::I(e.seq),
+                        V::S(&e.kind),
+                        V::S(&e.body),
+                        V::I(e.recorded_at),
+                    ]
+                })
                 .collect();
-            insert_rows(&mut tx, "INSERT INTO events (instance, seq, type, body, recorded_at)", "", 5, rows)
-                .await?;
+            insert_rows(
+                &mut tx,
+                "INSERT INTO events (instance, seq, type, body, recorded_at)",
+                "",
+                5,
+                rows,
+            )
+            .await?;
         }
         // Fired first: a firing may re-arm a timer with the same id.
         if !b.timers_fired.is_empty() {
@@ -429,7 +490,12 @@ impl EventStore for SqliteStore {
                  WHERE timers.instance = j.value->>0 AND timers.timer_id = j.value->>1
                    AND timers.state IN ('pending', 'claimed')",
             )
-            .bind(json_text(&b.timers_fired.iter().map(|t| json!([t.0, t.1])).collect::<Vec<_>>()))
+            .bind(json_text(
+                &b.timers_fired
+                    .iter()
+                    .map(|t| json!([t.0, t.1]))
+                    .collect::<Vec<_>>(),
+            ))
             .bind(b.now)
             .execute(&mut *tx)
             .await?;
@@ -446,7 +512,10 @@ impl EventStore for SqliteStore {
                    AND timers.state IN ('pending', 'claimed')",
             )
             .bind(json_text(
-                &b.timers_cancelled.iter().map(|t| json!([t.0, t.1])).collect::<Vec<_>>(),
+                &b.timers_cancelled
+                    .iter()
+                    .map(|t| json!([t.0, t.1]))
+                    .collect::<Vec<_>>(),
             ))
             .execute(&mut *tx)
             .await?;
@@ -509,9 +578,16 @@ async fn insert_outbox(
     let rows = rows
         .iter()
         .map(|o| {
-            vec![V::S(&o.id), V::OS(o.instance.as_deref()), V::S(&o.channel), V::S(&o.recipient),
-                V::S(&o.template), V::Owned(o.payload.to_string()), V::I(o.next_attempt_at),
-                V::I(o.created_at)]
+            vec![
+                V::S(&o.id),
+                V::OS(o.instance.as_deref()),
+                V::S(&o.channel),
+                V::S(&o.recipient),
+                V::S(&o.template),
+                V::Owned(o.payload.to_string()),
+                V::I(o.next_attempt_at),
+                V::I(o.created_at),
+            ]
         })
         .collect();
     insert_rows(
@@ -547,11 +623,17 @@ async fn insert_rows(
 ) -> Result<()> {
     let mut rest = rows.as_slice();
     while !rest.is_empty() {
-        let n = [64, 8, 1].into_iter().find(|&n| rest.len() >= n).unwrap_or(1);
+        let n = [64, 8, 1]
+            .into_iter()
+            .find(|&n| rest.len() >= n)
+            .unwrap_or(1);
         let (chunk, tail_rows) = rest.split_at(n.min(rest.len()));
         rest = tail_rows;
         let one = format!("({})", vec!["?"; ncols].join(","));
-        let sql = format!("{head} VALUES {}{tail}", vec![one.as_str(); chunk.len()].join(","));
+        let sql = format!(
+            "{head} VALUES {}{tail}",
+            vec![one.as_str(); chunk.len()].join(",")
+        );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for row in chunk {
             for v in row {

@@ -38,12 +38,28 @@ pub enum Command {
 
 pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     let report = match c {
-        Command::Durable { db, clients, actions, workflows } => {
-            run_durable(&DurableBench { db, clients, actions, workflows })?
-        }
-        Command::Timers { db, pending, due, spread } => {
-            run_timers(&TimerBench { db, pending, due, spread_secs: spread })?
-        }
+        Command::Durable {
+            db,
+            clients,
+            actions,
+            workflows,
+        } => run_durable(&DurableBench {
+            db,
+            clients,
+            actions,
+            workflows,
+        })?,
+        Command::Timers {
+            db,
+            pending,
+            due,
+            spread,
+        } => run_timers(&TimerBench {
+            db,
+            pending,
+            due,
+            spread_secs: spread,
+        })?,
     };
     println!("{report}");
     Ok(ExitCode::SUCCESS)
