@@ -421,8 +421,78 @@ pub trait ProjectionStore {
     fn elements_of(&self, instance: &str) -> impl Future<Output = Result<Vec<ElementRow>>> + Send;
 }
 
+/// Open tasks of one workflow in one (stage, department, colour) cell, for reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCount {
+    pub stage: Option<String>,
+    pub department: Option<String>,
+    pub colour: String,
+    pub open: i64,
+    /// Of which on a 挂牌督办 list.
+    pub supervised: i64,
+}
+
+/// An open task past due, with its instance's project record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverdueTask {
+    pub instance: String,
+    pub project: serde_json::Value,
+    pub node: String,
+    pub department: Option<String>,
+    pub due: Millis,
+    pub supervised: bool,
+}
+
+/// An open 容缺 commitment coming due, with its instance's project record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromiseDue {
+    pub instance: String,
+    pub project: serde_json::Value,
+    pub material: String,
+    pub due: Millis,
+}
+
+/// What a report of one workflow is computed from: all projection queries, filtered by workflow.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ReportData {
+    pub tasks: Vec<TaskCount>,
+    /// Instances created in `[from, now)`.
+    pub started: i64,
+    /// Instances that ended (any outcome) in `[from, now)`.
+    pub finished: i64,
+    /// (promise state, count)
+    pub promises: Vec<(String, i64)>,
+    /// Open tasks due before `now`, most overdue first.
+    pub overdue: Vec<OverdueTask>,
+    /// Open promises due in `[now, promise_until)`, soonest first.
+    pub promises_due: Vec<PromiseDue>,
+    /// Open tasks on a 挂牌督办 list (any due), most urgent first.
+    pub supervised: Vec<OverdueTask>,
+}
+
 /// Cron report runs, once across nodes.
 pub trait ReportStore {
+    /// The latest `scheduled_at` this report ran for, on any node.
+    fn last_report_run(&self, report: &str) -> impl Future<Output = Result<Option<Millis>>> + Send;
+    /// Records the run of `report` for `scheduled_at` and enqueues its messages in one
+    /// transaction; false (and nothing written) if some node already ran it.
+    fn run_report(
+        &self,
+        report: &str,
+        scheduled_at: Millis,
+        node: &str,
+        now: Millis,
+        rows: &[OutboxRow],
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// The projections a report of `workflow_id` reads; at most `limit` rows per list.
+    fn report_data(
+        &self,
+        workflow_id: &str,
+        from: Millis,
+        now: Millis,
+        promise_until: Millis,
+        limit: i64,
+    ) -> impl Future<Output = Result<ReportData>> + Send;
     /// Records that `report` ran for `scheduled_at`; false if some node already did.
     fn try_start_report(
         &self,
@@ -545,6 +615,9 @@ delegate!(ProjectionStore {
     fn elements_of(&self, instance: &str) -> Result<Vec<ElementRow>>;
 });
 delegate!(ReportStore {
+    fn last_report_run(&self, report: &str) -> Result<Option<Millis>>;
+    fn run_report(&self, report: &str, scheduled_at: Millis, node: &str, now: Millis, rows: &[OutboxRow]) -> Result<bool>;
+    fn report_data(&self, workflow_id: &str, from: Millis, now: Millis, promise_until: Millis, limit: i64) -> Result<ReportData>;
     fn try_start_report(&self, report: &str, scheduled_at: Millis, node: &str, now: Millis) -> Result<bool>;
 });
 
