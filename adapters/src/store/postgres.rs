@@ -1018,6 +1018,37 @@ impl ProjectionStore for PgStore {
     }
 }
 
+/// Report queries shared by the PostgreSQL `ReportStore` methods.
+impl PgStore {
+    async fn report_tasks(&self, workflow_id: &str, sql_where: &str, now: Millis, limit: i64) -> Result<Vec<OverdueTask>> {
+        let sql = format!(
+            "SELECT t.instance, i.project::text, t.node, t.department, t.due, t.supervised
+             FROM inbox t JOIN instances i ON i.id = t.instance
+             WHERE t.workflow_id = $1 AND {sql_where}
+             ORDER BY t.due ASC NULLS LAST, t.instance, t.task_id LIMIT $3"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(workflow_id)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let project: String = r.try_get(1)?;
+                Ok(OverdueTask {
+                    instance: r.try_get(0)?,
+                    project: parse_json(&project)?,
+                    node: r.try_get(2)?,
+                    department: r.try_get(3)?,
+                    due: r.try_get::<Option<i64>, _>(4)?.unwrap_or(0),
+                    supervised: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+}
+
 impl ReportStore for PgStore {
     async fn try_start_report(
         &self,
@@ -1026,6 +1057,26 @@ impl ReportStore for PgStore {
         node: &str,
         now: Millis,
     ) -> Result<bool> {
+        self.run_report(report, scheduled_at, node, now, &[]).await
+    }
+
+    async fn last_report_run(&self, report: &str) -> Result<Option<Millis>> {
+        let r = sqlx::query("SELECT max(scheduled_at) FROM report_runs WHERE report = $1")
+            .bind(report)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get(0)?)
+    }
+
+    async fn run_report(
+        &self,
+        report: &str,
+        scheduled_at: Millis,
+        node: &str,
+        now: Millis,
+        rows: &[OutboxRow],
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "INSERT INTO report_runs (report, scheduled_at, node, ran_at) VALUES ($1,$2,$3,$4)
              ON CONFLICT (report, scheduled_at) DO NOTHING",
@@ -1034,8 +1085,103 @@ impl ReportStore for PgStore {
         .bind(scheduled_at)
         .bind(node)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_outbox(&mut tx, rows).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn report_data(
+        &self,
+        workflow_id: &str,
+        from: Millis,
+        now: Millis,
+        promise_until: Millis,
+        limit: i64,
+    ) -> Result<ReportData> {
+        let tasks = sqlx::query(
+            "SELECT stage, department, colour, count(*), sum(CASE WHEN supervised THEN 1 ELSE 0 END)
+             FROM inbox WHERE workflow_id = $1 GROUP BY stage, department, colour
+             ORDER BY stage, department, colour",
+        )
+        .bind(workflow_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(TaskCount {
+                stage: r.try_get(0)?,
+                department: r.try_get(1)?,
+                colour: r.try_get(2)?,
+                open: r.try_get(3)?,
+                supervised: r.try_get::<Option<i64>, _>(4)?.unwrap_or(0),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let r = sqlx::query(
+            "SELECT
+               (SELECT count(*) FROM instances WHERE workflow_id = $1 AND created_at >= $2 AND created_at < $3),
+               (SELECT count(*) FROM instances WHERE workflow_id = $1 AND status NOT IN ('running', 'not_started')
+                  AND updated_at >= $2 AND updated_at < $3)",
+        )
+        .bind(workflow_id)
+        .bind(from)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        let (started, finished) = (r.try_get(0)?, r.try_get(1)?);
+        let promises = sqlx::query(
+            "SELECT p.state, count(*) FROM promises p JOIN instances i ON i.id = p.instance
+             WHERE i.workflow_id = $1 GROUP BY p.state ORDER BY p.state",
+        )
+        .bind(workflow_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<Vec<_>>>()?;
+        let promises_due = sqlx::query(
+            "SELECT p.instance, i.project::text, p.material, p.due
+             FROM promises p JOIN instances i ON i.id = p.instance
+             WHERE i.workflow_id = $1 AND p.state = 'open' AND p.due >= $2 AND p.due < $3
+             ORDER BY p.due, p.instance, p.promise_id LIMIT $4",
+        )
+        .bind(workflow_id)
+        .bind(now)
+        .bind(promise_until)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            let project: String = r.try_get(1)?;
+            Ok(PromiseDue {
+                instance: r.try_get(0)?,
+                project: parse_json(&project)?,
+                material: r.try_get(2)?,
+                due: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let overdue = self
+            .report_tasks(workflow_id, "t.due < $2", now, limit)
+            .await?;
+        let supervised = self
+            .report_tasks(workflow_id, "t.supervised AND $2 = $2", now, limit)
+            .await?;
+        Ok(ReportData {
+            tasks,
+            started,
+            finished,
+            promises,
+            overdue,
+            promises_due,
+            supervised,
+        })
     }
 }
