@@ -6,6 +6,7 @@ pub mod engine_machine;
 pub mod loader;
 pub mod machine;
 pub mod outbox;
+pub mod reports;
 pub mod store;
 pub mod testkit;
 pub mod timers;

@@ -1020,7 +1020,13 @@ impl ProjectionStore for PgStore {
 
 /// Report queries shared by the PostgreSQL `ReportStore` methods.
 impl PgStore {
-    async fn report_tasks(&self, workflow_id: &str, sql_where: &str, now: Millis, limit: i64) -> Result<Vec<OverdueTask>> {
+    async fn report_tasks(
+        &self,
+        workflow_id: &str,
+        sql_where: &str,
+        now: Millis,
+        limit: i64,
+    ) -> Result<Vec<OverdueTask>> {
         let sql = format!(
             "SELECT t.instance, i.project::text, t.node, t.department, t.due, t.supervised
              FROM inbox t JOIN instances i ON i.id = t.instance

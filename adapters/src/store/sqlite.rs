@@ -950,7 +950,13 @@ impl ProjectionStore for SqliteStore {
 
 /// Report queries shared by the SQLite `ReportStore` methods.
 impl SqliteStore {
-    async fn report_tasks(&self, workflow_id: &str, sql_where: &str, now: Millis, limit: i64) -> Result<Vec<OverdueTask>> {
+    async fn report_tasks(
+        &self,
+        workflow_id: &str,
+        sql_where: &str,
+        now: Millis,
+        limit: i64,
+    ) -> Result<Vec<OverdueTask>> {
         let sql = format!(
             "SELECT t.instance, i.project, t.node, t.department, t.due, t.supervised
              FROM inbox t JOIN instances i ON i.id = t.instance

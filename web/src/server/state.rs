@@ -105,6 +105,12 @@ impl AppState {
                 cfg.clock.clone(),
                 SchedulerOptions::default(),
             );
+            tokio::spawn(report_loop(
+                db.clone(),
+                machine.clone(),
+                catalog.workflow_ids(),
+                cfg.clock.clone(),
+            ));
             let templates = Templates::from_dir(&cfg.workflows.join("templates"))
                 .map_err(|e| StartError::Other(e.to_string()))?;
             let (_handle, ostats) = spawn_outbox_worker(
@@ -316,5 +322,37 @@ impl OffsetClock {
 impl Clock for OffsetClock {
     fn now(&self) -> i64 {
         SystemClock.now() + self.offset_ms
+    }
+}
+
+/// Runs the cron reports of the latest published versions every 30 s (see
+/// `shenpi_adapters::reports`; `report_runs` makes each slot run once across nodes).
+async fn report_loop(
+    db: Db,
+    machine: Arc<EngineMachine>,
+    workflow_ids: Vec<String>,
+    clock: Arc<dyn Clock>,
+) {
+    use shenpi_adapters::reports::{ReportOptions, run_due_reports};
+    use shenpi_adapters::store::InstanceMeta;
+    let opts = ReportOptions::default();
+    loop {
+        let mut defs = Vec::new();
+        for id in &workflow_ids {
+            if let Ok(Some(row)) = db.latest_definition(id).await
+                && let Some(ctx) = machine.context(&InstanceMeta {
+                    id: String::new(),
+                    workflow_id: row.workflow_id.clone(),
+                    def_version: row.version,
+                    project: serde_json::Value::Null,
+                })
+            {
+                defs.push(ctx);
+            }
+        }
+        if let Err(e) = run_due_reports(&db, &defs, clock.now(), &opts).await {
+            tracing::warn!("reports: {e}");
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
     }
 }

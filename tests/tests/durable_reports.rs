@@ -1,0 +1,148 @@
+//! Cron reports on both backends: the weekly report of construction-permit (cron `0 9 * * 1`,
+//! Monday 09:00 +08:00) does not run before its slot, runs once when two runners race for it,
+//! and its outbox row renders with the shipped template in strict mode.
+
+mod durable_support;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use durable_support::{TempDir, both};
+use shenpi_adapters::bus::{BusOptions, CommandBus, Submit};
+use shenpi_adapters::engine_machine::EngineMachine;
+use shenpi_adapters::machine::{Machine, SystemClock, now_millis};
+use shenpi_adapters::outbox::Templates;
+use shenpi_adapters::reports::{Cron, ReportError, ReportOptions, run_due_reports};
+use shenpi_adapters::store::{DefinitionStore, InstanceMeta, OutboxStore};
+use shenpi_engine::runtime::{Actor, Command, CommandEnvelope};
+
+fn workflows() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weekly_report_runs_once_at_its_slot_and_renders() {
+    let dir = TempDir::new("reports");
+    let yaml = std::fs::read_to_string(workflows().join("construction-permit.yaml")).unwrap();
+    let templates = Templates::from_dir(&workflows().join("templates")).unwrap();
+    for db in both("reports", &dir).await {
+        let machine = Arc::new(EngineMachine::from_dir(&workflows()).unwrap());
+        let def = machine.compile(&yaml).unwrap();
+        let row = db
+            .publish(def.id(), &yaml, "h", now_millis())
+            .await
+            .unwrap();
+        let bus = CommandBus::start(
+            machine.clone(),
+            db.clone(),
+            Arc::new(SystemClock),
+            BusOptions::default(),
+        );
+        let project = serde_json::json!({
+            "name": "测试项目", "funding": "企业投资", "category": "房屋建筑",
+            "investment": 5000.0, "civil_defense": false, "service_officer": "zhao",
+        });
+        let meta = InstanceMeta {
+            id: "cp-1".into(),
+            workflow_id: row.workflow_id.clone(),
+            def_version: row.version,
+            project: project.clone(),
+        };
+        bus.submit(Submit {
+            instance: "cp-1".into(),
+            start: Some(meta.clone()),
+            key: Some("start".into()),
+            expected_version: None,
+            command: CommandEnvelope {
+                actor: Actor::new("applicant", None, &["applicant"]),
+                command: Command::Start {
+                    project,
+                    channel: None,
+                },
+            },
+        })
+        .await
+        .unwrap();
+        let ctx = machine.context(&meta).unwrap();
+        let defs = vec![ctx];
+        let key = format!("{}/weekly", def.id());
+        // The first Monday 09:00 +08:00 at least a day from now.
+        let weekly = Cron::parse("t", "0 9 * * 1").unwrap();
+        let monday = weekly
+            .latest_at_or_before(now_millis() + 8 * 86_400_000)
+            .unwrap();
+        assert!(monday > now_millis());
+        let opts = |node: &str| ReportOptions {
+            node: node.into(),
+            ..ReportOptions::default()
+        };
+
+        // A minute early: not due (the previous Monday is past the first-run grace).
+        let early = run_due_reports(&db, &defs, monday - 60_000, &opts("a"))
+            .await
+            .unwrap();
+        assert!(early.iter().all(|r| r.report != key), "{early:?}");
+
+        // Two runners race 30 s after the slot: exactly one runs it.
+        let (oa, ob) = (opts("a"), opts("b"));
+        let (a, b) = tokio::join!(
+            run_due_reports(&db, &defs, monday + 30_000, &oa),
+            run_due_reports(&db, &defs, monday + 30_000, &ob),
+        );
+        let runs: Vec<_> = a
+            .unwrap()
+            .into_iter()
+            .chain(b.unwrap())
+            .filter(|r| r.report == key)
+            .collect();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert_eq!(runs[0].scheduled_at, monday);
+        assert!(runs[0].messages >= 1);
+
+        // Later ticks do not run it again.
+        let again = run_due_reports(&db, &defs, monday + 90_000, &opts("a"))
+            .await
+            .unwrap();
+        assert!(again.iter().all(|r| r.report != key), "{again:?}");
+
+        let rows: Vec<_> = db
+            .outbox_in_state("pending", 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.row.template == "weekly_report")
+            .collect();
+        assert_eq!(
+            rows.len(),
+            runs[0].messages,
+            "one row per recipient/channel"
+        );
+        let m = &rows[0];
+        assert_eq!(m.row.recipient, "role:zwfw_chief");
+        let total = m.row.payload["total"].as_i64().unwrap();
+        assert!(
+            total >= 1,
+            "the started instance has an open task: {}",
+            m.row.payload
+        );
+        assert_eq!(m.row.payload["started"], 1);
+        let text = templates.render("weekly_report", &m.row.payload).unwrap();
+        assert!(text.contains(&format!("在办项目 {total} 个")), "{text}");
+        assert!(text.contains("工程建设项目审批周统计"), "{text}");
+        eprintln!("{} rendered:\n{text}", db.backend());
+    }
+}
+
+#[test]
+fn a_bad_cron_is_a_clear_error() {
+    let e = Cron::parse("wf/weekly", "0 9 * *").unwrap_err();
+    assert!(matches!(e, ReportError::Cron { .. }));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("wf/weekly") && msg.contains("expected 5 fields"),
+        "{msg}"
+    );
+    let e = Cron::parse("wf/weekly", "0 25 * * 1").unwrap_err();
+    assert!(e.to_string().contains("invalid cron `0 25 * * 1`"), "{e}");
+    assert!(Cron::parse("wf/weekly", "0 9 1,16 * *").is_ok());
+}
