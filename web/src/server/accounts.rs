@@ -441,46 +441,23 @@ impl Accounts {
         let sql_pg = "SELECT id, name, workflow_id, owner, fields, created_at FROM web_projects \
                    WHERE ($1::TEXT IS NULL OR owner = $1) AND ($2::TEXT IS NULL OR name LIKE $2 OR id LIKE $2) \
                    ORDER BY created_at DESC, id DESC LIMIT $3";
-        let rows: Vec<(String, String, String, String, String, i64)> = match &self.pools {
+        type Row = (String, String, String, String, String, i64);
+        let rows: Vec<Row> = match &self.pools {
             Pools::Sqlite(p) => {
-                let mut out = Vec::new();
-                for r in sqlx::query(sql)
+                sqlx::query_as::<_, Row>(sql)
                     .bind(owner)
                     .bind(&like)
                     .bind(limit)
                     .fetch_all(p)
                     .await?
-                {
-                    out.push((
-                        r.try_get(0)?,
-                        r.try_get(1)?,
-                        r.try_get(2)?,
-                        r.try_get(3)?,
-                        r.try_get(4)?,
-                        r.try_get(5)?,
-                    ));
-                }
-                out
             }
             Pools::Pg(p) => {
-                let mut out = Vec::new();
-                for r in sqlx::query(sql_pg)
+                sqlx::query_as::<_, Row>(sql_pg)
                     .bind(owner)
                     .bind(&like)
                     .bind(limit)
                     .fetch_all(p)
                     .await?
-                {
-                    out.push((
-                        r.try_get(0)?,
-                        r.try_get(1)?,
-                        r.try_get(2)?,
-                        r.try_get(3)?,
-                        r.try_get(4)?,
-                        r.try_get(5)?,
-                    ));
-                }
-                out
             }
         };
         let mut out = Vec::with_capacity(rows.len());
