@@ -455,8 +455,40 @@ fn notice_payload(
         .and_then(|t| t.spec.department.as_ref())
         .map(|d| department_name(ctx, d))
         .unwrap_or_default();
+    let on = on.unwrap_or_default();
+    // The engine words an escalation notice's text as `rung N` and a green-channel notice's as
+    // the reason the channel was chosen.
+    let rung = match on.as_str() {
+        "escalation" | "supervise" => data
+            .text
+            .as_deref()
+            .and_then(|t| t.strip_prefix("rung "))
+            .map(|n| format!("第{n}级"))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    let reason = match on.as_str() {
+        "green_channel" => data.text.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let leader = task
+        .and_then(|t| t.spec.department.as_ref())
+        .and_then(|d| wf.departments.iter().find(|x| x.id.value == d.as_str()))
+        .and_then(|d| d.leader.as_ref())
+        .map(|role| {
+            wf.roles
+                .iter()
+                .find(|r| r.id.value == role.value)
+                .and_then(|r| r.name.clone())
+                .unwrap_or_else(|| role.value.clone())
+        })
+        .unwrap_or_default();
+    // A yellow warning fires when the workflow's `yellow_at` share of the limit is used.
+    let used_percent = shenpi_engine::limit::parse_share(&wf.warnings.yellow_at)
+        .map(|x| (x * 100.0).round() as i64)
+        .unwrap_or(75);
     serde_json::json!({
-        "on": on.unwrap_or_default(),
+        "on": on,
         "recipient": "",
         "workflow_name": wf.name,
         "instance": meta.id,
@@ -471,16 +503,16 @@ fn notice_payload(
         "due": due.map(local).unwrap_or_default(),
         "days_left": days_left.max(0),
         "days_overdue": (-days_left).max(0),
-        "used_percent": 75,
-        "rung": "",
-        "leader": "",
+        "used_percent": used_percent,
+        "rung": rung,
+        "leader": leader,
         "from": data.by.as_deref().unwrap_or(""),
         "text": data.text.as_deref().unwrap_or(""),
         "materials": materials,
         "promised_at": "",
         "actions": Vec::<String>::new(),
         "channel_name": channel_name,
-        "reason": "",
+        "reason": reason,
         "limit_scale": channel.and_then(|c| c.limit_scale.as_ref()).map(|s| s.value.clone()).unwrap_or_default(),
         "same_day": channel.is_some_and(|c| c.same_day),
         "skipped": channel.map(|c| c.skip.iter().map(|s| s.value.clone()).collect::<Vec<_>>()).unwrap_or_default(),

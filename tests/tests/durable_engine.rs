@@ -13,7 +13,7 @@ use shenpi_adapters::bus::{BusOptions, CommandBus, Submit};
 use shenpi_adapters::engine_machine::EngineMachine;
 use shenpi_adapters::machine::{Machine, SystemClock, now_millis};
 use shenpi_adapters::store::{
-    DefinitionStore, EventStore, InstanceMeta, ProjectionStore, TimerStore,
+    DefinitionStore, EventStore, InstanceMeta, OutboxStore, ProjectionStore, TimerStore,
 };
 use shenpi_engine::runtime::{Actor, Command, CommandEnvelope, TaskId};
 
@@ -179,5 +179,64 @@ async fn construction_permit_runs_durably_and_survives_a_restart() {
             .await;
         assert!(refused.is_err(), "{refused:?}");
         assert_eq!(db.count_events(Some("cp-1")).await.unwrap(), r3.version);
+    }
+}
+
+/// The green-channel notice carries why the channel was chosen: the coordinator reads 纳入依据
+/// from it, so an empty reason would be a silent gap in the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn green_channel_notice_says_why() {
+    let dir = TempDir::new("engine-green");
+    let yaml = std::fs::read_to_string(workflows().join("construction-permit.yaml")).unwrap();
+    for db in both("engine_green", &dir).await {
+        let machine = Arc::new(EngineMachine::from_dir(&workflows()).unwrap());
+        let def = machine.compile(&yaml).unwrap();
+        let row = db
+            .publish(def.id(), &yaml, "h", now_millis())
+            .await
+            .unwrap();
+        let bus = CommandBus::start(
+            machine.clone(),
+            db.clone(),
+            Arc::new(SystemClock),
+            BusOptions::default(),
+        );
+        let project = serde_json::json!({
+            "name": "重点项目", "funding": "企业投资", "category": "房屋建筑",
+            "investment": 5000.0, "civil_defense": false, "service_officer": "zhao",
+            "key_flag": true,
+        });
+        let meta = InstanceMeta {
+            id: "cp-green".into(),
+            workflow_id: row.workflow_id.clone(),
+            def_version: row.version,
+            project: project.clone(),
+        };
+        bus.submit(Submit {
+            instance: "cp-green".into(),
+            start: Some(meta),
+            key: Some("start-green".into()),
+            expected_version: None,
+            command: CommandEnvelope {
+                actor: Actor::new("applicant", None, &["applicant"]),
+                command: Command::Start {
+                    project,
+                    channel: None,
+                },
+            },
+        })
+        .await
+        .unwrap();
+        let pending = db.outbox_in_state("pending", 100).await.unwrap();
+        let notice = pending
+            .iter()
+            .find(|m| m.row.template == "green_channel")
+            .unwrap_or_else(|| panic!("{}: no green-channel notice in {pending:?}", db.backend()));
+        let reason = notice.row.payload["reason"].as_str().unwrap_or("");
+        assert!(
+            reason.contains("key_flag"),
+            "{}: reason {reason:?}",
+            db.backend()
+        );
     }
 }

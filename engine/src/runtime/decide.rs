@@ -1152,7 +1152,7 @@ impl<'a> Cx<'a> {
             self.priority = ch.priority;
             self.emit(Event::ChannelChosen {
                 channel: ch.id.clone(),
-                reason,
+                reason: reason.clone(),
                 priority: ch.priority,
             });
             let natural: Vec<Party> = ch
@@ -1166,6 +1166,7 @@ impl<'a> Cx<'a> {
                 natural,
                 NoticeData {
                     channel: Some(ch.id.clone()),
+                    text: Some(reason),
                     ..NoticeData::default()
                 },
             );
