@@ -22,20 +22,17 @@ fn workflows() -> std::path::PathBuf {
 }
 
 /// Publishes `yaml` on `db` and starts a command bus over the real engine, as `shenpi serve` does.
-async fn publish_and_start(
-    db: &Db,
-    yaml: &str,
-) -> (Arc<EngineMachine>, String, i64, CommandBus<EngineMachine>) {
+async fn publish_and_start(db: &Db, yaml: &str) -> (String, i64, CommandBus<EngineMachine>) {
     let machine = Arc::new(EngineMachine::from_dir(&workflows()).unwrap());
     let def = machine.compile(yaml).unwrap();
     let row = db.publish(def.id(), yaml, "h", now_millis()).await.unwrap();
     let bus = CommandBus::start(
-        machine.clone(),
+        machine,
         db.clone(),
         Arc::new(SystemClock),
         BusOptions::default(),
     );
-    (machine, row.workflow_id, row.version, bus)
+    (row.workflow_id, row.version, bus)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,7 +40,7 @@ async fn construction_permit_runs_durably_and_survives_a_restart() {
     let dir = TempDir::new("engine");
     let yaml = std::fs::read_to_string(workflows().join("construction-permit.yaml")).unwrap();
     for db in both("engine", &dir).await {
-        let (machine, workflow_id, def_version, bus) = publish_and_start(&db, &yaml).await;
+        let (workflow_id, def_version, bus) = publish_and_start(&db, &yaml).await;
         let project = serde_json::json!({
             "name": "测试项目", "funding": "企业投资", "category": "房屋建筑",
             "investment": 5000.0, "civil_defense": false, "service_officer": "zhao",
@@ -195,7 +192,7 @@ async fn green_channel_notice_says_why() {
     let dir = TempDir::new("engine-green");
     let yaml = std::fs::read_to_string(workflows().join("construction-permit.yaml")).unwrap();
     for db in both("engine_green", &dir).await {
-        let (machine, workflow_id, def_version, bus) = publish_and_start(&db, &yaml).await;
+        let (workflow_id, def_version, bus) = publish_and_start(&db, &yaml).await;
         let project = serde_json::json!({
             "name": "重点项目", "funding": "企业投资", "category": "房屋建筑",
             "investment": 5000.0, "civil_defense": false, "service_officer": "zhao",
