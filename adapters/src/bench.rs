@@ -338,6 +338,7 @@ async fn timers(b: &TimerBench) -> Result<String, BenchError> {
                 status: "running".into(),
                 ..Projection::default()
             },
+            written: None,
         });
         batch.events.push(crate::store::EventRow {
             instance: format!("tb-{run}-{i}"),

@@ -9,24 +9,30 @@
 //! answers each caller. One fsync then covers many commands: that is how a fully durable engine
 //! passes the ~250 commits/s a 4 ms fsync allows (see docs/adr/0001-group-commit.md).
 //!
+//! The writer is pipelined two deep: a batch's commit runs on a task of its own while the next
+//! batch is decided on the states the first one leaves, so deciding and writing overlap. The
+//! second batch is written only after the first committed, and if the first fails the second is
+//! decided again from the store (see [`Writer::run`]).
+//!
 //! Correctness does not rest on the single writer: every commit is guarded by the versions it
 //! read (instance version, idempotency key absent, timer still pending), so several processes
 //! on one PostgreSQL are safe; a guard that fails makes the whole batch retry with fresh state.
 //! A command that `decide` rejects is answered with its rejection and takes nothing from the
 //! others in its batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::{JoinError, JoinHandle};
 
 use crate::machine::{Clock, Effects, Machine, Rejection};
 use crate::store::{
-    Batch, EventRow, IdempotencyRow, InstanceMeta, InstanceWrite, Millis, OutboxRow, Store,
-    StoreError, TimerRow, TimerState,
+    Batch, EventRow, IdempotencyRow, InstanceMeta, InstanceWrite, Millis, OutboxRow, Projection,
+    Store, StoreError, TimerRow, TimerState,
 };
 
 /// A command for one instance.
@@ -212,6 +218,9 @@ struct Cached<M: Machine> {
     ctx: Arc<M::Context>,
     state: M::State,
     version: i64,
+    /// The read models as last written (None when loaded from the store): the commit then
+    /// writes only the rows that changed.
+    written: Option<Arc<Projection>>,
 }
 
 /// One instance as a batch sees it: taken out of the cache for the batch, put back on commit.
@@ -222,6 +231,66 @@ struct Working<M: Machine> {
     /// Whether a command was refused on this state: the commit then re-checks the version so a
     /// refusal is never based on a state another node has moved past.
     read_only_check: bool,
+}
+
+/// A decided batch: what to write, and what to answer once it is written.
+struct Prepared<C> {
+    jobs: Vec<Pending<C>>,
+    answers: Vec<Option<Answer>>,
+    batch: Batch,
+    /// Instances whose cached state already includes this batch: speculative until it commits.
+    touched: Vec<String>,
+    /// The answer recorded for each idempotency key, for duplicates arriving in the next batch
+    /// (they cannot find it in the store before this batch commits).
+    keys: HashMap<String, Answer>,
+    /// Timers this batch fires, for the same reason.
+    fired: HashSet<(String, String)>,
+}
+
+/// Appends batch `b`, decided on the states `a` left, to `a`: one transaction for both.
+fn merge<C>(mut a: Prepared<C>, b: Prepared<C>) -> Prepared<C> {
+    a.jobs.extend(b.jobs);
+    a.answers.extend(b.answers);
+    let (x, y) = (&mut a.batch, b.batch);
+    x.now = y.now;
+    for w in y.instances {
+        match x.instances.iter_mut().find(|v| v.meta.id == w.meta.id) {
+            // Keep the version `a` read: that is what the store must still hold.
+            Some(v) => {
+                v.to_version = w.to_version;
+                v.projection = w.projection;
+            }
+            None => x.instances.push(w),
+        }
+    }
+    x.events.extend(y.events);
+    for c in &y.timers_cancelled {
+        // A timer armed by `a` and cancelled by `b` need never be written.
+        x.timers_armed
+            .retain(|t| !(t.instance == c.0 && t.timer_id == c.1));
+    }
+    x.timers_armed.extend(y.timers_armed);
+    x.timers_cancelled.extend(y.timers_cancelled);
+    x.timers_fired.extend(y.timers_fired);
+    x.outbox.extend(y.outbox);
+    x.idempotency.extend(y.idempotency);
+    for id in b.touched {
+        if !a.touched.contains(&id) {
+            a.touched.push(id);
+        }
+    }
+    a.keys.extend(b.keys);
+    a.fired.extend(b.fired);
+    a
+}
+
+/// A prepared batch whose commit runs on a task of its own while the next batch is decided.
+struct Flight<C> {
+    prepared: Prepared<C>,
+    commit: JoinHandle<Result<(), StoreError>>,
+    launched: Instant,
+    armed: bool,
+    queued: bool,
 }
 
 struct Writer<M: Machine, S: Store> {
@@ -240,35 +309,206 @@ enum BatchError {
     Fatal(String),
 }
 
+/// What woke the writer while a commit was in flight.
+enum Wake {
+    Landed(Result<Result<(), StoreError>, JoinError>),
+    Jobs(usize),
+}
+
 impl<M: Machine, S: Store> Writer<M, S> {
+    /// The writer's loop, pipelined: while batch N commits (on a task of its own, mostly waiting
+    /// for the disk), the commands arriving meanwhile are decided, as they come, on the states N
+    /// leaves, and gathered into batch N+1, which is launched the moment N has committed. So
+    /// deciding overlaps writing and batches stay as large as without the pipeline. If N fails,
+    /// N+1 was decided on states that never existed: both are run again from the store, in
+    /// order. Callers are answered only after the commit holding their events.
     async fn run(mut self, mut rx: mpsc::Receiver<Pending<M::Command>>) {
-        let mut jobs = Vec::with_capacity(self.opts.max_batch);
+        let max = self.opts.max_batch.max(1);
+        let mut flight: Option<Flight<M::Command>> = None;
+        let mut next: Option<Prepared<M::Command>> = None;
         loop {
-            jobs.clear();
-            if rx.recv_many(&mut jobs, self.opts.max_batch).await == 0 {
-                return;
+            let mut jobs = Vec::with_capacity(max);
+            let room = max.saturating_sub(next.as_ref().map_or(0, |n| n.jobs.len()));
+            let wake = match flight.as_mut() {
+                None => Wake::Jobs(rx.recv_many(&mut jobs, max).await),
+                Some(f) if room == 0 => Wake::Landed((&mut f.commit).await),
+                Some(f) => tokio::select! {
+                    biased;
+                    done = &mut f.commit => Wake::Landed(done),
+                    n = rx.recv_many(&mut jobs, room) => Wake::Jobs(n),
+                },
+            };
+            match wake {
+                Wake::Landed(done) => {
+                    let Some(f) = flight.take() else { continue };
+                    match self.land(f, done) {
+                        Ok(()) => flight = next.take().and_then(|n| self.launch(n)),
+                        Err(retry) => self.redo(retry, next.take()).await,
+                    }
+                }
+                Wake::Jobs(0) => {
+                    self.drain(flight.take(), next.take()).await;
+                    return;
+                }
+                Wake::Jobs(_) if flight.is_none() => match self.prepare(jobs, &[]).await {
+                    Ok(p) => flight = self.launch(p),
+                    Err((jobs, _)) => self.run_batch(jobs).await,
+                },
+                Wake::Jobs(_) => {
+                    let prevs: Vec<&Prepared<M::Command>> = flight
+                        .iter()
+                        .map(|f| &f.prepared)
+                        .chain(next.iter())
+                        .collect();
+                    match self.prepare(jobs, &prevs).await {
+                        Ok(p) => {
+                            next = Some(match next.take() {
+                                Some(n) => merge(n, p),
+                                None => p,
+                            })
+                        }
+                        Err((jobs, _)) => {
+                            self.drain(flight.take(), next.take()).await;
+                            self.run_batch(jobs).await;
+                        }
+                    }
+                }
             }
-            self.run_batch(&mut jobs).await;
         }
     }
 
-    async fn run_batch(&mut self, jobs: &mut [Pending<M::Command>]) {
-        for attempt in 0..self.opts.max_attempts {
-            match self.try_batch(jobs).await {
-                Ok(()) => return,
-                Err(BatchError::Retry) => {
-                    self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
-                    // Someone else moved these instances: forget what we knew and look again.
-                    for p in jobs.iter() {
-                        self.cache.remove(p.job.instance());
-                    }
-                    if attempt > 0 {
-                        tokio::time::sleep(Duration::from_millis(2 << attempt.min(6))).await;
-                    }
+    /// Starts the commit of a prepared batch; a batch with nothing to write is answered at once.
+    fn launch(&mut self, mut p: Prepared<M::Command>) -> Option<Flight<M::Command>> {
+        if p.batch.is_empty() {
+            self.finish(p);
+            return None;
+        }
+        let batch = std::mem::take(&mut p.batch);
+        let (armed, queued) = (!batch.timers_armed.is_empty(), !batch.outbox.is_empty());
+        let store = self.store.clone();
+        Some(Flight {
+            prepared: p,
+            commit: tokio::spawn(async move { store.commit(&batch).await }),
+            launched: Instant::now(),
+            armed,
+            queued,
+        })
+    }
+
+    /// Takes a finished commit and answers its callers. If it failed, nothing of it was written
+    /// and the states it left in the cache are fiction: they are dropped, and the commands come
+    /// back to be run again (after a conflict) or are answered with the error.
+    fn land(
+        &mut self,
+        f: Flight<M::Command>,
+        done: Result<Result<(), StoreError>, JoinError>,
+    ) -> Result<(), Vec<Pending<M::Command>>> {
+        self.stats
+            .commit_ns
+            .fetch_add(nanos(f.launched.elapsed()), Ordering::Relaxed);
+        let result = done.unwrap_or_else(|e| Err(StoreError::Native(format!("commit task: {e}"))));
+        match result {
+            Ok(()) => {
+                self.notify(f.armed, f.queued);
+                self.finish(f.prepared);
+                Ok(())
+            }
+            Err(StoreError::Conflict(_)) => {
+                self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                self.forget(&f.prepared.touched);
+                Err(f.prepared.jobs)
+            }
+            Err(e) => {
+                self.forget(&f.prepared.touched);
+                let e = e.to_string();
+                let mut jobs = f.prepared.jobs;
+                for p in jobs.iter_mut() {
+                    answer(p, Err(CommandError::Store(e.clone())));
                 }
-                Err(BatchError::Fatal(e)) => {
+                Err(Vec::new())
+            }
+        }
+    }
+
+    /// After a failed commit: runs its commands again, then those decided on top of it.
+    async fn redo(&mut self, retry: Vec<Pending<M::Command>>, next: Option<Prepared<M::Command>>) {
+        if let Some(n) = &next {
+            self.forget(&n.touched);
+        }
+        if !retry.is_empty() {
+            self.run_batch(retry).await;
+        }
+        if let Some(n) = next {
+            self.run_batch(n.jobs).await;
+        }
+    }
+
+    /// Waits for the batch in flight and commits the one gathered behind it.
+    async fn drain(
+        &mut self,
+        flight: Option<Flight<M::Command>>,
+        next: Option<Prepared<M::Command>>,
+    ) {
+        let mut next = next;
+        if let Some(mut f) = flight {
+            let done = (&mut f.commit).await;
+            if let Err(retry) = self.land(f, done) {
+                return self.redo(retry, next).await;
+            }
+        }
+        if let Some(mut f) = next.take().and_then(|n| self.launch(n)) {
+            let done = (&mut f.commit).await;
+            if let Err(retry) = self.land(f, done) {
+                self.redo(retry, None).await;
+            }
+        }
+    }
+
+    /// Decides and commits one batch with nothing in flight, retrying on conflicts.
+    async fn run_batch(&mut self, mut jobs: Vec<Pending<M::Command>>) {
+        for attempt in 0..self.opts.max_attempts {
+            if attempt > 1 {
+                tokio::time::sleep(Duration::from_millis(2 << attempt.min(6))).await;
+            }
+            let p = match self.prepare(jobs, &[]).await {
+                Ok(p) => p,
+                Err((back, BatchError::Retry)) => {
+                    self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                    jobs = back;
+                    continue;
+                }
+                Err((mut back, BatchError::Fatal(e))) => {
+                    for p in back.iter_mut() {
+                        answer(p, Err(CommandError::Store(e.clone())));
+                    }
+                    return;
+                }
+            };
+            let t = Instant::now();
+            let result = if p.batch.is_empty() {
+                Ok(())
+            } else {
+                self.store.commit(&p.batch).await
+            };
+            self.stats
+                .commit_ns
+                .fetch_add(nanos(t.elapsed()), Ordering::Relaxed);
+            match result {
+                Ok(()) => {
+                    self.notify(!p.batch.timers_armed.is_empty(), !p.batch.outbox.is_empty());
+                    self.finish(p);
+                    return;
+                }
+                Err(StoreError::Conflict(_)) => {
+                    self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                    self.forget(&p.touched);
+                    jobs = p.jobs;
+                }
+                Err(e) => {
+                    self.forget(&p.touched);
+                    let e = e.to_string();
+                    jobs = p.jobs;
                     for p in jobs.iter_mut() {
-                        self.cache.remove(p.job.instance());
                         answer(p, Err(CommandError::Store(e.clone())));
                     }
                     return;
@@ -277,6 +517,45 @@ impl<M: Machine, S: Store> Writer<M, S> {
         }
         for p in jobs.iter_mut() {
             answer(p, Err(CommandError::Busy));
+        }
+    }
+
+    fn notify(&self, armed: bool, queued: bool) {
+        if armed {
+            self.timer_armed.notify_one();
+        }
+        if queued {
+            self.outbox_queued.notify_one();
+        }
+    }
+
+    /// Drops cached states that were never committed (or may be stale).
+    fn forget(&mut self, instances: &[String]) {
+        for id in instances {
+            self.cache.remove(id);
+        }
+    }
+
+    /// Answers the callers of a committed batch.
+    fn finish(&mut self, p: Prepared<M::Command>) {
+        if self.cache.len() > self.opts.cache_capacity {
+            // Arbitrary victims; one that a prepared batch still builds on costs that batch a
+            // conflict and a retry, never a wrong answer (its commit is version-guarded).
+            let drop: Vec<String> = self
+                .cache
+                .keys()
+                .take(self.opts.cache_capacity / 10 + 1)
+                .cloned()
+                .collect();
+            self.forget(&drop);
+        }
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        let mut jobs = p.jobs;
+        for (p, a) in jobs.iter_mut().zip(p.answers) {
+            if let Some(a) = a {
+                self.stats.commands.fetch_add(1, Ordering::Relaxed);
+                answer(p, a);
+            }
         }
     }
 
@@ -324,6 +603,7 @@ impl<M: Machine, S: Store> Writer<M, S> {
                 ctx,
                 state,
                 version,
+                written: None,
             },
             from_version: version,
             read_only_check: false,
@@ -347,8 +627,55 @@ impl<M: Machine, S: Store> Writer<M, S> {
             .ok_or_else(|| BatchError::Fatal(format!("{}@{}", meta.workflow_id, meta.def_version)))
     }
 
-    async fn try_batch(&mut self, jobs: &mut [Pending<M::Command>]) -> Result<(), BatchError> {
+    /// Decides a batch on the cached states (which include `prev`, the batch still committing,
+    /// if any) and leaves the resulting states in the cache. On error the jobs come back.
+    async fn prepare(
+        &mut self,
+        jobs: Vec<Pending<M::Command>>,
+        prev: &[&Prepared<M::Command>],
+    ) -> Result<Prepared<M::Command>, (Vec<Pending<M::Command>>, BatchError)> {
         let t0 = Instant::now();
+        let decided = self.decide_batch(&jobs, prev).await;
+        self.stats
+            .decide_ns
+            .fetch_add(nanos(t0.elapsed()), Ordering::Relaxed);
+        match decided {
+            Ok((answers, batch, work, keys, fired)) => {
+                let mut touched = Vec::with_capacity(work.len());
+                for (id, w) in work {
+                    if w.cached.version > 0 {
+                        self.cache.insert(id.clone(), w.cached);
+                        touched.push(id);
+                    }
+                }
+                Ok(Prepared {
+                    jobs,
+                    answers,
+                    batch,
+                    touched,
+                    keys,
+                    fired,
+                })
+            }
+            Err(e) => Err((jobs, e)),
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn decide_batch(
+        &mut self,
+        jobs: &[Pending<M::Command>],
+        prev: &[&Prepared<M::Command>],
+    ) -> Result<
+        (
+            Vec<Option<Answer>>,
+            Batch,
+            HashMap<String, Working<M>>,
+            HashMap<String, Answer>,
+            HashSet<(String, String)>,
+        ),
+        BatchError,
+    > {
         let now = self.clock.now();
         // Keys already recorded by earlier commits.
         let keys: Vec<String> = jobs
@@ -359,14 +686,21 @@ impl<M: Machine, S: Store> Writer<M, S> {
                 Job::Timer(_) => None,
             })
             .collect();
-        let known: HashMap<String, IdempotencyRow> = self
+        let mut known: HashMap<String, Answer> = self
             .store
             .lookup_keys(&keys)
             .await
             .map_err(fatal)?
-            .into_iter()
-            .map(|k| (k.key.clone(), k))
+            .iter()
+            .map(|k| (k.key.clone(), replay(k)))
             .collect();
+        for p in prev {
+            for k in &keys {
+                if let Some(a) = p.keys.get(k) {
+                    known.insert(k.clone(), a.clone().map(replayed));
+                }
+            }
+        }
         // Timers fired or cancelled since they were claimed.
         let timers: Vec<(String, String)> = jobs
             .iter()
@@ -393,6 +727,7 @@ impl<M: Machine, S: Store> Writer<M, S> {
         let mut answers: Vec<Option<Answer>> = vec![None; jobs.len()];
         let mut key_owner: HashMap<String, usize> = HashMap::new();
         let mut dup_of: Vec<(usize, usize)> = Vec::new();
+        let mut fired: HashSet<(String, String)> = HashSet::new();
 
         for (i, p) in jobs.iter().enumerate() {
             if p.reply.is_none() {
@@ -403,8 +738,8 @@ impl<M: Machine, S: Store> Writer<M, S> {
                 Job::Timer(_) => None,
             };
             if let Some(k) = &key {
-                if let Some(row) = known.get(k) {
-                    answers[i] = Some(replay(row));
+                if let Some(a) = known.get(k) {
+                    answers[i] = Some(a.clone());
                     continue;
                 }
                 if let Some(&first) = key_owner.get(k) {
@@ -414,15 +749,18 @@ impl<M: Machine, S: Store> Writer<M, S> {
                 key_owner.insert(k.clone(), i);
             }
             if let Job::Timer(t) = &p.job {
-                let st = timer_state.get(&(t.instance.clone(), t.timer_id.clone()));
-                let already = batch
-                    .timers_fired
-                    .iter()
-                    .any(|(a, b)| *a == t.instance && *b == t.timer_id);
-                if already || !matches!(st, Some(TimerState::Pending | TimerState::Claimed)) {
+                let id = (t.instance.clone(), t.timer_id.clone());
+                let spent = fired.contains(&id)
+                    || prev.iter().any(|p| p.fired.contains(&id))
+                    || !matches!(
+                        timer_state.get(&id),
+                        Some(TimerState::Pending | TimerState::Claimed)
+                    );
+                if spent {
                     answers[i] = Some(Err(CommandError::TimerSpent));
                     continue;
                 }
+                fired.insert(id);
             }
             let instance = p.job.instance().to_string();
             if !work.contains_key(&instance) {
@@ -455,32 +793,45 @@ impl<M: Machine, S: Store> Writer<M, S> {
             if answer.is_err() {
                 w.read_only_check = true;
             }
-            if let (Some(k), Ok(r)) = (&key, &answer) {
+            if let Some(k) = &key
+                && let Some(stored) = stored_answer(&answer)
+            {
                 batch.idempotency.push(IdempotencyRow {
                     key: k.clone(),
                     instance: instance.clone(),
-                    result: serde_json::to_string(r).unwrap_or_default(),
+                    result: stored,
                 });
             }
             answers[i] = Some(answer);
         }
         for (i, first) in dup_of {
-            answers[i] = answers[first].clone().map(|a| {
-                a.map(|mut r| {
-                    r.replayed = true;
-                    r
-                })
-            });
+            answers[i] = answers[first].clone().map(|a| a.map(replayed));
+        }
+        let mut recorded = HashMap::new();
+        for (k, &i) in &key_owner {
+            if let Some(a) = &answers[i]
+                && stored_answer(a).is_some()
+            {
+                recorded.insert(k.clone(), a.clone());
+            }
         }
 
-        for w in work.values() {
-            let c = &w.cached;
+        for w in work.values_mut() {
+            let c = &mut w.cached;
             if c.version != w.from_version || (w.read_only_check && !w.is_new) {
+                let projection = self.machine.project(&c.ctx, &c.meta, &c.state, now);
+                // A new instance has no rows yet: nothing to compare with is nothing to delete.
+                let written = match (&c.written, w.from_version) {
+                    (_, 0) => Some(Arc::new(Projection::default())),
+                    (known, _) => known.clone(),
+                };
+                c.written = Some(Arc::new(projection.clone()));
                 batch.instances.push(InstanceWrite {
                     meta: (*c.meta).clone(),
                     from_version: w.from_version,
                     to_version: c.version,
-                    projection: self.machine.project(&c.ctx, &c.meta, &c.state, now),
+                    projection,
+                    written,
                 });
             }
         }
@@ -488,53 +839,7 @@ impl<M: Machine, S: Store> Writer<M, S> {
         batch
             .instances
             .retain(|iw| iw.to_version > 0 || iw.from_version > 0);
-
-        let t1 = Instant::now();
-        self.stats
-            .decide_ns
-            .fetch_add(nanos(t1 - t0), Ordering::Relaxed);
-        if !batch.is_empty() {
-            let result = self.store.commit(&batch).await;
-            self.stats
-                .commit_ns
-                .fetch_add(nanos(t1.elapsed()), Ordering::Relaxed);
-            match result {
-                Ok(()) => {}
-                Err(StoreError::Conflict(_)) => return Err(BatchError::Retry),
-                Err(e) => return Err(BatchError::Fatal(e.to_string())),
-            }
-            if !batch.timers_armed.is_empty() {
-                self.timer_armed.notify_one();
-            }
-            if !batch.outbox.is_empty() {
-                self.outbox_queued.notify_one();
-            }
-        }
-
-        for (id, w) in work {
-            if w.cached.version > 0 {
-                self.cache.insert(id, w.cached);
-            }
-        }
-        if self.cache.len() > self.opts.cache_capacity {
-            let drop: Vec<String> = self
-                .cache
-                .keys()
-                .take(self.opts.cache_capacity / 10 + 1)
-                .cloned()
-                .collect();
-            for k in drop {
-                self.cache.remove(&k);
-            }
-        }
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        for (p, a) in jobs.iter_mut().zip(answers) {
-            if let Some(a) = a {
-                self.stats.commands.fetch_add(1, Ordering::Relaxed);
-                answer(p, a);
-            }
-        }
-        Ok(())
+        Ok((answers, batch, work, recorded, fired))
     }
 
     /// Decides one command on a working state and adds what it implies to the batch.
@@ -601,6 +906,11 @@ impl<M: Machine, S: Store> Writer<M, S> {
                 });
             }
             for id in effects.timers_cancelled.drain(..) {
+                // The store cancels before it arms: a timer armed earlier in this batch is
+                // simply not written.
+                batch
+                    .timers_armed
+                    .retain(|t| !(t.instance == c.meta.id && t.timer_id == id));
                 batch.timers_cancelled.push((c.meta.id.clone(), id));
             }
             for (n, note) in effects.notifications.drain(..).enumerate() {
@@ -638,11 +948,39 @@ fn receipt(instance: &str, version: i64, first_seq: i64, events: i64) -> Receipt
     }
 }
 
+/// What an idempotency key records: the receipt, or the refusal `decide` gave. Other errors
+/// (stale version, busy, storage) are not outcomes of the command, so they are not kept and the
+/// same key may be tried again.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Stored {
+    Done(Receipt),
+    Refused { rejected: Rejection },
+}
+
+fn stored_answer(a: &Answer) -> Option<String> {
+    let stored = match a {
+        Ok(r) => Stored::Done(r.clone()),
+        Err(CommandError::Rejected(rejected)) => Stored::Refused {
+            rejected: rejected.clone(),
+        },
+        Err(_) => return None,
+    };
+    serde_json::to_string(&stored).ok()
+}
+
 fn replay(row: &IdempotencyRow) -> Answer {
-    let mut r: Receipt = serde_json::from_str(&row.result)
+    let stored: Stored = serde_json::from_str(&row.result)
         .map_err(|e| CommandError::Store(format!("stored result of key {}: {e}", row.key)))?;
+    match stored {
+        Stored::Done(r) => Ok(replayed(r)),
+        Stored::Refused { rejected } => Err(CommandError::Rejected(rejected)),
+    }
+}
+
+fn replayed(mut r: Receipt) -> Receipt {
     r.replayed = true;
-    Ok(r)
+    r
 }
 
 fn answer<C>(p: &mut Pending<C>, a: Answer) {

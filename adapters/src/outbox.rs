@@ -13,8 +13,9 @@
 //! across retries).
 //!
 //! Channels: `webhook` (JSON POST signed with `X-Shenpi-Signature: sha256=<hex HMAC-SHA256 of
-//! the body>`), `dingtalk` and `wecom` (the group-robot webhooks, markdown messages), `email`
-//! (SMTP via lettre), `log` (tracing).
+//! the body>`), `dingtalk` and `wecom` (the group-robot webhooks, markdown messages; a DingTalk
+//! robot with 加签 security gets `timestamp` and `sign` on its URL), `email` (SMTP via lettre,
+//! configured by a connection URL), `log` (tracing).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use base64::Engine as _;
 use handlebars::Handlebars;
 use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -100,6 +102,10 @@ pub struct Addresses {
     pub webhook: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dingtalk: Option<String>,
+    /// The 加签 secret (`SEC…`) of the `dingtalk` robot of this entry; without it the robot is
+    /// signed with [`OutboxOptions::dingtalk_secret`], if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dingtalk_secret: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wecom: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,16 +142,50 @@ impl Directory {
             .and_then(pick)
             .or_else(|| pick(&self.default))
     }
+
+    /// A DingTalk robot's URL with the secret of the same entry: a secret belongs to one robot,
+    /// so a party's own robot never takes the default robot's secret.
+    fn dingtalk(&self, recipient: &str) -> Option<(String, Option<String>)> {
+        if recipient.starts_with("http://") || recipient.starts_with("https://") {
+            return Some((recipient.to_string(), None));
+        }
+        let entry = |a: &Addresses| {
+            a.dingtalk
+                .clone()
+                .map(|url| (url, a.dingtalk_secret.clone()))
+        };
+        self.parties
+            .get(recipient)
+            .and_then(entry)
+            .or_else(|| entry(&self.default))
+    }
 }
 
+/// The URL of a DingTalk robot with 加签 (sign) security: `url` with
+/// `timestamp=<ms>&sign=<base64 of HMAC-SHA256 under secret of "<ms>\n<secret>", URL-encoded>`
+/// appended. DingTalk refuses a timestamp more than an hour from its own clock, so `timestamp_ms`
+/// is the real time of sending.
+pub fn dingtalk_signed_url(url: &str, secret: &str, timestamp_ms: i64) -> Result<String, String> {
+    let mut u = reqwest::Url::parse(url).map_err(|e| format!("DingTalk URL `{url}`: {e}"))?;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .map_err(|e| format!("DingTalk secret: {e}"))?;
+    mac.update(format!("{timestamp_ms}\n{secret}").as_bytes());
+    let sign = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    u.query_pairs_mut()
+        .append_pair("timestamp", &timestamp_ms.to_string())
+        .append_pair("sign", &sign);
+    Ok(u.into())
+}
+
+/// Where e-mail goes out.
 #[derive(Debug, Clone)]
 pub struct SmtpConfig {
-    pub host: String,
-    pub port: u16,
-    /// Implicit TLS or STARTTLS; plain only for a local relay.
-    pub tls: bool,
-    pub user: Option<String>,
-    pub password: Option<String>,
+    /// A lettre connection URL: `smtps://user:pass@host` (implicit TLS, port 465),
+    /// `smtp://user:pass@host?tls=required` (STARTTLS, port 587), or `smtp://host:25` (plain:
+    /// only for a relay on the same machine or network). A path sets the EHLO name
+    /// (`smtp://relay:25/shenpi.example.gov.cn`).
+    pub url: String,
+    /// The sender, e.g. `审批系统 <shenpi@example.gov.cn>`.
     pub from: String,
 }
 
@@ -162,6 +202,8 @@ pub struct OutboxOptions {
     pub backoff_max_ms: i64,
     /// HMAC key of the webhook signature.
     pub webhook_secret: Vec<u8>,
+    /// 加签 secret of DingTalk robots whose directory entry has none (`None`: unsigned).
+    pub dingtalk_secret: Option<String>,
     pub http_timeout: Duration,
     pub smtp: Option<SmtpConfig>,
 }
@@ -177,6 +219,7 @@ impl Default for OutboxOptions {
             backoff_base_ms: 1_000,
             backoff_max_ms: 3_600_000,
             webhook_secret: Vec::new(),
+            dingtalk_secret: None,
             http_timeout: Duration::from_secs(10),
             smtp: None,
         }
@@ -209,8 +252,30 @@ pub fn backoff(opts: &OutboxOptions, tries: i64) -> i64 {
         .min(opts.backoff_max_ms)
 }
 
+/// The SMTP transport, built once from [`SmtpConfig`] so that a bad URL stops the start.
+struct Mailer {
+    transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+    from: lettre::message::Mailbox,
+}
+
+impl Mailer {
+    fn new(smtp: &SmtpConfig, timeout: Duration) -> Result<Mailer, String> {
+        let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(&smtp.url)
+            // The URL may hold a password: name the problem, not the URL.
+            .map_err(|e| format!("SMTP URL: {e}"))?
+            .timeout(Some(timeout))
+            .build();
+        let from = smtp
+            .from
+            .parse()
+            .map_err(|e| format!("SMTP sender `{}`: {e}", smtp.from))?;
+        Ok(Mailer { transport, from })
+    }
+}
+
 struct Sender {
     http: reqwest::Client,
+    mailer: Option<Mailer>,
     templates: Arc<Templates>,
     directory: Arc<Directory>,
     opts: OutboxOptions,
@@ -251,7 +316,16 @@ impl Sender {
                 self.post(&url, body, Some(sig), &row.id, false).await
             }
             "dingtalk" => {
-                let url = self.address(m)?;
+                let (url, secret) = self
+                    .directory
+                    .dingtalk(&row.recipient)
+                    .ok_or_else(|| self.no_address(m))?;
+                let url = match secret.as_ref().or(self.opts.dingtalk_secret.as_ref()) {
+                    // The real time, not the workflow clock: DingTalk compares it with its own.
+                    Some(s) => dingtalk_signed_url(&url, s, crate::machine::now_millis())
+                        .map_err(Failure::Permanent)?,
+                    None => url,
+                };
                 let body = serde_json::json!({
                     "msgtype": "markdown",
                     "markdown": { "title": title, "text": text },
@@ -276,12 +350,14 @@ impl Sender {
     fn address(&self, m: &OutboxMessage) -> Result<String, Failure> {
         self.directory
             .address(&m.row.channel, &m.row.recipient)
-            .ok_or_else(|| {
-                Failure::Permanent(format!(
-                    "no {} address for `{}` in the directory",
-                    m.row.channel, m.row.recipient
-                ))
-            })
+            .ok_or_else(|| self.no_address(m))
+    }
+
+    fn no_address(&self, m: &OutboxMessage) -> Failure {
+        Failure::Permanent(format!(
+            "no {} address for `{}` in the directory",
+            m.row.channel, m.row.recipient
+        ))
     }
 
     async fn post(
@@ -329,17 +405,13 @@ impl Sender {
     }
 
     async fn email(&self, m: &OutboxMessage, title: &str, text: &str) -> Result<(), Failure> {
-        use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-        let Some(smtp) = &self.opts.smtp else {
+        use lettre::{AsyncTransport, Message};
+        let Some(mailer) = &self.mailer else {
             return Err(Failure::Permanent("no SMTP server configured".into()));
         };
         let to = self.address(m)?;
         let msg = Message::builder()
-            .from(
-                smtp.from
-                    .parse()
-                    .map_err(|e| Failure::Permanent(format!("from: {e}")))?,
-            )
+            .from(mailer.from.clone())
             .to(to
                 .parse()
                 .map_err(|e| Failure::Permanent(format!("to `{to}`: {e}")))?)
@@ -347,21 +419,8 @@ impl Sender {
             .header(lettre::message::header::ContentType::TEXT_PLAIN)
             .body(text.to_string())
             .map_err(|e| Failure::Permanent(e.to_string()))?;
-        let mut b = if smtp.tls {
-            AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
-                .map_err(|e| Failure::Permanent(e.to_string()))?
-        } else {
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-        }
-        .port(smtp.port)
-        .timeout(Some(self.opts.http_timeout));
-        if let (Some(u), Some(p)) = (&smtp.user, &smtp.password) {
-            b = b.credentials(lettre::transport::smtp::authentication::Credentials::new(
-                u.clone(),
-                p.clone(),
-            ));
-        }
-        b.build()
+        mailer
+            .transport
             .send(msg)
             .await
             .map(|_| ())
@@ -388,8 +447,13 @@ pub fn spawn_outbox_worker<S: OutboxStore + Clone + Send + Sync + 'static>(
         .timeout(opts.http_timeout)
         .build()
         .map_err(|e| format!("HTTP client: {e}"))?;
+    let mailer = match &opts.smtp {
+        Some(smtp) => Some(Mailer::new(smtp, opts.http_timeout)?),
+        None => None,
+    };
     let sender = Arc::new(Sender {
         http,
+        mailer,
         templates,
         directory,
         opts,

@@ -281,7 +281,8 @@ fn payload(
         .iter()
         .map(|x| Some(x.id.value.clone()))
         .collect();
-    let mut depts: BTreeMap<Option<String>, (i64, i64, i64)> = BTreeMap::new();
+    // (open, yellow, red, decided in the period)
+    let mut depts: BTreeMap<Option<String>, (i64, i64, i64, i64)> = BTreeMap::new();
     for t in &d.tasks {
         total += t.open;
         supervised += t.supervised;
@@ -302,12 +303,18 @@ fn payload(
             _ => {}
         }
     }
+    // A department that finished work in the period is listed even with nothing open now.
+    for (id, n) in &d.decided_by_department {
+        if !dept_order.contains(id) {
+            dept_order.push(id.clone());
+        }
+        depts.entry(id.clone()).or_default().3 += n;
+    }
     let departments: Vec<Value> = dept_order
         .iter()
         .map(|id| {
-            let (open, y, r) = depts.get(id).copied().unwrap_or_default();
-            // Per-department completions are not in the projections yet: reported as 0.
-            json!({"id": id, "name": dept_name(id), "open": open, "yellow": y, "red": r, "finished": 0})
+            let (open, y, r, finished) = depts.get(id).copied().unwrap_or_default();
+            json!({"id": id, "name": dept_name(id), "open": open, "yellow": y, "red": r, "finished": finished})
         })
         .collect();
     let stages: Vec<Value> = stages

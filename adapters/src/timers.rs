@@ -2,8 +2,11 @@
 //!
 //! Pending timers live in the `timers` table (indexed on `due` over open rows only), never in
 //! memory, so a million pending deadlines cost this process nothing. Each node polls for due rows
-//! and claims a batch with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, one atomic `UPDATE ...
-//! RETURNING` on SQLite), then fires each through the ordinary command path
+//! and claims a batch with a lease, by instance: all due timers of the instances it takes,
+//! skipping instances another node holds a live claim on (per-instance advisory locks on
+//! PostgreSQL, one atomic `UPDATE ... RETURNING` on SQLite). Claiming row by row would hand two
+//! nodes timers of the same instances, and their firings, each committed under the instance's
+//! version, would keep conflicting. It then fires each through the ordinary command path
 //! ([`CommandBus::fire`]): the timer's `fired` mark is written in the same transaction as the
 //! events its firing produced, and that write requires the timer to still be open, so a timer
 //! fires once even if two nodes both claimed it (one after the other's lease expired). A node that

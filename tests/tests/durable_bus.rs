@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use durable_support::{TempDir, both, postgres};
 use shenpi_adapters::bus::{BusOptions, CommandBus, CommandError, Submit};
 use shenpi_adapters::machine::{SystemClock, now_millis};
-use shenpi_adapters::store::{Db, EventStore, TimerStore};
+use shenpi_adapters::store::{Db, EventStore, ProjectionStore, TimerStore};
 use shenpi_adapters::testkit::{Counter, CounterCommand, counter_meta};
 use shenpi_adapters::timers::{SchedulerOptions, spawn_scheduler};
 
@@ -97,6 +97,58 @@ async fn concurrent_clients_share_commits_and_every_ack_is_recorded_once() {
         }
         assert_eq!(total, 64 * 20, "{}", db.backend());
         assert_eq!(db.count_events(None).await.unwrap(), 8 + 64 * 20);
+        // The inbox, written row by row as it changed, ends as the last state says: one task
+        // per instance, red (a total of 160 is past the counter's red line of 100).
+        let inbox = db.inbox_for(&["user:alice".into()], 100).await.unwrap();
+        assert_eq!(inbox.len(), 8, "{}: {inbox:?}", db.backend());
+        assert!(
+            inbox.iter().all(|t| t.colour == "red" && t.supervised),
+            "{}: {inbox:?}",
+            db.backend()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_command_keeps_its_answer_under_its_key() {
+    let dir = TempDir::new("bus_refused_key");
+    for db in both("bus_refused_key", &dir).await {
+        let bus = bus(&db);
+        start(&bus, "f").await;
+        let keyed = |c| Submit {
+            key: Some("once".into()),
+            ..cmd("f", c)
+        };
+        let first = bus.submit(keyed(CounterCommand::Refuse)).await;
+        let Err(CommandError::Rejected(why)) = first else {
+            panic!("{}: {first:?}", db.backend());
+        };
+        // The same key again is the same answer, even with a command that would be accepted,
+        // and even from a fresh bus (the answer comes from the store, not a cache).
+        let again = bus.submit(keyed(CounterCommand::Add { n: 5 })).await;
+        assert_eq!(again, Err(CommandError::Rejected(why.clone())));
+        let other = self::bus(&db);
+        let again = other.submit(keyed(CounterCommand::Add { n: 5 })).await;
+        assert_eq!(again, Err(CommandError::Rejected(why)));
+        assert_eq!(total_after_reload(&db, "f").await, 0, "{}", db.backend());
+        // A stale version is not an outcome of the command: it is not kept under the key.
+        let stale = bus
+            .submit(Submit {
+                key: Some("later".into()),
+                expected_version: Some(9),
+                ..cmd("f", CounterCommand::Add { n: 1 })
+            })
+            .await;
+        assert!(matches!(stale, Err(CommandError::StaleVersion { .. })));
+        let ok = bus
+            .submit(Submit {
+                key: Some("later".into()),
+                ..cmd("f", CounterCommand::Add { n: 1 })
+            })
+            .await
+            .unwrap();
+        assert!(!ok.replayed);
+        assert_eq!(total_after_reload(&db, "f").await, 1, "{}", db.backend());
     }
 }
 

@@ -1,6 +1,7 @@
 //! Cron reports on both backends: the weekly report of construction-permit (cron `0 9 * * 1`,
 //! Monday 09:00 +08:00) does not run before its slot, runs once when two runners race for it,
-//! and its outbox row renders with the shipped template in strict mode.
+//! counts the task decided in its week under the task's department, and its outbox row renders
+//! with the shipped template in strict mode.
 
 mod durable_support;
 
@@ -13,8 +14,9 @@ use shenpi_adapters::engine_machine::EngineMachine;
 use shenpi_adapters::machine::{Machine, SystemClock, now_millis};
 use shenpi_adapters::outbox::Templates;
 use shenpi_adapters::reports::{Cron, ReportError, ReportOptions, run_due_reports};
+use shenpi_adapters::store::ProjectionStore;
 use shenpi_adapters::store::{DefinitionStore, InstanceMeta, OutboxStore};
-use shenpi_engine::runtime::{Actor, Command, CommandEnvelope};
+use shenpi_engine::runtime::{Actor, Command, CommandEnvelope, TaskId};
 
 fn workflows() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows")
@@ -63,13 +65,35 @@ async fn weekly_report_runs_once_at_its_slot_and_renders() {
         })
         .await
         .unwrap();
+        // The window clerk (政务服务中心, zwfw) accepts the case: one task decided this week.
+        let window = db
+            .inbox_for(&["role:window_clerk".into()], 10)
+            .await
+            .unwrap();
+        assert_eq!(window.len(), 1, "{}: {window:?}", db.backend());
+        assert_eq!(window[0].department.as_deref(), Some("zwfw"));
+        bus.submit(Submit {
+            instance: "cp-1".into(),
+            start: None,
+            key: Some("accept".into()),
+            expected_version: None,
+            command: CommandEnvelope {
+                actor: Actor::new("wang", Some("zwfw"), &["window_clerk"]),
+                command: Command::Approve {
+                    task: TaskId(window[0].task_id.parse().unwrap()),
+                    comment: None,
+                },
+            },
+        })
+        .await
+        .unwrap();
         let ctx = machine.context(&meta).unwrap();
         let defs = vec![ctx];
         let key = format!("{}/weekly", def.id());
-        // The first Monday 09:00 +08:00 at least a day from now.
+        // The next Monday 09:00 +08:00: the week it reports on holds what was just done.
         let weekly = Cron::parse("t", "0 9 * * 1").unwrap();
         let monday = weekly
-            .latest_at_or_before(now_millis() + 8 * 86_400_000)
+            .latest_at_or_before(now_millis() + 7 * 86_400_000)
             .unwrap();
         assert!(monday > now_millis());
         let opts = |node: &str| ReportOptions {
@@ -126,6 +150,23 @@ async fn weekly_report_runs_once_at_its_slot_and_renders() {
             m.row.payload
         );
         assert_eq!(m.row.payload["started"], 1);
+        // Per department: the window's decision is its `finished`; the four stage-1
+        // departments have one open task each and finished nothing.
+        let depts = m.row.payload["departments"].as_array().unwrap();
+        let dept = |id: &str| {
+            depts
+                .iter()
+                .find(|d| d["id"] == id)
+                .unwrap_or_else(|| panic!("{id} in {depts:?}"))
+        };
+        assert_eq!(dept("zwfw")["finished"], 1, "{}: {depts:?}", db.backend());
+        assert_eq!(dept("zwfw")["open"], 0);
+        for id in ["fgw", "zrzy", "sthj", "sw"] {
+            assert_eq!(dept(id)["finished"], 0, "{id}");
+            assert_eq!(dept(id)["open"], 1, "{id}");
+        }
+        let finished: i64 = depts.iter().filter_map(|d| d["finished"].as_i64()).sum();
+        assert_eq!(finished, 1, "{depts:?}");
         let text = templates.render("weekly_report", &m.row.payload).unwrap();
         assert!(text.contains(&format!("在办项目 {total} 个")), "{text}");
         assert!(text.contains("工程建设项目审批周统计"), "{text}");

@@ -18,13 +18,23 @@ use super::*;
 
 /// The embedded migrations (the files under `adapters/migrations/postgres/`).
 pub fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "durable".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/postgres/0001_durable.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "durable".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0001_durable.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "timer claims by instance".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0002_timer_claims_by_instance.sql")
+                .into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 #[derive(Clone, Debug)]
@@ -410,8 +420,25 @@ impl PgStore {
         }
 
         if !b.instances.is_empty() {
-            let ids: Vec<&str> = b.instances.iter().map(|w| w.meta.id.as_str()).collect();
-            for table in ["inbox", "promises", "elements"] {
+            // Only the rows that changed (see `InstanceWrite::row_changes`).
+            let changes: Vec<(&InstanceWrite, RowChanges<'_>)> =
+                b.instances.iter().map(|w| (w, w.row_changes())).collect();
+            let stored = |w: &InstanceWrite| w.from_version > 0;
+            let cleared = |pick: fn(&RowChanges<'_>) -> bool| -> Vec<&str> {
+                changes
+                    .iter()
+                    .filter(|(w, c)| stored(w) && pick(c))
+                    .map(|(w, _)| w.meta.id.as_str())
+                    .collect()
+            };
+            for (table, ids) in [
+                ("inbox", cleared(|c| c.clear_tasks)),
+                ("promises", cleared(|c| c.replace_promises)),
+                ("elements", cleared(|c| c.replace_elements)),
+            ] {
+                if ids.is_empty() {
+                    continue;
+                }
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "DELETE FROM {table} WHERE instance = ANY($1)"
                 )))
@@ -419,10 +446,23 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            let tasks: Vec<&InboxRow> = b
-                .instances
+            let gone: Vec<(&str, &str)> = changes
                 .iter()
-                .flat_map(|w| &w.projection.tasks)
+                .flat_map(|(w, c)| c.tasks_deleted.iter().map(|t| (w.meta.id.as_str(), *t)))
+                .collect();
+            if !gone.is_empty() {
+                sqlx::query(
+                    "DELETE FROM inbox USING UNNEST($1::text[], $2::text[]) AS d(i, t)
+                     WHERE inbox.instance = d.i AND inbox.task_id = d.t",
+                )
+                .bind(gone.iter().map(|g| g.0).collect::<Vec<_>>())
+                .bind(gone.iter().map(|g| g.1).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+            }
+            let tasks: Vec<&InboxRow> = changes
+                .iter()
+                .flat_map(|(_, c)| c.tasks_inserted.iter().copied())
                 .collect();
             if !tasks.is_empty() {
                 sqlx::query(
@@ -472,10 +512,10 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            let promises: Vec<&PromiseRow> = b
-                .instances
+            let promises: Vec<&PromiseRow> = changes
                 .iter()
-                .flat_map(|w| &w.projection.promises)
+                .filter(|(_, c)| c.replace_promises)
+                .flat_map(|(w, _)| &w.projection.promises)
                 .collect();
             if !promises.is_empty() {
                 sqlx::query(
@@ -517,10 +557,10 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            let elements: Vec<&ElementRow> = b
-                .instances
+            let elements: Vec<&ElementRow> = changes
                 .iter()
-                .flat_map(|w| &w.projection.elements)
+                .filter(|(_, c)| c.replace_elements)
+                .flat_map(|(w, _)| &w.projection.elements)
                 .collect();
             if !elements.is_empty() {
                 sqlx::query(
@@ -726,6 +766,25 @@ async fn insert_outbox(
 }
 
 impl TimerStore for PgStore {
+    /// Claims by instance: the due timers of whole instances, earliest first, up to `limit` (the
+    /// last instance taken may be cut at the limit; the claim on its first timers keeps the
+    /// others off it until this node has fired them). Two nodes claiming row by row would split
+    /// the same instances between them, and since a firing commits under the instance's version
+    /// their batches would keep conflicting; claimed by instance, they work side by side, and an
+    /// instance's state stays in one node's cache.
+    ///
+    /// Why concurrent claimers get disjoint instances: in one transaction, a node first takes a
+    /// transaction-scoped advisory lock per instance (`pg_try_advisory_xact_lock` on a hash of
+    /// schema and instance; a lock someone holds is skipped, never waited for), and only then
+    /// claims, in a new statement whose snapshot is taken after the locks: any node that held one
+    /// of those locks before has committed, so its live claims are visible and the instance is
+    /// left alone. A hash collision only makes a node skip an instance for one poll. Correctness
+    /// does not rest on any of this: a timer fires once because its `fired` mark commits with its
+    /// effects and requires it open (see `commit`); disjoint claims are for throughput. A dead
+    /// node's claims stop counting when their lease runs out, and its timers are claimable again.
+    ///
+    /// Cost: every step reads O(`limit`) rows however many timers are due, so a backlog after
+    /// downtime (or one instance with thousands of due timers) costs a poll no more than usual.
     async fn claim_due(
         &self,
         node: &str,
@@ -733,22 +792,112 @@ impl TimerStore for PgStore {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedTimer>> {
+        /// Advisory-lock class of timer claims. The two-key form of `pg_try_advisory_xact_lock`
+        /// keeps these locks apart from any single-key advisory lock taken in the database.
+        const TIMER_CLAIM_LOCK: i32 = 0x7370_746d;
+
+        /// The instances with claimable due timers (pending, or claimed under an expired
+        /// lease), earliest due first, less those another node holds a live claim on. Only the
+        /// first `$3` claimable rows by due are looked at.
+        const CLAIM_CANDIDATES: &str = "
+            WITH w AS (
+                SELECT instance, due FROM timers
+                WHERE state IN ('pending', 'claimed') AND due <= $1
+                  AND (state = 'pending' OR lease_until < $1)
+                ORDER BY due LIMIT $3
+            )
+            SELECT instance FROM w GROUP BY instance
+            HAVING NOT EXISTS (SELECT 1 FROM timers l
+                                WHERE l.instance = w.instance AND l.state = 'claimed'
+                                  AND l.lease_until >= $1 AND l.claimed_by IS DISTINCT FROM $2)
+            ORDER BY min(due), instance";
+
+        /// Walks the candidates `$1` in order: tries each one's claim lock and, if it got it,
+        /// counts its claimable due timers (at most the room left), until `$4` are covered.
+        /// Answers the instances locked, with how many timers to take from each. A recursive
+        /// query so that locks and counts are taken for the instances used only (`OFFSET 0`
+        /// keeps the planner from evaluating a lateral twice).
+        const CLAIM_LOCK: &str = "
+            WITH RECURSIVE walk(n, instance, got, quota, taken) AS (
+                SELECT 0::bigint, NULL::text, false, 0::bigint, 0::bigint
+                UNION ALL
+                SELECT k.n + 1, c.i, l.got, q.quota, k.taken + q.quota
+                FROM walk k
+                CROSS JOIN LATERAL (SELECT ($1::text[])[k.n + 1] AS i) c
+                CROSS JOIN LATERAL (
+                    SELECT pg_try_advisory_xact_lock($2, hashtext(current_schema() || '/' || c.i))
+                           AS got
+                    OFFSET 0) l
+                CROSS JOIN LATERAL (
+                    SELECT CASE WHEN l.got THEN
+                        (SELECT count(*) FROM (
+                            SELECT 1 FROM timers t
+                            WHERE t.instance = c.i AND t.state IN ('pending', 'claimed')
+                              AND t.due <= $3 AND (t.state = 'pending' OR t.lease_until < $3)
+                            LIMIT $4 - k.taken) x)
+                        ELSE 0 END AS quota
+                    OFFSET 0) q
+                WHERE k.taken < $4 AND k.n < cardinality($1::text[])
+            )
+            SELECT instance, quota FROM walk WHERE got AND quota > 0 ORDER BY n";
+
+        /// Claims the first `$5[i]` claimable due timers of each instance `$4[i]`, re-checking in
+        /// this statement's fresh snapshot that no other node holds a live claim on it.
+        const CLAIM_TIMERS: &str = "
+            WITH p AS (
+                SELECT u.i, u.q FROM unnest($4::text[], $5::bigint[]) AS u(i, q)
+                WHERE NOT EXISTS (SELECT 1 FROM timers l
+                                   WHERE l.instance = u.i AND l.state = 'claimed'
+                                     AND l.lease_until >= $3 AND l.claimed_by IS DISTINCT FROM $1)
+            ), d AS (
+                SELECT x.instance, x.timer_id FROM p CROSS JOIN LATERAL (
+                    SELECT t.instance, t.timer_id FROM timers t
+                    WHERE t.instance = p.i AND t.state IN ('pending', 'claimed') AND t.due <= $3
+                      AND (t.state = 'pending' OR t.lease_until < $3)
+                    ORDER BY t.due LIMIT p.q
+                    FOR UPDATE SKIP LOCKED) x
+            )
+            UPDATE timers AS t SET state = 'claimed', claimed_by = $1, lease_until = $2
+            FROM d WHERE t.instance = d.instance AND t.timer_id = d.timer_id
+            RETURNING t.instance, t.timer_id, t.due, t.kind";
+
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
         let lease_until = now.saturating_add(lease_ms);
-        let rows = sqlx::query(
-            "UPDATE timers AS t SET state = 'claimed', claimed_by = $1, lease_until = $2
-             FROM (SELECT instance, timer_id FROM timers
-                   WHERE state IN ('pending', 'claimed') AND due <= $3
-                     AND (state = 'pending' OR lease_until < $3)
-                   ORDER BY due LIMIT $4 FOR UPDATE SKIP LOCKED) AS d
-             WHERE t.instance = d.instance AND t.timer_id = d.timer_id
-             RETURNING t.instance, t.timer_id, t.due, t.kind",
-        )
-        .bind(node)
-        .bind(lease_until)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        // Read outside the transaction: the claim re-checks what matters under the locks.
+        let candidates: Vec<String> = sqlx::query_scalar(CLAIM_CANDIDATES)
+            .bind(now)
+            .bind(node)
+            .bind(limit.saturating_mul(2))
+            .fetch_all(&self.pool)
+            .await?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let picked: Vec<(String, i64)> = sqlx::query_as(CLAIM_LOCK)
+            .bind(candidates)
+            .bind(TIMER_CLAIM_LOCK)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        if picked.is_empty() {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let (instances, quotas): (Vec<String>, Vec<i64>) = picked.into_iter().unzip();
+        let rows = sqlx::query(CLAIM_TIMERS)
+            .bind(node)
+            .bind(lease_until)
+            .bind(now)
+            .bind(instances)
+            .bind(quotas)
+            .fetch_all(&mut *tx)
+            .await?;
+        // Committing releases the locks; the claims themselves now keep the others off.
+        tx.commit().await?;
         let mut out = rows
             .iter()
             .map(|r| {
@@ -1141,6 +1290,28 @@ impl ReportStore for PgStore {
         .fetch_one(&self.pool)
         .await?;
         let (started, finished) = (r.try_get(0)?, r.try_get(1)?);
+        // Decisions in the period, by the department of the task's own `task_opened` event (the
+        // inbox row is gone once the task is decided). Every commit sets `updated_at`, so an
+        // instance with a decision in the period was updated in it: that bounds the scan to
+        // the instances active in the period and reads their events by primary key.
+        let decided_by_department = sqlx::query(
+            "SELECT o.body ->> 'department', count(*)
+             FROM instances i
+             JOIN events d ON d.instance = i.id AND d.type = 'task_decided'
+                  AND d.recorded_at >= $2 AND d.recorded_at < $3
+             JOIN events o ON o.instance = d.instance AND o.type = 'task_opened'
+                  AND o.body -> 'task' = d.body -> 'task'
+             WHERE i.workflow_id = $1 AND i.updated_at >= $2
+             GROUP BY 1 ORDER BY 1",
+        )
+        .bind(workflow_id)
+        .bind(from)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<Vec<_>>>()?;
         let promises = sqlx::query(
             "SELECT p.state, count(*) FROM promises p JOIN instances i ON i.id = p.instance
              WHERE i.workflow_id = $1 GROUP BY p.state ORDER BY p.state",
@@ -1184,6 +1355,7 @@ impl ReportStore for PgStore {
             tasks,
             started,
             finished,
+            decided_by_department,
             promises,
             overdue,
             promises_due,

@@ -6,14 +6,12 @@
 //! half-way; readers go on in parallel thanks to WAL. Claims (timers, outbox) are single
 //! `UPDATE ... RETURNING` statements, atomic under that lock, so no `SKIP LOCKED` is needed.
 //!
-//! A commit writes each table with one statement over `json_each` of a JSON array of the rows
-//! (the SQLite counterpart of PostgreSQL's `UNNEST`): the statement text is fixed, prepared once,
-//! and a batch of hundreds of commands costs a dozen statements instead of thousands.
+//! Group commits do not go through sqlx: they run on a connection and thread of their own
+//! (`sqlite_commit.rs`), one message per batch; everything else uses the sqlx pool.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde_json::json;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -21,22 +19,35 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlSafeStr};
 
+use super::sqlite_commit::CommitThread;
 use super::*;
 
 /// The embedded migrations (the files under `adapters/migrations/sqlite/`).
 pub fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "durable".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/sqlite/0001_durable.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "durable".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0001_durable.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "timer claims by instance".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0002_timer_claims_by_instance.sql")
+                .into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The group commits' own connection (see `sqlite_commit`).
+    writer: CommitThread,
 }
 
 impl SqliteStore {
@@ -77,7 +88,8 @@ impl SqliteStore {
                 }
             }
         });
-        Ok(SqliteStore { pool })
+        let writer = CommitThread::open(path)?;
+        Ok(SqliteStore { pool, writer })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -312,251 +324,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn commit(&self, b: &Batch) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let (new, old): (Vec<&InstanceWrite>, Vec<&InstanceWrite>) =
-            b.instances.iter().partition(|w| w.from_version == 0);
-        if !new.is_empty() {
-            let rows: Vec<serde_json::Value> = new
-                .iter()
-                .map(|w| {
-                    let p = &w.projection;
-                    json!([
-                        w.meta.id,
-                        w.meta.workflow_id,
-                        w.meta.def_version,
-                        w.to_version,
-                        w.meta.project.to_string(),
-                        p.status,
-                        p.stage,
-                        p.channel
-                    ])
-                })
-                .collect();
-            sqlx::query(
-                "INSERT INTO instances (id, workflow_id, def_version, version, project, status,
-                 stage, channel, created_at, updated_at)
-                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5,
-                        value->>6, value->>7, ?2, ?2 FROM json_each(?1)",
-            )
-            .bind(json_text(&rows))
-            .bind(b.now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !old.is_empty() {
-            let rows: Vec<serde_json::Value> = old
-                .iter()
-                .map(|w| {
-                    let p = &w.projection;
-                    json!([
-                        w.meta.id,
-                        w.to_version,
-                        p.status,
-                        p.stage,
-                        p.channel,
-                        w.from_version
-                    ])
-                })
-                .collect();
-            let done = sqlx::query(
-                "UPDATE instances SET version = j.value->>1, status = j.value->>2,
-                 stage = j.value->>3, channel = j.value->>4, updated_at = ?2
-                 FROM json_each(?1) AS j
-                 WHERE instances.id = j.value->>0 AND instances.version = j.value->>5",
-            )
-            .bind(json_text(&rows))
-            .bind(b.now)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() != old.len() as u64 {
-                return Err(StoreError::Conflict(
-                    "an instance moved on since it was read".into(),
-                ));
-            }
-        }
-        if !b.instances.is_empty() {
-            let ids = json_text(
-                &b.instances
-                    .iter()
-                    .map(|w| json!(w.meta.id))
-                    .collect::<Vec<_>>(),
-            );
-            for sql in [
-                "DELETE FROM inbox WHERE instance IN (SELECT value FROM json_each(?1))",
-                "DELETE FROM promises WHERE instance IN (SELECT value FROM json_each(?1))",
-                "DELETE FROM elements WHERE instance IN (SELECT value FROM json_each(?1))",
-            ] {
-                sqlx::query(sql).bind(&ids).execute(&mut *tx).await?;
-            }
-            let tasks: Vec<Vec<V>> = b
-                .instances
-                .iter()
-                .flat_map(|w| &w.projection.tasks)
-                .map(|t| {
-                    vec![
-                        V::S(&t.instance),
-                        V::S(&t.task_id),
-                        V::S(&t.workflow_id),
-                        V::S(&t.node),
-                        V::OS(t.stage.as_deref()),
-                        V::OS(t.assignee.as_deref()),
-                        V::OS(t.department.as_deref()),
-                        V::S(&t.colour),
-                        V::OI(t.due),
-                        V::I(i64::from(t.priority)),
-                        V::B(t.supervised),
-                        V::I(t.opened_at),
-                    ]
-                })
-                .collect();
-            insert_rows(
-                &mut tx,
-                "INSERT INTO inbox (instance, task_id, workflow_id, node, stage, assignee,
-                 department, colour, due, priority, supervised, opened_at)",
-                "",
-                12,
-                tasks,
-            )
-            .await?;
-            let promises: Vec<serde_json::Value> = b
-                .instances
-                .iter()
-                .flat_map(|w| &w.projection.promises)
-                .map(|x| {
-                    json!([
-                        x.instance,
-                        x.promise_id,
-                        x.material,
-                        x.state,
-                        x.colour,
-                        x.due
-                    ])
-                })
-                .collect();
-            if !promises.is_empty() {
-                sqlx::query(
-                    "INSERT INTO promises (instance, promise_id, material, state, colour, due)
-                     SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5
-                     FROM json_each(?1)",
-                )
-                .bind(json_text(&promises))
-                .execute(&mut *tx)
-                .await?;
-            }
-            let elements: Vec<serde_json::Value> = b
-                .instances
-                .iter()
-                .flat_map(|w| &w.projection.elements)
-                .map(|x| json!([x.instance, x.stage, x.element, x.department, x.state, x.due]))
-                .collect();
-            if !elements.is_empty() {
-                sqlx::query(
-                    "INSERT INTO elements (instance, stage, element, department, state, due)
-                     SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5
-                     FROM json_each(?1)",
-                )
-                .bind(json_text(&elements))
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        if !b.events.is_empty() {
-            let rows = b
-                .events
-                .iter()
-                .map(|e| {
-                    vec![
-                        V::S(&e.instance),
-                        V::I(e.seq),
-                        V::S(&e.kind),
-                        V::S(&e.body),
-                        V::I(e.recorded_at),
-                    ]
-                })
-                .collect();
-            insert_rows(
-                &mut tx,
-                "INSERT INTO events (instance, seq, type, body, recorded_at)",
-                "",
-                5,
-                rows,
-            )
-            .await?;
-        }
-        // Fired first: a firing may re-arm a timer with the same id.
-        if !b.timers_fired.is_empty() {
-            let done = sqlx::query(
-                "UPDATE timers SET state = 'fired', fired_at = ?2 FROM json_each(?1) AS j
-                 WHERE timers.instance = j.value->>0 AND timers.timer_id = j.value->>1
-                   AND timers.state IN ('pending', 'claimed')",
-            )
-            .bind(json_text(
-                &b.timers_fired
-                    .iter()
-                    .map(|t| json!([t.0, t.1]))
-                    .collect::<Vec<_>>(),
-            ))
-            .bind(b.now)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() != b.timers_fired.len() as u64 {
-                return Err(StoreError::Conflict(
-                    "a timer fired or was cancelled meanwhile".into(),
-                ));
-            }
-        }
-        if !b.timers_cancelled.is_empty() {
-            sqlx::query(
-                "UPDATE timers SET state = 'cancelled' FROM json_each(?1) AS j
-                 WHERE timers.instance = j.value->>0 AND timers.timer_id = j.value->>1
-                   AND timers.state IN ('pending', 'claimed')",
-            )
-            .bind(json_text(
-                &b.timers_cancelled
-                    .iter()
-                    .map(|t| json!([t.0, t.1]))
-                    .collect::<Vec<_>>(),
-            ))
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !b.timers_armed.is_empty() {
-            // `WHERE true` keeps SQLite from reading ON CONFLICT as part of the SELECT's join.
-            sqlx::query(
-                "INSERT INTO timers (instance, timer_id, due, kind, state)
-                 SELECT value->>0, value->>1, value->>2, value->>3, 'pending'
-                 FROM json_each(?1) WHERE true
-                 ON CONFLICT (instance, timer_id) DO UPDATE SET due = excluded.due,
-                 kind = excluded.kind, state = 'pending', claimed_by = NULL, lease_until = NULL,
-                 fired_at = NULL",
-            )
-            .bind(json_text(
-                &b.timers_armed
-                    .iter()
-                    .map(|t| json!([t.instance, t.timer_id, t.due, t.kind]))
-                    .collect::<Vec<_>>(),
-            ))
-            .execute(&mut *tx)
-            .await?;
-        }
-        insert_outbox(&mut tx, &b.outbox).await?;
-        if !b.idempotency.is_empty() {
-            sqlx::query(
-                "INSERT INTO idempotency (key, instance, result, created_at)
-                 SELECT value->>0, value->>1, value->>2, ?2 FROM json_each(?1)",
-            )
-            .bind(json_text(
-                &b.idempotency
-                    .iter()
-                    .map(|k| json!([k.key, k.instance, k.result]))
-                    .collect::<Vec<_>>(),
-            ))
-            .bind(b.now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.writer.commit(b.clone()).await
     }
 
     async fn count_events(&self, instance: Option<&str>) -> Result<i64> {
@@ -568,96 +336,39 @@ impl EventStore for SqliteStore {
     }
 }
 
+/// Outbox rows written outside a group commit (reports, `enqueue`): few, one statement each.
 async fn insert_outbox(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     rows: &[OutboxRow],
 ) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let rows = rows
-        .iter()
-        .map(|o| {
-            vec![
-                V::S(&o.id),
-                V::OS(o.instance.as_deref()),
-                V::S(&o.channel),
-                V::S(&o.recipient),
-                V::S(&o.template),
-                V::Owned(o.payload.to_string()),
-                V::I(o.next_attempt_at),
-                V::I(o.created_at),
-            ]
-        })
-        .collect();
-    insert_rows(
-        tx,
-        "INSERT INTO outbox (id, instance, channel, recipient, template, payload, next_attempt_at,
-         created_at)",
-        " ON CONFLICT (id) DO NOTHING",
-        8,
-        rows,
-    )
-    .await?;
-    Ok(())
-}
-
-/// A bound value of a multi-row insert.
-enum V<'a> {
-    I(i64),
-    OI(Option<i64>),
-    S(&'a str),
-    OS(Option<&'a str>),
-    B(bool),
-    Owned(String),
-}
-
-/// Inserts rows with multi-row `VALUES` statements in chunks of fixed sizes (64, 8, 1 rows), so
-/// only three statement texts per table are ever prepared and SQLite parses no JSON.
-async fn insert_rows(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    head: &str,
-    tail: &str,
-    ncols: usize,
-    rows: Vec<Vec<V<'_>>>,
-) -> Result<()> {
-    let mut rest = rows.as_slice();
-    while !rest.is_empty() {
-        let n = [64, 8, 1]
-            .into_iter()
-            .find(|&n| rest.len() >= n)
-            .unwrap_or(1);
-        let (chunk, tail_rows) = rest.split_at(n.min(rest.len()));
-        rest = tail_rows;
-        let one = format!("({})", vec!["?"; ncols].join(","));
-        let sql = format!(
-            "{head} VALUES {}{tail}",
-            vec![one.as_str(); chunk.len()].join(",")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for row in chunk {
-            for v in row {
-                q = match v {
-                    V::I(x) => q.bind(*x),
-                    V::OI(x) => q.bind(*x),
-                    V::S(x) => q.bind(x.to_string()),
-                    V::OS(x) => q.bind(x.map(str::to_string)),
-                    V::B(x) => q.bind(*x),
-                    V::Owned(x) => q.bind(x.clone()),
-                };
-            }
-        }
-        q.execute(&mut **tx).await?;
+    for o in rows {
+        sqlx::query(
+            "INSERT INTO outbox (id, instance, channel, recipient, template, payload,
+             next_attempt_at, created_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&o.id)
+        .bind(&o.instance)
+        .bind(&o.channel)
+        .bind(&o.recipient)
+        .bind(&o.template)
+        .bind(o.payload.to_string())
+        .bind(o.next_attempt_at)
+        .bind(o.created_at)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
-}
-
-/// Rows for a `json_each` bulk statement: one statement per table whatever the batch size.
-fn json_text(rows: &[serde_json::Value]) -> String {
-    serde_json::Value::Array(rows.to_vec()).to_string()
 }
 
 impl TimerStore for SqliteStore {
+    /// Claims by instance, like the PostgreSQL backend (see there for why): the due timers of
+    /// whole instances, earliest first, up to `limit` (the last one may be cut at the limit),
+    /// skipping instances another node holds a live claim on. SQLite has one writer at a time:
+    /// the claim runs in one `BEGIN IMMEDIATE` transaction, so two claimers (two processes on
+    /// one file) never interleave, and the second sees the first's claims. One statement per
+    /// instance keeps the work at O(`limit`) rows whatever the backlog; they are in-process
+    /// calls, and the transaction is entered only when something is due.
     async fn claim_due(
         &self,
         node: &str,
@@ -665,21 +376,72 @@ impl TimerStore for SqliteStore {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedTimer>> {
+        /// The instances with claimable due timers (pending, or claimed under an expired
+        /// lease), earliest due first, less those another node holds a live claim on. Only the
+        /// first `?3` claimable rows by due are looked at.
+        const CLAIM_CANDIDATES: &str = "
+            WITH w AS (
+                SELECT instance, due FROM timers
+                WHERE state IN ('pending', 'claimed') AND due <= ?1
+                  AND (state = 'pending' OR lease_until < ?1)
+                ORDER BY due LIMIT ?3
+            )
+            SELECT instance FROM w GROUP BY instance
+            HAVING NOT EXISTS (SELECT 1 FROM timers l
+                                WHERE l.instance = w.instance AND l.state = 'claimed'
+                                  AND l.lease_until >= ?1 AND l.claimed_by IS NOT ?2)
+            ORDER BY min(due), instance";
+
+        /// Claims the first `?5` claimable due timers of instance `?3`.
+        const CLAIM_INSTANCE: &str = "
+            UPDATE timers SET state = 'claimed', claimed_by = ?1, lease_until = ?2
+            WHERE rowid IN (SELECT rowid FROM timers
+                WHERE instance = ?3 AND state IN ('pending', 'claimed') AND due <= ?4
+                  AND (state = 'pending' OR lease_until < ?4)
+                ORDER BY due LIMIT ?5)
+            RETURNING instance, timer_id, due, kind";
+
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
         let lease_until = now.saturating_add(lease_ms);
-        let rows = sqlx::query(
-            "UPDATE timers SET state = 'claimed', claimed_by = ?1, lease_until = ?2
-             WHERE rowid IN (SELECT rowid FROM timers
-                 WHERE state IN ('pending', 'claimed') AND due <= ?3
-                   AND (state = 'pending' OR lease_until < ?3)
-                 ORDER BY due LIMIT ?4)
-             RETURNING instance, timer_id, due, kind",
-        )
-        .bind(node)
-        .bind(lease_until)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let window = limit.saturating_mul(2);
+        // A read first, so that an idle poll does not take the write lock.
+        let due: Vec<String> = sqlx::query_scalar(CLAIM_CANDIDATES)
+            .bind(now)
+            .bind(node)
+            .bind(window)
+            .fetch_all(&self.pool)
+            .await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Read again under the write lock: this is the list that counts.
+        let candidates: Vec<String> = sqlx::query_scalar(CLAIM_CANDIDATES)
+            .bind(now)
+            .bind(node)
+            .bind(window)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut rows = Vec::new();
+        for instance in &candidates {
+            let room = limit.saturating_sub(i64::try_from(rows.len()).unwrap_or(i64::MAX));
+            if room <= 0 {
+                break;
+            }
+            rows.extend(
+                sqlx::query(CLAIM_INSTANCE)
+                    .bind(node)
+                    .bind(lease_until)
+                    .bind(instance)
+                    .bind(now)
+                    .bind(room)
+                    .fetch_all(&mut *tx)
+                    .await?,
+            );
+        }
+        tx.commit().await?;
         let mut out = rows
             .iter()
             .map(|r| {
@@ -1071,6 +833,28 @@ impl ReportStore for SqliteStore {
         .fetch_one(&self.pool)
         .await?;
         let (started, finished) = (r.try_get(0)?, r.try_get(1)?);
+        // Decisions in the period, by the department of the task's own `task_opened` event (the
+        // inbox row is gone once the task is decided). Every commit sets `updated_at`, so an
+        // instance with a decision in the period was updated in it: that bounds the scan to
+        // the instances active in the period and reads their events by primary key.
+        let decided_by_department = sqlx::query(
+            "SELECT o.body ->> '$.department', count(*)
+             FROM instances i
+             JOIN events d ON d.instance = i.id AND d.type = 'task_decided'
+                  AND d.recorded_at >= ?2 AND d.recorded_at < ?3
+             JOIN events o ON o.instance = d.instance AND o.type = 'task_opened'
+                  AND o.body ->> '$.task' = d.body ->> '$.task'
+             WHERE i.workflow_id = ?1 AND i.updated_at >= ?2
+             GROUP BY 1 ORDER BY 1",
+        )
+        .bind(workflow_id)
+        .bind(from)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<Vec<_>>>()?;
         let promises = sqlx::query(
             "SELECT p.state, count(*) FROM promises p JOIN instances i ON i.id = p.instance
              WHERE i.workflow_id = ?1 GROUP BY p.state ORDER BY p.state",
@@ -1114,6 +898,7 @@ impl ReportStore for SqliteStore {
             tasks,
             started,
             finished,
+            decided_by_department,
             promises,
             overdue,
             promises_due,

@@ -29,7 +29,11 @@ pub struct ServeArgs {
     clock_start: Option<jiff::Timestamp>,
     /// Notification addresses per party, a JSON file:
     /// `{"parties": {"role:zdb_coordinator": {"dingtalk": "https://..."}}, "default": {}}`.
-    /// The webhook signing key comes from the environment variable SHENPI_WEBHOOK_SECRET.
+    /// The webhook signing key comes from the environment variable SHENPI_WEBHOOK_SECRET; a
+    /// DingTalk robot's 加签 secret from its entry's `dingtalk_secret`, else from
+    /// SHENPI_DINGTALK_SECRET. E-mail goes out through SHENPI_SMTP_URL (`smtps://user:pass@host`,
+    /// `smtp://user:pass@host?tls=required` for STARTTLS, `smtp://127.0.0.1:25` for a plain local
+    /// relay) from SHENPI_SMTP_FROM; secrets stay out of the command line, which `ps` shows.
     #[arg(long, value_name = "FILE")]
     notify_directory: Option<PathBuf>,
 }
@@ -67,6 +71,21 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let webhook_secret = std::env::var("SHENPI_WEBHOOK_SECRET")
         .unwrap_or_default()
         .into_bytes();
+    let dingtalk_secret = std::env::var("SHENPI_DINGTALK_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let smtp = match std::env::var("SHENPI_SMTP_URL") {
+        Ok(url) if !url.is_empty() => Some(shenpi_adapters::outbox::SmtpConfig {
+            url,
+            from: std::env::var("SHENPI_SMTP_FROM")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .context(
+                    "SHENPI_SMTP_URL is set: set SHENPI_SMTP_FROM to the sender address too",
+                )?,
+        }),
+        _ => None,
+    };
     // The demo runs on a date the shipped calendar covers (2025-2026), so that every limit it
     // computes lands inside the calendar; a real deployment runs on the real clock.
     let clock_start = match (a.clock_start, a.demo) {
@@ -91,6 +110,8 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         clock_start: clock_start.map(|t| t.as_millisecond()),
         directory,
         webhook_secret,
+        dingtalk_secret,
+        smtp,
     }));
     match res {
         Ok(()) => Ok(ExitCode::SUCCESS),

@@ -168,6 +168,10 @@ pub struct ServeOptions {
     /// Notification addresses per party (JSON: `{"parties": {"role:x": {"webhook": "..."}}, "default": {...}}`).
     pub directory: shenpi_adapters::outbox::Directory,
     pub webhook_secret: Vec<u8>,
+    /// 加签 secret of the DingTalk robots whose directory entry has none.
+    pub dingtalk_secret: Option<String>,
+    /// The e-mail channel's SMTP server (`None`: e-mail is dead-lettered as not configured).
+    pub smtp: Option<shenpi_adapters::outbox::SmtpConfig>,
 }
 
 /// Runs the server until SIGTERM or Ctrl-C. In-flight requests finish (their commands are
@@ -184,6 +188,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         secure_cookies: false,
         directory: opts.directory,
         webhook_secret: opts.webhook_secret,
+        dingtalk_secret: opts.dingtalk_secret,
+        smtp: opts.smtp,
     })
     .await?;
     if opts.demo {

@@ -58,6 +58,10 @@ pub struct Config<'a> {
     pub directory: Directory,
     /// HMAC key of the webhook signature.
     pub webhook_secret: Vec<u8>,
+    /// 加签 secret of the DingTalk robots whose directory entry has none.
+    pub dingtalk_secret: Option<String>,
+    /// The e-mail channel's SMTP server.
+    pub smtp: Option<shenpi_adapters::outbox::SmtpConfig>,
     pub clock: Arc<dyn Clock>,
     pub secure_cookies: bool,
 }
@@ -120,6 +124,8 @@ impl AppState {
                 cfg.clock.clone(),
                 OutboxOptions {
                     webhook_secret: cfg.webhook_secret,
+                    dingtalk_secret: cfg.dingtalk_secret,
+                    smtp: cfg.smtp,
                     ..OutboxOptions::default()
                 },
                 Some(bus.outbox_queued.clone()),

@@ -69,6 +69,8 @@ pub async fn server(name: &str) -> Server {
         secure_cookies: false,
         directory: Default::default(),
         webhook_secret: Vec::new(),
+        dingtalk_secret: None,
+        smtp: None,
     })
     .await
     .expect("server builds");
