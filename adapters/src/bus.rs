@@ -388,7 +388,7 @@ impl<M: Machine, S: Store> Writer<M, S> {
         let store = self.store.clone();
         Some(Flight {
             prepared: p,
-            commit: tokio::spawn(async move { store.commit(&batch).await }),
+            commit: tokio::spawn(async move { store.commit_owned(batch).await }),
             launched: Instant::now(),
             armed,
             queued,

@@ -394,6 +394,9 @@ pub trait EventStore {
     ) -> impl Future<Output = Result<Vec<(String, String, TimerState)>>> + Send;
     /// Writes the whole batch in one transaction, or nothing.
     fn commit(&self, batch: &Batch) -> impl Future<Output = Result<()>> + Send;
+    /// [`EventStore::commit`] for a caller done with the batch: a store that writes on another
+    /// thread takes it as it is instead of copying it.
+    fn commit_owned(&self, batch: Batch) -> impl Future<Output = Result<()>> + Send;
     /// Number of events of an instance with the same (instance, seq): always 0 or 1; for tests.
     fn count_events(&self, instance: Option<&str>) -> impl Future<Output = Result<i64>> + Send;
 }
@@ -652,6 +655,7 @@ delegate!(EventStore {
     fn lookup_keys(&self, keys: &[String]) -> Result<Vec<IdempotencyRow>>;
     fn timer_states(&self, timers: &[(String, String)]) -> Result<Vec<(String, String, TimerState)>>;
     fn commit(&self, batch: &Batch) -> Result<()>;
+    fn commit_owned(&self, batch: Batch) -> Result<()>;
     fn count_events(&self, instance: Option<&str>) -> Result<i64>;
 });
 delegate!(TimerStore {

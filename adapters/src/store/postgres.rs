@@ -34,6 +34,13 @@ pub fn migrator() -> Migrator {
                 .into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            "write path: json bodies, byte-wise keys".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0003_write_path.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -326,6 +333,10 @@ impl EventStore for PgStore {
         })
     }
 
+    async fn commit_owned(&self, b: Batch) -> Result<()> {
+        self.commit(&b).await
+    }
+
     async fn count_events(&self, instance: Option<&str>) -> Result<i64> {
         let r = sqlx::query("SELECT count(*) FROM events WHERE $1::text IS NULL OR instance = $1")
             .bind(instance)
@@ -607,7 +618,7 @@ impl PgStore {
         if !b.events.is_empty() {
             sqlx::query(
                 "INSERT INTO events (instance, seq, type, body, recorded_at)
-                 SELECT u.i, u.s, u.t, u.b::jsonb, u.r
+                 SELECT u.i, u.s, u.t, u.b::json, u.r
                  FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])
                    AS u(i, s, t, b, r)",
             )
@@ -735,7 +746,7 @@ async fn insert_outbox(
     sqlx::query(
         "INSERT INTO outbox (id, instance, channel, recipient, template, payload, state, tries,
          next_attempt_at, created_at)
-         SELECT u.id, u.i, u.c, u.r, u.t, u.p::jsonb, 'pending', 0, u.n, u.cr
+         SELECT u.id, u.i, u.c, u.r, u.t, u.p::json, 'pending', 0, u.n, u.cr
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                      $7::bigint[], $8::bigint[]) AS u(id, i, c, r, t, p, n, cr)
          ON CONFLICT (id) DO NOTHING",
@@ -1300,7 +1311,7 @@ impl ReportStore for PgStore {
              JOIN events d ON d.instance = i.id AND d.type = 'task_decided'
                   AND d.recorded_at >= $2 AND d.recorded_at < $3
              JOIN events o ON o.instance = d.instance AND o.type = 'task_opened'
-                  AND o.body -> 'task' = d.body -> 'task'
+                  AND o.body ->> 'task' = d.body ->> 'task'
              WHERE i.workflow_id = $1 AND i.updated_at >= $2
              GROUP BY 1 ORDER BY 1",
         )

@@ -327,6 +327,10 @@ impl EventStore for SqliteStore {
         self.writer.commit(b.clone()).await
     }
 
+    async fn commit_owned(&self, b: Batch) -> Result<()> {
+        self.writer.commit(b).await
+    }
+
     async fn count_events(&self, instance: Option<&str>) -> Result<i64> {
         let r = sqlx::query("SELECT count(*) FROM events WHERE ?1 IS NULL OR instance = ?1")
             .bind(instance)
@@ -362,13 +366,16 @@ async fn insert_outbox(
 }
 
 impl TimerStore for SqliteStore {
-    /// Claims by instance, like the PostgreSQL backend (see there for why): the due timers of
-    /// whole instances, earliest first, up to `limit` (the last one may be cut at the limit),
-    /// skipping instances another node holds a live claim on. SQLite has one writer at a time:
-    /// the claim runs in one `BEGIN IMMEDIATE` transaction, so two claimers (two processes on
-    /// one file) never interleave, and the second sees the first's claims. One statement per
-    /// instance keeps the work at O(`limit`) rows whatever the backlog; they are in-process
-    /// calls, and the transaction is entered only when something is due.
+    /// Claims by instance, like the PostgreSQL backend (see there for why): due timers grouped
+    /// by instance, earliest instance first, up to `limit`, skipping instances another node
+    /// holds a live claim on. One statement, so two claimers (two processes on one file; SQLite
+    /// has one writer at a time) never interleave: the second sees the first's claims.
+    ///
+    /// It looks ahead over the first `2 × limit` claimable due rows only, so a poll costs
+    /// O(`limit`) however long the backlog. When everything due fits in that window (the steady
+    /// state), each instance taken is taken whole but the last, which may be cut at the limit.
+    /// In a longer backlog an instance's timers beyond the window are left for the next claim;
+    /// the claim on its first ones keeps other nodes off it meanwhile.
     async fn claim_due(
         &self,
         node: &str,
@@ -376,72 +383,48 @@ impl TimerStore for SqliteStore {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedTimer>> {
-        /// The instances with claimable due timers (pending, or claimed under an expired
-        /// lease), earliest due first, less those another node holds a live claim on. Only the
-        /// first `?3` claimable rows by due are looked at.
-        const CLAIM_CANDIDATES: &str = "
-            WITH w AS (
-                SELECT instance, due FROM timers
-                WHERE state IN ('pending', 'claimed') AND due <= ?1
-                  AND (state = 'pending' OR lease_until < ?1)
-                ORDER BY due LIMIT ?3
-            )
-            SELECT instance FROM w GROUP BY instance
-            HAVING NOT EXISTS (SELECT 1 FROM timers l
-                                WHERE l.instance = w.instance AND l.state = 'claimed'
-                                  AND l.lease_until >= ?1 AND l.claimed_by IS NOT ?2)
-            ORDER BY min(due), instance";
-
-        /// Claims the first `?5` claimable due timers of instance `?3`.
-        const CLAIM_INSTANCE: &str = "
+        /// `w`: the window of claimable due rows (pending, or claimed under an expired lease).
+        /// `free`: those of instances no other node holds a live claim on, with their
+        /// instance's first due and row count. `run`: how many rows the instances before this
+        /// row's instance hold (instances ordered by first due); an instance is taken while
+        /// that leaves room under the limit.
+        const CLAIM_TIMERS: &str = "
             UPDATE timers SET state = 'claimed', claimed_by = ?1, lease_until = ?2
-            WHERE rowid IN (SELECT rowid FROM timers
-                WHERE instance = ?3 AND state IN ('pending', 'claimed') AND due <= ?4
-                  AND (state = 'pending' OR lease_until < ?4)
-                ORDER BY due LIMIT ?5)
+            WHERE rowid IN (
+                WITH w AS (
+                    SELECT rowid AS id, instance, due FROM timers
+                    WHERE state IN ('pending', 'claimed') AND due <= ?3
+                      AND (state = 'pending' OR lease_until < ?3)
+                    ORDER BY due LIMIT ?5
+                ), free AS (
+                    SELECT id, instance, due,
+                           min(due) OVER (PARTITION BY instance) AS first_due,
+                           count(*) OVER (PARTITION BY instance) AS cnt
+                    FROM w
+                    WHERE NOT EXISTS (SELECT 1 FROM timers l
+                                       WHERE l.instance = w.instance AND l.state = 'claimed'
+                                         AND l.lease_until >= ?3 AND l.claimed_by IS NOT ?1)
+                ), run AS (
+                    SELECT id, instance, due, first_due,
+                           count(*) OVER (ORDER BY first_due, instance) - cnt AS before
+                    FROM free
+                )
+                SELECT id FROM run WHERE before < ?4
+                ORDER BY first_due, instance, due LIMIT ?4)
             RETURNING instance, timer_id, due, kind";
 
         if limit <= 0 {
             return Ok(Vec::new());
         }
         let lease_until = now.saturating_add(lease_ms);
-        let window = limit.saturating_mul(2);
-        // A read first, so that an idle poll does not take the write lock.
-        let due: Vec<String> = sqlx::query_scalar(CLAIM_CANDIDATES)
-            .bind(now)
+        let rows = sqlx::query(CLAIM_TIMERS)
             .bind(node)
-            .bind(window)
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit)
+            .bind(limit.saturating_mul(2))
             .fetch_all(&self.pool)
             .await?;
-        if due.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // Read again under the write lock: this is the list that counts.
-        let candidates: Vec<String> = sqlx::query_scalar(CLAIM_CANDIDATES)
-            .bind(now)
-            .bind(node)
-            .bind(window)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut rows = Vec::new();
-        for instance in &candidates {
-            let room = limit.saturating_sub(i64::try_from(rows.len()).unwrap_or(i64::MAX));
-            if room <= 0 {
-                break;
-            }
-            rows.extend(
-                sqlx::query(CLAIM_INSTANCE)
-                    .bind(node)
-                    .bind(lease_until)
-                    .bind(instance)
-                    .bind(now)
-                    .bind(room)
-                    .fetch_all(&mut *tx)
-                    .await?,
-            );
-        }
-        tx.commit().await?;
         let mut out = rows
             .iter()
             .map(|r| {
