@@ -915,8 +915,11 @@ impl<M: Machine, S: Store> Writer<M, S> {
             }
             for (n, note) in effects.notifications.drain(..).enumerate() {
                 batch.outbox.push(OutboxRow {
-                    // Derived from the event, so a retried batch cannot queue it twice.
-                    id: format!("{}/{}/{}", c.meta.id, seq, n),
+                    // The event names the message (a failed batch wrote nothing, so a retry cannot
+                    // queue it twice); the time in front, fixed-width hex, keeps the outbox's
+                    // primary key appending instead of touching one index page per instance in
+                    // every commit.
+                    id: format!("{now:012x}/{}/{}/{}", c.meta.id, seq, n),
                     instance: Some(c.meta.id.clone()),
                     channel: note.channel,
                     recipient: note.recipient,
