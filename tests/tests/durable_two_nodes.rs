@@ -58,6 +58,16 @@ fn cmd(instance: &str, c: CounterCommand) -> Submit<CounterCommand> {
     }
 }
 
+/// Creates a counter instance.
+async fn start(bus: &CommandBus<Counter>, id: &str) {
+    bus.submit(Submit {
+        start: Some(counter_meta(id)),
+        ..cmd(id, CounterCommand::Start)
+    })
+    .await
+    .unwrap();
+}
+
 async fn open_timers(db: &Db) -> i64 {
     db.timer_counts()
         .await
@@ -187,14 +197,7 @@ async fn two_processes_on_postgres_fire_10000_timers_exactly_once() {
     let t_arm = Instant::now();
     let setup = bus(&db);
     for i in 0..INSTANCES {
-        let id = format!("n{i}");
-        setup
-            .submit(Submit {
-                start: Some(counter_meta(&id)),
-                ..cmd(&id, CounterCommand::Start)
-            })
-            .await
-            .unwrap();
+        start(&setup, &format!("n{i}")).await;
     }
     let now = now_millis();
     let mut tasks = Vec::new();
@@ -332,21 +335,12 @@ async fn claims_take_whole_instances_and_leave_claimed_ones_alone() {
     }
     let dir = TempDir::new("claims_by_instance");
     for db in both("claims_by_instance", &dir).await {
-        let name = match &db {
-            Db::Sqlite(_) => "sqlite",
-            Db::Postgres(_) => "postgres",
-        };
+        let name = db.backend();
         let setup = bus(&db);
         // c0..c3 with three timers each, due at 1000, 2000, 3000 (+ i), and one not due yet.
         for i in 0..4 {
             let id = format!("c{i}");
-            setup
-                .submit(Submit {
-                    start: Some(counter_meta(&id)),
-                    ..cmd(&id, CounterCommand::Start)
-                })
-                .await
-                .unwrap();
+            start(&setup, &id).await;
             for k in 0..3 {
                 setup
                     .submit(cmd(
