@@ -7,11 +7,12 @@ mod durable_support;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use durable_support::{TempDir, both};
 use shenpi_adapters::bus::{BusOptions, CommandBus, Submit};
 use shenpi_adapters::engine_machine::EngineMachine;
-use shenpi_adapters::machine::{Machine, SystemClock, now_millis};
+use shenpi_adapters::machine::{Clock, Machine, SystemClock, now_millis};
 use shenpi_adapters::store::{
     Db, DefinitionStore, EventStore, InstanceMeta, OutboxStore, ProjectionStore, TimerStore,
 };
@@ -23,16 +24,29 @@ fn workflows() -> std::path::PathBuf {
 
 /// Publishes `yaml` on `db` and starts a command bus over the real engine, as `shenpi serve` does.
 async fn publish_and_start(db: &Db, yaml: &str) -> (String, i64, CommandBus<EngineMachine>) {
+    publish_and_start_at(db, yaml, Arc::new(SystemClock)).await
+}
+
+async fn publish_and_start_at(
+    db: &Db,
+    yaml: &str,
+    clock: Arc<dyn Clock>,
+) -> (String, i64, CommandBus<EngineMachine>) {
     let machine = Arc::new(EngineMachine::from_dir(&workflows()).unwrap());
     let def = machine.compile(yaml).unwrap();
     let row = db.publish(def.id(), yaml, "h", now_millis()).await.unwrap();
-    let bus = CommandBus::start(
-        machine,
-        db.clone(),
-        Arc::new(SystemClock),
-        BusOptions::default(),
-    );
+    let bus = CommandBus::start(machine, db.clone(), clock, BusOptions::default());
     (row.workflow_id, row.version, bus)
+}
+
+/// A clock the test moves by hand.
+#[derive(Default)]
+struct HandClock(AtomicI64);
+
+impl Clock for HandClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,5 +244,88 @@ async fn green_channel_notice_says_why() {
             "{}: reason {reason:?}",
             db.backend()
         );
+    }
+}
+
+/// Time runs out on the window clerk's task: its timers (and those they arm) fire in due order,
+/// as the scheduler would fire them, and each notice carries the figures its template prints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warning_and_escalation_notices_carry_their_figures() {
+    let dir = TempDir::new("engine-notices");
+    // Not the 75% default, so a hard-coded figure cannot pass.
+    let yaml = std::fs::read_to_string(workflows().join("construction-permit.yaml"))
+        .unwrap()
+        .replace("yellow_at: 75%", "yellow_at: 60%");
+    for db in both("engine_notices", &dir).await {
+        let name = db.backend();
+        let clock = Arc::new(HandClock(AtomicI64::new(now_millis())));
+        let (workflow_id, def_version, bus) = publish_and_start_at(&db, &yaml, clock.clone()).await;
+        let project = serde_json::json!({
+            "name": "逾期项目", "funding": "企业投资", "category": "房屋建筑",
+            "investment": 5000.0, "civil_defense": false, "service_officer": "zhao",
+        });
+        bus.submit(Submit {
+            instance: "cp-late".into(),
+            start: Some(InstanceMeta {
+                id: "cp-late".into(),
+                workflow_id,
+                def_version,
+                project: project.clone(),
+            }),
+            key: None,
+            expected_version: None,
+            command: CommandEnvelope {
+                actor: Actor::new("applicant", None, &["applicant"]),
+                command: Command::Start {
+                    project,
+                    channel: None,
+                },
+            },
+        })
+        .await
+        .unwrap();
+        let far = now_millis() + 400 * 86_400_000;
+        let sent = |template: &'static str| {
+            let db = db.clone();
+            async move {
+                db.outbox_in_state("pending", 1000)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|m| m.row.template == template)
+            }
+        };
+        for _ in 0..20 {
+            if sent("supervise").await.is_some() {
+                break;
+            }
+            let due = db.claim_due("test", far, 60_000, 1).await.unwrap();
+            let Some(next) = due.into_iter().next() else {
+                break;
+            };
+            clock.0.store(next.timer.due, Ordering::SeqCst);
+            bus.fire(next.timer).await.unwrap();
+        }
+        let yellow = sent("yellow_warning")
+            .await
+            .unwrap_or_else(|| panic!("{name}: no yellow warning"));
+        assert_eq!(yellow.row.payload["used_percent"], 60, "{name}");
+        let escalation = sent("escalation")
+            .await
+            .unwrap_or_else(|| panic!("{name}: no escalation notice"));
+        let rung = escalation.row.payload["rung"].as_str().unwrap_or("");
+        assert!(
+            rung.starts_with('第') && rung.ends_with('级'),
+            "{name}: {rung:?}"
+        );
+        let supervise = sent("supervise")
+            .await
+            .unwrap_or_else(|| panic!("{name}: no 挂牌督办 notice"));
+        // The window clerk's department (zwfw) names `zwfw_leader` as its leader.
+        assert_eq!(
+            supervise.row.payload["leader"], "政务服务中心主任",
+            "{name}"
+        );
+        assert_ne!(supervise.row.payload["rung"], rung, "{name}: a later rung");
     }
 }
