@@ -932,3 +932,48 @@ async fn dashboard_reports_outbox_openapi_health_metrics() {
     assert_eq!(nf.status, StatusCode::NOT_FOUND);
     assert_eq!(nf.json["error"], "not_found");
 }
+
+#[tokio::test]
+async fn wrong_passwords_lock_the_name_for_a_while() {
+    let s = server("throttle").await;
+    let login = |password: &'static str| {
+        s.req(
+            "POST",
+            "/api/login",
+            None,
+            Some(json!({"name": "zhang", "password": password})),
+            &[],
+        )
+    };
+    for _ in 0..5 {
+        assert_eq!(login("guess").await.status, StatusCode::UNAUTHORIZED);
+    }
+    // Locked: even the right password is not checked now.
+    let locked = login("password-123").await;
+    assert_eq!(
+        locked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        locked.text
+    );
+    assert_eq!(locked.json["error"], "too_many_failed_logins");
+    assert!(
+        locked.json["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("15 min"),
+        "{}",
+        locked.text
+    );
+    // Other users are not affected.
+    let other = s
+        .req(
+            "POST",
+            "/api/login",
+            None,
+            Some(json!({"name": "nobody", "password": "x"})),
+            &[],
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::UNAUTHORIZED);
+}

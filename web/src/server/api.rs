@@ -30,6 +30,7 @@ use super::engine::{EngineCtx, timestamp};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::state::App;
 use super::svg;
+use super::throttle;
 
 // ---------- login ----------
 
@@ -50,14 +51,26 @@ pub struct LoginResponse {
 
 /// Log in with a password: returns a bearer token and sets the session cookie.
 #[utoipa::path(post, path = "/api/login", request_body = LoginRequest, tag = "auth",
-    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody),
+        (status = 429, description = "5 wrong passwords for this user in 15 minutes", body = ErrorBody)))]
 pub async fn login(State(app): State<App>, Json(req): Json<LoginRequest>) -> ApiResult<Response> {
+    if let Some(left) = app.logins.locked_for(&req.name, app.now()) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_failed_logins",
+            format!(
+                "too many wrong passwords for this user: try again in {} min",
+                throttle::minutes(left)
+            ),
+        ));
+    }
     let user = app
         .accounts
         .check_password(&req.name, &req.password)
         .await
         .map_err(ApiError::internal)?;
     let Some(user) = user else {
+        app.logins.failed(&req.name, app.now());
         app.metrics
             .logins_failed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -67,6 +80,7 @@ pub async fn login(State(app): State<App>, Json(req): Json<LoginRequest>) -> Api
             "wrong user name or password",
         ));
     };
+    app.logins.succeeded(&req.name);
     let (secret, csrf) = app
         .accounts
         .create_session(&user.name, app.now(), SESSION_TTL_MS)

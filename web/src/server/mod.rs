@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod pages;
 pub mod state;
 pub mod svg;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -344,11 +344,23 @@ async fn login_submit(State(app): State<App>, headers: HeaderMap, body: Bytes) -
     let csrf = expected.unwrap_or_default();
     let name = f.get("name").unwrap_or("").trim().to_string();
     let password = f.get("password").unwrap_or("").to_string();
+    if let Some(left) = app.logins.locked_for(&name, app.now()) {
+        let message = format!(
+            "密码错误次数过多，请{}分钟后再试",
+            super::throttle::minutes(left)
+        );
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            page("登录", None, None, login_form(&csrf, Some(&message))),
+        )
+            .into_response();
+    }
     let user = match app.accounts.check_password(&name, &password).await {
         Ok(u) => u,
         Err(e) => return ApiError::internal(e).into_response(),
     };
     let Some(user) = user else {
+        app.logins.failed(&name, app.now());
         app.metrics
             .logins_failed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -363,6 +375,7 @@ async fn login_submit(State(app): State<App>, headers: HeaderMap, body: Bytes) -
         )
             .into_response();
     };
+    app.logins.succeeded(&name);
     match app
         .accounts
         .create_session(&user.name, app.now(), SESSION_TTL_MS)

@@ -44,6 +44,8 @@ pub struct AppState {
     project_cache: Mutex<HashMap<String, Arc<super::accounts::Project>>>,
     /// Set the `Secure` attribute on cookies (behind TLS).
     pub secure_cookies: bool,
+    /// Wrong passwords per user name (see `throttle.rs`).
+    pub logins: super::throttle::LoginThrottle,
 }
 
 pub type App = Arc<AppState>;
@@ -152,6 +154,7 @@ impl AppState {
             audit_tx,
             project_cache: Mutex::new(HashMap::new()),
             secure_cookies: cfg.secure_cookies,
+            logins: Default::default(),
         });
         Ok(app)
     }
