@@ -39,6 +39,35 @@ async fn publish_and_start_at(
     (row.workflow_id, row.version, bus)
 }
 
+/// The applicant starts instance `id` of the published definition with `project`.
+async fn apply_for(
+    bus: &CommandBus<EngineMachine>,
+    id: &str,
+    (workflow_id, def_version): (&str, i64),
+    project: serde_json::Value,
+) {
+    bus.submit(Submit {
+        instance: id.into(),
+        start: Some(InstanceMeta {
+            id: id.into(),
+            workflow_id: workflow_id.into(),
+            def_version,
+            project: project.clone(),
+        }),
+        key: Some(format!("start-{id}")),
+        expected_version: None,
+        command: CommandEnvelope {
+            actor: Actor::new("applicant", None, &["applicant"]),
+            command: Command::Start {
+                project,
+                channel: None,
+            },
+        },
+    })
+    .await
+    .unwrap();
+}
+
 /// A clock the test moves by hand.
 #[derive(Default)]
 struct HandClock(AtomicI64);
@@ -212,27 +241,7 @@ async fn green_channel_notice_says_why() {
             "investment": 5000.0, "civil_defense": false, "service_officer": "zhao",
             "key_flag": true,
         });
-        let meta = InstanceMeta {
-            id: "cp-green".into(),
-            workflow_id: workflow_id.clone(),
-            def_version,
-            project: project.clone(),
-        };
-        bus.submit(Submit {
-            instance: "cp-green".into(),
-            start: Some(meta),
-            key: Some("start-green".into()),
-            expected_version: None,
-            command: CommandEnvelope {
-                actor: Actor::new("applicant", None, &["applicant"]),
-                command: Command::Start {
-                    project,
-                    channel: None,
-                },
-            },
-        })
-        .await
-        .unwrap();
+        apply_for(&bus, "cp-green", (&workflow_id, def_version), project).await;
         let pending = db.outbox_in_state("pending", 100).await.unwrap();
         let notice = pending
             .iter()
@@ -264,26 +273,7 @@ async fn warning_and_escalation_notices_carry_their_figures() {
             "name": "逾期项目", "funding": "企业投资", "category": "房屋建筑",
             "investment": 5000.0, "civil_defense": false, "service_officer": "zhao",
         });
-        bus.submit(Submit {
-            instance: "cp-late".into(),
-            start: Some(InstanceMeta {
-                id: "cp-late".into(),
-                workflow_id,
-                def_version,
-                project: project.clone(),
-            }),
-            key: None,
-            expected_version: None,
-            command: CommandEnvelope {
-                actor: Actor::new("applicant", None, &["applicant"]),
-                command: Command::Start {
-                    project,
-                    channel: None,
-                },
-            },
-        })
-        .await
-        .unwrap();
+        apply_for(&bus, "cp-late", (&workflow_id, def_version), project).await;
         let far = now_millis() + 400 * 86_400_000;
         let sent = |template: &'static str| {
             let db = db.clone();
