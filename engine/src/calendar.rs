@@ -511,6 +511,12 @@ impl Calendar {
         self.first_year + i16::try_from(self.years.len()).unwrap_or(1) - 1
     }
 
+    /// The last day the calendar knows (31 December of its last year): a limit that would run
+    /// past it is refused with `outside_calendar`.
+    pub fn last_day(&self) -> Date {
+        Date::new(self.last_year(), 12, 31).unwrap_or(Date::MAX)
+    }
+
     /// Whether the calendar knows this date.
     pub fn covers(&self, d: Date) -> bool {
         self.table(d).is_some()
@@ -759,6 +765,7 @@ mod tests {
         assert!(c.covers(date(2026, 12, 31)));
         assert!(!c.covers(date(2024, 12, 31)));
         assert!(!c.covers(date(2027, 1, 1)));
+        assert_eq!(c.last_day(), date(2026, 12, 31));
     }
 
     #[test]

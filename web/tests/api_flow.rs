@@ -928,6 +928,14 @@ async fn dashboard_reports_outbox_openapi_health_metrics() {
         m.text
     );
     assert!(m.text.contains("shenpi_command_duration_seconds_bucket"));
+    // 2026-03-02 to the shipped calendar's last day.
+    assert!(
+        m.text.contains(
+            "shenpi_calendar_days_left{calendar=\"cn-mainland\",last_day=\"2026-12-31\"} 304"
+        ),
+        "{}",
+        m.text
+    );
     let nf = s.req("GET", "/api/nope", Some("zhao"), None, &[]).await;
     assert_eq!(nf.status, StatusCode::NOT_FOUND);
     assert_eq!(nf.json["error"], "not_found");

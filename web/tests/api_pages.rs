@@ -346,6 +346,24 @@ async fn dashboard_projects_and_applicant_pages() {
     let d = zhao.get("/dashboard").await;
     assert_eq!(d.status, StatusCode::OK);
     assert!(d.text.contains("督办看板") && d.text.contains("<svg"));
+    // In March the calendar (to 2026-12-31) is far from its end: no warning.
+    assert!(!d.text.contains("calendar-runway"), "{}", d.text);
+    // On 2026-11-22 10:00 +08:00 it has 39 days left: the dashboard says so.
+    s.clock
+        .0
+        .store(1_795_312_800_000, std::sync::atomic::Ordering::Relaxed);
+    // (Sessions from March have expired by then: log in again.)
+    let late = Browser::login(&s, "zhao").await.get("/dashboard").await;
+    assert!(late.text.contains("calendar-runway"), "{}", late.text);
+    assert!(
+        late.text
+            .contains("工作日历 cn-mainland 只覆盖到 2026-12-31（还剩 39 天）"),
+        "{}",
+        late.text
+    );
+    s.clock
+        .0
+        .store(api_common::T0, std::sync::atomic::Ordering::Relaxed);
     let chen = Browser::login(&s, "chen").await;
     assert_eq!(chen.get("/dashboard").await.status, StatusCode::FORBIDDEN);
     let list = chen.get("/projects?workflow=enterprise-filing").await;

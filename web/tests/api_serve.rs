@@ -84,6 +84,8 @@ fn serves_health_and_stops_on_sigterm() {
         .arg(format!("sqlite://{}", dir.join("x.db").display()))
         .arg("--workflows")
         .arg(workflows())
+        // 2026-12-01 10:00 in China: 30 days before the shipped calendar ends.
+        .args(["--clock-start", "2026-12-01T02:00:00Z"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -127,6 +129,10 @@ fn serves_health_and_stops_on_sigterm() {
     }
     assert!(
         err.contains("shutting down") && err.contains("stopped"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: calendar `cn-mainland` ends on 2026-12-31 (30 days from today)"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(dir);

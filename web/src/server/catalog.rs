@@ -10,10 +10,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use jiff::civil::Date;
 use sha2::{Digest, Sha256};
 use shenpi_adapters::loader::{self, LoadOptions};
 use shenpi_adapters::store::{Db, DefinitionStore};
-use shenpi_engine::calendar::Calendar;
+use shenpi_engine::calendar::{Calendar, local_date};
 use shenpi_engine::compile::{Definition, compile};
 use shenpi_engine::diag::Diagnostic;
 use shenpi_engine::parse::parse_workflow;
@@ -31,6 +32,26 @@ pub enum CatalogError {
     Calendar(String, String),
     #[error("storage: {0}")]
     Store(#[from] shenpi_adapters::store::StoreError),
+}
+
+/// A calendar closer to its last day than this many days is flagged: at start-up, on the
+/// dashboard, and by `shenpi_calendar_days_left` for alerting.
+pub const RUNWAY_WARN_DAYS: i64 = 60;
+
+/// How far a calendar in use still reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runway {
+    pub calendar: String,
+    /// The last day it knows; a limit that would run past it is refused (`outside_calendar`).
+    pub last_day: Date,
+    /// Natural days from today to `last_day` (0 on that day, negative after it).
+    pub days_left: i64,
+}
+
+impl Runway {
+    pub fn is_short(&self) -> bool {
+        self.days_left < RUNWAY_WARN_DAYS
+    }
 }
 
 /// Compiled definitions and calendars.
@@ -127,6 +148,41 @@ impl Catalog {
 
     pub fn calendar(&self, id: &str) -> Option<Arc<Calendar>> {
         self.calendars.get(id).cloned()
+    }
+
+    /// How far each calendar a loaded workflow counts on still reaches, seen from `now`'s date
+    /// in China; the shortest first.
+    pub fn runways(&self, now: i64) -> Vec<Runway> {
+        let mut used: Vec<String> = match self.defs.read() {
+            Ok(m) => m
+                .values()
+                .map(|d| d.workflow.calendar.value.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        used.sort();
+        used.dedup();
+        let today = jiff::Timestamp::from_millisecond(now)
+            .map(local_date)
+            .unwrap_or(Date::MIN);
+        let mut out: Vec<Runway> = used
+            .into_iter()
+            .filter_map(|id| {
+                let cal = self.calendar(&id)?;
+                let last_day = cal.last_day();
+                let days_left = today
+                    .until(last_day)
+                    .map(|s| i64::from(s.get_days()))
+                    .unwrap_or(i64::MAX);
+                Some(Runway {
+                    calendar: id,
+                    last_day,
+                    days_left,
+                })
+            })
+            .collect();
+        out.sort_by_key(|r| r.days_left);
+        out
     }
 
     pub fn calendars(&self) -> Vec<(String, Arc<Calendar>)> {

@@ -154,6 +154,19 @@ impl Metrics {
         );
         out.push_str("# TYPE shenpi_outbox_dead_total counter\n");
         let _ = writeln!(out, "shenpi_outbox_dead_total {}", gauges.outbox_dead);
+        out.push_str(
+            "# HELP shenpi_calendar_days_left Days until the last day a working-day calendar in use knows; limits past it are refused.\n",
+        );
+        out.push_str("# TYPE shenpi_calendar_days_left gauge\n");
+        for r in &gauges.calendars {
+            let _ = writeln!(
+                out,
+                "shenpi_calendar_days_left{{calendar=\"{}\",last_day=\"{}\"}} {}",
+                esc(&r.calendar),
+                r.last_day,
+                r.days_left
+            );
+        }
         out.push_str("# HELP shenpi_tasks Open tasks by colour.\n");
         out.push_str("# TYPE shenpi_tasks gauge\n");
         for (colour, n) in &gauges.tasks_by_colour {
@@ -173,6 +186,7 @@ pub struct Gauges {
     pub outbox_delivered: u64,
     pub outbox_dead: u64,
     pub tasks_by_colour: Vec<(String, i64)>,
+    pub calendars: Vec<super::catalog::Runway>,
 }
 
 fn esc(s: &str) -> String {

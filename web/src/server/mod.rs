@@ -150,6 +150,7 @@ async fn metrics(State(app): State<App>) -> Response {
     if let Ok(d) = app.db.dashboard().await {
         g.tasks_by_colour = d.by_colour;
     }
+    g.calendars = app.catalog.runways(app.now());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(&g),
@@ -203,6 +204,16 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         opts.db,
         opts.workflows.display()
     );
+    for r in app.catalog.runways(app.now()) {
+        if r.is_short() {
+            eprintln!(
+                "shenpi: warning: calendar `{}` ends on {} ({} days from today); a command whose \
+                 limit would run past it is refused with outside_calendar. Add the next year from \
+                 the State Council notice (README, Calendars).",
+                r.calendar, r.last_day, r.days_left
+            );
+        }
+    }
     let shutdown_app = app.clone();
     axum::serve(
         listener,

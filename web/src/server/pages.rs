@@ -1684,8 +1684,21 @@ async fn dashboard_page(State(app): State<App>, user: PageUser) -> Response {
             tr { td { (colour_badge(&r.colour)) } td { a href={"/instances/" (r.instance)} { (r.instance) } } td { (r.node) } td { (r.department.clone().unwrap_or_default()) } td { (r.assignee.as_deref().map(super::engine::assignee_label).unwrap_or_default()) } td { @if let Some(x) = r.due { (due_date(x)) } } }
         }
     };
+    let short: Vec<_> = app
+        .catalog
+        .runways(app.now())
+        .into_iter()
+        .filter(|r| r.is_short())
+        .collect();
     let body = html! {
         h1 { "督办看板" }
+        @for r in &short {
+            p.flash.err.calendar-runway role="alert" {
+                "工作日历 " (r.calendar) " 只覆盖到 " (r.last_day)
+                @if r.days_left >= 0 { "（还剩 " (r.days_left) " 天）" } @else { "（已过 " (-r.days_left) " 天）" }
+                "：期限算到此日之后的办理操作会被拒绝（outside_calendar）。请按国务院办公厅放假通知补充下一年度日历。"
+            }
+        }
         div.grid {
             section { h2 { "在办任务（按预警颜色）" } (bar_chart(&d.by_colour, colour_label)) }
             section { h2 { "按阶段" } (bar_chart(&d.by_stage, |s| if s.is_empty() { "（无阶段）".to_string() } else { s.to_string() })) }
