@@ -6,11 +6,11 @@ mod durable_support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_support::{TempDir, both, postgres};
+use durable_support::{TempDir, both, cmd, postgres, start};
 use shenpi_adapters::bus::{BusOptions, CommandBus, CommandError, Submit};
 use shenpi_adapters::machine::{SystemClock, now_millis};
 use shenpi_adapters::store::{Db, EventStore, ProjectionStore, TimerStore};
-use shenpi_adapters::testkit::{Counter, CounterCommand, counter_meta};
+use shenpi_adapters::testkit::{Counter, CounterCommand};
 use shenpi_adapters::timers::{SchedulerOptions, spawn_scheduler};
 
 fn bus(db: &Db) -> CommandBus<Counter> {
@@ -20,25 +20,6 @@ fn bus(db: &Db) -> CommandBus<Counter> {
         Arc::new(SystemClock),
         BusOptions::default(),
     )
-}
-
-fn cmd(instance: &str, c: CounterCommand) -> Submit<CounterCommand> {
-    Submit {
-        instance: instance.into(),
-        start: None,
-        key: None,
-        expected_version: None,
-        command: c,
-    }
-}
-
-async fn start(bus: &CommandBus<Counter>, id: &str) {
-    bus.submit(Submit {
-        start: Some(counter_meta(id)),
-        ..cmd(id, CounterCommand::Start)
-    })
-    .await
-    .unwrap();
 }
 
 async fn total_after_reload(db: &Db, id: &str) -> i64 {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use durable_support::{TempDir, both};
+use durable_support::{TempDir, apply_for, both};
 use shenpi_adapters::bus::{BusOptions, CommandBus, Submit};
 use shenpi_adapters::engine_machine::EngineMachine;
 use shenpi_adapters::machine::{Clock, Machine, SystemClock, now_millis};
@@ -37,35 +37,6 @@ async fn publish_and_start_at(
     let row = db.publish(def.id(), yaml, "h", now_millis()).await.unwrap();
     let bus = CommandBus::start(machine, db.clone(), clock, BusOptions::default());
     (row.workflow_id, row.version, bus)
-}
-
-/// The applicant starts instance `id` of the published definition with `project`.
-async fn apply_for(
-    bus: &CommandBus<EngineMachine>,
-    id: &str,
-    (workflow_id, def_version): (&str, i64),
-    project: serde_json::Value,
-) {
-    bus.submit(Submit {
-        instance: id.into(),
-        start: Some(InstanceMeta {
-            id: id.into(),
-            workflow_id: workflow_id.into(),
-            def_version,
-            project: project.clone(),
-        }),
-        key: Some(format!("start-{id}")),
-        expected_version: None,
-        command: CommandEnvelope {
-            actor: Actor::new("applicant", None, &["applicant"]),
-            command: Command::Start {
-                project,
-                channel: None,
-            },
-        },
-    })
-    .await
-    .unwrap();
 }
 
 /// A clock the test moves by hand.

@@ -8,14 +8,14 @@ mod durable_support;
 use std::path::Path;
 use std::sync::Arc;
 
-use durable_support::{TempDir, both};
+use durable_support::{TempDir, apply_for, both};
 use shenpi_adapters::bus::{BusOptions, CommandBus, Submit};
 use shenpi_adapters::engine_machine::EngineMachine;
 use shenpi_adapters::machine::{Machine, SystemClock, now_millis};
 use shenpi_adapters::outbox::Templates;
 use shenpi_adapters::reports::{Cron, ReportError, ReportOptions, run_due_reports};
 use shenpi_adapters::store::ProjectionStore;
-use shenpi_adapters::store::{DefinitionStore, InstanceMeta, OutboxStore};
+use shenpi_adapters::store::{DefinitionStore, OutboxStore};
 use shenpi_engine::runtime::{Actor, Command, CommandEnvelope, TaskId};
 
 fn workflows() -> std::path::PathBuf {
@@ -44,27 +44,7 @@ async fn weekly_report_runs_once_at_its_slot_and_renders() {
             "name": "测试项目", "funding": "企业投资", "category": "房屋建筑",
             "investment": 5000.0, "civil_defense": false, "service_officer": "zhao",
         });
-        let meta = InstanceMeta {
-            id: "cp-1".into(),
-            workflow_id: row.workflow_id.clone(),
-            def_version: row.version,
-            project: project.clone(),
-        };
-        bus.submit(Submit {
-            instance: "cp-1".into(),
-            start: Some(meta.clone()),
-            key: Some("start".into()),
-            expected_version: None,
-            command: CommandEnvelope {
-                actor: Actor::new("applicant", None, &["applicant"]),
-                command: Command::Start {
-                    project,
-                    channel: None,
-                },
-            },
-        })
-        .await
-        .unwrap();
+        let meta = apply_for(&bus, "cp-1", (&row.workflow_id, row.version), project).await;
         // The window clerk (政务服务中心, zwfw) accepts the case: one task decided this week.
         let window = db
             .inbox_for(&["role:window_clerk".into()], 10)

@@ -20,12 +20,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use durable_support::{TempDir, both, pg_url, postgres};
-use shenpi_adapters::bus::{BusOptions, CommandBus, Submit};
+use durable_support::{TempDir, both, cmd, pg_url, postgres, start};
+use shenpi_adapters::bus::{BusOptions, CommandBus};
 use shenpi_adapters::machine::{SystemClock, now_millis};
 use shenpi_adapters::store::postgres::PgStore;
 use shenpi_adapters::store::{ClaimedTimer, Db, EventStore, TimerStore};
-use shenpi_adapters::testkit::{Counter, CounterCommand, counter_meta};
+use shenpi_adapters::testkit::{Counter, CounterCommand};
 use shenpi_adapters::timers::{SchedulerOptions, spawn_scheduler};
 
 const INSTANCES: usize = 100;
@@ -46,26 +46,6 @@ fn bus(db: &Db) -> CommandBus<Counter> {
         Arc::new(SystemClock),
         BusOptions::default(),
     )
-}
-
-fn cmd(instance: &str, c: CounterCommand) -> Submit<CounterCommand> {
-    Submit {
-        instance: instance.into(),
-        start: None,
-        key: None,
-        expected_version: None,
-        command: c,
-    }
-}
-
-/// Creates a counter instance.
-async fn start(bus: &CommandBus<Counter>, id: &str) {
-    bus.submit(Submit {
-        start: Some(counter_meta(id)),
-        ..cmd(id, CounterCommand::Start)
-    })
-    .await
-    .unwrap();
 }
 
 async fn open_timers(db: &Db) -> i64 {

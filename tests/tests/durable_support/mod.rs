@@ -14,9 +14,13 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use shenpi_adapters::bus::{CommandBus, Submit};
+use shenpi_adapters::engine_machine::EngineMachine;
 use shenpi_adapters::store::postgres::PgStore;
 use shenpi_adapters::store::sqlite::SqliteStore;
-use shenpi_adapters::store::{Db, StoreError};
+use shenpi_adapters::store::{Db, InstanceMeta, StoreError};
+use shenpi_adapters::testkit::{Counter, CounterCommand, counter_meta};
+use shenpi_engine::runtime::{Actor, Command, CommandEnvelope};
 use sqlx::Connection;
 
 /// Names of the test schemas: `shenpi_test_<unix seconds>_<pid>_<n>_<test>`.
@@ -268,4 +272,57 @@ impl Iterator for BackendsIter {
     fn next(&mut self) -> Option<Db> {
         self.dbs.next()
     }
+}
+
+/// A counter command for an existing instance, without key or expected version.
+pub fn cmd(instance: &str, c: CounterCommand) -> Submit<CounterCommand> {
+    Submit {
+        instance: instance.into(),
+        start: None,
+        key: None,
+        expected_version: None,
+        command: c,
+    }
+}
+
+/// Creates counter instance `id`.
+pub async fn start(bus: &CommandBus<Counter>, id: &str) {
+    bus.submit(Submit {
+        start: Some(counter_meta(id)),
+        ..cmd(id, CounterCommand::Start)
+    })
+    .await
+    .unwrap();
+}
+
+/// The applicant starts instance `id` of a published definition with `project`; returns the
+/// instance's metadata.
+pub async fn apply_for(
+    bus: &CommandBus<EngineMachine>,
+    id: &str,
+    (workflow_id, def_version): (&str, i64),
+    project: serde_json::Value,
+) -> InstanceMeta {
+    let meta = InstanceMeta {
+        id: id.into(),
+        workflow_id: workflow_id.into(),
+        def_version,
+        project: project.clone(),
+    };
+    bus.submit(Submit {
+        instance: id.into(),
+        start: Some(meta.clone()),
+        key: Some(format!("start-{id}")),
+        expected_version: None,
+        command: CommandEnvelope {
+            actor: Actor::new("applicant", None, &["applicant"]),
+            command: Command::Start {
+                project,
+                channel: None,
+            },
+        },
+    })
+    .await
+    .unwrap();
+    meta
 }
