@@ -28,9 +28,8 @@ use super::accounts::{AuditEntry, Project, ReportRun, User, random_hex};
 use super::auth::{Caller, SESSION_TTL_MS, clear_cookie, policy, session_cookie};
 use super::engine::{EngineCtx, timestamp};
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::state::App;
+use super::state::{App, LoginCheck};
 use super::svg;
-use super::throttle;
 
 // ---------- login ----------
 
@@ -54,33 +53,27 @@ pub struct LoginResponse {
     responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody),
         (status = 429, description = "5 wrong passwords for this user in 15 minutes", body = ErrorBody)))]
 pub async fn login(State(app): State<App>, Json(req): Json<LoginRequest>) -> ApiResult<Response> {
-    if let Some(left) = app.logins.locked_for(&req.name, app.now()) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_failed_logins",
-            format!(
-                "too many wrong passwords for this user: try again in {} min",
-                throttle::minutes(left)
-            ),
-        ));
-    }
-    let user = app
-        .accounts
-        .check_password(&req.name, &req.password)
+    let user = match app
+        .check_login(&req.name, &req.password)
         .await
-        .map_err(ApiError::internal)?;
-    let Some(user) = user else {
-        app.logins.failed(&req.name, app.now());
-        app.metrics
-            .logins_failed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "bad_credentials",
-            "wrong user name or password",
-        ));
+        .map_err(ApiError::internal)?
+    {
+        LoginCheck::Ok(user) => user,
+        LoginCheck::Locked { minutes } => {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failed_logins",
+                format!("too many wrong passwords for this user: try again in {minutes} min"),
+            ));
+        }
+        LoginCheck::Wrong => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_credentials",
+                "wrong user name or password",
+            ));
+        }
     };
-    app.logins.succeeded(&req.name);
     let (secret, csrf) = app
         .accounts
         .create_session(&user.name, app.now(), SESSION_TTL_MS)

@@ -28,7 +28,7 @@ use super::api::{self, InboxQuery};
 use super::auth::{Caller, PageUser, SESSION_TTL_MS, clear_cookie, cookie, policy, session_cookie};
 use super::engine::{EngineCtx, timestamp};
 use super::error::ApiError;
-use super::state::App;
+use super::state::{App, LoginCheck};
 use super::svg;
 
 const CSS: &str = include_str!("../../static/app.css");
@@ -344,38 +344,24 @@ async fn login_submit(State(app): State<App>, headers: HeaderMap, body: Bytes) -
     let csrf = expected.unwrap_or_default();
     let name = f.get("name").unwrap_or("").trim().to_string();
     let password = f.get("password").unwrap_or("").to_string();
-    if let Some(left) = app.logins.locked_for(&name, app.now()) {
-        let message = format!(
-            "密码错误次数过多，请{}分钟后再试",
-            super::throttle::minutes(left)
-        );
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            page("登录", None, None, login_form(&csrf, Some(&message))),
+    let refused = |status: StatusCode, message: &str| {
+        (
+            status,
+            page("登录", None, None, login_form(&csrf, Some(message))),
         )
-            .into_response();
-    }
-    let user = match app.accounts.check_password(&name, &password).await {
-        Ok(u) => u,
+            .into_response()
+    };
+    let user = match app.check_login(&name, &password).await {
+        Ok(LoginCheck::Ok(user)) => user,
+        Ok(LoginCheck::Locked { minutes }) => {
+            return refused(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("密码错误次数过多，请{minutes}分钟后再试"),
+            );
+        }
+        Ok(LoginCheck::Wrong) => return refused(StatusCode::UNAUTHORIZED, "用户名或密码错误"),
         Err(e) => return ApiError::internal(e).into_response(),
     };
-    let Some(user) = user else {
-        app.logins.failed(&name, app.now());
-        app.metrics
-            .logins_failed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return (
-            StatusCode::UNAUTHORIZED,
-            page(
-                "登录",
-                None,
-                None,
-                login_form(&csrf, Some("用户名或密码错误")),
-            ),
-        )
-            .into_response();
-    };
-    app.logins.succeeded(&name);
     match app
         .accounts
         .create_session(&user.name, app.now(), SESSION_TTL_MS)

@@ -45,7 +45,7 @@ pub struct AppState {
     /// Set the `Secure` attribute on cookies (behind TLS).
     pub secure_cookies: bool,
     /// Wrong passwords per user name (see `throttle.rs`).
-    pub logins: super::throttle::LoginThrottle,
+    logins: super::throttle::LoginThrottle,
 }
 
 pub type App = Arc<AppState>;
@@ -79,6 +79,16 @@ pub enum StartError {
     Accounts(#[from] super::accounts::AccountError),
     #[error("{0}")]
     Other(String),
+}
+
+/// The outcome of [`AppState::check_login`].
+pub enum LoginCheck {
+    /// Too many wrong passwords for this name: try again in this many minutes.
+    Locked {
+        minutes: i64,
+    },
+    Wrong,
+    Ok(User),
 }
 
 impl AppState {
@@ -161,6 +171,33 @@ impl AppState {
 
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// Checks a password login for the API and the login form alike: a locked name is refused
+    /// without looking at the password; a wrong password counts towards the lock and the
+    /// `shenpi_logins_failed_total` metric; a right one clears the count.
+    pub async fn check_login(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> super::accounts::Result<LoginCheck> {
+        let now = self.now();
+        if let Some(left) = self.logins.locked_for(name, now) {
+            return Ok(LoginCheck::Locked {
+                minutes: super::throttle::minutes(left),
+            });
+        }
+        match self.accounts.check_password(name, password).await? {
+            Some(user) => {
+                self.logins.succeeded(name);
+                Ok(LoginCheck::Ok(user))
+            }
+            None => {
+                self.logins.failed(name, now);
+                self.metrics.logins_failed.fetch_add(1, Ordering::Relaxed);
+                Ok(LoginCheck::Wrong)
+            }
+        }
     }
 
     pub fn is_ready(&self) -> bool {
