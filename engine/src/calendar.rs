@@ -6,8 +6,14 @@
 //! The rule: Monday to Friday are working days unless listed as a public holiday; Saturday and
 //! Sunday are rest days unless listed as a make-up working day (调休上班). The facts come from a
 //! YAML file per calendar (`workflows/calendars/<id>.yaml`), one entry per published year, so staff
-//! can add a year when the State Council (国务院办公厅) publishes it. A date outside the file's years
-//! is an error, never a guess: a guessed deadline in an unpublished year would be silently wrong.
+//! can add a year when the State Council (国务院办公厅) publishes it.
+//!
+//! After the last published (official) year the calendar goes on with **provisional years**
+//! (暂定), [`PROVISIONAL_YEARS`] of them, derived from the statute alone (see [`statutory`]): the
+//! law says which days are holidays, only the yearly bridging (调休) is unknown. Every answer that
+//! rests on a provisional day says so ([`Calendar::is_provisional`]), so a deadline computed today
+//! for next year is usable and marked, and re-timed when the official year is published. A date
+//! before the first official year, or past the provisional years, is still an error.
 //!
 //! Counting follows the administrative-licensing convention: the day an event happens is not
 //! counted; the first working day after it is day 1.
@@ -60,6 +66,12 @@ use serde::Deserialize;
 use crate::diag::Diagnostic;
 use crate::span::{Pos, Sp};
 
+pub mod statutory;
+
+/// How many provisional years follow the last official year (a 730-working-day construction limit
+/// is three years; ten more leave room for limits stopped and resumed over a decade).
+pub const PROVISIONAL_YEARS: i16 = 15;
+
 /// China Standard Time, UTC+08:00, with no DST.
 const CHINA: Offset = Offset::constant(8);
 
@@ -69,7 +81,9 @@ pub struct Calendar {
     id: String,
     name: Option<String>,
     first_year: i16,
-    /// One entry per year, `first_year` first.
+    /// The last year with an official arrangement; later years are provisional.
+    official_last: i16,
+    /// One entry per year, `first_year` first: the official years, then the provisional ones.
     years: Vec<YearTable>,
 }
 
@@ -115,8 +129,9 @@ impl YearTable {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CalendarError {
     #[error(
-        "{date} is outside working-day calendar `{calendar}`, which covers {first_year}-{last_year}; \
-         add that year's official holidays (国务院办公厅 notice) to the calendar file"
+        "{date} 不在工作日日历 `{calendar}` 的范围内（该日历覆盖 {first_year}–{last_year} 年，\
+         正式年度之后按{statute}推算暂定年度）"
+        , statute = statutory::STATUTE
     )]
     OutOfRange {
         date: Date,
@@ -472,7 +487,8 @@ impl Calendar {
 
         parsed.sort_by_key(|p| p.year);
         let first_year = parsed.first().map(|p| p.year).unwrap_or(0);
-        let mut years = Vec::with_capacity(parsed.len());
+        let official_last = parsed.last().map(|p| p.year).unwrap_or(0);
+        let mut years = Vec::with_capacity(parsed.len() + PROVISIONAL_YEARS as usize);
         let mut before: u32 = 0;
         for p in parsed {
             let table = build_year(p.year, &p.holidays, &p.workdays, before).ok_or_else(|| {
@@ -485,10 +501,21 @@ impl Calendar {
             before += u32::from(table.total());
             years.push(table);
         }
+        // Provisional years from the statute, as far as the lunar library reaches.
+        for year in (official_last + 1)..=official_last.saturating_add(PROVISIONAL_YEARS) {
+            let Some(table) = statutory::provisional_holidays(year)
+                .and_then(|h| build_year(year, &h, &[], before))
+            else {
+                break;
+            };
+            before += u32::from(table.total());
+            years.push(table);
+        }
         Ok(Calendar {
             id: id.to_string(),
             name: file.name,
             first_year,
+            official_last,
             years,
         })
     }
@@ -506,15 +533,36 @@ impl Calendar {
         self.first_year
     }
 
+    /// The last year the calendar answers for, provisional years included.
     pub fn last_year(&self) -> i16 {
         // `years` is never empty (checked when reading), and its length fits: years ≤ 9998.
         self.first_year + i16::try_from(self.years.len()).unwrap_or(1) - 1
     }
 
-    /// The last day the calendar knows (31 December of its last year): a limit that would run
-    /// past it is refused with `outside_calendar`.
+    /// The last year with an official arrangement (国务院办公厅 notice).
+    pub fn official_last_year(&self) -> i16 {
+        self.official_last
+    }
+
+    /// The provisional years, derived from the statute (empty when there are none).
+    pub fn provisional_years(&self) -> std::ops::RangeInclusive<i16> {
+        (self.official_last + 1)..=self.last_year()
+    }
+
+    /// Whether `d` lies in a provisional year: an answer that counts it is provisional.
+    pub fn is_provisional(&self, d: Date) -> bool {
+        d.year() > self.official_last && self.covers(d)
+    }
+
+    /// The last day the calendar knows (31 December of its last year, provisional years
+    /// included): a limit that would run past it is refused with `outside_calendar`.
     pub fn last_day(&self) -> Date {
         Date::new(self.last_year(), 12, 31).unwrap_or(Date::MAX)
+    }
+
+    /// The last day of the last official year: from the next day on, answers are provisional.
+    pub fn official_last_day(&self) -> Date {
+        Date::new(self.official_last, 12, 31).unwrap_or(Date::MAX)
     }
 
     /// Whether the calendar knows this date.
@@ -760,12 +808,21 @@ mod tests {
     fn shipped_calendar_reads() {
         let c = cn();
         assert_eq!(c.id(), "cn-mainland");
-        assert_eq!((c.first_year(), c.last_year()), (2025, 2026));
+        assert_eq!((c.first_year(), c.official_last_year()), (2025, 2026));
+        assert_eq!(c.last_year(), 2026 + PROVISIONAL_YEARS);
+        assert_eq!(c.provisional_years(), 2027..=2041);
         assert!(c.covers(date(2025, 1, 1)));
         assert!(c.covers(date(2026, 12, 31)));
+        assert!(!c.is_provisional(date(2026, 12, 31)));
+        assert!(c.covers(date(2027, 1, 1)));
+        assert!(c.is_provisional(date(2027, 1, 1)));
+        assert!(c.is_provisional(date(2041, 12, 31)));
         assert!(!c.covers(date(2024, 12, 31)));
-        assert!(!c.covers(date(2027, 1, 1)));
-        assert_eq!(c.last_day(), date(2026, 12, 31));
+        assert!(!c.is_provisional(date(2024, 12, 31)));
+        assert!(!c.covers(date(2042, 1, 1)));
+        assert!(!c.is_provisional(date(2042, 1, 1)));
+        assert_eq!(c.official_last_day(), date(2026, 12, 31));
+        assert_eq!(c.last_day(), date(2041, 12, 31));
     }
 
     #[test]
@@ -819,11 +876,16 @@ mod tests {
         assert_eq!(add(date(2025, 12, 31), 2), date(2026, 1, 5));
         // 20 working days from a Friday in 2026 (no holiday between).
         assert_eq!(add(date(2026, 3, 6), 20), date(2026, 4, 3));
-        // Last working day of the calendar, then one beyond.
+        // Last official working day, then into the provisional 2027: Fri 01-01 is 元旦.
         assert_eq!(add(date(2026, 12, 30), 1), date(2026, 12, 31));
+        assert_eq!(add(date(2026, 12, 31), 1), date(2027, 1, 4));
+        // 40 working days from 2026-12-01 (the 受理 stage limit of provincial-major): December
+        // has 22 working days left after the 1st, January 2027 20 (元旦 off): 18 more → 01-27.
+        assert_eq!(add(date(2026, 12, 1), 40), date(2027, 1, 27));
+        // Past the provisional years.
         assert!(matches!(
-            c.add_working_days(date(2026, 12, 31), 1),
-            Err(CalendarError::OutOfRange { date: d, .. }) if d == date(2027, 1, 1)
+            c.add_working_days(date(2041, 12, 31), 1),
+            Err(CalendarError::OutOfRange { date: d, .. }) if d == date(2042, 1, 1)
         ));
     }
 
@@ -851,19 +913,22 @@ mod tests {
                 date: date(2024, 12, 31),
                 calendar: "cn-mainland".into(),
                 first_year: 2025,
-                last_year: 2026
+                last_year: 2041
             }
         );
         assert!(e.to_string().contains("2024-12-31"), "{e}");
-        assert!(e.to_string().contains("2025-2026"), "{e}");
-        assert!(c.is_workday(date(2027, 1, 4)).is_err());
+        assert!(e.to_string().contains("2025–2041"), "{e}");
+        assert!(c.is_workday(date(2042, 1, 5)).is_err());
         assert!(c.add_working_days(date(2024, 12, 31), 0).is_err());
-        assert!(c.add_working_days(date(2026, 12, 1), 40).is_err());
+        assert!(c.add_working_days(date(2041, 12, 1), 40).is_err());
         assert!(
-            c.working_days_between(date(2026, 1, 1), date(2027, 1, 2))
+            c.working_days_between(date(2026, 1, 1), date(2042, 1, 2))
                 .is_err()
         );
-        assert!(c.holiday(date(2027, 10, 1)).is_err());
+        assert!(c.holiday(date(2042, 10, 1)).is_err());
+        // Inside the provisional years every answer is given.
+        assert_eq!(c.is_workday(date(2027, 1, 4)), Ok(true));
+        assert_eq!(c.holiday(date(2027, 10, 5)), Ok(Some("国庆节")));
     }
 
     #[test]
@@ -932,6 +997,66 @@ mod tests {
         assert!(text.contains("error[C006]"), "{text}");
     }
 
+    #[test]
+    fn a_provisional_year_has_between_246_and_252_working_days() {
+        let c = cn();
+        for y in c.provisional_years() {
+            let dec31 = |y| Date::new(y, 12, 31).expect("date");
+            let n = c
+                .working_days_between(dec31(y - 1), dec31(y))
+                .expect("covered");
+            assert!((246..=252).contains(&n), "{y}: {n} working days");
+            assert!(
+                !c.is_workday(Date::new(y, 10, 1).expect("date"))
+                    .expect("covered")
+            );
+            assert!(
+                !c.is_workday(Date::new(y, 1, 1).expect("date"))
+                    .expect("covered")
+            );
+        }
+    }
+
+    #[test]
+    fn the_statutory_days_of_official_years_are_days_off() {
+        // 2025 and 2026 were published under the revised statute: each of their statutory days
+        // is off in the official arrangement, and the weekday ones are what the provisional rule
+        // takes off too (the official notice only bridges further).
+        let c = cn();
+        for year in [2025, 2026] {
+            let law = statutory::statutory_holidays(year).expect("supported");
+            let prov = statutory::provisional_holidays(year).expect("supported");
+            for h in &law {
+                for d in &h.days {
+                    assert_eq!(c.is_workday(*d), Ok(false), "{} {d} is off", h.name);
+                    assert!(
+                        prov.iter().any(|(f, t, _)| f <= d && d <= t),
+                        "{} {d} is in the provisional rule",
+                        h.name
+                    );
+                }
+            }
+            // The provisional year has no more days off on weekdays than the official one.
+            let weekday_off = |off: &dyn Fn(Date) -> bool| {
+                let mut d = Date::new(year, 1, 1).expect("date");
+                let mut k = 0;
+                while d.year() == year {
+                    if !is_weekend(d) && off(d) {
+                        k += 1;
+                    }
+                    d = d.tomorrow().expect("date");
+                }
+                k
+            };
+            let official = weekday_off(&|d| c.is_workday(d) == Ok(false));
+            let provisional = weekday_off(&|d| prov.iter().any(|(f, t, _)| *f <= d && d <= *t));
+            assert!(
+                provisional <= official,
+                "{year}: {provisional} > {official}"
+            );
+        }
+    }
+
     mod props {
         use super::*;
         use proptest::prelude::*;
@@ -952,10 +1077,7 @@ mod tests {
                             prop_assert!(c.working_days_between(d, before).expect("covered") < n);
                         }
                     }
-                    Err(CalendarError::OutOfRange { date, .. }) => {
-                        prop_assert_eq!(date, jiff::civil::date(2027, 1, 1));
-                        prop_assert!(c.working_days_between(d, jiff::civil::date(2026, 12, 31)).expect("covered") < n);
-                    }
+                    Err(e) => prop_assert!(false, "within the provisional years: {e}"),
                 }
             }
 

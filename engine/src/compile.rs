@@ -288,10 +288,11 @@ pub fn notification_ix(e: NotificationEvent) -> usize {
         N::Urge => 8,
         N::Cc => 9,
         N::Report => 10,
+        N::DeadlineMoved => 11,
     }
 }
 
-const NOTIFICATION_KINDS: usize = 11;
+const NOTIFICATION_KINDS: usize = 12;
 
 /// Validates and compiles. Returns every error found; warnings alone do not stop compilation.
 pub fn compile(workflow: Workflow, ctx: &ValidateContext) -> Result<Definition, Vec<Diagnostic>> {
@@ -798,5 +799,6 @@ pub fn default_template(on: NotificationEvent) -> &'static str {
         N::Urge => "urge",
         N::Cc => "cc",
         N::Report => "report",
+        N::DeadlineMoved => "deadline_moved",
     }
 }

@@ -585,6 +585,8 @@ pub enum NotificationEvent {
     Urge,
     Cc,
     Report,
+    /// A calendar revision moved a deadline earlier (期限提前).
+    DeadlineMoved,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]

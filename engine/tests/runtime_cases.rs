@@ -1382,15 +1382,35 @@ fn colour_thresholds() {
     assert_eq!(at("2026-03-06T23:59:00+08:00").days_left, 0);
     assert_eq!(at("2026-03-07T00:00:00+08:00").colour, Colour::Red);
     assert_eq!(at("2026-03-09T10:00:00+08:00").days_left, -1);
-    // Outside the calendar's years: an error, not a guess.
-    let far = Clock::new(ts("2031-03-02T09:00:00+08:00"), Limit::working_days(4));
-    assert!(colour(&far, &cal, ts("2031-03-03T09:00:00+08:00"), 750).is_err());
+    assert!(!at("2026-03-02T18:00:00+08:00").provisional);
+    // In a provisional year (after the last official one): computed, and marked.
+    let later = Clock::new(ts("2031-02-10T09:00:00+08:00"), Limit::working_days(4));
+    let r = colour(&later, &cal, ts("2031-02-10T10:00:00+08:00"), 750).expect("provisional");
+    assert!(r.provisional);
+    // Mon 02-10 + 4 working days = Fri 02-14, 2031 (春节 2031 is in January).
+    assert_eq!(r.due, Some(ts("2031-02-15T00:00:00+08:00")));
+    // A limit that ends on the last official day is not provisional, one day later it is.
+    let edge = Clock::new(ts("2026-12-30T09:00:00+08:00"), Limit::working_days(1));
+    assert!(
+        !colour(&edge, &cal, ts("2026-12-30T10:00:00+08:00"), 750)
+            .expect("edge")
+            .provisional
+    );
+    let edge = Clock::new(ts("2026-12-30T09:00:00+08:00"), Limit::working_days(2));
+    assert!(
+        colour(&edge, &cal, ts("2026-12-30T10:00:00+08:00"), 750)
+            .expect("edge")
+            .provisional
+    );
+    // Past the provisional years: an error, not a guess.
+    let far = Clock::new(ts("2043-03-02T09:00:00+08:00"), Limit::working_days(4));
+    assert!(colour(&far, &cal, ts("2043-03-03T09:00:00+08:00"), 750).is_err());
 }
 
 #[test]
 fn outside_calendar_is_a_rejection() {
     let mut c = Case::new(ALL);
-    c.now = ts("2031-03-02T09:00:00+08:00");
+    c.now = ts("2043-03-02T09:00:00+08:00");
     let r = c.err(
         "zhang",
         Command::Start {

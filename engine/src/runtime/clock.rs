@@ -81,6 +81,10 @@ pub struct Reading {
     #[serde(default, with = "crate::calendar::china_time::option")]
     pub due: Option<Timestamp>,
     pub stopped: bool,
+    /// The reading counts days of a provisional calendar year (暂定, derived from the statute,
+    /// not yet published officially): the due date or the days left may still move.
+    #[serde(default)]
+    pub provisional: bool,
 }
 
 impl Clock {
@@ -258,5 +262,17 @@ pub fn colour(
         unit: clock.limit.unit,
         due,
         stopped: !clock.running(),
+        provisional: clock.limit.unit == Unit::WorkingDays
+            && (cal.is_provisional(local_date(now))
+                || due.is_some_and(|d| rests_on_provisional(cal, d))),
     })
+}
+
+/// Whether a deadline instant falls on a provisional day (the day it ends, for an end-of-day
+/// instant: 00:00 of 2027-01-01 ends 2026-12-31, an official day).
+pub fn rests_on_provisional(cal: &Calendar, due: Timestamp) -> bool {
+    let last = due
+        .checked_sub(SignedDuration::from_nanos(1))
+        .unwrap_or(due);
+    cal.is_provisional(local_date(last))
 }

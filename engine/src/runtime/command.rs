@@ -160,6 +160,10 @@ pub enum Command {
     },
     /// A timer is due. Firing one that is cancelled or already fired does nothing.
     TimerFired { timer: TimerId },
+    /// The working-day calendar was revised (a new official year imported, a holiday added):
+    /// re-time every armed yellow, due and escalation timer whose instant the revision moves.
+    /// Sent by the engine's own actor, one per open instance; deciding it twice changes nothing.
+    Recalendar { calendar: SmolStr, revision: u32 },
 }
 
 impl Command {

@@ -25,7 +25,7 @@ use super::clock::{Clock, Colour};
 use super::command::{Actor, Command, CommandEnvelope};
 use super::event::{
     CancelReason, ClockRef, Decision, Event, NoticeData, OpenedTask, OutstandingId, PreApprovalId,
-    PromiseId, StageVisitId, StepId, TaskId, TaskKind, Timer, TimerId, TimerKind,
+    PromiseId, StageVisitId, StepId, TaskId, TaskKind, Timer, TimerId, TimerKind, TimerMove,
 };
 use super::rejection::Rejection;
 use super::state::{InstanceState, PromiseStatus, Status, StepStatus, Task, TaskStatus};
@@ -173,14 +173,14 @@ impl<'a> Cx<'a> {
             Status::NotStarted => {
                 return match cmd {
                     Command::Start { project, channel } => self.start(project, channel.as_ref()),
-                    Command::TimerFired { .. } => Ok(()),
+                    Command::TimerFired { .. } | Command::Recalendar { .. } => Ok(()),
                     _ => Err(Rejection::NotStarted),
                 };
             }
             // A timer of an ended instance was cancelled with it; firing it is a no-op.
             Status::Ended => {
                 return match cmd {
-                    Command::TimerFired { .. } => Ok(()),
+                    Command::TimerFired { .. } | Command::Recalendar { .. } => Ok(()),
                     _ => Err(Rejection::InstanceEnded),
                 };
             }
@@ -224,6 +224,7 @@ impl<'a> Cx<'a> {
                 step,
             } => self.extend(*task, limit, reason, *step),
             Command::TimerFired { timer } => self.timer_fired(*timer),
+            Command::Recalendar { calendar, revision } => self.recalendar(calendar, *revision),
         }
     }
 
@@ -2072,20 +2073,9 @@ impl<'a> Cx<'a> {
         self.notify(NotificationEvent::Overdue, natural, data);
         if let ClockRef::Task(t) = target {
             // The escalation ladder: rung k fires `after` units past the deadline.
-            let last_day = local_date(
-                due.checked_sub(jiff::SignedDuration::from_nanos(1))
-                    .unwrap_or(due),
-            );
-            for (k, r) in self.p.rungs.iter().enumerate() {
-                let at = if r.after.amount == 0 {
-                    due
-                } else {
-                    match r.after.unit {
-                        Unit::WorkingDays => {
-                            end_of_day(self.cal.add_working_days(last_day, r.after.amount)?)
-                        }
-                        _ => Clock::new(due, r.after).due(self.cal)?.unwrap_or(due),
-                    }
+            for k in 0..self.p.rungs.len() {
+                let Some(at) = self.rung_at(due, k)? else {
+                    continue;
                 };
                 self.arm(
                     at,
@@ -2094,6 +2084,108 @@ impl<'a> Cx<'a> {
                         rung: u32_of(k),
                     },
                 );
+            }
+        }
+        Ok(())
+    }
+
+    /// When rung `k` of the escalation ladder fires for a task due at `due`: `after` units past
+    /// the deadline (working days counted from the deadline's last day).
+    fn rung_at(&self, due: Timestamp, k: usize) -> Result<Option<Timestamp>, Rejection> {
+        let Some(r) = self.p.rungs.get(k) else {
+            return Ok(None);
+        };
+        if r.after.amount == 0 {
+            return Ok(Some(due));
+        }
+        let last_day = local_date(
+            due.checked_sub(jiff::SignedDuration::from_nanos(1))
+                .unwrap_or(due),
+        );
+        Ok(Some(match r.after.unit {
+            Unit::WorkingDays => end_of_day(self.cal.add_working_days(last_day, r.after.amount)?),
+            _ => Clock::new(due, r.after).due(self.cal)?.unwrap_or(due),
+        }))
+    }
+
+    /// Where a timer belongs on this calendar: `None` when it is not counted on the calendar
+    /// (a wait node, an hour limit) or its clock is stopped, so it keeps its instant.
+    fn timer_instant(&self, kind: &TimerKind) -> Result<Option<Timestamp>, Rejection> {
+        let st = self.st;
+        match kind {
+            TimerKind::Yellow { target } => match st.clock(target) {
+                Some(c) if c.limit.unit != Unit::Hours => {
+                    Ok(c.yellow_due(self.cal, self.p.yellow_permille)?)
+                }
+                _ => Ok(None),
+            },
+            TimerKind::Due { target } => match st.clock(target) {
+                Some(c) if c.limit.unit != Unit::Hours => Ok(c.due(self.cal)?),
+                _ => Ok(None),
+            },
+            TimerKind::Escalation { task, rung } => {
+                let due = st
+                    .clock(&ClockRef::Task(*task))
+                    .map(|c| c.due(self.cal))
+                    .transpose()?
+                    .flatten();
+                match due {
+                    Some(d) => self.rung_at(d, *rung as usize),
+                    None => Ok(None),
+                }
+            }
+            TimerKind::Wait { .. } => Ok(None),
+        }
+    }
+
+    /// A calendar revision: every armed timer whose instant moves on the revised calendar
+    /// (`self.cal`) is cancelled and armed again at its new instant, and one `Retimed` event
+    /// records the moves. A timer now in the past fires at once through the scheduler (the
+    /// overdue path, once). Assignees whose deadline came earlier are told.
+    fn recalendar(&mut self, calendar: &SmolStr, revision: u32) -> Result<(), Rejection> {
+        if self.def.workflow.calendar.value != *calendar {
+            return Ok(());
+        }
+        let st = self.st;
+        let mut moves: Vec<(TimerId, TimerMove)> = Vec::new();
+        for t in &st.timers {
+            let Some(new_due) = self.timer_instant(&t.kind)? else {
+                continue;
+            };
+            if new_due != t.due {
+                moves.push((
+                    t.id,
+                    TimerMove {
+                        kind: t.kind.clone(),
+                        old_due: t.due,
+                        new_due,
+                    },
+                ));
+            }
+        }
+        if moves.is_empty() {
+            return Ok(());
+        }
+        self.emit(Event::Retimed {
+            calendar: calendar.clone(),
+            revision,
+            moves: moves.iter().map(|(_, m)| m.clone()).collect(),
+        });
+        for (id, m) in moves {
+            self.cancel_timer(id);
+            self.arm(m.new_due, m.kind.clone());
+            if let TimerKind::Due { target } = &m.kind
+                && m.new_due < m.old_due
+                && !matches!(target, ClockRef::Promise(_))
+            {
+                let (natural, mut data) = self.clock_party(target);
+                data.due = Some(m.new_due);
+                data.text = Some(format!(
+                    "工作日历修订（第 {revision} 版）使期限由 {} 提前至 {}",
+                    crate::calendar::local_date(m.old_due - jiff::SignedDuration::from_nanos(1)),
+                    crate::calendar::local_date(m.new_due - jiff::SignedDuration::from_nanos(1)),
+                ));
+                self.notify(NotificationEvent::DeadlineMoved, natural, data);
             }
         }
         Ok(())

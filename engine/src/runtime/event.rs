@@ -122,6 +122,17 @@ impl TimerKind {
     }
 }
 
+/// One timer moved by a calendar revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerMove {
+    #[serde(flatten)]
+    pub kind: TimerKind,
+    #[serde(with = "crate::calendar::china_time")]
+    pub old_due: Timestamp,
+    #[serde(with = "crate::calendar::china_time")]
+    pub new_due: Timestamp,
+}
+
 /// An armed timer, as kept in the state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timer {
@@ -442,6 +453,13 @@ pub enum Event {
         leader: Option<SmolStr>,
     },
     TimerArmed(Timer),
+    /// A calendar revision moved armed timers: each move with the instant before and after. The
+    /// timers themselves are re-armed by the `TimerCancelled`/`TimerArmed` events that follow.
+    Retimed {
+        calendar: SmolStr,
+        revision: u32,
+        moves: Vec<TimerMove>,
+    },
     TimerFired {
         timer: TimerId,
     },
@@ -535,6 +553,7 @@ impl Event {
             Event::Warning { .. } => "warning",
             Event::Supervised { .. } => "supervised",
             Event::TimerArmed(_) => "timer_armed",
+            Event::Retimed { .. } => "retimed",
             Event::TimerFired { .. } => "timer_fired",
             Event::TimerCancelled { .. } => "timer_cancelled",
             Event::NotificationRequested { .. } => "notification_requested",

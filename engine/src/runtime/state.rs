@@ -623,6 +623,7 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
             s.timers.retain(|t| t.id != *timer);
         }
         Event::NotificationRequested { .. }
+        | Event::Retimed { .. }
         | Event::Urged { .. }
         | Event::Commented { .. }
         | Event::CarbonCopied { .. }

@@ -30,6 +30,10 @@ pub struct ClockView {
     pub due: Option<Timestamp>,
     #[serde(default)]
     pub stopped: bool,
+    /// The due date or days left count a provisional calendar year (暂定): see
+    /// [`crate::calendar::Calendar::is_provisional`].
+    #[serde(default)]
+    pub provisional: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +178,7 @@ impl Reader<'_> {
                 days_left,
                 due,
                 stopped,
+                provisional,
                 ..
             }) => Some(ClockView {
                 colour,
@@ -185,6 +190,7 @@ impl Reader<'_> {
                 .to_string(),
                 due,
                 stopped,
+                provisional,
             }),
             Err(e) => {
                 let msg = e.to_string();
