@@ -85,6 +85,67 @@ pub struct Calendar {
     official_last: i16,
     /// One entry per year, `first_year` first: the official years, then the provisional ones.
     years: Vec<YearTable>,
+    /// The official years as written, to write the calendar back ([`Calendar::to_yaml`]).
+    official: Vec<OfficialYear>,
+}
+
+/// One official year as published: its notice, days off and make-up working days.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct OfficialYear {
+    year: i16,
+    source: Option<String>,
+    holidays: Vec<(Date, Date, String)>,
+    workdays: Vec<(Date, Option<String>)>,
+}
+
+/// A day whose status a calendar revision changes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DayChange {
+    pub date: Date,
+    pub was_workday: bool,
+    pub now_workday: bool,
+    /// The day was provisional before the revision.
+    pub was_provisional: bool,
+    /// The holiday the day belongs to after the revision, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holiday: Option<String>,
+}
+
+/// Every statutory day of `year` must be a day off in an official arrangement (C013).
+fn check_statutory_days(year: i16, pos: Pos, table: &YearTable, diags: &mut Vec<Diagnostic>) {
+    // The revised statute is in force from 2025; earlier years had other holidays.
+    if year < 2025 {
+        return;
+    }
+    let Some(law) = statutory::statutory_holidays(year) else {
+        return;
+    };
+    for h in law {
+        for d in h.days {
+            let idx = usize::try_from(d.day_of_year() - 1).unwrap_or(0);
+            if table.is_set(idx) {
+                diags.push(
+                    Diagnostic::error(
+                        "C013",
+                        pos,
+                        format!(
+                            "year {year}: {d} is a statutory day off ({}) but the arrangement makes it a working day",
+                            h.name
+                        ),
+                    )
+                    .with_help(format!(
+                        "every day of {} is a day off; list it in the holiday's range",
+                        statutory::STATUTE
+                    )),
+                );
+            }
+        }
+    }
+}
+
+/// Quotes a string for YAML (JSON strings are YAML).
+fn yaml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 /// The working days of one year.
@@ -165,10 +226,6 @@ struct YearFile {
     year: Sp<i64>,
     /// The notice the dates come from, for the reader.
     #[serde(default)]
-    #[expect(
-        dead_code,
-        reason = "documentation in the file; read so that the key is allowed"
-    )]
     source: Option<String>,
     #[serde(default)]
     holidays: Vec<HolidayFile>,
@@ -196,10 +253,6 @@ struct WorkdayFile {
     date: Sp<String>,
     /// The holiday this make-up day belongs to, for the reader.
     #[serde(default, rename = "for")]
-    #[expect(
-        dead_code,
-        reason = "documentation in the file; read so that the key is allowed"
-    )]
     for_holiday: Option<String>,
 }
 
@@ -235,6 +288,16 @@ impl Calendar {
     /// Reads and checks a calendar file. `id` is the calendar's id (the file stem, e.g.
     /// `cn-mainland`). Returns every problem found, each located, or the calendar.
     pub fn from_yaml(id: &str, source: &str) -> Result<Calendar, Vec<Diagnostic>> {
+        Self::read(id, source, false)
+    }
+
+    /// Reads a newly published arrangement as strictly as an import needs: on top of the file
+    /// checks, every statutory day of each year from 2025 on must be off (C013).
+    pub fn from_yaml_strict(id: &str, source: &str) -> Result<Calendar, Vec<Diagnostic>> {
+        Self::read(id, source, true)
+    }
+
+    fn read(id: &str, source: &str, strict: bool) -> Result<Calendar, Vec<Diagnostic>> {
         let file: CalendarFile = serde_saphyr::from_str(source).map_err(|e| {
             let mut d = crate::parse::syntax_diagnostic(&e);
             d.code = "C001";
@@ -307,8 +370,11 @@ impl Calendar {
         // Per year: holidays and make-up days, with the checks that need the dates.
         struct Parsed {
             year: i16,
+            pos: Pos,
+            source: Option<String>,
             holidays: Vec<(Date, Date, String)>,
             workdays: Vec<Date>,
+            workdays_for: Vec<Option<String>>,
         }
         let mut parsed: Vec<Parsed> = Vec::new();
         for y in &file.years.value {
@@ -317,8 +383,11 @@ impl Calendar {
             };
             let mut p = Parsed {
                 year,
+                pos: y.year.pos,
+                source: y.source.clone(),
                 holidays: Vec::new(),
                 workdays: Vec::new(),
+                workdays_for: Vec::new(),
             };
             // (from, to, name, pos) of holidays, for overlap checks.
             let mut ranges: Vec<(Date, Date, String, Pos)> = Vec::new();
@@ -477,6 +546,7 @@ impl Calendar {
                 }
                 seen.push((d, w.date.pos));
                 p.workdays.push(d);
+                p.workdays_for.push(w.for_holiday.clone());
             }
             parsed.push(p);
         }
@@ -489,6 +559,7 @@ impl Calendar {
         let first_year = parsed.first().map(|p| p.year).unwrap_or(0);
         let official_last = parsed.last().map(|p| p.year).unwrap_or(0);
         let mut years = Vec::with_capacity(parsed.len() + PROVISIONAL_YEARS as usize);
+        let mut official = Vec::with_capacity(parsed.len());
         let mut before: u32 = 0;
         for p in parsed {
             let table = build_year(p.year, &p.holidays, &p.workdays, before).ok_or_else(|| {
@@ -498,8 +569,20 @@ impl Calendar {
                     format!("{} is not a supported year", p.year),
                 )]
             })?;
+            if strict {
+                check_statutory_days(p.year, p.pos, &table, &mut diags);
+            }
             before += u32::from(table.total());
             years.push(table);
+            official.push(OfficialYear {
+                year: p.year,
+                source: p.source,
+                holidays: p.holidays,
+                workdays: p.workdays.into_iter().zip(p.workdays_for).collect(),
+            });
+        }
+        if !diags.is_empty() {
+            return Err(diags);
         }
         // Provisional years from the statute, as far as the lunar library reaches.
         for year in (official_last + 1)..=official_last.saturating_add(PROVISIONAL_YEARS) {
@@ -517,6 +600,7 @@ impl Calendar {
             first_year,
             official_last,
             years,
+            official,
         })
     }
 
@@ -563,6 +647,100 @@ impl Calendar {
     /// The last day of the last official year: from the next day on, answers are provisional.
     pub fn official_last_day(&self) -> Date {
         Date::new(self.official_last, 12, 31).unwrap_or(Date::MAX)
+    }
+
+    /// The calendar written back as a calendar file (the official years only; provisional
+    /// years are derived again when it is read). Reading the text gives the same calendar.
+    pub fn to_yaml(&self) -> String {
+        let mut out = String::new();
+        if let Some(n) = &self.name {
+            out.push_str(&format!("name: {}\n", yaml_str(n)));
+        }
+        out.push_str("years:\n");
+        for y in &self.official {
+            out.push_str(&format!("  - year: {}\n", y.year));
+            if let Some(src) = &y.source {
+                out.push_str(&format!("    source: {}\n", yaml_str(src)));
+            }
+            out.push_str("    holidays:\n");
+            if y.holidays.is_empty() {
+                out.truncate(out.len() - 1);
+                out.push_str(" []\n");
+            }
+            for (from, to, name) in &y.holidays {
+                if from == to {
+                    out.push_str(&format!(
+                        "      - {{ name: {}, date: {from} }}\n",
+                        yaml_str(name)
+                    ));
+                } else {
+                    out.push_str(&format!(
+                        "      - {{ name: {}, from: {from}, to: {to} }}\n",
+                        yaml_str(name)
+                    ));
+                }
+            }
+            out.push_str("    workdays:");
+            if y.workdays.is_empty() {
+                out.push_str(" []");
+            }
+            out.push('\n');
+            for (d, f) in &y.workdays {
+                match f {
+                    Some(f) => {
+                        out.push_str(&format!("      - {{ date: {d}, for: {} }}\n", yaml_str(f)))
+                    }
+                    None => out.push_str(&format!("      - {{ date: {d} }}\n")),
+                }
+            }
+        }
+        out
+    }
+
+    /// This calendar with the official years of `other` put in (added, or replacing the same
+    /// years), written as a calendar file: what importing `other` publishes.
+    pub fn merged_yaml(&self, other: &Calendar) -> String {
+        let mut merged = self.clone();
+        for y in &other.official {
+            match merged.official.iter_mut().find(|m| m.year == y.year) {
+                Some(slot) => *slot = y.clone(),
+                None => merged.official.push(y.clone()),
+            }
+        }
+        merged.official.sort_by_key(|y| y.year);
+        merged.to_yaml()
+    }
+
+    /// The years `self` has official arrangements for.
+    pub fn official_years(&self) -> Vec<i16> {
+        self.official.iter().map(|y| y.year).collect()
+    }
+
+    /// The days whose status differs between `self` (in force) and `new`, over the days both
+    /// cover, in date order.
+    pub fn diff(&self, new: &Calendar) -> Vec<DayChange> {
+        let from = self.first_year.max(new.first_year);
+        let to = self.last_year().min(new.last_year());
+        let mut out = Vec::new();
+        let Ok(mut d) = Date::new(from, 1, 1) else {
+            return out;
+        };
+        while d.year() <= to {
+            if let (Ok(a), Ok(b)) = (self.is_workday(d), new.is_workday(d))
+                && a != b
+            {
+                out.push(DayChange {
+                    date: d,
+                    was_workday: a,
+                    now_workday: b,
+                    was_provisional: self.is_provisional(d),
+                    holiday: new.holiday(d).ok().flatten().map(str::to_string),
+                });
+            }
+            let Ok(next) = d.tomorrow() else { break };
+            d = next;
+        }
+        out
     }
 
     /// Whether the calendar knows this date.
@@ -1055,6 +1233,64 @@ mod tests {
                 "{year}: {provisional} > {official}"
             );
         }
+    }
+
+    const Y2027: &str = "name: x\nyears:\n  - year: 2027\n    source: 模拟通知\n    holidays:\n      - { name: 元旦, from: 2027-01-01, to: 2027-01-03 }\n      - { name: 春节, from: 2027-02-05, to: 2027-02-12 }\n      - { name: 清明节, from: 2027-04-03, to: 2027-04-05 }\n      - { name: 劳动节, from: 2027-05-01, to: 2027-05-05 }\n      - { name: 端午节, date: 2027-06-09 }\n      - { name: 中秋节, date: 2027-09-15 }\n      - { name: 国庆节, from: 2027-10-01, to: 2027-10-07 }\n    workdays:\n      - { date: 2027-02-20, for: 春节 }\n      - { date: 2027-10-09, for: 国庆节 }\n";
+
+    #[test]
+    fn a_calendar_writes_back_to_the_same_calendar() {
+        let c = cn();
+        let again = Calendar::from_yaml("cn-mainland", &c.to_yaml()).expect("reads back");
+        assert_eq!(again.official_years(), vec![2025, 2026]);
+        assert!(c.diff(&again).is_empty());
+        assert_eq!(again.holiday(date(2025, 10, 6)), Ok(Some("国庆节、中秋节")));
+        assert_eq!(again.to_yaml(), c.to_yaml());
+    }
+
+    #[test]
+    fn importing_a_year_merges_it_and_lists_the_days_it_changes() {
+        let c = cn();
+        let import = Calendar::from_yaml_strict("cn-mainland", Y2027).expect("valid import");
+        let merged = Calendar::from_yaml("cn-mainland", &c.merged_yaml(&import)).expect("merged");
+        assert_eq!(merged.official_years(), vec![2025, 2026, 2027]);
+        assert!(!merged.is_provisional(date(2027, 6, 1)));
+        assert!(merged.is_provisional(date(2028, 1, 3)));
+        let changes = c.diff(&merged);
+        let days: Vec<(Date, bool)> = changes.iter().map(|d| (d.date, d.now_workday)).collect();
+        // Provisional 2027: 春节 02-05..02-10, 劳动节 05-01..05-04, 国庆 10-01..10-05. Official:
+        // 春节 to 02-12 with Sat 02-20 worked, 劳动节 to 05-05, 国庆 to 10-07 with Sat 10-09
+        // worked; 元旦, 清明 and 端午 take no weekday the statute did not already take.
+        assert_eq!(
+            days,
+            vec![
+                (date(2027, 2, 11), false),
+                (date(2027, 2, 12), false),
+                (date(2027, 2, 20), true),
+                (date(2027, 5, 5), false),
+                (date(2027, 10, 6), false),
+                (date(2027, 10, 7), false),
+                (date(2027, 10, 9), true),
+            ]
+        );
+        assert!(changes.iter().all(|d| d.was_provisional));
+    }
+
+    #[test]
+    fn an_import_that_works_a_statutory_day_is_refused_located() {
+        // 2027-02-06 (正月初一) is a Saturday: as a make-up working day it breaks the statute.
+        let bad = Y2027
+            .replace("2027-02-20, for: 春节", "2027-02-06, for: 春节")
+            .replace(
+                "{ name: 春节, from: 2027-02-05, to: 2027-02-12 }",
+                "{ name: 春节, from: 2027-02-08, to: 2027-02-12 }",
+            );
+        let d = Calendar::from_yaml_strict("cn-mainland", &bad).expect_err("statutory day worked");
+        let codes: Vec<(&str, u32)> = d.iter().map(|d| (d.code, d.line)).collect();
+        assert_eq!(codes, vec![("C013", 3), ("C013", 3)], "{d:#?}");
+        assert!(d[0].message.contains("2027-02-05"), "{}", d[0].message);
+        assert!(d[1].message.contains("2027-02-06"), "{}", d[1].message);
+        // The lenient reader (files already in use) takes it.
+        assert!(Calendar::from_yaml("cn-mainland", &bad).is_ok());
     }
 
     mod props {
