@@ -18,7 +18,9 @@
 //! read (instance version, idempotency key absent, timer still pending), so several processes
 //! on one PostgreSQL are safe; a guard that fails makes the whole batch retry with fresh state.
 //! A command that `decide` rejects is answered with its rejection and takes nothing from the
-//! others in its batch.
+//! others in its batch. A timer firing that `decide` rejects is not marked fired: the refusal is
+//! recorded on the timer, which stays open to be tried again (see `Writer::timer_refused` and
+//! docs/durable.md, "Refused timers").
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -32,7 +34,7 @@ use tokio::task::{JoinError, JoinHandle};
 use crate::machine::{Clock, Effects, Machine, Rejection};
 use crate::store::{
     Batch, EventRow, IdempotencyRow, InstanceMeta, InstanceWrite, Millis, OutboxRow, Projection,
-    Store, StoreError, TimerRow, TimerState,
+    Store, StoreError, TimerRefusal, TimerRow, TimerState,
 };
 
 /// A command for one instance.
@@ -74,6 +76,10 @@ pub enum CommandError {
     NoDefinition(String),
     #[error("timer already fired or cancelled")]
     TimerSpent,
+    /// The instance's own state has the timer due later than its row said (the clock moved
+    /// back, or the row was behind): nothing fired, and the timer now waits for that time.
+    #[error("timer not due until {due} (ms since the epoch); moved to that time")]
+    TimerNotDue { due: Millis },
     #[error("too much contention on this instance, retry")]
     Busy,
     #[error("storage failed: {0}")]
@@ -111,6 +117,11 @@ pub struct BusOptions {
     pub cache_capacity: usize,
     /// Attempts of a batch that keeps meeting conflicts before answering `Busy`.
     pub max_attempts: usize,
+    /// How long a timer whose firing the machine refused is left alone before it is tried again
+    /// (unless a revision lets it go sooner: [`crate::store::TimerStore::retry_refused_timers`]).
+    /// Slow on purpose: a refusal that heals by itself heals within it, one that does not costs
+    /// one attempt per timer per period.
+    pub refused_timer_retry_ms: i64,
 }
 
 impl Default for BusOptions {
@@ -119,6 +130,7 @@ impl Default for BusOptions {
             max_batch: 512,
             cache_capacity: 100_000,
             max_attempts: 8,
+            refused_timer_retry_ms: 3_600_000,
         }
     }
 }
@@ -272,6 +284,8 @@ fn merge<C>(mut a: Prepared<C>, b: Prepared<C>) -> Prepared<C> {
     x.timers_armed.extend(y.timers_armed);
     x.timers_cancelled.extend(y.timers_cancelled);
     x.timers_fired.extend(y.timers_fired);
+    x.timers_refused.extend(y.timers_refused);
+    x.timers_postponed.extend(y.timers_postponed);
     x.outbox.extend(y.outbox);
     x.idempotency.extend(y.idempotency);
     for id in b.touched {
@@ -565,7 +579,13 @@ impl<M: Machine, S: Store> Writer<M, S> {
         instance: &str,
         start: Option<&InstanceMeta>,
     ) -> Result<Option<Working<M>>, BatchError> {
-        if let Some(c) = self.cache.remove(instance) {
+        if let Some(mut c) = self.cache.remove(instance) {
+            // The context in force, not the one the state was loaded with: a calendar revision
+            // replaces it in the machine, and a timer refused on the old calendar and released
+            // by the revision must be decided on the new one.
+            if let Some(ctx) = self.machine.context(&c.meta) {
+                c.ctx = ctx;
+            }
             let v = c.version;
             return Ok(Some(Working {
                 cached: c,
@@ -865,21 +885,38 @@ impl<M: Machine, S: Store> Writer<M, S> {
                 Some(&s.command)
             }
             Job::Timer(t) => {
-                batch
-                    .timers_fired
-                    .push((t.instance.clone(), t.timer_id.clone()));
                 owned = self.machine.timer_command(t);
                 owned.as_ref()
             }
         };
         let first_seq = c.version + 1;
+        let timer = match job {
+            Job::Timer(t) => Some(t),
+            Job::Command(_) => None,
+        };
         let Some(cmd) = cmd else {
+            if let Some(t) = timer {
+                batch
+                    .timers_fired
+                    .push((t.instance.clone(), t.timer_id.clone()));
+            }
             return Ok(receipt(&c.meta.id, c.version, first_seq, 0));
         };
-        let events = self
-            .machine
-            .decide(&c.ctx, &c.meta, &c.state, cmd, now)
-            .map_err(CommandError::Rejected)?;
+        let events = match self.machine.decide(&c.ctx, &c.meta, &c.state, cmd, now) {
+            Ok(events) => events,
+            Err(r) => {
+                return Err(match timer {
+                    Some(t) => self.timer_refused(c, t, r, now, batch),
+                    None => CommandError::Rejected(r),
+                });
+            }
+        };
+        // A timer is marked fired only with the events of a firing `decide` accepted.
+        if let Some(t) = timer {
+            batch
+                .timers_fired
+                .push((t.instance.clone(), t.timer_id.clone()));
+        }
         let mut effects = Effects::default();
         for ev in &events {
             let seq = c.version + 1;
@@ -938,6 +975,44 @@ impl<M: Machine, S: Store> Writer<M, S> {
             first_seq,
             c.version - first_seq + 1,
         ))
+    }
+}
+
+impl<M: Machine, S: Store> Writer<M, S> {
+    /// What a refused timer firing writes. Never the `fired` mark: the firing did nothing, so the
+    /// warnings and escalations it owes are still owed. If the instance's state has the timer due
+    /// later than now, the firing merely came early and the timer moves to that due; otherwise the
+    /// refusal is recorded on the timer, which stays open and is left alone until the slow retry
+    /// (or a revision's [`crate::store::TimerStore::retry_refused_timers`]). Either write is
+    /// guarded like a refused command: it commits only if the instance is still at the version
+    /// the refusal was decided on.
+    fn timer_refused(
+        &self,
+        c: &Cached<M>,
+        t: &TimerRow,
+        r: Rejection,
+        now: Millis,
+        batch: &mut Batch,
+    ) -> CommandError {
+        if let Some(due) = self
+            .machine
+            .timer_due(&c.ctx, &c.state, t)
+            .filter(|d| *d > now)
+        {
+            batch
+                .timers_postponed
+                .push((t.instance.clone(), t.timer_id.clone(), due));
+            return CommandError::TimerNotDue { due };
+        }
+        batch.timers_refused.push(TimerRefusal {
+            instance: t.instance.clone(),
+            timer_id: t.timer_id.clone(),
+            code: r.code.clone(),
+            message: r.message.clone(),
+            refused_at: now,
+            retry_at: now.saturating_add(self.opts.refused_timer_retry_ms.max(0)),
+        });
+        CommandError::Rejected(r)
     }
 }
 

@@ -363,6 +363,16 @@ impl Machine for EngineMachine {
             command: Command::TimerFired { timer: TimerId(id) },
         })
     }
+
+    fn timer_due(
+        &self,
+        _ctx: &EngineContext,
+        state: &InstanceState,
+        timer: &TimerRow,
+    ) -> Option<Millis> {
+        let id: u32 = timer.timer_id.parse().ok()?;
+        state.timer(TimerId(id)).map(|t| millis(t.due))
+    }
 }
 
 /// The display name of a party: a user's name, a role's or department's name from the workflow.

@@ -91,6 +91,18 @@ pub trait Machine: Send + Sync + 'static {
     ) -> Projection;
     /// The command a due timer turns into; `None` when it needs no command (it is marked fired).
     fn timer_command(&self, timer: &TimerRow) -> Option<Self::Command>;
+    /// When `state` says `timer` is due, if it keeps it (`None`: it does not, or the machine
+    /// does not say). Read only after `decide` refused the timer's firing: a due still ahead of
+    /// the clock means the firing came early (the clock moved back, or the row is behind the
+    /// state), so the timer is moved to that due instead of being recorded as refused.
+    fn timer_due(
+        &self,
+        _ctx: &Self::Context,
+        _state: &Self::State,
+        _timer: &TimerRow,
+    ) -> Option<Millis> {
+        None
+    }
 }
 
 /// Reads time; the one place the durable layer asks for it, so tests can move it.

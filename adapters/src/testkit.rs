@@ -5,6 +5,7 @@
 //! and the crash checks exact. The real engine is wired in [`crate::engine_machine`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -234,5 +235,115 @@ pub fn counter_meta(id: &str) -> InstanceMeta {
         workflow_id: "counter".into(),
         def_version: 1,
         project: serde_json::json!({"assignee": "alice"}),
+    }
+}
+
+/// The counter with a gate on its timers, for the refused-timer path: while the gate is shut
+/// every timer firing is refused (`outside_calendar`, as the engine refuses one whose escalation
+/// rungs fall past the calendar's end), and opening it stands for the calendar or definition
+/// revision that lets them fire. A refusal that stays a refusal whatever the calendar files say.
+/// With `not_before` set, a firing before that time is refused as `timer_not_due` and the
+/// machine says the timer is due then (as the engine does when the clock moved back).
+#[derive(Debug, Default)]
+pub struct GatedCounter {
+    open: AtomicBool,
+    not_before: AtomicI64,
+}
+
+impl GatedCounter {
+    /// Timers refused until [`GatedCounter::open`].
+    pub fn shut() -> GatedCounter {
+        GatedCounter::default()
+    }
+
+    pub fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+
+    /// Firings before `at` are refused as not due, with `at` as the timer's due.
+    pub fn not_before(&self, at: Millis) {
+        self.not_before.store(at, Ordering::SeqCst);
+    }
+}
+
+impl Machine for GatedCounter {
+    type Context = ();
+    type State = CounterState;
+    type Command = CounterCommand;
+    type Event = CounterEvent;
+
+    fn context(&self, meta: &InstanceMeta) -> Option<Arc<()>> {
+        Counter.context(meta)
+    }
+
+    fn register(&self, def: &DefinitionRow) -> Result<(), String> {
+        Counter.register(def)
+    }
+
+    fn initial(&self, ctx: &(), meta: &InstanceMeta) -> CounterState {
+        Counter.initial(ctx, meta)
+    }
+
+    fn decide(
+        &self,
+        ctx: &(),
+        meta: &InstanceMeta,
+        state: &CounterState,
+        cmd: &CounterCommand,
+        now: Millis,
+    ) -> Result<Vec<CounterEvent>, Rejection> {
+        if let CounterCommand::TimerFired { id } = cmd {
+            if now < self.not_before.load(Ordering::SeqCst) {
+                return Err(Rejection {
+                    code: "timer_not_due".into(),
+                    message: format!("timer {id} is not due yet"),
+                });
+            }
+            if !self.open.load(Ordering::SeqCst) {
+                return Err(Rejection {
+                    code: "outside_calendar".into(),
+                    message: format!("timer {id}: a date past the end of the calendar"),
+                });
+            }
+        }
+        Counter.decide(ctx, meta, state, cmd, now)
+    }
+
+    fn evolve(&self, ctx: &(), state: &mut CounterState, event: &CounterEvent) {
+        Counter.evolve(ctx, state, event)
+    }
+
+    fn event_kind(&self, event: &CounterEvent) -> String {
+        Counter.event_kind(event)
+    }
+
+    fn effects(
+        &self,
+        ctx: &(),
+        meta: &InstanceMeta,
+        state: &CounterState,
+        event: &CounterEvent,
+        now: Millis,
+        out: &mut Effects,
+    ) {
+        Counter.effects(ctx, meta, state, event, now, out)
+    }
+
+    fn project(
+        &self,
+        ctx: &(),
+        meta: &InstanceMeta,
+        state: &CounterState,
+        now: Millis,
+    ) -> Projection {
+        Counter.project(ctx, meta, state, now)
+    }
+
+    fn timer_command(&self, timer: &TimerRow) -> Option<CounterCommand> {
+        Counter.timer_command(timer)
+    }
+
+    fn timer_due(&self, _ctx: &(), _state: &CounterState, _timer: &TimerRow) -> Option<Millis> {
+        Some(self.not_before.load(Ordering::SeqCst))
     }
 }

@@ -12,6 +12,14 @@
 //! fires once even if two nodes both claimed it (one after the other's lease expired). A node that
 //! dies with claims leaves them to the others when the lease runs out; timers that came due while
 //! every node was down are simply due on start.
+//!
+//! A firing the engine refuses (a `Rejection`, e.g. `outside_calendar`) is not marked fired: the
+//! bus writes the refusal on the timer, which stays open and is held back from claims until its
+//! retry time (an hour by default, [`crate::bus::BusOptions::refused_timer_retry_ms`]). This loop
+//! logs each refusal as a warning and, every [`SchedulerOptions::retry_sweep`], lets the timers
+//! whose retry time has come be claimed again; [`retry_refused_timers`] lets them all go at once,
+//! for a calendar or definition revision that may let them fire. A refused timer is tried again,
+//! never marked fired without its effects, and still fires once (the same guarded commit).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +27,7 @@ use std::time::Duration;
 
 use crate::bus::{CommandBus, CommandError};
 use crate::machine::{Clock, Machine};
-use crate::store::Store;
+use crate::store::{Millis, Store, TimerStore};
 
 #[derive(Debug, Clone)]
 pub struct SchedulerOptions {
@@ -31,6 +39,8 @@ pub struct SchedulerOptions {
     pub lease_ms: i64,
     /// Timers claimed at once.
     pub batch: i64,
+    /// How often to let refused timers whose retry time has come be claimed again.
+    pub retry_sweep: Duration,
 }
 
 impl Default for SchedulerOptions {
@@ -40,6 +50,7 @@ impl Default for SchedulerOptions {
             poll: Duration::from_millis(100),
             lease_ms: 30_000,
             batch: 1000,
+            retry_sweep: Duration::from_secs(60),
         }
     }
 }
@@ -51,7 +62,26 @@ pub struct SchedulerStats {
     pub fired: AtomicU64,
     /// Claimed timers that turned out to be spent already (fired by another node, or cancelled).
     pub spent: AtomicU64,
+    /// Firings the machine refused: the timer stays open with the refusal recorded.
+    pub refused: AtomicU64,
+    /// Firings that came before the instance's own due: the timer moved to that due.
+    pub postponed: AtomicU64,
     pub errors: AtomicU64,
+}
+
+/// Lets every refused timer be tried again as soon as it is due, and wakes the scheduler: call it
+/// after a calendar or definition revision that may let them fire (and at start, when the
+/// calendars and definitions have just been loaded). Returns how many were held.
+pub async fn retry_refused_timers<M: Machine, S: TimerStore>(
+    bus: &CommandBus<M>,
+    store: &S,
+) -> crate::store::Result<u64> {
+    let n = store.retry_refused_timers(Millis::MAX).await?;
+    if n > 0 {
+        tracing::info!("{n} refused timers released to be tried again");
+        bus.timer_armed.notify_one();
+    }
+    Ok(n)
 }
 
 /// Starts the scheduler loop; abort the handle to stop it (claims in flight expire with their
@@ -65,8 +95,20 @@ pub fn spawn_scheduler<M: Machine, S: Store>(
     let stats = Arc::new(SchedulerStats::default());
     let st = stats.clone();
     let handle = tokio::spawn(async move {
+        let mut last_sweep: Option<tokio::time::Instant> = None;
         loop {
             let now = clock.now();
+            if last_sweep.is_none_or(|at| at.elapsed() >= opts.retry_sweep) {
+                last_sweep = Some(tokio::time::Instant::now());
+                match store.retry_refused_timers(now).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("{n} refused timers are due to be tried again"),
+                    Err(e) => {
+                        tracing::warn!("refused-timer sweep failed: {e}");
+                        st.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
             let claimed = match store
                 .claim_due(&opts.node, now, opts.lease_ms, opts.batch)
                 .await
@@ -83,18 +125,47 @@ pub fn spawn_scheduler<M: Machine, S: Store>(
             let mut set = tokio::task::JoinSet::new();
             for c in claimed {
                 let bus = bus.clone();
-                set.spawn(async move { bus.fire(c.timer).await });
+                set.spawn(async move {
+                    let r = bus.fire(c.timer.clone()).await;
+                    (c.timer, r)
+                });
             }
             while let Some(r) = set.join_next().await {
                 match r {
-                    Ok(Ok(_)) | Ok(Err(CommandError::Rejected(_))) => {
+                    Ok((_, Ok(_))) => {
                         st.fired.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(Err(CommandError::TimerSpent)) => {
+                    Ok((t, Err(CommandError::Rejected(why)))) => {
+                        st.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            instance = %t.instance,
+                            timer = %t.timer_id,
+                            kind = %t.kind,
+                            code = %why.code,
+                            "the engine refused to fire a timer ({why}); it stays pending with \
+                             the refusal recorded, tried again after a calendar or definition \
+                             revision or at its retry time"
+                        );
+                    }
+                    Ok((t, Err(CommandError::TimerNotDue { due }))) => {
+                        st.postponed.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(
+                            instance = %t.instance,
+                            timer = %t.timer_id,
+                            "timer came before its instance's due (row due {}, instance due \
+                             {due}); moved to that due",
+                            t.due
+                        );
+                    }
+                    Ok((_, Err(CommandError::TimerSpent))) => {
                         st.spent.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(Err(e)) => {
-                        tracing::warn!("timer firing failed: {e}");
+                    Ok((t, Err(e))) => {
+                        tracing::warn!(
+                            instance = %t.instance,
+                            timer = %t.timer_id,
+                            "timer firing failed: {e}; the claim lapses and it is tried again"
+                        );
                         st.errors.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {

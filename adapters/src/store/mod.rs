@@ -125,6 +125,35 @@ pub struct ClaimedTimer {
     pub lease_until: Millis,
 }
 
+/// A timer whose firing the machine refused, to be written back open (see [`Batch::timers_refused`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerRefusal {
+    pub instance: String,
+    pub timer_id: String,
+    /// The rejection's stable code (`outside_calendar`, `internal` ...).
+    pub code: String,
+    pub message: String,
+    /// When `decide` refused it.
+    pub refused_at: Millis,
+    /// Until when the scheduler leaves it alone (unless [`TimerStore::retry_refused_timers`]
+    /// lets it go sooner).
+    pub retry_at: Millis,
+}
+
+/// An open timer whose last firing the machine refused, as read back for operators.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefusedTimer {
+    pub timer: TimerRow,
+    pub code: String,
+    pub message: String,
+    pub refused_at: Millis,
+    /// When the scheduler tries it again; `None` once released for a retry (it is tried as soon
+    /// as a node claims it).
+    pub retry_at: Option<Millis>,
+    /// The instance's project record (`null` if the instance row is missing).
+    pub project: serde_json::Value,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TimerState {
@@ -322,6 +351,14 @@ pub struct Batch {
     pub timers_cancelled: Vec<(String, String)>,
     /// (instance, timer id): must still be pending or claimed, and become fired.
     pub timers_fired: Vec<(String, String)>,
+    /// Timers whose firing the machine refused: must still be pending or claimed, and go back to
+    /// pending with the refusal recorded, held back until their retry time. Never marked fired:
+    /// a refused firing did nothing, so its warnings and escalations are still owed.
+    pub timers_refused: Vec<TimerRefusal>,
+    /// (instance, timer id, due): timers the instance's own state says are not due until `due`
+    /// (the clock moved back, or the row is behind the state): must still be pending or claimed,
+    /// and go back to pending at that due, any earlier refusal cleared (it was not refused).
+    pub timers_postponed: Vec<(String, String, Millis)>,
     pub outbox: Vec<OutboxRow>,
     pub idempotency: Vec<IdempotencyRow>,
 }
@@ -333,6 +370,8 @@ impl Batch {
             && self.timers_armed.is_empty()
             && self.timers_cancelled.is_empty()
             && self.timers_fired.is_empty()
+            && self.timers_refused.is_empty()
+            && self.timers_postponed.is_empty()
             && self.outbox.is_empty()
             && self.idempotency.is_empty()
     }
@@ -411,10 +450,19 @@ pub trait TimerStore {
         lease_ms: i64,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<ClaimedTimer>>> + Send;
-    /// The earliest due time of an open timer, to know how long to sleep.
+    /// The earliest due time of a claimable open timer (held refused ones left out).
     fn next_due(&self) -> impl Future<Output = Result<Option<Millis>>> + Send;
-    /// Counts of timers per state.
+    /// Counts of timers per state: `pending`, `claimed`, `fired`, `cancelled`, and `refused`
+    /// for the open timers whose last firing the machine refused (counted there only, not as
+    /// pending or claimed). States with no timer are left out.
     fn timer_counts(&self) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
+    /// Open timers whose last firing the machine refused, oldest refusal first.
+    fn refused_timers(&self, limit: i64) -> impl Future<Output = Result<Vec<RefusedTimer>>> + Send;
+    /// Lets the scheduler try again, as soon as they are due, the refused timers held until
+    /// `retry_by` or earlier: the scheduler's slow backoff passes its clock, a calendar or
+    /// definition revision that may let them fire passes `Millis::MAX` (all of them). The
+    /// refusal stays recorded until the timer fires or is refused again. Returns how many.
+    fn retry_refused_timers(&self, retry_by: Millis) -> impl Future<Output = Result<u64>> + Send;
 }
 
 /// The notification outbox.
@@ -662,6 +710,8 @@ delegate!(TimerStore {
     fn claim_due(&self, node: &str, now: Millis, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedTimer>>;
     fn next_due(&self) -> Result<Option<Millis>>;
     fn timer_counts(&self) -> Result<Vec<(String, i64)>>;
+    fn refused_timers(&self, limit: i64) -> Result<Vec<RefusedTimer>>;
+    fn retry_refused_timers(&self, retry_by: Millis) -> Result<u64>;
 });
 delegate!(OutboxStore {
     fn claim_outbox(&self, node: &str, now: Millis, lease_ms: i64, limit: i64) -> Result<Vec<OutboxMessage>>;
@@ -685,6 +735,13 @@ delegate!(ReportStore {
     fn report_data(&self, workflow_id: &str, from: Millis, now: Millis, promise_until: Millis, limit: i64) -> Result<ReportData>;
     fn try_start_report(&self, report: &str, scheduled_at: Millis, node: &str, now: Millis) -> Result<bool>;
 });
+
+/// [`TimerStore::timer_counts`] on either backend: the open timers whose last firing was refused
+/// are counted as `refused`.
+const TIMER_COUNTS: &str = "
+    SELECT CASE WHEN state IN ('pending', 'claimed') AND refused_at IS NOT NULL
+                THEN 'refused' ELSE state END AS s, count(*)
+    FROM timers GROUP BY s ORDER BY s";
 
 /// Parses JSON text read from a row.
 pub(crate) fn parse_json(text: &str) -> Result<serde_json::Value> {

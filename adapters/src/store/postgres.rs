@@ -41,6 +41,13 @@ pub fn migrator() -> Migrator {
             include_str!("../../migrations/postgres/0003_write_path.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            4,
+            "refused timers".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0004_refused_timers.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -639,7 +646,7 @@ impl PgStore {
         // Fired first: a firing may re-arm a timer with the same id.
         if !b.timers_fired.is_empty() {
             let done = sqlx::query(
-                "UPDATE timers AS t SET state = 'fired', fired_at = $3
+                "UPDATE timers AS t SET state = 'fired', fired_at = $3, retry_at = NULL
                  FROM UNNEST($1::text[], $2::text[]) AS u(i, id)
                  WHERE t.instance = u.i AND t.timer_id = u.id AND t.state IN ('pending', 'claimed')",
             )
@@ -654,9 +661,53 @@ impl PgStore {
                 ));
             }
         }
+        // Before cancelling and arming, which may then close or re-arm the same timer.
+        if !b.timers_refused.is_empty() {
+            let r = &b.timers_refused;
+            let done = sqlx::query(
+                "UPDATE timers AS t SET state = 'pending', claimed_by = NULL, lease_until = NULL,
+                 refused_code = u.c, refused_message = u.m, refused_at = u.at, retry_at = u.r
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                             $6::bigint[]) AS u(i, id, c, m, at, r)
+                 WHERE t.instance = u.i AND t.timer_id = u.id AND t.state IN ('pending', 'claimed')",
+            )
+            .bind(r.iter().map(|x| x.instance.as_str()).collect::<Vec<_>>())
+            .bind(r.iter().map(|x| x.timer_id.as_str()).collect::<Vec<_>>())
+            .bind(r.iter().map(|x| x.code.as_str()).collect::<Vec<_>>())
+            .bind(r.iter().map(|x| x.message.as_str()).collect::<Vec<_>>())
+            .bind(r.iter().map(|x| x.refused_at).collect::<Vec<_>>())
+            .bind(r.iter().map(|x| x.retry_at).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != r.len() as u64 {
+                return Err(StoreError::Conflict(
+                    "a refused timer fired or was cancelled meanwhile".into(),
+                ));
+            }
+        }
+        if !b.timers_postponed.is_empty() {
+            let p = &b.timers_postponed;
+            let done = sqlx::query(
+                "UPDATE timers AS t SET state = 'pending', claimed_by = NULL, lease_until = NULL,
+                 due = u.d, refused_code = NULL, refused_message = NULL, refused_at = NULL,
+                 retry_at = NULL
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS u(i, id, d)
+                 WHERE t.instance = u.i AND t.timer_id = u.id AND t.state IN ('pending', 'claimed')",
+            )
+            .bind(p.iter().map(|x| x.0.as_str()).collect::<Vec<_>>())
+            .bind(p.iter().map(|x| x.1.as_str()).collect::<Vec<_>>())
+            .bind(p.iter().map(|x| x.2).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != p.len() as u64 {
+                return Err(StoreError::Conflict(
+                    "a postponed timer fired or was cancelled meanwhile".into(),
+                ));
+            }
+        }
         if !b.timers_cancelled.is_empty() {
             sqlx::query(
-                "UPDATE timers AS t SET state = 'cancelled'
+                "UPDATE timers AS t SET state = 'cancelled', retry_at = NULL
                  FROM UNNEST($1::text[], $2::text[]) AS u(i, id)
                  WHERE t.instance = u.i AND t.timer_id = u.id AND t.state IN ('pending', 'claimed')",
             )
@@ -683,7 +734,8 @@ impl PgStore {
                  FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[]) AS u(i, id, d, k)
                  ON CONFLICT (instance, timer_id) DO UPDATE SET due = excluded.due,
                  kind = excluded.kind, state = 'pending', claimed_by = NULL, lease_until = NULL,
-                 fired_at = NULL",
+                 fired_at = NULL, refused_code = NULL, refused_message = NULL,
+                 refused_at = NULL, retry_at = NULL",
             )
             .bind(
                 armed
@@ -808,12 +860,12 @@ impl TimerStore for PgStore {
         const TIMER_CLAIM_LOCK: i32 = 0x7370_746d;
 
         /// The instances with claimable due timers (pending, or claimed under an expired
-        /// lease), earliest due first, less those another node holds a live claim on. Only the
+        /// lease; refused timers held until a retry are not claimable), earliest due first, less those another node holds a live claim on. Only the
         /// first `$3` claimable rows by due are looked at.
         const CLAIM_CANDIDATES: &str = "
             WITH w AS (
                 SELECT instance, due FROM timers
-                WHERE state IN ('pending', 'claimed') AND due <= $1
+                WHERE state IN ('pending', 'claimed') AND retry_at IS NULL AND due <= $1
                   AND (state = 'pending' OR lease_until < $1)
                 ORDER BY due LIMIT $3
             )
@@ -844,6 +896,7 @@ impl TimerStore for PgStore {
                         (SELECT count(*) FROM (
                             SELECT 1 FROM timers t
                             WHERE t.instance = c.i AND t.state IN ('pending', 'claimed')
+                              AND t.retry_at IS NULL
                               AND t.due <= $3 AND (t.state = 'pending' OR t.lease_until < $3)
                             LIMIT $4 - k.taken) x)
                         ELSE 0 END AS quota
@@ -863,7 +916,8 @@ impl TimerStore for PgStore {
             ), d AS (
                 SELECT x.instance, x.timer_id FROM p CROSS JOIN LATERAL (
                     SELECT t.instance, t.timer_id FROM timers t
-                    WHERE t.instance = p.i AND t.state IN ('pending', 'claimed') AND t.due <= $3
+                    WHERE t.instance = p.i AND t.state IN ('pending', 'claimed')
+                      AND t.retry_at IS NULL AND t.due <= $3
                       AND (t.state = 'pending' OR t.lease_until < $3)
                     ORDER BY t.due LIMIT p.q
                     FOR UPDATE SKIP LOCKED) x
@@ -928,18 +982,62 @@ impl TimerStore for PgStore {
     }
 
     async fn next_due(&self) -> Result<Option<Millis>> {
-        let r = sqlx::query("SELECT min(due) FROM timers WHERE state IN ('pending', 'claimed')")
-            .fetch_one(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "SELECT min(due) FROM timers
+             WHERE state IN ('pending', 'claimed') AND retry_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(r.try_get(0)?)
     }
 
     async fn timer_counts(&self) -> Result<Vec<(String, i64)>> {
-        counts(
-            sqlx::query("SELECT state, count(*) FROM timers GROUP BY state ORDER BY state")
-                .fetch_all(&self.pool)
-                .await?,
+        counts(sqlx::query(TIMER_COUNTS).fetch_all(&self.pool).await?)
+    }
+
+    async fn refused_timers(&self, limit: i64) -> Result<Vec<RefusedTimer>> {
+        sqlx::query(
+            "SELECT t.instance, t.timer_id, t.due, t.kind, t.refused_code, t.refused_message,
+                    t.refused_at, t.retry_at, i.project::text
+             FROM timers t LEFT JOIN instances i ON i.id = t.instance
+             WHERE t.state IN ('pending', 'claimed') AND t.refused_at IS NOT NULL
+             ORDER BY t.refused_at, t.instance, t.timer_id LIMIT $1",
         )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            let project: Option<String> = r.try_get(8)?;
+            Ok(RefusedTimer {
+                timer: TimerRow {
+                    instance: r.try_get(0)?,
+                    timer_id: r.try_get(1)?,
+                    due: r.try_get(2)?,
+                    kind: r.try_get(3)?,
+                },
+                code: r.try_get::<Option<String>, _>(4)?.unwrap_or_default(),
+                message: r.try_get::<Option<String>, _>(5)?.unwrap_or_default(),
+                refused_at: r.try_get(6)?,
+                retry_at: r.try_get(7)?,
+                project: project
+                    .as_deref()
+                    .map(parse_json)
+                    .transpose()?
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+    }
+
+    async fn retry_refused_timers(&self, retry_by: Millis) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE timers SET retry_at = NULL WHERE retry_at IS NOT NULL AND retry_at <= $1",
+        )
+        .bind(retry_by)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 }
 

@@ -40,6 +40,14 @@ pub fn migrator() -> Migrator {
                 .into_sql_str(),
             false,
         ),
+        // 3 is PostgreSQL's write-path change; the numbers of changes made on both stay equal.
+        Migration::new(
+            4,
+            "refused timers".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0004_refused_timers.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -383,7 +391,8 @@ impl TimerStore for SqliteStore {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedTimer>> {
-        /// `w`: the window of claimable due rows (pending, or claimed under an expired lease).
+        /// `w`: the window of claimable due rows (pending, or claimed under an expired lease;
+        /// refused timers held until a retry are not claimable).
         /// `free`: those of instances no other node holds a live claim on, with their
         /// instance's first due and row count. `run`: how many rows the instances before this
         /// row's instance hold (instances ordered by first due); an instance is taken while
@@ -393,7 +402,7 @@ impl TimerStore for SqliteStore {
             WHERE rowid IN (
                 WITH w AS (
                     SELECT rowid AS id, instance, due FROM timers
-                    WHERE state IN ('pending', 'claimed') AND due <= ?3
+                    WHERE state IN ('pending', 'claimed') AND retry_at IS NULL AND due <= ?3
                       AND (state = 'pending' OR lease_until < ?3)
                     ORDER BY due LIMIT ?5
                 ), free AS (
@@ -444,18 +453,62 @@ impl TimerStore for SqliteStore {
     }
 
     async fn next_due(&self) -> Result<Option<Millis>> {
-        let r = sqlx::query("SELECT min(due) FROM timers WHERE state IN ('pending', 'claimed')")
-            .fetch_one(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "SELECT min(due) FROM timers
+             WHERE state IN ('pending', 'claimed') AND retry_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(r.try_get(0)?)
     }
 
     async fn timer_counts(&self) -> Result<Vec<(String, i64)>> {
-        counts(
-            sqlx::query("SELECT state, count(*) FROM timers GROUP BY state ORDER BY state")
-                .fetch_all(&self.pool)
-                .await?,
+        counts(sqlx::query(TIMER_COUNTS).fetch_all(&self.pool).await?)
+    }
+
+    async fn refused_timers(&self, limit: i64) -> Result<Vec<RefusedTimer>> {
+        sqlx::query(
+            "SELECT t.instance, t.timer_id, t.due, t.kind, t.refused_code, t.refused_message,
+                    t.refused_at, t.retry_at, i.project
+             FROM timers t LEFT JOIN instances i ON i.id = t.instance
+             WHERE t.state IN ('pending', 'claimed') AND t.refused_at IS NOT NULL
+             ORDER BY t.refused_at, t.instance, t.timer_id LIMIT ?1",
         )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            let project: Option<String> = r.try_get(8)?;
+            Ok(RefusedTimer {
+                timer: TimerRow {
+                    instance: r.try_get(0)?,
+                    timer_id: r.try_get(1)?,
+                    due: r.try_get(2)?,
+                    kind: r.try_get(3)?,
+                },
+                code: r.try_get::<Option<String>, _>(4)?.unwrap_or_default(),
+                message: r.try_get::<Option<String>, _>(5)?.unwrap_or_default(),
+                refused_at: r.try_get(6)?,
+                retry_at: r.try_get(7)?,
+                project: project
+                    .as_deref()
+                    .map(parse_json)
+                    .transpose()?
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+    }
+
+    async fn retry_refused_timers(&self, retry_by: Millis) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE timers SET retry_at = NULL WHERE retry_at IS NOT NULL AND retry_at <= ?1",
+        )
+        .bind(retry_by)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 }
 

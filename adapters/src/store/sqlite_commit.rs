@@ -167,7 +167,7 @@ fn commit(conn: &mut Connection, b: &Batch) -> Result<()> {
         // Fired first: a firing may re-arm a timer with the same id.
         let mut fire = tx
             .prepare_cached(
-                "UPDATE timers SET state = 'fired', fired_at = ?3
+                "UPDATE timers SET state = 'fired', fired_at = ?3, retry_at = NULL
                  WHERE instance = ?1 AND timer_id = ?2 AND state IN ('pending', 'claimed')",
             )
             .map_err(native)?;
@@ -176,9 +176,51 @@ fn commit(conn: &mut Connection, b: &Batch) -> Result<()> {
                 return Err(conflict("a timer fired or was cancelled meanwhile"));
             }
         }
+        // Before cancelling and arming, which may then close or re-arm the same timer.
+        let mut refuse = tx
+            .prepare_cached(
+                "UPDATE timers SET state = 'pending', claimed_by = NULL, lease_until = NULL,
+                 refused_code = ?3, refused_message = ?4, refused_at = ?5, retry_at = ?6
+                 WHERE instance = ?1 AND timer_id = ?2 AND state IN ('pending', 'claimed')",
+            )
+            .map_err(native)?;
+        for r in &b.timers_refused {
+            let n = refuse
+                .execute(params![
+                    r.instance,
+                    r.timer_id,
+                    r.code,
+                    r.message,
+                    r.refused_at,
+                    r.retry_at
+                ])
+                .map_err(native)?;
+            if n != 1 {
+                return Err(conflict("a refused timer fired or was cancelled meanwhile"));
+            }
+        }
+        let mut postpone = tx
+            .prepare_cached(
+                "UPDATE timers SET state = 'pending', claimed_by = NULL, lease_until = NULL,
+                 due = ?3, refused_code = NULL, refused_message = NULL, refused_at = NULL,
+                 retry_at = NULL
+                 WHERE instance = ?1 AND timer_id = ?2 AND state IN ('pending', 'claimed')",
+            )
+            .map_err(native)?;
+        for (instance, id, due) in &b.timers_postponed {
+            if postpone
+                .execute(params![instance, id, due])
+                .map_err(native)?
+                != 1
+            {
+                return Err(conflict(
+                    "a postponed timer fired or was cancelled meanwhile",
+                ));
+            }
+        }
         let mut cancel = tx
             .prepare_cached(
-                "UPDATE timers SET state = 'cancelled'
+                "UPDATE timers SET state = 'cancelled', retry_at = NULL
                  WHERE instance = ?1 AND timer_id = ?2 AND state IN ('pending', 'claimed')",
             )
             .map_err(native)?;
@@ -191,7 +233,8 @@ fn commit(conn: &mut Connection, b: &Batch) -> Result<()> {
                  VALUES (?1, ?2, ?3, ?4, 'pending')
                  ON CONFLICT (instance, timer_id) DO UPDATE SET due = excluded.due,
                  kind = excluded.kind, state = 'pending', claimed_by = NULL, lease_until = NULL,
-                 fired_at = NULL",
+                 fired_at = NULL, refused_code = NULL, refused_message = NULL,
+                 refused_at = NULL, retry_at = NULL",
             )
             .map_err(native)?;
         for t in &b.timers_armed {

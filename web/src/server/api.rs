@@ -1051,6 +1051,7 @@ pub async fn publish_yaml(
     match app.catalog.publish(&app.db, yaml, app.now()).await? {
         Ok((id, version)) => {
             app.context(&id, version).await?;
+            app.retry_refused_timers().await;
             app.audit(
                 &user.name,
                 remote,

@@ -146,6 +146,7 @@ impl From<CommandError> for ApiError {
                 ApiError::invalid(format!("no published definition {d}"))
             }
             CommandError::TimerSpent => ApiError::conflict("timer already fired or cancelled"),
+            CommandError::TimerNotDue { .. } => ApiError::conflict("timer not due yet"),
             CommandError::Busy => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",

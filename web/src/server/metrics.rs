@@ -128,10 +128,15 @@ impl Metrics {
             self.logins_failed.load(Ordering::Relaxed)
         );
         out.push_str(
-            "# HELP shenpi_timers Timers by state (pending, claimed, fired, cancelled).\n",
+            "# HELP shenpi_timers Timers by state: pending, claimed, refused (open, the engine refused their last firing; retried, never counted as pending), fired, cancelled.\n",
         );
         out.push_str("# TYPE shenpi_timers gauge\n");
+        // Every state always, 0 included, so an alert on `refused` has a series to watch.
+        let mut states: BTreeMap<&str, i64> = TIMER_STATES.iter().map(|s| (*s, 0)).collect();
         for (state, n) in &gauges.timers {
+            *states.entry(state.as_str()).or_default() += n;
+        }
+        for (state, n) in states {
             let _ = writeln!(out, "shenpi_timers{{state=\"{}\"}} {n}", esc(state));
         }
         out.push_str("# HELP shenpi_timers_due Open timers already due (waiting to fire).\n");
@@ -176,6 +181,9 @@ impl Metrics {
     }
 }
 
+/// The states `shenpi_timers` always reports (see `TimerStore::timer_counts`).
+const TIMER_STATES: [&str; 5] = ["pending", "claimed", "refused", "fired", "cancelled"];
+
 /// Values read from the database at scrape time.
 #[derive(Debug, Default)]
 pub struct Gauges {
@@ -211,5 +219,23 @@ mod tests {
         assert!(s.contains("x_bucket{le=\"0.05\"} 2"), "{s}");
         assert!(s.contains("x_bucket{le=\"+Inf\"} 3"), "{s}");
         assert!(s.contains("x_count 3"), "{s}");
+    }
+
+    #[test]
+    fn every_timer_state_is_exported_even_at_zero() {
+        let g = Gauges {
+            timers: vec![("pending".into(), 3), ("refused".into(), 2)],
+            ..Gauges::default()
+        };
+        let s = Metrics::default().render(&g);
+        for line in [
+            "shenpi_timers{state=\"pending\"} 3",
+            "shenpi_timers{state=\"refused\"} 2",
+            "shenpi_timers{state=\"claimed\"} 0",
+            "shenpi_timers{state=\"fired\"} 0",
+            "shenpi_timers{state=\"cancelled\"} 0",
+        ] {
+            assert!(s.contains(line), "{line} missing in\n{s}");
+        }
     }
 }

@@ -19,6 +19,7 @@ pub mod pages;
 pub mod state;
 pub mod svg;
 pub mod throttle;
+pub mod timers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

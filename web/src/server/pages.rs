@@ -1676,6 +1676,10 @@ async fn dashboard_page(State(app): State<App>, user: PageUser) -> Response {
         .into_iter()
         .filter(|r| r.is_short())
         .collect();
+    let refused = match super::timers::refused_timers(&app, 100).await {
+        Ok(r) => r,
+        Err(e) => return fail(&user, e),
+    };
     let body = html! {
         h1 { "督办看板" }
         @for r in &short {
@@ -1683,6 +1687,22 @@ async fn dashboard_page(State(app): State<App>, user: PageUser) -> Response {
                 "工作日历 " (r.calendar) " 只覆盖到 " (r.last_day)
                 @if r.days_left >= 0 { "（还剩 " (r.days_left) " 天）" } @else { "（已过 " (-r.days_left) " 天）" }
                 "：期限算到此日之后的办理操作会被拒绝（outside_calendar）。请按国务院办公厅放假通知补充下一年度日历。"
+            }
+        }
+        @if !refused.is_empty() {
+            section.refused-timers {
+                h2 { "未能触发的定时器（" (refused.len()) "）" }
+                p.flash.err role="alert" {
+                    "以下预警或催办尚未发出：审批引擎拒绝了定时器的触发。定时器仍在等待，不会丢失；工作日历或流程定义更新后自动重试，否则每小时重试一次。"
+                }
+                table { thead { tr { th { "项目名称" } th { "节点名称" } th { "定时器" } th { "应触发时间" } th { "拒绝原因" } th { "拒绝时间" } th { "下次重试" } } }
+                    tbody { @for r in &refused { tr {
+                        td { a href={"/instances/" (r.instance)} { (r.project_name) } }
+                        td { (r.subject) } td { (r.purpose) } td { (datetime(r.due)) }
+                        td title={(r.code) "：" (r.message)} { (r.reason) }
+                        td { (datetime(r.refused_at)) }
+                        td { @match r.retry_at { Some(x) => (datetime(x)), None => "即将重试" } }
+                    } } } }
             }
         }
         div.grid {

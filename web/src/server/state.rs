@@ -13,7 +13,9 @@ use shenpi_adapters::outbox::{
     Directory, OutboxOptions, OutboxStats, Templates, spawn_outbox_worker,
 };
 use shenpi_adapters::store::{Db, DefinitionStore, EventStore};
-use shenpi_adapters::timers::{SchedulerOptions, SchedulerStats, spawn_scheduler};
+use shenpi_adapters::timers::{
+    SchedulerOptions, SchedulerStats, retry_refused_timers, spawn_scheduler,
+};
 use shenpi_engine::runtime::{Event, InstanceState, replay};
 use tokio::sync::mpsc;
 
@@ -114,6 +116,9 @@ impl AppState {
             cfg.clock.clone(),
             BusOptions::default(),
         );
+        // The calendars and definitions were just (re)loaded: a timer refused on the ones
+        // before may fire now.
+        retry_refused_timers(&bus, &db).await?;
         let (scheduler, outbox) = if cfg.scheduler {
             let (_handle, stats) = spawn_scheduler(
                 bus.clone(),
@@ -171,6 +176,15 @@ impl AppState {
 
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// Lets every timer whose firing the engine refused be tried again now: call it after
+    /// anything that may let them fire (a definition published, a calendar revision). A failure
+    /// is logged, not returned: the refused timers are still retried at their retry time.
+    pub async fn retry_refused_timers(&self) {
+        if let Err(e) = retry_refused_timers(&self.bus, &self.db).await {
+            tracing::warn!("could not release the refused timers for a retry: {e}");
+        }
     }
 
     /// Checks a password login for the API and the login form alike: a locked name is refused
