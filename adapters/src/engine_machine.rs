@@ -207,6 +207,7 @@ impl Machine for EngineMachine {
         runtime::decide(&ctx.def, &ctx.cal, state, cmd, timestamp(now)).map_err(|r| Rejection {
             code: r.code().to_string(),
             message: r.to_string(),
+            detail: serde_json::to_value(&r).unwrap_or_default(),
         })
     }
 

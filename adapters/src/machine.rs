@@ -19,6 +19,11 @@ pub struct Rejection {
     /// A stable code (`not_assigned`, `action_not_allowed`, ...).
     pub code: String,
     pub message: String,
+    /// The machine's own typed refusal as JSON (for the engine: its `Rejection`), opaque to the
+    /// durable layer and kept with a stored refusal, so the edge that words refusals for people
+    /// reads the same fields on a replay. `null` when the machine gives none.
+    #[serde(default)]
+    pub detail: serde_json::Value,
 }
 
 impl std::fmt::Display for Rejection {

@@ -19,6 +19,7 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::{Value, json};
 use shenpi_engine::calendar::{end_of_day, local_date, local_datetime};
 use shenpi_engine::model::{Assignee, NotificationEvent, Report, ReportKind, Workflow};
+use shenpi_engine::runtime::deadline::{last_day, working_days_overdue};
 
 use crate::engine_machine::{EngineContext, timestamp};
 use crate::store::{Millis, OutboxRow, ReportData, ReportStore, StoreError};
@@ -321,15 +322,13 @@ fn payload(
         .iter()
         .map(|(id, open)| json!({"id": id, "name": stage_name(id), "open": open}))
         .collect();
-    let today = local_date(timestamp(now));
     let overdue: Vec<Value> = d
         .overdue
         .iter()
         .map(|t| {
-            let due_day = local_date(timestamp(t.due));
-            let days = ctx
-                .cal
-                .working_days_between(due_day, today)
+            // The task page's figure for the same task (see `runtime::deadline`); a date the
+            // calendar does not cover falls back to natural days rather than dropping the row.
+            let days = working_days_overdue(&ctx.cal, timestamp(t.due), timestamp(now))
                 .map(i64::from)
                 .unwrap_or_else(|_| (now - t.due) / 86_400_000);
             json!({
@@ -350,7 +349,7 @@ fn payload(
                 "instance": p.instance,
                 "project_name": project_name(&p.project, &p.instance),
                 "material": p.material,
-                "due": date(p.due),
+                "due": last_day(timestamp(p.due)).strftime("%Y-%m-%d").to_string(),
             })
         })
         .collect();

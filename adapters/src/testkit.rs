@@ -103,6 +103,7 @@ impl Machine for Counter {
             Err(Rejection {
                 code: code.into(),
                 message: format!("{code} ({cmd:?})"),
+                detail: serde_json::Value::Null,
             })
         };
         match cmd {
@@ -297,12 +298,14 @@ impl Machine for GatedCounter {
                 return Err(Rejection {
                     code: "timer_not_due".into(),
                     message: format!("timer {id} is not due yet"),
+                    detail: serde_json::Value::Null,
                 });
             }
             if !self.open.load(Ordering::SeqCst) {
                 return Err(Rejection {
                     code: "outside_calendar".into(),
                     message: format!("timer {id}: a date past the end of the calendar"),
+                    detail: serde_json::Value::Null,
                 });
             }
         }

@@ -7,6 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 port="${SHENPI_BROWSER_PORT:-18080}"
+clock_start="${SHENPI_CLOCK_START:-2026-03-02T10:00:00+08:00}"
 
 # Chromium, and a CJK font so the Chinese pages render as text in the screenshots.
 if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ] || ! fc-list 2>/dev/null | grep -qiE "wqy|noto.*cjk"; then
@@ -30,7 +31,7 @@ bin="$target/debug/shenpi"
 work="$(mktemp -d)"
 log="$work/server.log"
 "$bin" serve --demo --db "sqlite://$work/browser.db" --workflows "$root/workflows" \
-  --bind "127.0.0.1:$port" --clock-start "${SHENPI_CLOCK_START:-2026-03-02T10:00:00+08:00}" >"$log" 2>&1 &
+  --bind "127.0.0.1:$port" --clock-start "$clock_start" >"$log" 2>&1 &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -43,7 +44,7 @@ done
 
 echo "== browser test"
 status=0
-SHENPI_URL="http://127.0.0.1:$port" node "$here/test.mjs" || status=$?
+SHENPI_URL="http://127.0.0.1:$port" SHENPI_CLOCK_START="$clock_start" node "$here/test.mjs" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "---- server log ----" >&2
   tail -50 "$log" >&2

@@ -7,6 +7,8 @@
 //     sees the error at its line.
 //  3. A supervisor (zhao) opens the dashboard.
 //
+// Every page's header shows the server clock's date (`--clock-start`, SHENPI_CLOCK_START).
+//
 // Screenshots of every page go to web/tests/artifacts/. Needs a server started with `--demo`
 // at SHENPI_URL (run.sh does that) and Chromium at CHROMIUM (default /usr/bin/chromium).
 import { chromium } from "playwright-core";
@@ -19,6 +21,11 @@ const base = process.env.SHENPI_URL ?? "http://127.0.0.1:18080";
 const artifacts = process.env.ARTIFACTS ?? path.join(here, "..", "tests", "artifacts");
 mkdirSync(artifacts, { recursive: true });
 const PASSWORD = "demo-shenpi";
+// The server's clock starts here (`serve --clock-start`, UTC+08:00): the header's date.
+const clockStart = process.env.SHENPI_CLOCK_START ?? "2026-03-02T10:00:00+08:00";
+const [y, m, d] = clockStart.slice(0, 10).split("-").map(Number);
+const weekday = "日一二三四五六"[new Date(Date.UTC(y, m - 1, d)).getUTCDay()];
+const today = `今天：${y}年${m}月${d}日 星期${weekday}`;
 
 let passed = 0;
 let failed = 0;
@@ -65,10 +72,14 @@ try {
   await shot(page, "01-login");
   await login(page, "zhang");
   check(page.url().endsWith("/inbox"), "approver lands on the inbox");
+  check((await page.locator("header .today").innerText()) === today, `the header says ${today} (the server's clock)`);
   const rows = page.locator("table.inbox tbody tr");
   check((await rows.count()) >= 1, "the inbox lists tasks");
   check((await page.locator("table.inbox .badge").count()) >= 1, "tasks carry a colour badge");
-  check((await page.locator("table.inbox td.days").first().innerText()).includes("工作日") , "working days left are shown");
+  const days = await page.locator("table.inbox td.days").allInnerTexts();
+  check(days.some((t) => t.includes("个工作日")), "working days left are shown");
+  // The 即报即审 filing opened this morning is due at the end of today: 0 left, as on its page.
+  check(days.some((t) => t.startsWith("今日到期")), "a same-day task is due today");
   check((await page.locator("table.inbox tr:has(span.green-channel)").count()) >= 1, "green-channel tasks are marked");
   const green = page.locator('table.inbox tr:has(span.green-channel):has-text("受理审查")').first();
   check((await green.count()) === 1, "the green-channel 受理审查 task is in the inbox");

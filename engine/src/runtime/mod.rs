@@ -22,13 +22,15 @@
 //!   clock had used), so `evolve` needs neither the definition nor the calendar and can never
 //!   disagree with what was decided.
 //! - **One function per concept**: [`may_act`] is the authorisation rule for tasks,
-//!   [`clock::colour`] the colour rule, `Cx::enter` the only way into a node.
+//!   [`clock::colour`] the colour rule (and the days-left rule: [`deadline`] reads a bare due
+//!   instant through it), `Cx::enter` the only way into a node.
 //!
 //! The semantics (time model, colours, parallel joins, 驳回 across parallel steps, the 容缺
 //! lifecycle, stages and elements) are written up in the README (chapter "The instance runtime").
 
 pub mod clock;
 pub mod command;
+pub mod deadline;
 mod decide;
 pub mod event;
 pub mod rejection;

@@ -9,8 +9,11 @@ use crate::model::Action;
 
 use super::event::{TaskId, TimerId};
 
+/// As JSON it is `{"type": code, "detail": fields}` (adjacent tagging, so that the variants
+/// holding a bare string serialise too): the durable layer carries it beside the code to the web
+/// layer, which words it for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", content = "detail", rename_all = "snake_case")]
 pub enum Rejection {
     #[error("the instance has not started")]
     NotStarted,

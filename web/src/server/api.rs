@@ -16,9 +16,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use shenpi_adapters::bus::{Receipt, Submit};
+use shenpi_adapters::bus::{CommandError, Receipt, Submit};
+use shenpi_adapters::machine::Rejection;
 use shenpi_adapters::store::{InboxRow, InstanceMeta, OutboxStore, ProjectionStore};
-use shenpi_engine::calendar::local_date;
 use shenpi_engine::diag::Diagnostic;
 use shenpi_engine::diagram::{self, Highlight};
 use shenpi_engine::runtime::{self, Command, CommandEnvelope};
@@ -28,6 +28,7 @@ use super::accounts::{AuditEntry, Project, ReportRun, User, random_hex};
 use super::auth::{Caller, SESSION_TTL_MS, clear_cookie, policy, session_cookie};
 use super::engine::{EngineCtx, timestamp};
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::refusals::{self, Names};
 use super::state::{App, LoginCheck};
 use super::svg;
 
@@ -332,7 +333,7 @@ pub async fn start_instance(
                 .0
         }
     };
-    app.context(&project.workflow_id, version).await?;
+    let ctx = app.context(&project.workflow_id, version).await?;
     let key = idempotency_key(&headers, &caller.user.name)?;
     let id = format!("I{}", random_hex(6).map_err(ApiError::internal)?);
     let cmd = Command::Start {
@@ -359,7 +360,13 @@ pub async fn start_instance(
         })
         .await;
     record(&app, &caller, "start", None, &res, started);
-    let r = res?;
+    let r = match res {
+        Ok(r) => r,
+        Err(CommandError::Rejected(r)) => {
+            return Err(refusals::refused(&r, &Names::of(&ctx.def, None)));
+        }
+        Err(e) => return Err(e.into()),
+    };
     app.accounts
         .link_instance(
             &r.instance,
@@ -443,7 +450,19 @@ pub async fn run_command_with(
         })
         .await;
     record(app, caller, action, Some(instance), &res, started);
-    Ok(res?.into())
+    match res {
+        Ok(r) => Ok(r.into()),
+        Err(CommandError::Rejected(r)) => Err(refusal_named(app, instance, &r).await),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A refusal worded with the names of the instance's workflow version and of its tasks.
+async fn refusal_named(app: &App, instance: &str, r: &Rejection) -> ApiError {
+    match app.instance(instance).await {
+        Ok(Some((_, st, _, ctx))) => refusals::refused(r, &Names::of(&ctx.def, Some(&st))),
+        _ => refusals::refused(r, &Names::default()),
+    }
 }
 
 pub fn command_name(c: &Command) -> &'static str {
@@ -818,19 +837,6 @@ fn colour_rank(c: &str) -> u8 {
     }
 }
 
-/// Working days from now to `due`, negative when past, on a calendar.
-pub fn days_left(cal: &shenpi_engine::calendar::Calendar, now: i64, due: i64) -> Option<i64> {
-    let a = local_date(timestamp(now));
-    let b = local_date(timestamp(due));
-    if due >= now {
-        // The due instant is the end of its last day, so the last day itself still counts.
-        let d = cal.working_days_between(a, b).ok()?;
-        Some(i64::from(d) + i64::from(b == a && cal.is_workday(a).unwrap_or(false)))
-    } else {
-        cal.working_days_between(b, a).ok().map(|d| -i64::from(d))
-    }
-}
-
 pub async fn inbox_items(app: &App, user: &User, q: &InboxQuery) -> ApiResult<Vec<InboxItem>> {
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);
     // The projection addresses a task to `user:NAME`, `role:ID` or `dept:ID`: "mine" is what is
@@ -858,17 +864,48 @@ pub async fn inbox_items(app: &App, user: &User, q: &InboxQuery) -> ApiResult<Ve
     }
     let now = app.now();
     let mut names: HashMap<String, Option<Project>> = HashMap::new();
+    // Colour, days left and due are read off the engine's view of each instance at `now`, the
+    // reading the task page and the instance API show (`runtime::clock::colour`): the row's
+    // colour is as of the instance's last command, and its due instant alone does not say how
+    // many working days are left.
+    let mut views: HashMap<String, Option<(Arc<EngineCtx>, runtime::InstanceView)>> =
+        HashMap::new();
     let mut out = Vec::new();
     for r in rows {
-        if q.colour
+        if q.stage
             .as_deref()
-            .is_some_and(|c| !c.is_empty() && c != r.colour)
-            || q.stage
-                .as_deref()
-                .is_some_and(|s| !s.is_empty() && r.stage.as_deref() != Some(s))
+            .is_some_and(|s| !s.is_empty() && r.stage.as_deref() != Some(s))
             || q.workflow
                 .as_deref()
                 .is_some_and(|w| !w.is_empty() && w != r.workflow_id)
+        {
+            continue;
+        }
+        if !views.contains_key(&r.instance) {
+            let seen = app.instance(&r.instance).await?.map(|(_, st, _, ctx)| {
+                let v = runtime::view(&ctx.def, &ctx.cal, &st, timestamp(now));
+                (ctx, v)
+            });
+            views.insert(r.instance.clone(), seen);
+        }
+        // A task closed since the row was read is no longer in the view: not in the inbox either.
+        let Some((ctx, task)) =
+            views
+                .get(&r.instance)
+                .and_then(Option::as_ref)
+                .and_then(|(ctx, v)| {
+                    v.tasks
+                        .iter()
+                        .find(|t| t.id.to_string() == r.task_id)
+                        .map(|t| (ctx, t))
+                })
+        else {
+            continue;
+        };
+        let colour = super::engine::colour_name(task.colour);
+        if q.colour
+            .as_deref()
+            .is_some_and(|c| !c.is_empty() && c != colour)
         {
             continue;
         }
@@ -881,18 +918,8 @@ pub async fn inbox_items(app: &App, user: &User, q: &InboxQuery) -> ApiResult<Ve
             names.insert(r.instance.clone(), p);
         }
         let project = names.get(&r.instance).cloned().flatten();
-        let def = app.catalog.latest(&app.db, &r.workflow_id).await?;
-        let base = r.node.split('.').next().unwrap_or(&r.node).to_string();
-        let node_name = def
-            .as_ref()
-            .and_then(|(_, d)| d.node(&base).and_then(|n| n.name.clone()));
-        let cal = def
-            .as_ref()
-            .and_then(|(_, d)| app.catalog.calendar(&d.workflow.calendar.value));
-        let dl = match (&cal, r.due) {
-            (Some(c), Some(due)) => days_left(c, now, due),
-            _ => None,
-        };
+        let base = r.node.split('.').next().unwrap_or(&r.node);
+        let node_name = ctx.def.node(base).and_then(|n| n.name.clone());
         out.push(InboxItem {
             instance: r.instance.clone(),
             task: r.task_id.clone(),
@@ -904,12 +931,16 @@ pub async fn inbox_items(app: &App, user: &User, q: &InboxQuery) -> ApiResult<Ve
             project_name: project.as_ref().map(|p| p.name.clone()),
             assignee: r.assignee.as_deref().map(super::engine::assignee_label),
             department: r.department.clone(),
-            colour: r.colour.clone(),
-            days_left: dl,
-            due: r.due,
-            priority: r.priority,
-            green_channel: r.priority > 0,
-            supervised: r.supervised,
+            colour: colour.to_string(),
+            days_left: task.days_left,
+            due: task
+                .clock
+                .as_ref()
+                .and_then(|c| c.due)
+                .map(|d| d.as_millisecond()),
+            priority: task.priority,
+            green_channel: task.priority > 0,
+            supervised: task.supervised,
         });
     }
     // Urgency: raised priority first (green channel), then red, yellow, green, then the earliest due.

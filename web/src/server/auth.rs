@@ -144,6 +144,8 @@ pub struct PageUser {
     pub user: User,
     pub csrf: String,
     pub remote: Option<String>,
+    /// The server's clock when the request came in (ms): the date every page's header shows.
+    pub now: i64,
 }
 
 pub struct ToLogin;
@@ -161,11 +163,13 @@ impl FromRequestParts<App> for PageUser {
         let Some(secret) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(ToLogin.into_response());
         };
-        match app.accounts.session(&secret, app.now()).await {
+        let now = app.now();
+        match app.accounts.session(&secret, now).await {
             Ok(Some(s)) => Ok(PageUser {
                 user: s.user,
                 csrf: s.csrf,
                 remote: remote(parts),
+                now,
             }),
             Ok(None) => Err(ToLogin.into_response()),
             Err(e) => Err(ApiError::internal(e).into_response()),

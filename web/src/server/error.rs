@@ -129,9 +129,10 @@ pub fn rejection_status(code: &str) -> StatusCode {
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         match e {
+            // Without the instance at hand ids stand for names; `api::run_command_with` words
+            // its refusals with the workflow's names.
             CommandError::Rejected(r) => {
-                ApiError::new(rejection_status(&r.code), &r.code, r.message.clone())
-                    .with_details(serde_json::json!({ "rejection": r.code }))
+                super::refusals::refused(&r, &super::refusals::Names::default())
             }
             CommandError::NotFound(i) => {
                 ApiError::not_found(format!("instance `{i}` does not exist"))

@@ -16,6 +16,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;
+pub mod refusals;
 pub mod state;
 pub mod svg;
 pub mod throttle;

@@ -68,13 +68,9 @@ pub fn routes() -> Router<App> {
 
 // ---------- helpers ----------
 
-fn date(ms: i64) -> String {
-    local_date(timestamp(ms)).to_string()
-}
-
 /// A deadline instant is the end of its last day (00:00 of the next): show that last day.
 fn due_date(ms: i64) -> String {
-    date(ms.saturating_sub(1))
+    shenpi_engine::runtime::deadline::last_day(timestamp(ms)).to_string()
 }
 
 fn datetime(ms: i64) -> String {
@@ -98,6 +94,24 @@ fn days_text(d: Option<i64>) -> String {
         Some(d) => format!("剩余 {d} 个工作日"),
         None => "无时限".to_string(),
     }
+}
+
+/// Today's date as the header shows it, in Chinese (「今天：2026年12月1日 星期二」), on the
+/// server's clock: the same clock every limit is counted on, the demo clock and
+/// `serve --clock-start` included, so what the page calls today is the day the colours mean.
+pub fn today_zh(now: i64) -> String {
+    use jiff::civil::Weekday;
+    let d = local_date(timestamp(now));
+    let weekday = match d.weekday() {
+        Weekday::Monday => "星期一",
+        Weekday::Tuesday => "星期二",
+        Weekday::Wednesday => "星期三",
+        Weekday::Thursday => "星期四",
+        Weekday::Friday => "星期五",
+        Weekday::Saturday => "星期六",
+        Weekday::Sunday => "星期日",
+    };
+    format!("今天：{}年{}月{}日 {weekday}", d.year(), d.month(), d.day())
 }
 
 fn role_label(r: &str) -> &str {
@@ -133,6 +147,7 @@ fn page(title: &str, user: Option<&PageUser>, flash: Option<&Flash>, body: Marku
                             @if policy::can_see_dashboard(&u.user) { a href="/dashboard" { "督办看板" } }
                         }
                         div.who {
+                            span.today title="服务器时钟的日期，时限按此计算" { (today_zh(u.now)) }
                             span { (u.user.name) }
                             @if let Some(d) = &u.user.department { span.dept { (d) } }
                             span.roles { @for r in &u.user.roles { span.role { (role_label(r)) } } }

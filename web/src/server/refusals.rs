@@ -1,0 +1,391 @@
+//! What the user reads when the engine refuses a command: one Chinese sentence per rejection, in
+//! [`rejection_message_zh`], and the one conversion of a refusal into an [`ApiError`].
+//!
+//! The engine's own messages are English and speak in ids (`material \`land_site\` is red-line`);
+//! the people using the UI need Chinese and the names in their workflow (「用地预审与选址意见书」).
+//! The engine's typed [`Rejection`] crosses the durable layer as JSON beside its code (the bus keeps
+//! it with a stored refusal, so a replayed refusal reads the same), and is turned into text here
+//! and nowhere else. The API body keeps the stable `error` code; `message` is the Chinese text.
+
+use shenpi_adapters::machine;
+use shenpi_engine::compile::Definition;
+use shenpi_engine::limit::{Limit, Unit};
+use shenpi_engine::model::{Action, RawLimit};
+use shenpi_engine::runtime::{InstanceState, Rejection, TaskId};
+
+use super::error::{ApiError, rejection_status};
+
+/// Where the names in a refusal come from: the instance's workflow version and its state, when
+/// the caller has them. Without them ids are shown as they are.
+#[derive(Default, Clone, Copy)]
+pub struct Names<'a> {
+    pub def: Option<&'a Definition>,
+    pub state: Option<&'a InstanceState>,
+}
+
+impl<'a> Names<'a> {
+    pub fn of(def: &'a Definition, state: Option<&'a InstanceState>) -> Names<'a> {
+        Names {
+            def: Some(def),
+            state,
+        }
+    }
+
+    fn node(&self, id: &str) -> String {
+        let name = self
+            .def
+            .and_then(|d| d.node(id))
+            .and_then(|n| n.name.clone());
+        format!("「{}」", name.unwrap_or_else(|| id.to_string()))
+    }
+
+    fn material(&self, id: &str) -> String {
+        let name = self.def.and_then(|d| {
+            d.workflow
+                .materials
+                .iter()
+                .find(|m| m.id.value == id)
+                .and_then(|m| m.name.clone())
+        });
+        format!("「{}」", name.unwrap_or_else(|| id.to_string()))
+    }
+
+    fn stage(&self, id: &str) -> String {
+        let name = self.def.and_then(|d| {
+            d.workflow
+                .stages
+                .iter()
+                .find(|s| s.id.value == id)
+                .and_then(|s| s.name.clone())
+        });
+        format!("「{}」", name.unwrap_or_else(|| id.to_string()))
+    }
+
+    fn element(&self, id: &str) -> String {
+        let name = self.def.and_then(|d| {
+            d.workflow
+                .elements
+                .iter()
+                .find(|e| e.id.value == id)
+                .and_then(|e| e.name.clone())
+        });
+        format!("「{}」", name.unwrap_or_else(|| id.to_string()))
+    }
+
+    fn field(&self, id: &str) -> String {
+        let name = self.def.and_then(|d| {
+            d.workflow
+                .fields
+                .iter()
+                .find(|f| f.id.value == id)
+                .and_then(|f| f.label.clone())
+        });
+        format!("「{}」", name.unwrap_or_else(|| id.to_string()))
+    }
+
+    fn department(&self, id: &str) -> String {
+        self.def
+            .and_then(|d| {
+                d.workflow
+                    .departments
+                    .iter()
+                    .find(|x| x.id.value == id)
+                    .and_then(|x| x.name.clone())
+            })
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    /// A task by what it is about: its node, a branch's department, the material it verifies.
+    fn task(&self, id: TaskId) -> String {
+        let Some(t) = self.state.and_then(|s| s.task(id)) else {
+            return format!("任务{id}");
+        };
+        let spec = &t.spec;
+        if let Some(m) = spec.label.strip_prefix("verify.") {
+            return format!("核验材料{}任务", self.material(m));
+        }
+        match (&spec.branch, &spec.department) {
+            (Some(_), Some(d)) => {
+                format!("{}（{}）任务", self.node(&spec.node), self.department(d))
+            }
+            (Some(b), None) => format!("{}（{b}）任务", self.node(&spec.node)),
+            (None, _) => format!("{}任务", self.node(&spec.node)),
+        }
+    }
+}
+
+/// `5wd` → 「5 个工作日」; text that is not a limit stays as it is.
+fn limit_zh(text: &str) -> String {
+    match Limit::parse(&RawLimit::Text(text.to_string()), true) {
+        Ok(l) => match l.unit {
+            Unit::WorkingDays => format!("{} 个工作日", l.amount),
+            Unit::Days => format!("{} 个自然日", l.amount),
+            Unit::Hours => format!("{} 小时", l.amount),
+        },
+        Err(_) => text.to_string(),
+    }
+}
+
+fn action_zh(a: Action) -> &'static str {
+    match a {
+        Action::Approve => "审批通过",
+        Action::Reject => "驳回",
+        Action::Return => "退回补正",
+        Action::Conditional => "容缺受理",
+        Action::Delegate => "委托或转办",
+        Action::Cosign => "加签会签人",
+        Action::Comment => "填写意见",
+        Action::Extend => "延长时限",
+        Action::Suspend => "中止计时",
+    }
+}
+
+/// The Chinese sentence for a refusal, naming the workflow's nodes, materials, stages, elements
+/// and fields as the workflow names them. Free text the engine adds (a reason, the calendar's
+/// own account of which limit it could not count) is kept, after the sentence.
+pub fn rejection_message_zh(r: &Rejection, n: &Names<'_>) -> String {
+    match r {
+        Rejection::NotStarted => "该申报尚未开始办理。".to_string(),
+        Rejection::AlreadyStarted => "该申报已经开始办理，不能重复提交。".to_string(),
+        Rejection::InstanceEnded => "该申报已办结，不能再办理。".to_string(),
+        Rejection::InvalidProject { field, reason } => {
+            format!("项目信息{}不符合要求：{reason}", n.field(field))
+        }
+        Rejection::UnknownChannel { channel } => format!("没有名为「{channel}」的绿色通道。"),
+        Rejection::UnknownTask { task } => format!("没有编号为 {task} 的任务。"),
+        Rejection::TaskNotOpen { task } => format!("{}已办结或已取消。", n.task(*task)),
+        Rejection::AlreadyDecided { task } => format!("{}已经办理过了。", n.task(*task)),
+        Rejection::NotAssigned { task, actor } => {
+            format!("{actor} 不是{}的办理人。", n.task(*task))
+        }
+        Rejection::AlreadyClaimed { task, by } => {
+            format!("{}已由 {by} 认领。", n.task(*task))
+        }
+        Rejection::ActionNotAllowed { node, action } => {
+            format!("环节{}不允许{}。", n.node(node), action_zh(*action))
+        }
+        Rejection::WrongTaskKind { task, reason } => {
+            format!("该操作不适用于{}：{reason}", n.task(*task))
+        }
+        Rejection::NotEarlierNode { to, allowed } => {
+            if allowed.is_empty() {
+                format!("不能驳回至{}：本环节不能驳回到前面的环节。", n.node(to))
+            } else {
+                let names: Vec<String> = allowed.iter().map(|a| n.node(a)).collect();
+                format!(
+                    "不能驳回至{}：本环节只能驳回至{}。",
+                    n.node(to),
+                    names.join("、")
+                )
+            }
+        }
+        Rejection::MaterialIsRedLine { material } => {
+            format!("材料{}是红线材料，不得容缺。", n.material(material))
+        }
+        Rejection::MaterialNotWaivable { material } => {
+            format!("材料{}在本环节不可容缺。", n.material(material))
+        }
+        Rejection::NothingWaived => "容缺受理须至少选择一项容缺材料。".to_string(),
+        Rejection::MaterialNotExpected { material } => format!(
+            "没有等待补交材料{}的容缺承诺或补正要求。",
+            n.material(material)
+        ),
+        Rejection::LimitExceedsRule { asked, rule } => format!(
+            "承诺时限 {} 超过规则允许的 {}。",
+            limit_zh(asked),
+            limit_zh(rule)
+        ),
+        Rejection::BadLimit { limit, reason } => format!("时限「{limit}」无效：{reason}"),
+        Rejection::StageCannotClose { stage, element } => format!(
+            "阶段{}不能结束：必备要素{}尚未挂接，且不允许带缺项转入下一阶段。",
+            n.stage(stage),
+            n.element(element)
+        ),
+        Rejection::UnknownElement { element } => format!("没有要素「{element}」。"),
+        Rejection::InvalidElement { element, reason } => {
+            format!("要素{}的内容有误：{reason}", n.element(element))
+        }
+        Rejection::NotAuthorised { actor, what } => {
+            format!("{actor} 无权执行此操作（{what}）。")
+        }
+        Rejection::ReasonRequired => "请填写理由。".to_string(),
+        Rejection::WithApplicant => {
+            "案件已退回申请人补正，须待申请人重新提交后再办理。".to_string()
+        }
+        Rejection::NotWithApplicant => "案件没有退回申请人补正。".to_string(),
+        Rejection::Suspended { task } => {
+            format!("{}已中止计时，请先恢复计时。", n.task(*task))
+        }
+        Rejection::NotSuspended { task } => format!("{}没有中止计时。", n.task(*task)),
+        Rejection::NoLimit { task } => {
+            format!("{}没有办理时限，无从延长。", n.task(*task))
+        }
+        Rejection::CosignersOpen { task } => {
+            format!("{}的会签人尚未全部办理。", n.task(*task))
+        }
+        Rejection::AlreadyCosigner { task, user } => {
+            format!("{user} 已是{}的会签人。", n.task(*task))
+        }
+        Rejection::TimerNotDue { timer, due } => {
+            format!("定时器 {timer} 尚未到期（{due} 到期）。")
+        }
+        Rejection::AssigneeRule { node, reason } => {
+            format!("环节{}的办理人规则无法确定办理人：{reason}", n.node(node))
+        }
+        Rejection::NoRoute { node } => {
+            format!("判断环节{}没有适用于本项目的去向。", n.node(node))
+        }
+        Rejection::OutsideCalendar(which) => {
+            format!("时限超出工作日日历的范围，无法计算，操作未执行：{which}")
+        }
+        Rejection::Internal(what) => format!("流程规则与案件状态不一致（内部错误）：{what}"),
+    }
+}
+
+/// A refusal as the API answers it: the rejection's status and code, the Chinese message, and in
+/// `details` the code and the engine's own words. A refusal whose typed form cannot be read (one
+/// stored by an older version) keeps the engine's message.
+pub fn refused(r: &machine::Rejection, names: &Names<'_>) -> ApiError {
+    let message = serde_json::from_value::<Rejection>(r.detail.clone())
+        .ok()
+        .filter(|typed| typed.code() == r.code)
+        .map_or_else(
+            || r.message.clone(),
+            |typed| rejection_message_zh(&typed, names),
+        );
+    ApiError::new(rejection_status(&r.code), &r.code, message)
+        .with_details(serde_json::json!({ "rejection": r.code, "engine_message": r.message }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every variant, as the engine builds them; a new variant fails to compile in
+    /// `rejection_message_zh` and is then added here.
+    fn all() -> Vec<Rejection> {
+        let t = TaskId(0);
+        vec![
+            Rejection::NotStarted,
+            Rejection::AlreadyStarted,
+            Rejection::InstanceEnded,
+            Rejection::InvalidProject {
+                field: "tier".into(),
+                reason: "x".into(),
+            },
+            Rejection::UnknownChannel {
+                channel: "c".into(),
+            },
+            Rejection::UnknownTask { task: t },
+            Rejection::TaskNotOpen { task: t },
+            Rejection::AlreadyDecided { task: t },
+            Rejection::NotAssigned {
+                task: t,
+                actor: "li".into(),
+            },
+            Rejection::AlreadyClaimed {
+                task: t,
+                by: "li".into(),
+            },
+            Rejection::ActionNotAllowed {
+                node: "intake".into(),
+                action: Action::Extend,
+            },
+            Rejection::WrongTaskKind {
+                task: t,
+                reason: "x".into(),
+            },
+            Rejection::NotEarlierNode {
+                to: "x".into(),
+                allowed: vec!["intake".into()],
+            },
+            Rejection::MaterialIsRedLine {
+                material: "land_site".into(),
+            },
+            Rejection::MaterialNotWaivable {
+                material: "m".into(),
+            },
+            Rejection::NothingWaived,
+            Rejection::MaterialNotExpected {
+                material: "m".into(),
+            },
+            Rejection::LimitExceedsRule {
+                asked: "30wd".into(),
+                rule: "20wd".into(),
+            },
+            Rejection::BadLimit {
+                limit: "x".into(),
+                reason: "x".into(),
+            },
+            Rejection::StageCannotClose {
+                stage: "s".into(),
+                element: "e".into(),
+            },
+            Rejection::UnknownElement {
+                element: "e".into(),
+            },
+            Rejection::InvalidElement {
+                element: "e".into(),
+                reason: "x".into(),
+            },
+            Rejection::NotAuthorised {
+                actor: "a".into(),
+                what: "x".into(),
+            },
+            Rejection::ReasonRequired,
+            Rejection::WithApplicant,
+            Rejection::NotWithApplicant,
+            Rejection::Suspended { task: t },
+            Rejection::NotSuspended { task: t },
+            Rejection::NoLimit { task: t },
+            Rejection::CosignersOpen { task: t },
+            Rejection::AlreadyCosigner {
+                task: t,
+                user: "u".into(),
+            },
+            Rejection::TimerNotDue {
+                timer: shenpi_engine::runtime::TimerId(1),
+                due: "2026-03-02".into(),
+            },
+            Rejection::AssigneeRule {
+                node: "n".into(),
+                reason: "x".into(),
+            },
+            Rejection::NoRoute { node: "n".into() },
+            Rejection::OutsideCalendar("2027-01-04".into()),
+            Rejection::Internal("x".into()),
+        ]
+    }
+
+    fn has_han(s: &str) -> bool {
+        s.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+    }
+
+    /// Every rejection reads in Chinese, and its typed form survives the trip through the
+    /// durable layer's JSON (which `refused` relies on to word a stored refusal).
+    #[test]
+    fn every_rejection_has_a_chinese_message_and_survives_the_json_trip() {
+        for r in all() {
+            let m = rejection_message_zh(&r, &Names::default());
+            assert!(has_han(&m), "{}: {m}", r.code());
+            let json = serde_json::to_value(&r).expect("serialises");
+            let back: Rejection = serde_json::from_value(json).expect("deserialises");
+            assert_eq!(back, r);
+            let wire = machine::Rejection {
+                code: r.code().to_string(),
+                message: r.to_string(),
+                detail: serde_json::to_value(&r).expect("serialises"),
+            };
+            let e = refused(&wire, &Names::default());
+            assert_eq!(e.body.error, r.code());
+            assert_eq!(e.body.message, m);
+        }
+    }
+
+    #[test]
+    fn limits_read_in_chinese() {
+        assert_eq!(limit_zh("20wd"), "20 个工作日");
+        assert_eq!(limit_zh("3d"), "3 个自然日");
+        assert_eq!(limit_zh("?"), "?");
+    }
+}
