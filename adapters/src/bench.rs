@@ -492,3 +492,156 @@ async fn lateness(db: &Db, prefix: &str) -> Result<Vec<i64>, BenchError> {
 pub fn default_workflows() -> PathBuf {
     Path::new("workflows").to_path_buf()
 }
+
+/// `shenpi bench retime`: N open instances whose deadlines cross 春节 2027, then the official
+/// 2027 arrangement is put in force and every instance re-timed through the durable path.
+#[derive(Debug, Clone)]
+pub struct RetimeBench {
+    pub db: String,
+    pub instances: u64,
+    /// The `workflows/` directory (calendars, templates).
+    pub workflows: PathBuf,
+}
+
+/// The bench's workflow: one task whose 20-working-day limit, opened on 2027-01-25, crosses
+/// 春节 2027 (so the official arrangement moves its yellow point and deadline).
+const RETIME_WORKFLOW: &str = r#"
+id: bench-retime
+name: 重新计时基准
+calendar: cn-mainland
+start: review
+roles:
+  - { id: clerk, department: a }
+departments:
+  - { id: a, name: 发展改革局 }
+nodes:
+  - id: review
+    name: 审查
+    type: task
+    assignee: { role: clerk }
+    actions: [approve]
+    limit: 20wd
+    next: done
+  - id: done
+    type: end
+    outcome: approved
+"#;
+
+/// An official-like 2027: more days off around 春节 and 国庆 than the statute, two make-up
+/// Saturdays.
+pub const OFFICIAL_2027: &str = "years:\n  - year: 2027\n    holidays:\n      - { name: 元旦, from: 2027-01-01, to: 2027-01-03 }\n      - { name: 春节, from: 2027-02-05, to: 2027-02-12 }\n      - { name: 清明节, from: 2027-04-03, to: 2027-04-05 }\n      - { name: 劳动节, from: 2027-05-01, to: 2027-05-05 }\n      - { name: 端午节, date: 2027-06-09 }\n      - { name: 中秋节, date: 2027-09-15 }\n      - { name: 国庆节, from: 2027-10-01, to: 2027-10-07 }\n    workdays:\n      - { date: 2027-02-20, for: 春节 }\n      - { date: 2027-10-09, for: 国庆节 }\n";
+
+/// A clock stopped at one instant.
+struct FixedClock(i64);
+
+impl crate::machine::Clock for FixedClock {
+    fn now(&self) -> i64 {
+        self.0
+    }
+}
+
+/// Runs the re-timing benchmark; the last line is `retime instances/s: X`.
+pub fn run_retime(b: &RetimeBench) -> Result<String, BenchError> {
+    runtime()?.block_on(retime_bench(b))
+}
+
+async fn retime_bench(b: &RetimeBench) -> Result<String, BenchError> {
+    use shenpi_engine::calendar::Calendar;
+
+    let db = Db::connect(&b.db).await?;
+    let machine = Arc::new(
+        EngineMachine::from_dir(&b.workflows).map_err(|e| BenchError::Setup(e.to_string()))?,
+    );
+    let row = db
+        .publish(
+            "bench-retime",
+            RETIME_WORKFLOW,
+            &format!("{:x}", fxhash(RETIME_WORKFLOW)),
+            now_millis(),
+        )
+        .await?;
+    machine.register(&row).map_err(BenchError::Setup)?;
+    let at = "2027-01-25T10:00:00+08:00"
+        .parse::<jiff::Timestamp>()
+        .map_err(|e| BenchError::Setup(e.to_string()))?
+        .as_millisecond();
+    let bus = CommandBus::start(
+        machine.clone(),
+        db.clone(),
+        Arc::new(FixedClock(at)),
+        BusOptions::default(),
+    );
+    // The open instances, started through the same path by 64 clients.
+    let run = format!("{:x}", now_millis());
+    let t_load = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..64 {
+        let (bus, next, run, row) = (bus.clone(), next.clone(), run.clone(), row.clone());
+        let n = b.instances;
+        clients.push(tokio::spawn(async move {
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= n {
+                    return Ok::<(), String>(());
+                }
+                let id = format!("retime-{run}-{k}");
+                bus.submit(Submit {
+                    instance: id.clone(),
+                    start: Some(InstanceMeta {
+                        id,
+                        workflow_id: row.workflow_id.clone(),
+                        def_version: row.version,
+                        project: serde_json::json!({}),
+                    }),
+                    key: None,
+                    expected_version: None,
+                    command: CommandEnvelope {
+                        actor: Actor::new("bench.applicant", None, &["applicant"]),
+                        command: Command::Start {
+                            project: serde_json::json!({}),
+                            channel: None,
+                        },
+                    },
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+        }));
+    }
+    for c in clients {
+        c.await
+            .map_err(|e| BenchError::Setup(e.to_string()))?
+            .map_err(BenchError::Setup)?;
+    }
+    let load = t_load.elapsed();
+    // The revision: the shipped calendar with the official 2027 put in.
+    let cal = machine.calendar("cn-mainland").map_err(BenchError::Setup)?;
+    let import = Calendar::from_yaml_strict("cn-mainland", OFFICIAL_2027)
+        .map_err(|d| BenchError::Setup(format!("{d:?}")))?;
+    let merged = Calendar::from_yaml("cn-mainland", &cal.merged_yaml(&import))
+        .map_err(|d| BenchError::Setup(format!("{d:?}")))?;
+    machine.set_calendar(merged).map_err(BenchError::Setup)?;
+    let t0 = Instant::now();
+    let s = crate::retime::retime(&bus, &db, "cn-mainland", 2, &["bench-retime".to_string()])
+        .await
+        .map_err(BenchError::Setup)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let rate = s.instances as f64 / secs.max(1e-9);
+    Ok(format!(
+        "started {} instances in {:.1}s\n\
+         re-timed {} instances with open timers ({} moved, {} timers, {} later, {} earlier, \
+         failed {}) in {:.1}s\n\
+         retime instances/s: {:.0}",
+        b.instances,
+        load.as_secs_f64(),
+        s.instances,
+        s.moved_instances,
+        s.clocks_moved,
+        s.moved_later,
+        s.moved_earlier,
+        s.failed,
+        secs,
+        rate
+    ))
+}

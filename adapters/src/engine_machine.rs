@@ -50,7 +50,8 @@ pub struct EngineContext {
 
 /// The engine as a [`Machine`].
 pub struct EngineMachine {
-    calendars: HashMap<String, Arc<Calendar>>,
+    /// The calendars in force, by id; a published revision replaces one ([`Self::set_calendar`]).
+    calendars: RwLock<HashMap<String, Arc<Calendar>>>,
     vctx: ValidateContext,
     defs: RwLock<HashMap<(String, i64), Arc<EngineContext>>>,
 }
@@ -62,10 +63,12 @@ impl EngineMachine {
             templates,
         };
         EngineMachine {
-            calendars: calendars
-                .into_iter()
-                .map(|c| (c.id().to_string(), Arc::new(c)))
-                .collect(),
+            calendars: RwLock::new(
+                calendars
+                    .into_iter()
+                    .map(|c| (c.id().to_string(), Arc::new(c)))
+                    .collect(),
+            ),
             vctx,
             defs: RwLock::new(HashMap::new()),
         }
@@ -103,11 +106,45 @@ impl EngineMachine {
         compile(wf, &self.vctx).map_err(render_diags)
     }
 
-    fn calendar(&self, id: &str) -> Result<Arc<Calendar>, String> {
+    /// The calendar in force with this id.
+    pub fn calendar(&self, id: &str) -> Result<Arc<Calendar>, String> {
         self.calendars
+            .read()
+            .map_err(|_| "calendar registry poisoned".to_string())?
             .get(id)
             .cloned()
             .ok_or_else(|| format!("unknown calendar `{id}`"))
+    }
+
+    /// Puts a calendar revision in force: every definition counting on it counts on the new one
+    /// from the next command on. Only a calendar the machine already knows may be replaced (a
+    /// definition names its calendar when it is validated).
+    pub fn set_calendar(&self, cal: Calendar) -> Result<(), String> {
+        let id = cal.id().to_string();
+        let cal = Arc::new(cal);
+        {
+            let mut cals = self
+                .calendars
+                .write()
+                .map_err(|_| "calendar registry poisoned".to_string())?;
+            let Some(slot) = cals.get_mut(&id) else {
+                return Err(format!("unknown calendar `{id}`"));
+            };
+            *slot = cal.clone();
+        }
+        let mut defs = self
+            .defs
+            .write()
+            .map_err(|_| "definition registry poisoned".to_string())?;
+        for ctx in defs.values_mut() {
+            if ctx.def.workflow.calendar.value == id {
+                *ctx = Arc::new(EngineContext {
+                    def: ctx.def.clone(),
+                    cal: cal.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@ pub mod loader;
 pub mod machine;
 pub mod outbox;
 pub mod reports;
+pub mod retime;
 pub mod store;
 pub mod testkit;
 pub mod timers;

@@ -1419,6 +1419,17 @@ fn outside_calendar_is_a_rejection() {
         },
     );
     assert_eq!(r.code(), "outside_calendar");
+    // The refusal names the limit that could not be computed, in Chinese.
+    let text = r.to_string();
+    // (Entering stage s1 arms its element deadline first: funds within 5wd.)
+    assert!(
+        text.starts_with("阶段「s1」的要素「funds」的时限（5wd）无法计算：2043-03-02"),
+        "{text}"
+    );
+    assert!(
+        text.contains("不在工作日日历 `cn-mainland` 的范围内"),
+        "{text}"
+    );
 }
 
 const SCENARIO: &str = r#"

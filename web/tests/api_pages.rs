@@ -357,7 +357,7 @@ async fn dashboard_projects_and_applicant_pages() {
     assert!(late.text.contains("calendar-runway"), "{}", late.text);
     assert!(
         late.text
-            .contains("工作日历 cn-mainland 只覆盖到 2026-12-31（还剩 39 天）"),
+            .contains("工作日历 cn-mainland 的正式放假安排只到 2026-12-31（还剩 39 天）：2027–2041 年为暂定日历"),
         "{}",
         late.text
     );

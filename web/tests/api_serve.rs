@@ -132,7 +132,10 @@ fn serves_health_and_stops_on_sigterm() {
         "{err}"
     );
     assert!(
-        err.contains("warning: calendar `cn-mainland` ends on 2026-12-31 (30 days from today)"),
+        err.contains(
+            "warning: calendar `cn-mainland` has official years until 2026-12-31 (30 days from \
+             today); deadlines after it are provisional (2027-2041"
+        ),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(dir);

@@ -73,28 +73,52 @@ fn is_workday_prints_workday_or_off() {
 fn a_date_outside_the_calendar_exits_2() {
     for args in [
         &["calendar", "is-workday", "2024-12-31"][..],
-        &["calendar", "is-workday", "2027-01-04"],
-        &["calendar", "add", "2027-03-01", "1"],
+        &["calendar", "is-workday", "2042-01-06"],
+        &["calendar", "add", "2042-03-03", "1"],
     ] {
         let o = shenpi(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         assert_eq!(stdout(&o), "", "{args:?}");
         let err = stderr(&o);
         assert!(
-            err.contains("outside working-day calendar `cn-mainland`"),
+            err.contains("不在工作日日历 `cn-mainland` 的范围内"),
             "{err}"
         );
-        assert!(err.contains("2025-2026"), "{err}");
+        assert!(err.contains("2025–2041"), "{err}");
     }
-    // Starting inside but running past the last covered day.
-    let o = shenpi(&["calendar", "add", "2026-12-01", "40"]);
+    // Starting inside but running past the last provisional day.
+    let o = shenpi(&["calendar", "add", "2041-12-01", "40"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(
-        err.contains("cannot add 40 working days to 2026-12-01"),
+        err.contains("cannot add 40 working days to 2041-12-01"),
         "{err}"
     );
-    assert!(err.contains("2027-01-01 is outside"), "{err}");
+    assert!(err.contains("2042-01-01 不在"), "{err}");
+}
+
+#[test]
+fn a_provisional_answer_keeps_stdout_and_says_so_on_stderr() {
+    // 2027 has no official arrangement in the shipped file: the statute's days are used.
+    let o = shenpi(&["calendar", "add", "2026-12-01", "40"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "2027-01-27\n");
+    assert!(
+        stderr(&o).starts_with("provisional: 2027-2041"),
+        "{}",
+        stderr(&o)
+    );
+    let o = shenpi(&["calendar", "is-workday", "2027-02-09"]);
+    assert_eq!(
+        stdout(&o),
+        "off\n",
+        "春节 2027 made up for its weekend days"
+    );
+    assert!(stderr(&o).contains("provisional"), "{}", stderr(&o));
+    let o = shenpi(&["calendar", "is-workday", "2027-02-11"]);
+    assert_eq!(stdout(&o), "workday\n");
+    // An answer on official days alone says nothing on stderr.
+    assert_eq!(add("2026-03-06", "20"), "2026-04-03\n");
 }
 
 #[test]
@@ -147,11 +171,11 @@ fn calendar_option_overrides_the_default() {
     assert_eq!(stdout(&o), "2030-01-05\n");
     let o = shenpi(&["calendar", "is-workday", "2030-01-02", "--calendar", &f]);
     assert_eq!(stdout(&o), "off\n");
-    // The default calendar does not know 2030, and this one does not know 2026.
+    // This one does not know 2026 (before its first year).
     let o = shenpi(&["calendar", "is-workday", "2026-01-05", "--calendar", &f]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("calendar `test-cal`, which covers 2030-2030"),
+        stderr(&o).contains("日历 `test-cal` 的范围内（该日历覆盖 2030–2045 年"),
         "{}",
         stderr(&o)
     );

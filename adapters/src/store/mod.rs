@@ -16,6 +16,7 @@
 //! version, an idempotency key recorded meanwhile, or a timer fired meanwhile is a
 //! [`StoreError::Conflict`] and the caller retries with fresh state.
 
+pub mod calendars;
 pub mod postgres;
 pub mod sqlite;
 mod sqlite_commit;

@@ -48,6 +48,13 @@ pub fn migrator() -> Migrator {
             include_str!("../../migrations/sqlite/0004_refused_timers.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            "calendar revisions".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0005_calendar_revisions.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

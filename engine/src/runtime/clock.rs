@@ -271,8 +271,5 @@ pub fn colour(
 /// Whether a deadline instant falls on a provisional day (the day it ends, for an end-of-day
 /// instant: 00:00 of 2027-01-01 ends 2026-12-31, an official day).
 pub fn rests_on_provisional(cal: &Calendar, due: Timestamp) -> bool {
-    let last = due
-        .checked_sub(SignedDuration::from_nanos(1))
-        .unwrap_or(due);
-    cal.is_provisional(local_date(last))
+    cal.is_provisional(super::deadline::last_day(due))
 }

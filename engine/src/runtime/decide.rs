@@ -455,11 +455,92 @@ impl<'a> Cx<'a> {
         self.cancel_timers_where(|k| k.clock() == Some(target));
     }
 
-    /// Arms the yellow and due timers of a running clock (those not yet given).
+    /// What a clock is, in the workflow's own names, for people (「环节「受理审查」」).
+    fn clock_label(&self, target: &ClockRef) -> String {
+        let wf = &self.def.workflow;
+        let node = |id: &str| {
+            wf.nodes
+                .iter()
+                .find(|n| n.id.value == id)
+                .and_then(|n| n.name.clone())
+                .unwrap_or_else(|| id.to_string())
+        };
+        let stage = |id: &str| {
+            wf.stages
+                .iter()
+                .find(|s| s.id.value == id)
+                .and_then(|s| s.name.clone())
+                .unwrap_or_else(|| id.to_string())
+        };
+        let st = self.st;
+        match target {
+            ClockRef::Task(t) => {
+                let n = st.task(*t).map(|t| t.spec.node.clone()).or_else(|| {
+                    self.out.iter().find_map(|e| match e {
+                        Event::TaskOpened(o) if o.task == *t => Some(o.node.clone()),
+                        _ => None,
+                    })
+                });
+                format!("环节「{}」", n.map(|n| node(&n)).unwrap_or_default())
+            }
+            ClockRef::Step(s) => {
+                let n = st.step(*s).map(|s| s.node.clone()).or_else(|| {
+                    self.out.iter().find_map(|e| match e {
+                        Event::StepOpened { step, node, .. } if step == s => Some(node.clone()),
+                        _ => None,
+                    })
+                });
+                format!("并联审批「{}」", n.map(|n| node(&n)).unwrap_or_default())
+            }
+            ClockRef::Promise(p) => {
+                let m = st.promise(*p).map(|p| p.material.clone());
+                let name = m
+                    .and_then(|m| wf.materials.iter().find(|x| x.id.value == m.as_str()))
+                    .and_then(|m| m.name.clone());
+                format!("承诺补交「{}」", name.unwrap_or_default())
+            }
+            ClockRef::Stage(v) | ClockRef::Element { stage: v, .. } => {
+                let id = st.stages.get(v.ix()).map(|s| s.stage.clone()).or_else(|| {
+                    self.out.iter().find_map(|e| match e {
+                        Event::StageEntered { visit, stage, .. } if visit == v => {
+                            Some(stage.clone())
+                        }
+                        _ => None,
+                    })
+                });
+                let name = id.map(|i| stage(&i)).unwrap_or_default();
+                match target {
+                    ClockRef::Element { element, .. } => {
+                        format!("阶段「{name}」的要素「{element}」")
+                    }
+                    _ => format!("阶段「{name}」"),
+                }
+            }
+            ClockRef::Outstanding(_) => "遗留事项".to_string(),
+        }
+    }
+
+    /// Arms the yellow and due timers of a running clock (those not yet given). A limit the
+    /// calendar cannot count is refused naming the limit (`outside_calendar`).
     fn arm_clock(&mut self, target: ClockRef, clock: &Clock) -> Result<(), Rejection> {
         if !clock.running() {
             return Ok(());
         }
+        self.arm_clock_timers(target.clone(), clock)
+            .map_err(|r| match r {
+                Rejection::OutsideCalendar(e) => Rejection::OutsideCalendar(format!(
+                    "{}的时限（{}）无法计算：{e}",
+                    self.clock_label(&target),
+                    crate::limit::Limit {
+                        amount: clock.total(),
+                        unit: clock.limit.unit,
+                    }
+                )),
+                other => other,
+            })
+    }
+
+    fn arm_clock_timers(&mut self, target: ClockRef, clock: &Clock) -> Result<(), Rejection> {
         if !clock.yellow_warned
             && let Some(y) = clock.yellow_due(self.cal, self.p.yellow_permille)?
         {
@@ -2176,7 +2257,6 @@ impl<'a> Cx<'a> {
             self.arm(m.new_due, m.kind.clone());
             if let TimerKind::Due { target } = &m.kind
                 && m.new_due < m.old_due
-                && !matches!(target, ClockRef::Promise(_))
             {
                 let (natural, mut data) = self.clock_party(target);
                 data.due = Some(m.new_due);

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use shenpi_adapters::bench::{DurableBench, TimerBench, run_durable, run_timers};
+use shenpi_adapters::bench::{
+    DurableBench, RetimeBench, TimerBench, run_durable, run_retime, run_timers,
+};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -18,6 +20,17 @@ pub enum Command {
         #[arg(long, default_value_t = 20_000)]
         actions: u64,
         /// The workflows directory (calendars, templates, construction-permit.yaml).
+        #[arg(long, default_value = "workflows")]
+        workflows: PathBuf,
+    },
+    /// Re-timing after a calendar revision: N open instances whose deadlines cross 春节 2027,
+    /// then the official 2027 put in force; the last line is `retime instances/s: X`.
+    Retime {
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value_t = 100_000)]
+        instances: u64,
+        /// The workflows directory (calendars, templates).
         #[arg(long, default_value = "workflows")]
         workflows: PathBuf,
     },
@@ -47,6 +60,15 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
             db,
             clients,
             actions,
+            workflows,
+        })?,
+        Command::Retime {
+            db,
+            instances,
+            workflows,
+        } => run_retime(&RetimeBench {
+            db,
+            instances,
             workflows,
         })?,
         Command::Timers {

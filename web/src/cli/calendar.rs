@@ -35,6 +35,26 @@ pub enum Command {
         #[command(flatten)]
         file: CalendarFile,
     },
+    /// Import an official arrangement (next year's 放假安排) into the server's database: checked
+    /// strictly (every error located, nothing published on error), shown as the days it changes,
+    /// published as a new revision with --yes. A running server re-times its open limits on it
+    /// within seconds (or at its next start).
+    Import {
+        /// The arrangement: a calendar file with the `years:` to import.
+        file: PathBuf,
+        /// The server's database.
+        #[arg(long, default_value = "sqlite://shenpi.db")]
+        db: String,
+        /// The calendar to import into.
+        #[arg(long = "id", default_value = "cn-mainland")]
+        id: String,
+        /// Who publishes it (recorded with the revision).
+        #[arg(long, default_value = "cli")]
+        by: String,
+        /// Publish; without it, only show what would change.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -55,6 +75,9 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
                 .add_working_days(d, n)
                 .with_context(|| format!("cannot add {n} working days to {d}"))?;
             println!("{r}");
+            if cal.is_provisional(r) || cal.is_provisional(d) {
+                say_provisional(&cal);
+            }
         }
         Command::IsWorkday { date, file } => {
             let d = parse_date(&date)?;
@@ -63,9 +86,111 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
             };
             let w = cal.is_workday(d)?;
             println!("{}", if w { "workday" } else { "off" });
+            if cal.is_provisional(d) {
+                say_provisional(&cal);
+            }
         }
+        Command::Import {
+            file,
+            db,
+            id,
+            by,
+            yes,
+        } => return import(&file, &db, &id, &by, yes),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The answer counts a provisional year: said on stderr, so stdout stays the answer alone.
+fn say_provisional(cal: &Calendar) {
+    let years = cal.provisional_years();
+    eprintln!(
+        "provisional: {}-{} have no official arrangement yet; computed from {}",
+        years.start(),
+        years.end(),
+        shenpi_engine::calendar::statutory::STATUTE
+    );
+}
+
+fn import(file: &Path, db: &str, id: &str, by: &str, yes: bool) -> anyhow::Result<ExitCode> {
+    use shenpi_adapters::store::Db;
+    use shenpi_adapters::store::calendars::Origin;
+
+    let source = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read arrangement {}", file.display()))?;
+    let import = match Calendar::from_yaml_strict(id, &source) {
+        Ok(c) => c,
+        Err(diags) => {
+            let name = file.display().to_string();
+            for d in &diags {
+                eprint!("{}", d.render(&name, &source));
+            }
+            eprintln!("nothing published: {} problem(s)", diags.len());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let db = Db::connect(db).await?;
+        let Some(current) = db.latest_calendar(id).await? else {
+            bail!(
+                "the database has no calendar `{id}` yet: start the server on it once, so the \
+                 files under workflows/calendars/ seed it"
+            );
+        };
+        let in_force = Calendar::from_yaml(id, &current.yaml).map_err(|d| {
+            anyhow::anyhow!(
+                "revision {} in the database does not read: {d:?}",
+                current.revision
+            )
+        })?;
+        let merged = in_force.merged_yaml(&import);
+        let new = Calendar::from_yaml(id, &merged).map_err(|d| {
+            anyhow::anyhow!(
+                "the merged calendar does not read: {}",
+                d.iter()
+                    .map(|d| d.message.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
+        let changes = in_force.diff(&new);
+        eprintln!(
+            "calendar {id}: revision {} in force; importing {:?}: {} day(s) change",
+            current.revision,
+            import.official_years(),
+            changes.len()
+        );
+        for c in &changes {
+            println!(
+                "{}\t{} -> {}{}",
+                c.date,
+                if c.was_workday { "workday" } else { "off" },
+                if c.now_workday { "workday" } else { "off" },
+                c.holiday
+                    .as_deref()
+                    .map(|h| format!("\t{h}"))
+                    .unwrap_or_default()
+            );
+        }
+        if !yes {
+            eprintln!("dry run: nothing published (add --yes to publish)");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let now = jiff::Timestamp::now().as_millisecond();
+        let hash = shenpi_web::server::catalog::yaml_hash(&merged);
+        let rev = db
+            .publish_calendar(id, &merged, &hash, Origin::Import("cli"), by, now)
+            .await?;
+        eprintln!(
+            "published calendar {id} revision {}; a running server re-times its open limits \
+             within seconds, a stopped one at its next start",
+            rev.revision
+        );
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// Reads `YYYY-MM-DD` strictly: a date is a deadline's basis, so no lenient guessing.

@@ -486,6 +486,7 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::Resume { .. } => "resume",
         Command::Extend { .. } => "extend",
         Command::TimerFired { .. } => "timer_fired",
+        Command::Recalendar { .. } => "recalendar",
     }
 }
 
@@ -822,6 +823,8 @@ pub struct InboxItem {
     /// Working days left; negative when overdue.
     pub days_left: Option<i64>,
     pub due: Option<i64>,
+    /// The due date or days left count a provisional calendar year (暂定, from the statute).
+    pub provisional: bool,
     pub priority: i32,
     /// In a green channel (raised priority).
     pub green_channel: bool,
@@ -938,6 +941,7 @@ pub async fn inbox_items(app: &App, user: &User, q: &InboxQuery) -> ApiResult<Ve
                 .as_ref()
                 .and_then(|c| c.due)
                 .map(|d| d.as_millisecond()),
+            provisional: task.clock.as_ref().is_some_and(|c| c.provisional),
             priority: task.priority,
             green_channel: task.priority > 0,
             supervised: task.supervised,

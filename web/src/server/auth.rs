@@ -235,9 +235,9 @@ pub mod policy {
             Command::Start { .. } => Err(ApiError::invalid(
                 "start an instance with POST /api/instances, not as a command",
             )),
-            Command::TimerFired { .. } => {
-                Err(ApiError::forbidden("timers are fired by the engine"))
-            }
+            Command::TimerFired { .. } | Command::Recalendar { .. } => Err(ApiError::forbidden(
+                "timers are fired and re-timed by the engine",
+            )),
             Command::SupplyMaterial { .. } | Command::Withdraw { .. } => {
                 if party || u.has("admin") {
                     Ok(())

@@ -42,8 +42,11 @@ pub const RUNWAY_WARN_DAYS: i64 = 60;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Runway {
     pub calendar: String,
-    /// The last day it knows; a limit that would run past it is refused (`outside_calendar`).
+    /// The last day of the last official year: later deadlines are computed on provisional
+    /// years (暂定, from the statute) until next year's arrangement is imported.
     pub last_day: Date,
+    /// The provisional years that follow, `(first, last)`.
+    pub provisional: (i16, i16),
     /// Natural days from today to `last_day` (0 on that day, negative after it).
     pub days_left: i64,
 }
@@ -58,7 +61,8 @@ impl Runway {
 pub struct Catalog {
     pub dir: PathBuf,
     pub ctx: ValidateContext,
-    calendars: HashMap<String, Arc<Calendar>>,
+    /// The calendars in force, with the revision each is at ([`Catalog::set_calendar`]).
+    calendars: RwLock<HashMap<String, (Arc<Calendar>, i64)>>,
     defs: RwLock<HashMap<(String, i64), Arc<Definition>>>,
 }
 
@@ -108,7 +112,7 @@ impl Catalog {
                     diags.iter().map(|d| d.render(&name, &text)).collect(),
                 )
             })?;
-            calendars.insert(id, Arc::new(cal));
+            calendars.insert(id, (Arc::new(cal), 0));
         }
         let ctx = ValidateContext {
             calendars: calendars.keys().cloned().collect(),
@@ -120,7 +124,7 @@ impl Catalog {
         let catalog = Catalog {
             dir: dir.to_path_buf(),
             ctx,
-            calendars,
+            calendars: RwLock::new(calendars),
             defs: RwLock::new(HashMap::new()),
         };
         for f in files {
@@ -147,7 +151,35 @@ impl Catalog {
     }
 
     pub fn calendar(&self, id: &str) -> Option<Arc<Calendar>> {
-        self.calendars.get(id).cloned()
+        self.calendars.read().ok()?.get(id).map(|(c, _)| c.clone())
+    }
+
+    /// The revision the calendar in force is at (0 before the database was consulted).
+    pub fn calendar_revision(&self, id: &str) -> Option<i64> {
+        self.calendars.read().ok()?.get(id).map(|(_, r)| *r)
+    }
+
+    /// Puts a calendar revision in force for the views (the engine machine has its own, see
+    /// `calendars::put_in_force`, which sets both).
+    pub fn set_calendar(&self, cal: Arc<Calendar>, revision: i64) {
+        if let Ok(mut m) = self.calendars.write() {
+            m.insert(cal.id().to_string(), (cal, revision));
+        }
+    }
+
+    /// The ids of the workflows whose definitions count on calendar `id`.
+    pub fn workflows_on(&self, id: &str) -> Vec<String> {
+        let Ok(m) = self.defs.read() else {
+            return Vec::new();
+        };
+        let mut v: Vec<String> = m
+            .values()
+            .filter(|d| d.workflow.calendar.value == id)
+            .map(|d| d.id().to_string())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// How far each calendar a loaded workflow counts on still reaches, seen from `now`'s date
@@ -169,7 +201,8 @@ impl Catalog {
             .into_iter()
             .filter_map(|id| {
                 let cal = self.calendar(&id)?;
-                let last_day = cal.last_day();
+                let last_day = cal.official_last_day();
+                let provisional = (cal.official_last_year() + 1, cal.last_year());
                 let days_left = today
                     .until(last_day)
                     .map(|s| i64::from(s.get_days()))
@@ -177,6 +210,7 @@ impl Catalog {
                 Some(Runway {
                     calendar: id,
                     last_day,
+                    provisional,
                     days_left,
                 })
             })
@@ -186,10 +220,13 @@ impl Catalog {
     }
 
     pub fn calendars(&self) -> Vec<(String, Arc<Calendar>)> {
-        self.calendars
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        let Ok(m) = self.calendars.read() else {
+            return Vec::new();
+        };
+        let mut v: Vec<(String, Arc<Calendar>)> =
+            m.iter().map(|(k, (c, _))| (k.clone(), c.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     /// Parses, validates and compiles YAML text: the definition, or every diagnostic.

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod api;
 pub mod auth;
+pub mod calendars;
 pub mod catalog;
 pub mod demo;
 pub mod engine;
@@ -80,6 +81,8 @@ pub fn router(app: App) -> Router {
         .route("/definitions/{id}/diff", get(api::diff_versions))
         .route("/definitions/{id}/diagram", get(api::diagram))
         .route("/dashboard", get(api::dashboard))
+        .route("/calendars", get(calendars::api_list))
+        .route("/calendars/{id}/revisions", post(calendars::api_import))
         .route("/reports", get(api::list_reports).post(api::run_report))
         .route("/outbox/dead", get(api::dead_letters))
         .route("/openapi.json", get(openapi_json))
@@ -209,10 +212,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     for r in app.catalog.runways(app.now()) {
         if r.is_short() {
             eprintln!(
-                "shenpi: warning: calendar `{}` ends on {} ({} days from today); a command whose \
-                 limit would run past it is refused with outside_calendar. Add the next year from \
-                 the State Council notice (README, Calendars).",
-                r.calendar, r.last_day, r.days_left
+                "shenpi: warning: calendar `{}` has official years until {} ({} days from today); \
+                 deadlines after it are provisional ({}-{}, from the statute) until the next \
+                 year's arrangement is imported (`shenpi calendar import FILE`, README, Calendars).",
+                r.calendar, r.last_day, r.days_left, r.provisional.0, r.provisional.1
             );
         }
     }

@@ -64,6 +64,15 @@ pub fn routes() -> Router<App> {
         .route("/workflows/editor", get(editor_page).post(editor_submit))
         .route("/workflows/{id}/diff", get(diff_page))
         .route("/dashboard", get(dashboard_page))
+        .route("/calendars", get(super::calendars::page_list))
+        .route(
+            "/calendars/{id}/preview",
+            post(super::calendars::page_preview),
+        )
+        .route(
+            "/calendars/{id}/publish",
+            post(super::calendars::page_publish),
+        )
 }
 
 // ---------- helpers ----------
@@ -71,6 +80,11 @@ pub fn routes() -> Router<App> {
 /// A deadline instant is the end of its last day (00:00 of the next): show that last day.
 fn due_date(ms: i64) -> String {
     shenpi_engine::runtime::deadline::last_day(timestamp(ms)).to_string()
+}
+
+/// The local date an instant falls on (a yellow point is the start of its day).
+fn day_of(ms: i64) -> String {
+    local_date(timestamp(ms)).to_string()
 }
 
 fn datetime(ms: i64) -> String {
@@ -85,6 +99,25 @@ fn colour_badge(c: &str) -> Markup {
         _ => ("green", "绿"),
     };
     html! { span class={"badge " (cls)} title={"预警：" (text)} { (text) } }
+}
+
+/// The 「暂定」 mark of a date or count on a provisional calendar year, with why in its tooltip.
+fn provisional_mark(on: bool, due_ms: Option<i64>) -> Markup {
+    if !on {
+        return html! {};
+    }
+    let year = due_ms
+        .map(|d| {
+            shenpi_engine::runtime::deadline::last_day(timestamp(d))
+                .year()
+                .to_string()
+        })
+        .unwrap_or_default();
+    let why = format!(
+        "{year} 年尚无国务院办公厅的正式放假安排，按{}推算；正式安排导入后自动重新计算",
+        shenpi_engine::calendar::statutory::STATUTE
+    );
+    html! { " " span.provisional title=(why) { "暂定" } }
 }
 
 fn days_text(d: Option<i64>) -> String {
@@ -126,7 +159,12 @@ fn role_label(r: &str) -> &str {
     }
 }
 
-fn page(title: &str, user: Option<&PageUser>, flash: Option<&Flash>, body: Markup) -> Html<String> {
+pub(super) fn page(
+    title: &str,
+    user: Option<&PageUser>,
+    flash: Option<&Flash>,
+    body: Markup,
+) -> Html<String> {
     let m = html! {
         (DOCTYPE)
         html lang="zh-CN" {
@@ -144,6 +182,7 @@ fn page(title: &str, user: Option<&PageUser>, flash: Option<&Flash>, body: Marku
                             @if u.user.is_staff() { a href="/inbox" { "待办" } }
                             a href="/projects" { "项目" }
                             @if policy::can_validate(&u.user) { a href="/workflows" { "流程规则" } }
+                            @if u.user.is_staff() { a href="/calendars" { "工作日历" } }
                             @if policy::can_see_dashboard(&u.user) { a href="/dashboard" { "督办看板" } }
                         }
                         div.who {
@@ -186,7 +225,7 @@ fn error_page(status: StatusCode, user: Option<&PageUser>, e: &ApiError) -> Resp
     (status, page("出错", user, None, body)).into_response()
 }
 
-fn fail(user: &PageUser, e: ApiError) -> Response {
+pub(super) fn fail(user: &PageUser, e: ApiError) -> Response {
     error_page(e.status, Some(user), &e)
 }
 
@@ -237,7 +276,7 @@ impl Form {
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
     }
-    fn text(&self, k: &str) -> Option<String> {
+    pub(super) fn text(&self, k: &str) -> Option<String> {
         self.get(k)
             .map(str::trim)
             .filter(|v| !v.is_empty())
@@ -255,7 +294,7 @@ impl Form {
 /// Parses a form and checks its CSRF token against the session's. The error is the finished
 /// error page, returned by the handler as it is (hence its size is no concern).
 #[allow(clippy::result_large_err)]
-fn form_of(user: &PageUser, body: &Bytes) -> Result<Form, Response> {
+pub(super) fn form_of(user: &PageUser, body: &Bytes) -> Result<Form, Response> {
     let f = Form(parse_form(body));
     if f.get("csrf") != Some(user.csrf.as_str()) {
         let e = ApiError::forbidden("表单已过期或来源不明（CSRF 校验失败），请刷新页面后重试");
@@ -281,7 +320,7 @@ fn form_key(u: &PageUser, f: &Form) -> Option<String> {
         .map(|k| format!("{}\u{1f}form:{k}", u.user.name))
 }
 
-fn hidden(u: &PageUser) -> Markup {
+pub(super) fn hidden(u: &PageUser) -> Markup {
     html! {
         input type="hidden" name="csrf" value=(u.csrf);
         input type="hidden" name="idem" value=(idem());
@@ -457,7 +496,7 @@ async fn inbox_page(
                     @for it in &items {
                         tr class={"row-" (it.colour)} {
                             td { (colour_badge(&it.colour)) }
-                            td.days { (days_text(it.days_left)) @if let Some(d) = it.due { br; small { "截止 " (due_date(d)) } } }
+                            td.days { (days_text(it.days_left)) @if let Some(d) = it.due { br; small { "截止 " (due_date(d)) (provisional_mark(it.provisional, Some(d))) } } }
                             td {
                                 @if it.green_channel { span.green-channel title="绿色通道" { "绿色通道" } " " }
                                 @if it.supervised { span.supervised title="挂牌督办" { "督办" } " " }
@@ -577,6 +616,30 @@ fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
             }
         ),
         Event::Supervised { .. } => "挂牌督办".to_string(),
+        Event::Retimed {
+            revision, moves, ..
+        } => format!(
+            "工作日历第 {revision} 版发布，重新计时：{}",
+            moves
+                .iter()
+                .map(|m| {
+                    use shenpi_engine::runtime::event::TimerKind as K;
+                    // A yellow point is the start of its day; the others end their last day.
+                    let (what, day): (&str, fn(i64) -> String) = match &m.kind {
+                        K::Yellow { .. } => ("黄色预警", day_of),
+                        K::Due { .. } => ("到期日", due_date),
+                        K::Escalation { .. } => ("超期督办", due_date),
+                        K::Wait { .. } => ("等待", due_date),
+                    };
+                    format!(
+                        "{what}由 {} 改为 {}",
+                        day(m.old_due.as_millisecond()),
+                        day(m.new_due.as_millisecond())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("；")
+        ),
         Event::Urged { by, .. } => format!("{by} 催办"),
         Event::Commented { by, text, .. } => format!("{by} 意见：{text}"),
         Event::CarbonCopied { by, to, .. } => format!("{by} 抄送 {}", to.join("、")),
@@ -680,7 +743,7 @@ fn promises_table(l: &Loaded) -> Markup {
                         tr.promise data-material=(p.material) {
                             td { (name) }
                             td { (if p.breached { "违约" } else { match p.status { shenpi_engine::runtime::state::PromiseStatus::Open => "待补交", shenpi_engine::runtime::state::PromiseStatus::Supplied => "已补交待核验", shenpi_engine::runtime::state::PromiseStatus::Verified => "已核验" } }) }
-                            td.due { @if let Some(c) = &p.clock { @if let Some(d) = c.due { (due_date(d.as_millisecond())) } " （" (days_text(Some(c.days_left))) "）" } }
+                            td.due { @if let Some(c) = &p.clock { @if let Some(d) = c.due { (due_date(d.as_millisecond())) } " （" (days_text(Some(c.days_left))) "）" (provisional_mark(c.provisional, c.due.map(|d| d.as_millisecond()))) } }
                             td { @if let Some(c) = &p.clock { (colour_badge(super::engine::colour_name(c.colour))) } }
                         }
                     }
@@ -713,13 +776,13 @@ fn elements_block(l: &Loaded) -> Markup {
     };
     html! {
         @if let Some(s) = &l.view.stage {
-            h3 { "当前阶段：" (stage_name(&s.stage)) @if let Some(c) = &s.clock { " " (colour_badge(super::engine::colour_name(c.colour))) " " (days_text(Some(c.days_left))) } }
+            h3 { "当前阶段：" (stage_name(&s.stage)) @if let Some(c) = &s.clock { " " (colour_badge(super::engine::colour_name(c.colour))) " " (days_text(Some(c.days_left))) @if let Some(d) = c.due { " · 截止 " (due_date(d.as_millisecond())) } (provisional_mark(c.provisional, c.due.map(|d| d.as_millisecond()))) } }
             table.elements {
                 thead { tr { th { "要素" } th { "责任部门" } th { "状态" } th { "时限" } } }
                 tbody { @for e in &s.elements {
                     tr { td { (element_name(&e.element)) } td { (e.from) }
                          td { @if e.attached { "已挂接" } @else if e.may_carry { "缺（可带缺项转入下阶段）" } @else { "缺" } }
-                         td { @if let Some(c) = &e.clock { (colour_badge(super::engine::colour_name(c.colour))) " " (days_text(Some(c.days_left))) } } }
+                         td { @if let Some(c) = &e.clock { (colour_badge(super::engine::colour_name(c.colour))) " " (days_text(Some(c.days_left))) (provisional_mark(c.provisional, c.due.map(|d| d.as_millisecond()))) } } }
                 } }
             }
         }
@@ -732,7 +795,7 @@ fn elements_block(l: &Loaded) -> Markup {
         @if l.view.outstanding.iter().any(|o| !o.resolved) {
             h3 { "带缺项" }
             ul { @for o in l.view.outstanding.iter().filter(|o| !o.resolved) {
-                li { (stage_name(&o.stage)) " · " (element_name(&o.element)) @if let Some(c) = &o.clock { " " (colour_badge(super::engine::colour_name(c.colour))) " " (days_text(Some(c.days_left))) } }
+                li { (stage_name(&o.stage)) " · " (element_name(&o.element)) @if let Some(c) = &o.clock { " " (colour_badge(super::engine::colour_name(c.colour))) " " (days_text(Some(c.days_left))) (provisional_mark(c.provisional, c.due.map(|d| d.as_millisecond()))) } }
             } }
         }
     }
@@ -762,7 +825,7 @@ fn history(l: &Loaded) -> Markup {
 fn task_row(t: &TaskView) -> Markup {
     html! {
         tr { td { (colour_badge(super::engine::colour_name(t.colour))) } td { (t.label) } td { (party(&t.assignment)) @if let Some(c) = &t.claimed_by { "（" (c) " 已认领）" } }
-             td { (days_text(t.days_left)) } }
+             td { (days_text(t.days_left)) @if let Some(c) = &t.clock { @if let Some(d) = c.due { br; small { "截止 " (due_date(d.as_millisecond())) } } (provisional_mark(c.provisional, c.due.map(|d| d.as_millisecond()))) } } }
     }
 }
 
@@ -963,7 +1026,7 @@ fn render_task(
             Some(t) => {
                 p.taskmeta {
                     span.days { (days_text(t.days_left)) }
-                    @if let Some(c) = &t.clock { @if let Some(d) = c.due { " · 截止 " (due_date(d.as_millisecond())) } " · 时限 " (c.limit) }
+                    @if let Some(c) = &t.clock { @if let Some(d) = c.due { " · 截止 " (due_date(d.as_millisecond())) } (provisional_mark(c.provisional, c.due.map(|d| d.as_millisecond()))) " · 时限 " (c.limit) }
                     " · 办理人 " (party(&t.assignment))
                     @if let Some(c) = &t.claimed_by { "（" (c) " 已认领）" }
                     @if l.view.channel.is_some() { " · " span.green-channel { "绿色通道" } }
@@ -1699,9 +1762,10 @@ async fn dashboard_page(State(app): State<App>, user: PageUser) -> Response {
         h1 { "督办看板" }
         @for r in &short {
             p.flash.err.calendar-runway role="alert" {
-                "工作日历 " (r.calendar) " 只覆盖到 " (r.last_day)
+                "工作日历 " (r.calendar) " 的正式放假安排只到 " (r.last_day)
                 @if r.days_left >= 0 { "（还剩 " (r.days_left) " 天）" } @else { "（已过 " (-r.days_left) " 天）" }
-                "：期限算到此日之后的办理操作会被拒绝（outside_calendar）。请按国务院办公厅放假通知补充下一年度日历。"
+                "：" (r.provisional.0) "–" (r.provisional.1) " 年为暂定日历（按《全国年节及纪念日放假办法》推算），其后的期限标「暂定」。国务院办公厅通知发布后请在 "
+                a href="/calendars" { "工作日历" } " 页导入。"
             }
         }
         @if !refused.is_empty() {

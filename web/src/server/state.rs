@@ -110,6 +110,13 @@ impl AppState {
                 machine.register(&row).map_err(StartError::Other)?;
             }
         }
+        // Calendars are data: the files seed the database, the newest revision is in force.
+        for note in super::calendars::seed(&db, cfg.workflows, &catalog, &machine, now)
+            .await
+            .map_err(StartError::Other)?
+        {
+            eprintln!("shenpi: {note}");
+        }
         let bus = CommandBus::start(
             machine.clone(),
             db.clone(),
@@ -171,6 +178,14 @@ impl AppState {
             secure_cookies: cfg.secure_cookies,
             logins: Default::default(),
         });
+        // Re-time on revisions not yet re-timed (a crash in the middle, another node's import,
+        // the CLI), now and every few seconds.
+        super::calendars::retime_pending(&app)
+            .await
+            .map_err(StartError::Other)?;
+        if app.scheduler.is_some() {
+            tokio::spawn(super::calendars::watch(app.clone()));
+        }
         Ok(app)
     }
 
