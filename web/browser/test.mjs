@@ -5,6 +5,8 @@
 //     and sees the instance's state and the promise with its due date.
 //  2. Policy staff (wang) opens the workflow editor, puts a mistake in the YAML, presses 校验 and
 //     sees the error at its line.
+//     Then imports next year's official holiday arrangement on the 工作日历 page: a wrong one is
+//     refused at its line, the right one is previewed (the days that change) and published.
 //  3. A supervisor (zhao) opens the dashboard.
 //
 // Every page's header shows the server clock's date (`--clock-start`, SHENPI_CLOCK_START).
@@ -129,6 +131,48 @@ try {
   check((await page.locator(`pre.listing span.line.err#L${line}`).count()) === 1, `line ${line} is marked in the listing`);
   await diag.first().locator("a.goto").click();
   await shot(page, "06-editor-error");
+
+  // Policy staff import next year's official arrangement on the 工作日历 page.
+  await page.goto(`${base}/calendars`);
+  check((await page.locator("h1").innerText()) === "工作日历", "the calendar page opens");
+  check((await page.locator("text=暂定年度：2027–2041").count()) === 1, "the provisional years are listed");
+  await shot(page, "08-calendars");
+  const notice = [
+    "years:",
+    "  - year: 2027",
+    "    source: 国务院办公厅关于2027年部分节假日安排的通知（测试）",
+    "    holidays:",
+    "      - { name: 元旦, from: 2027-01-01, to: 2027-01-03 }",
+    "      - { name: 春节, from: 2027-02-05, to: 2027-02-12 }",
+    "      - { name: 清明节, from: 2027-04-03, to: 2027-04-05 }",
+    "      - { name: 劳动节, from: 2027-05-01, to: 2027-05-05 }",
+    "      - { name: 端午节, date: 2027-06-09 }",
+    "      - { name: 中秋节, date: 2027-09-15 }",
+    "      - { name: 国庆节, from: 2027-10-01, to: 2027-10-07 }",
+    "    workdays:",
+    "      - { date: 2027-02-20, for: 春节 }",
+    "      - { date: 2027-10-09, for: 国庆节 }",
+  ];
+  // A weekday as a make-up working day: refused at its line, nothing published.
+  const wrong = notice.map((l) => l.replace("2027-02-20", "2027-02-22")).join("\n");
+  await page.fill('textarea[name="yaml"]', wrong);
+  await Promise.all([page.waitForNavigation(), page.click('form[action$="/preview"] button')]);
+  const err = page.locator("section.diagnostics li").first();
+  check((await err.innerText()).includes("第 13 行") && (await err.innerText()).includes("C006"), "a weekday make-up day is refused at its line");
+  await page.fill('textarea[name="yaml"]', notice.join("\n"));
+  await Promise.all([page.waitForNavigation(), page.click('form[action$="/preview"] button')]);
+  check((await page.locator("section.preview table").first().locator("tbody tr").count()) === 7, "the preview lists the 7 days that change");
+  await shot(page, "09-calendar-preview");
+  await Promise.all([page.waitForNavigation(), page.click('form[action$="/publish"] button')]);
+  check((await page.locator(".flash.ok").innerText()).includes("已发布第 2 版"), "the arrangement is published as revision 2");
+  check((await page.locator("text=暂定年度：2028–2042").count()) === 1, "2027 is official now, the provisional years move on");
+  await shot(page, "10-calendars-published");
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, locale: "zh-CN" });
+  const small = await phone.newPage();
+  await login(small, "wang");
+  await small.goto(`${base}/calendars`);
+  await shot(small, "11-calendars-390");
+  await phone.close();
 
   // --- a supervisor ---
   await page.click("header form button");

@@ -348,6 +348,13 @@ async fn dashboard_projects_and_applicant_pages() {
     assert!(d.text.contains("督办看板") && d.text.contains("<svg"));
     // In March the calendar (to 2026-12-31) is far from its end: no warning.
     assert!(!d.text.contains("calendar-runway"), "{}", d.text);
+    // It still says which years are provisional.
+    assert!(
+        d.text
+            .contains("工作日历 cn-mainland：正式放假安排至 2026-12-31，2027–2041 年为暂定"),
+        "{}",
+        d.text
+    );
     // On 2026-11-22 10:00 +08:00 it has 39 days left: the dashboard says so.
     s.clock
         .0

@@ -20,7 +20,7 @@ use maud::{Markup, html};
 use serde::{Deserialize, Serialize};
 use shenpi_adapters::store::calendars::{CalendarRevision, Origin};
 use shenpi_adapters::store::{Db, Millis};
-use shenpi_engine::calendar::{Calendar, DayChange, local_date, statutory};
+use shenpi_engine::calendar::{Calendar, DayChange, local_date, local_datetime, statutory};
 use shenpi_engine::diag::Diagnostic;
 use shenpi_engine::runtime::event::TimerKind;
 use shenpi_engine::runtime::{Actor, Command, CommandEnvelope, Event, decide};
@@ -54,8 +54,9 @@ pub async fn seed(
 ) -> Result<Vec<String>, String> {
     let mut notes = Vec::new();
     for (id, _) in catalog.calendars() {
-        let path = dir.join("calendars").join(format!("{id}.yaml"));
-        let shown = path.display().to_string();
+        // Recorded relative to the workflows folder, the same on every node and machine.
+        let shown = format!("calendars/{id}.yaml");
+        let path = dir.join(&shown);
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{shown}: {e}"))?;
         let hash = yaml_hash(&text);
         let revisions = db
@@ -592,7 +593,7 @@ async fn calendars_view(
                                 td { "第 " (r.revision) " 版" }
                                 td { (origin_text(r)) }
                                 td { (r.published_by) }
-                                td { (r.published_at.display_with_offset(jiff::tz::Offset::constant(8)).to_string().get(..16).unwrap_or_default()) }
+                                td { (local_datetime(r.published_at).strftime("%Y-%m-%d %H:%M")) }
                                 td { (retimed_text(&r.retimed)) }
                             }
                         }

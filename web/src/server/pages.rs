@@ -1748,24 +1748,26 @@ async fn dashboard_page(State(app): State<App>, user: PageUser) -> Response {
             tr { td { (colour_badge(&r.colour)) } td { a href={"/instances/" (r.instance)} { (r.instance) } } td { (r.node) } td { (r.department.clone().unwrap_or_default()) } td { (r.assignee.as_deref().map(super::engine::assignee_label).unwrap_or_default()) } td { @if let Some(x) = r.due { (due_date(x)) } } }
         }
     };
-    let short: Vec<_> = app
-        .catalog
-        .runways(app.now())
-        .into_iter()
-        .filter(|r| r.is_short())
-        .collect();
+    let runways = app.catalog.runways(app.now());
     let refused = match super::timers::refused_timers(&app, 100).await {
         Ok(r) => r,
         Err(e) => return fail(&user, e),
     };
     let body = html! {
         h1 { "督办看板" }
-        @for r in &short {
-            p.flash.err.calendar-runway role="alert" {
-                "工作日历 " (r.calendar) " 的正式放假安排只到 " (r.last_day)
-                @if r.days_left >= 0 { "（还剩 " (r.days_left) " 天）" } @else { "（已过 " (-r.days_left) " 天）" }
-                "：" (r.provisional.0) "–" (r.provisional.1) " 年为暂定日历（按《全国年节及纪念日放假办法》推算），其后的期限标「暂定」。国务院办公厅通知发布后请在 "
-                a href="/calendars" { "工作日历" } " 页导入。"
+        @for r in &runways {
+            @if r.is_short() {
+                p.flash.err.calendar-runway role="alert" {
+                    "工作日历 " (r.calendar) " 的正式放假安排只到 " (r.last_day)
+                    @if r.days_left >= 0 { "（还剩 " (r.days_left) " 天）" } @else { "（已过 " (-r.days_left) " 天）" }
+                    "：" (r.provisional.0) "–" (r.provisional.1) " 年为暂定日历（按《全国年节及纪念日放假办法》推算），其后的期限标「暂定」。国务院办公厅通知发布后请在 "
+                    a href="/calendars" { "工作日历" } " 页导入。"
+                }
+            } @else {
+                p.muted.calendar-provisional {
+                    "工作日历 " (r.calendar) "：正式放假安排至 " (r.last_day) "，" (r.provisional.0) "–" (r.provisional.1)
+                    " 年为暂定（按《全国年节及纪念日放假办法》推算）。" a href="/calendars" { "查看" }
+                }
             }
         }
         @if !refused.is_empty() {
