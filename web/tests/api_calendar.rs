@@ -329,3 +329,104 @@ async fn a_retiming_interrupted_half_way_is_finished_once_by_the_next_pass() {
     assert!(retime_now(&s).await.is_empty());
     assert_eq!(s.app.db.count_events(Some(&a)).await.expect("count"), n);
 }
+
+#[tokio::test]
+async fn the_cli_import_previews_then_publishes_and_the_server_retimes_on_it() {
+    let s = at("cal-cli", "2027-01-25T10:00:00+08:00").await;
+    let inst = to_review(&s).await;
+    let file = s.dir.join("notice-2027.yaml");
+    std::fs::write(&file, OFFICIAL_2027).expect("write");
+    let db = format!("sqlite://{}", s.dir.join("t.db").display());
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "calendar",
+            "import",
+            file.to_str().expect("path"),
+            "--db",
+            &db,
+        ];
+        args.extend_from_slice(extra);
+        std::process::Command::new(env!("CARGO_BIN_EXE_shenpi"))
+            .args(&args)
+            .output()
+            .expect("runs")
+    };
+    // Dry run: the 7 days on stdout, nothing published.
+    let o = run(&[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.lines().count(), 7, "{out}");
+    assert!(out.starts_with("2027-02-11\tworkday -> off\t春节"), "{out}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing published"));
+    assert_eq!(
+        s.app
+            .db
+            .calendar_revisions("cn-mainland")
+            .await
+            .expect("db")
+            .len(),
+        1
+    );
+    // A bad file: located errors, exit 1, nothing published.
+    let bad = s.dir.join("bad.yaml");
+    std::fs::write(&bad, OFFICIAL_2027.replace("2027-02-20", "2027-02-22")).expect("write");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_shenpi"))
+        .args([
+            "calendar",
+            "import",
+            bad.to_str().expect("path"),
+            "--db",
+            &db,
+            "--yes",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bad.yaml:13:"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        s.app
+            .db
+            .calendar_revisions("cn-mainland")
+            .await
+            .expect("db")
+            .len(),
+        1
+    );
+    // Published with --yes; the running server's next pass puts it in force and re-times.
+    let o = run(&["--yes", "--by", "wang"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let done = retime_now(&s).await;
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0].revision, 2);
+    let v = view(&s, &inst).await;
+    assert_eq!(
+        v["view"]["stage"]["clock"]["due"],
+        "2027-03-30T00:00:00+08:00"
+    );
+    assert_eq!(retimed_count(&v), 1);
+    let revs = s
+        .app
+        .db
+        .calendar_revisions("cn-mainland")
+        .await
+        .expect("db");
+    assert_eq!(
+        (revs[0].origin.as_str(), revs[0].published_by.as_str()),
+        ("import", "wang")
+    );
+    assert!(revs[0].retimed_at.is_some());
+}
