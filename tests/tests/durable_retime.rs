@@ -157,18 +157,30 @@ async fn a_retiming_cut_short_is_finished_once_by_the_next_process() {
             Arc::new(Fixed(now)),
             BusOptions::default(),
         );
-        let s = retime(&bus, &db, "cn-mainland", 2, &[row.workflow_id.clone()])
-            .await
-            .unwrap();
+        let s = retime(
+            &bus,
+            &db,
+            "cn-mainland",
+            2,
+            std::slice::from_ref(&row.workflow_id),
+        )
+        .await
+        .unwrap();
         assert_eq!((s.instances, s.failed), (12, 0), "{s:?}");
         assert_eq!(
             s.moved_instances, 12,
             "the 5 done before answer from their keys: {s:?}"
         );
         // And once more: nothing new is recorded.
-        let again = retime(&bus, &db, "cn-mainland", 2, &[row.workflow_id.clone()])
-            .await
-            .unwrap();
+        let again = retime(
+            &bus,
+            &db,
+            "cn-mainland",
+            2,
+            std::slice::from_ref(&row.workflow_id),
+        )
+        .await
+        .unwrap();
         assert_eq!(again.failed, 0);
         for id in &ids {
             let (st, events) = state_of(&db, id).await;
