@@ -505,7 +505,7 @@ pub struct RetimeBench {
 
 /// The bench's workflow: one task whose 20-working-day limit, opened on 2027-01-25, crosses
 /// 春节 2027 (so the official arrangement moves its yellow point and deadline).
-const RETIME_WORKFLOW: &str = r#"
+pub const RETIME_WORKFLOW: &str = r#"
 id: bench-retime
 name: 重新计时基准
 calendar: cn-mainland

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use durable_support::{TempDir, both};
-use shenpi_adapters::bench::OFFICIAL_2027;
+use shenpi_adapters::bench::{OFFICIAL_2027, RETIME_WORKFLOW};
 use shenpi_adapters::bus::{BusOptions, CommandBus, Submit};
 use shenpi_adapters::engine_machine::EngineMachine;
 use shenpi_adapters::machine::{Clock, now_millis};
@@ -18,28 +18,6 @@ use shenpi_adapters::store::{Db, DefinitionStore, EventStore, InstanceMeta, Time
 use shenpi_engine::calendar::Calendar;
 use shenpi_engine::runtime::event::{ClockRef, TimerKind};
 use shenpi_engine::runtime::{Actor, Command, CommandEnvelope, Event, InstanceState, replay};
-
-const WORKFLOW: &str = r#"
-id: retime-test
-name: 重新计时测试
-calendar: cn-mainland
-start: review
-roles:
-  - { id: clerk, department: a }
-departments:
-  - { id: a, name: 发展改革局 }
-nodes:
-  - id: review
-    name: 审查
-    type: task
-    assignee: { role: clerk }
-    actions: [approve]
-    limit: 20wd
-    next: done
-  - id: done
-    type: end
-    outcome: approved
-"#;
 
 struct Fixed(i64);
 
@@ -97,7 +75,7 @@ async fn a_retiming_cut_short_is_finished_once_by_the_next_process() {
     for db in both("retime", &dir).await {
         let first = machine();
         let row = db
-            .publish("retime-test", WORKFLOW, "h", now_millis())
+            .publish("bench-retime", RETIME_WORKFLOW, "h", now_millis())
             .await
             .unwrap();
         let bus = CommandBus::start(

@@ -210,9 +210,11 @@ async fn importing_the_official_2027_previews_publishes_and_retimes_each_instanc
     );
     let moves = r.json["moves"].as_array().expect("moves");
     assert!(
-        moves.iter().any(|m| m["what"] == "阶段时限 到期"
-            && m["old_due"] == "2027-03-27T00:00:00+08:00"
-            && m["new_due"] == "2027-03-30T00:00:00+08:00"),
+        moves
+            .iter()
+            .any(|m| m["what"] == "阶段「审批」 超期（红色）"
+                && m["old_due"] == "2027-03-27T00:00:00+08:00"
+                && m["new_due"] == "2027-03-30T00:00:00+08:00"),
         "{moves:?}"
     );
     assert_eq!(r.json["needs_confirmation"], false);

@@ -22,7 +22,6 @@ use shenpi_adapters::store::calendars::{CalendarRevision, Origin};
 use shenpi_adapters::store::{Db, Millis};
 use shenpi_engine::calendar::{Calendar, DayChange, local_date, local_datetime, statutory};
 use shenpi_engine::diag::Diagnostic;
-use shenpi_engine::runtime::event::TimerKind;
 use shenpi_engine::runtime::{Actor, Command, CommandEnvelope, Event, decide};
 
 use super::auth::{Caller, PageUser};
@@ -272,7 +271,11 @@ pub async fn preview(app: &App, id: &str, yaml: &str) -> Result<Preview, ImportE
                     moves.push(LimitMove {
                         instance: instance.clone(),
                         project: project.clone(),
-                        what: timer_text(&ctx.def, &st, &m.kind),
+                        what: format!(
+                            "{} {}",
+                            super::timers::subject(&m.kind, &st, &ctx),
+                            super::timers::purpose(&m.kind)
+                        ),
                         old_due: m.old_due,
                         new_due: m.new_due,
                         overdue_now: m.new_due.as_millisecond() <= now,
@@ -352,59 +355,6 @@ impl From<ImportError> for ApiError {
             ImportError::Store(e) => ApiError::internal(e),
         }
     }
-}
-
-/// A timer in words, with the workflow's names.
-fn timer_text(
-    def: &shenpi_engine::compile::Definition,
-    st: &shenpi_engine::runtime::InstanceState,
-    kind: &TimerKind,
-) -> String {
-    use shenpi_engine::runtime::event::ClockRef;
-    let node_name = |node: &str| {
-        def.workflow
-            .nodes
-            .iter()
-            .find(|n| n.id.value == node)
-            .and_then(|n| n.name.clone())
-            .unwrap_or_else(|| node.to_string())
-    };
-    let clock = |c: &ClockRef| match c {
-        ClockRef::Task(t) => st
-            .task(*t)
-            .map(|t| node_name(&t.spec.node))
-            .unwrap_or_else(|| "任务".into()),
-        ClockRef::Step(s) => st
-            .step(*s)
-            .map(|s| format!("{}（并联总时限）", node_name(&s.node)))
-            .unwrap_or_else(|| "并联审批".into()),
-        ClockRef::Promise(p) => st
-            .promise(*p)
-            .map(|p| format!("承诺补交「{}」", material_name(def, &p.material)))
-            .unwrap_or_else(|| "承诺".into()),
-        ClockRef::Stage(_) => "阶段时限".into(),
-        ClockRef::Element { element, .. } => format!("要素「{element}」"),
-        ClockRef::Outstanding(_) => "遗留事项".into(),
-    };
-    match kind {
-        TimerKind::Yellow { target } => format!("{} 黄色预警", clock(target)),
-        TimerKind::Due { target } => format!("{} 到期", clock(target)),
-        TimerKind::Escalation { task, rung } => format!(
-            "{} 超期督办第 {} 级",
-            clock(&ClockRef::Task(*task)),
-            rung + 1
-        ),
-        TimerKind::Wait { node } => format!("{} 等待", node_name(node)),
-    }
-}
-
-fn material_name(def: &shenpi_engine::compile::Definition, id: &str) -> String {
-    def.workflow
-        .materials
-        .iter()
-        .find(|m| m.id.value == id)
-        .and_then(|m| m.name.clone())
-        .unwrap_or_else(|| id.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -696,23 +646,30 @@ fn diagnostics_markup(yaml: &str, diags: &[Diagnostic]) -> Markup {
     }
 }
 
+/// The import form of the page: the CSRF check, the right to import, the arrangement's text.
+#[allow(clippy::result_large_err)]
+fn import_form(user: &PageUser, body: &Bytes) -> Result<(super::pages::Form, String), Response> {
+    let f = form_of(user, body)?;
+    if !may_publish(&user.user) {
+        return Err(fail(
+            user,
+            ApiError::forbidden("只有政策法规人员或管理员可以导入放假安排"),
+        ));
+    }
+    let yaml = f.get("yaml").unwrap_or("").replace("\r\n", "\n");
+    Ok((f, yaml))
+}
+
 pub async fn page_preview(
     State(app): State<App>,
     user: PageUser,
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> Response {
-    let f = match form_of(&user, &body) {
-        Ok(f) => f,
+    let (_, yaml) = match import_form(&user, &body) {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    if !may_publish(&user.user) {
-        return fail(
-            &user,
-            ApiError::forbidden("只有政策法规人员或管理员可以导入放假安排"),
-        );
-    }
-    let yaml = f.get("yaml").unwrap_or("").replace("\r\n", "\n");
     match preview(&app, &id, &yaml).await {
         Ok(p) => {
             let m = preview_markup(&id, &yaml, &p, &user);
@@ -738,17 +695,10 @@ pub async fn page_publish(
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> Response {
-    let f = match form_of(&user, &body) {
-        Ok(f) => f,
+    let (f, yaml) = match import_form(&user, &body) {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    if !may_publish(&user.user) {
-        return fail(
-            &user,
-            ApiError::forbidden("只有政策法规人员或管理员可以导入放假安排"),
-        );
-    }
-    let yaml = f.get("yaml").unwrap_or("").replace("\r\n", "\n");
     let confirm = f.get("confirm") == Some("1");
     match publish(&app, &id, &yaml, &user.user.name, "editor", confirm).await {
         Ok((rev, done)) => {

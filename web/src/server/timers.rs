@@ -88,7 +88,8 @@ pub fn reason(code: &str) -> &'static str {
     }
 }
 
-fn purpose(k: &TimerKind) -> String {
+/// What a timer is for, in Chinese (「黄色预警」, 「超期（红色）」 ...).
+pub fn purpose(k: &TimerKind) -> String {
     match k {
         TimerKind::Yellow { .. } => "黄色预警".into(),
         TimerKind::Due {
@@ -100,7 +101,8 @@ fn purpose(k: &TimerKind) -> String {
     }
 }
 
-fn subject(k: &TimerKind, state: &InstanceState, ctx: &EngineCtx) -> String {
+/// What a timer is about, in the workflow's names (the node, 「阶段「审批」」, 「容缺材料「…」」).
+pub fn subject(k: &TimerKind, state: &InstanceState, ctx: &EngineCtx) -> String {
     let wf = &ctx.def.workflow;
     let node = |id: &str| {
         ctx.def
@@ -113,6 +115,13 @@ fn subject(k: &TimerKind, state: &InstanceState, ctx: &EngineCtx) -> String {
             .iter()
             .find(|s| s.id.value == id)
             .and_then(|s| s.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    };
+    let element_name = |id: &str| {
+        wf.elements
+            .iter()
+            .find(|e| e.id.value == id)
+            .and_then(|e| e.name.clone())
             .unwrap_or_else(|| id.to_string())
     };
     let target = match k {
@@ -136,14 +145,20 @@ fn subject(k: &TimerKind, state: &InstanceState, ctx: &EngineCtx) -> String {
             .stages
             .get(v.ix())
             .map(|s| format!("阶段「{}」", stage(&s.stage))),
-        ClockRef::Element { stage: v, element } => state
-            .stages
-            .get(v.ix())
-            .map(|s| format!("阶段「{}」要素 {element}", stage(&s.stage))),
-        ClockRef::Outstanding(o) => state
-            .outstanding
-            .get(o.ix())
-            .map(|o| format!("阶段「{}」待补要素 {}", stage(&o.stage), o.element)),
+        ClockRef::Element { stage: v, element } => state.stages.get(v.ix()).map(|s| {
+            format!(
+                "阶段「{}」要素「{}」",
+                stage(&s.stage),
+                element_name(element)
+            )
+        }),
+        ClockRef::Outstanding(o) => state.outstanding.get(o.ix()).map(|o| {
+            format!(
+                "阶段「{}」待补要素「{}」",
+                stage(&o.stage),
+                element_name(&o.element)
+            )
+        }),
     }
     .unwrap_or_default()
 }
