@@ -432,3 +432,23 @@ async fn the_cli_import_previews_then_publishes_and_the_server_retimes_on_it() {
     );
     assert!(revs[0].retimed_at.is_some());
 }
+
+#[tokio::test]
+async fn on_the_real_clock_a_project_passes_intake_whatever_the_day() {
+    // The clock reads the real time when the test runs (2026-12-01 the day this was written).
+    let now = jiff::Timestamp::now();
+    let s = server("cal-real").await;
+    s.clock.0.store(now.as_millisecond(), Ordering::Relaxed);
+    let inst = to_review(&s).await;
+    let v = view(&s, &inst).await;
+    let clock = &v["view"]["stage"]["clock"];
+    let due: jiff::Timestamp = clock["due"]
+        .as_str()
+        .expect("a due date")
+        .parse()
+        .expect("time");
+    assert!(due > now, "{clock}");
+    let last_day = shenpi_engine::runtime::deadline::last_day(due);
+    assert_eq!(clock["provisional"], last_day.year() > 2026, "{clock}");
+    assert!(v["view"].get("calendar_errors").is_none(), "{v}");
+}
