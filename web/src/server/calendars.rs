@@ -67,9 +67,7 @@ pub async fn seed(
             .find(|r| r.origin == "file" && r.origin_detail == shown);
         match (revisions.first(), from_file) {
             (None, _) => {
-                db.publish_calendar(&id, &text, &hash, Origin::File(&shown), "system", now)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                seed_publish(db, &id, &text, &hash, &shown, now).await?;
             }
             (Some(_), Some(f)) if f.hash == hash => {}
             (Some(latest), _) if latest.origin != "file" => notes.push(format!(
@@ -83,14 +81,12 @@ pub async fn seed(
                 latest.revision
             )),
             (Some(_), _) => {
-                let r = db
-                    .publish_calendar(&id, &text, &hash, Origin::File(&shown), "system", now)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                notes.push(format!(
-                    "calendar {id}: {shown} changed; published as revision {}",
-                    r.revision
-                ));
+                if let Some(r) = seed_publish(db, &id, &text, &hash, &shown, now).await? {
+                    notes.push(format!(
+                        "calendar {id}: {shown} changed; published as revision {}",
+                        r.revision
+                    ));
+                }
             }
         }
         if let Some(latest) = db.latest_calendar(&id).await.map_err(|e| e.to_string())? {
@@ -98,6 +94,26 @@ pub async fn seed(
         }
     }
     Ok(notes)
+}
+
+/// Publishes a calendar file as the next revision; `None` when another node starting at the same
+/// moment published it first (the revision number was taken), which is as good.
+async fn seed_publish(
+    db: &Db,
+    id: &str,
+    text: &str,
+    hash: &str,
+    shown: &str,
+    now: Millis,
+) -> Result<Option<CalendarRevision>, String> {
+    match db
+        .publish_calendar(id, text, hash, Origin::File(shown), "system", now)
+        .await
+    {
+        Ok(r) => Ok(Some(r)),
+        Err(shenpi_adapters::store::StoreError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Puts a stored revision in force for the views and the engine alike.
