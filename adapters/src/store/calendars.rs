@@ -126,34 +126,60 @@ impl Db {
             Origin::File(p) => ("file", p),
             Origin::Import(how) => ("import", how),
         };
-        let next = "SELECT COALESCE(MAX(revision), 0) + 1 AS next FROM calendar_revisions \
-                    WHERE calendar = $1";
-        let insert = format!(
-            "INSERT INTO calendar_revisions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-             NULL, NULL)"
+        // One statement takes the next number and writes the row; two writers taking the same
+        // number get a conflict on the primary key. On SQLite it runs in a `BEGIN IMMEDIATE`
+        // transaction, which waits for the write lock, so a commit by another connection in
+        // between (the audit writer, a server beside the CLI) cannot make it fail as stale.
+        let sql = format!(
+            "INSERT INTO calendar_revisions ({COLUMNS}) \
+             SELECT $1, COALESCE(MAX(revision), 0) + 1, $2, $3, $4, $5, $6, $7, NULL, NULL \
+             FROM calendar_revisions WHERE calendar = $1 RETURNING revision"
         );
-        let revision: i64 = on_pool!(self, next, |pool, q| {
-            let mut tx = pool.begin().await?;
-            let revision: i64 = sqlx::query(sqlx::AssertSqlSafe(q.into_owned()))
-                .bind(calendar)
-                .fetch_one(&mut *tx)
+        macro_rules! insert {
+            ($q:expr) => {
+                sqlx::query(sqlx::AssertSqlSafe($q))
+                    .bind(calendar)
+                    .bind(yaml)
+                    .bind(hash)
+                    .bind(origin)
+                    .bind(detail)
+                    .bind(by)
+                    .bind(now)
+            };
+        }
+        let revision: i64 = match self {
+            Db::Sqlite(st) => {
+                // A server's connections beside the CLI's can still answer SQLITE_BUSY at once
+                // (not through the busy timeout) while a checkpoint or commit of theirs is in
+                // flight; the publish is tried again for up to about ten seconds.
+                let mut tries = 0;
+                loop {
+                    let attempt = async {
+                        let mut tx = st.pool().begin_with("BEGIN IMMEDIATE").await?;
+                        let r: i64 = insert!(sqlite_sql(&sql).into_owned())
+                            .fetch_one(&mut *tx)
+                            .await?
+                            .try_get("revision")?;
+                        tx.commit().await?;
+                        Ok::<i64, sqlx::Error>(r)
+                    };
+                    match attempt.await {
+                        Ok(r) => break r,
+                        Err(sqlx::Error::Database(d))
+                            if d.code().as_deref() == Some("5") && tries < 100 =>
+                        {
+                            tries += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            Db::Postgres(st) => insert!(sql.clone())
+                .fetch_one(st.pool())
                 .await?
-                .try_get("next")?;
-            let ins = on_pool!(self, &insert, |_p, i| i.into_owned());
-            sqlx::query(sqlx::AssertSqlSafe(ins))
-                .bind(calendar)
-                .bind(revision)
-                .bind(yaml)
-                .bind(hash)
-                .bind(origin)
-                .bind(detail)
-                .bind(by)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            revision
-        });
+                .try_get("revision")?,
+        };
         Ok(CalendarRevision {
             calendar: calendar.to_string(),
             revision,
