@@ -87,6 +87,9 @@ pub struct Calendar {
     years: Vec<YearTable>,
     /// The official years as written, to write the calendar back ([`Calendar::to_yaml`]).
     official: Vec<OfficialYear>,
+    /// The published revision this calendar is (0 when read from a file, not from the
+    /// revisions the server keeps); recorded with every timer armed on it.
+    revision: u32,
 }
 
 /// One official year as published: its notice, days off and make-up working days.
@@ -601,7 +604,19 @@ impl Calendar {
             official_last,
             years,
             official,
+            revision: 0,
         })
+    }
+
+    /// This calendar as published revision `revision`.
+    pub fn with_revision(mut self, revision: u32) -> Calendar {
+        self.revision = revision;
+        self
+    }
+
+    /// The published revision (0 for a calendar read from a file).
+    pub fn revision(&self) -> u32 {
+        self.revision
     }
 
     pub fn id(&self) -> &str {

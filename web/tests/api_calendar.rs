@@ -452,3 +452,107 @@ async fn on_the_real_clock_a_project_passes_intake_whatever_the_day() {
     assert_eq!(clock["provisional"], last_day.year() > 2026, "{clock}");
     assert!(v["view"].get("calendar_errors").is_none(), "{v}");
 }
+
+#[tokio::test]
+async fn a_revision_that_puts_a_deadline_before_now_needs_confirmation() {
+    let s = at("cal-confirm", "2027-01-25T10:00:00+08:00").await;
+    let inst = to_review(&s).await;
+    let path = "/api/calendars/cn-mainland/revisions";
+    let r = s
+        .req(
+            "POST",
+            path,
+            Some("wang"),
+            Some(json!({"yaml": OFFICIAL_2027})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    // Every timer says which revision its instant was computed on: the moved ones the new one,
+    // the others (ending before 春节) the first.
+    let v = view(&s, &inst).await;
+    let timers = v["view"]["timers"].as_array().expect("timers");
+    assert!(
+        timers
+            .iter()
+            .all(|t| t["calendar_revision"] == 1 || t["calendar_revision"] == 2),
+        "{timers:?}"
+    );
+    let stage_due = timers
+        .iter()
+        .find(|t| t["kind"] == "due" && t["target"]["stage"].is_number())
+        .expect("the stage's due timer");
+    assert_eq!(stage_due["calendar_revision"], 2, "{stage_due}");
+    assert!(timers.iter().any(|t| t["calendar_revision"] == 1));
+    // On 03-27 the stage is due at the end of 03-29. A correction that takes the extra 春节 days
+    // back (02-11, 02-12 worked again, Sat 02-20 off) moves it to the end of 03-26: past.
+    s.clock
+        .0
+        .store(ms("2027-03-27T10:00:00+08:00"), Ordering::Relaxed);
+    let correction = OFFICIAL_2027
+        .replace(
+            "from: 2027-02-05, to: 2027-02-12",
+            "from: 2027-02-05, to: 2027-02-10",
+        )
+        .replace("      - { date: 2027-02-20, for: 春节 }\n", "");
+    let r = s
+        .req(
+            "POST",
+            path,
+            Some("wang"),
+            Some(json!({"yaml": correction, "dry_run": true})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["needs_confirmation"], true, "{}", r.text);
+    let r = s
+        .req(
+            "POST",
+            path,
+            Some("wang"),
+            Some(json!({"yaml": correction})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.json["error"], "confirmation_required");
+    assert_eq!(
+        s.app
+            .db
+            .calendar_revisions("cn-mainland")
+            .await
+            .expect("db")
+            .len(),
+        2
+    );
+    let r = s
+        .req(
+            "POST",
+            path,
+            Some("wang"),
+            Some(json!({"yaml": correction, "confirm": true})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["revision"], 3);
+    assert!(
+        r.json["retimed"][0]["moved_earlier"].as_i64().unwrap_or(0) > 0,
+        "{}",
+        r.text
+    );
+    let v = view(&s, &inst).await;
+    assert_eq!(
+        v["view"]["stage"]["clock"]["due"],
+        "2027-03-27T00:00:00+08:00"
+    );
+    assert_eq!(v["view"]["stage"]["clock"]["colour"], "red");
+    // The earlier deadline was announced to whom it concerns.
+    let told = v["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .any(|e| e["type"] == "notification_requested" && e["event"]["on"] == "deadline_moved");
+    assert!(told, "{v}");
+}

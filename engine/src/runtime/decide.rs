@@ -422,7 +422,13 @@ impl<'a> Cx<'a> {
         let id = TimerId(self.next_timer);
         self.next_timer += 1;
         self.timers_armed.push((id, kind.clone()));
-        self.emit(Event::TimerArmed(Timer { id, due, kind }));
+        let calendar_revision = Some(self.cal.revision()).filter(|r| *r > 0);
+        self.emit(Event::TimerArmed(Timer {
+            id,
+            due,
+            kind,
+            calendar_revision,
+        }));
         id
     }
 

@@ -141,6 +141,10 @@ pub struct Timer {
     pub due: Timestamp,
     #[serde(flatten)]
     pub kind: TimerKind,
+    /// The calendar revision the instant was computed on (absent for a calendar read from a
+    /// file, and in histories written before revisions existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar_revision: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

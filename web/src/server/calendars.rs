@@ -122,17 +122,20 @@ pub fn put_in_force(
     machine: &EngineMachine,
     rev: &CalendarRevision,
 ) -> Result<(), String> {
-    let cal = Calendar::from_yaml(&rev.calendar, &rev.yaml).map_err(|d| {
-        format!(
-            "calendar {} revision {}: {}",
-            rev.calendar,
-            rev.revision,
-            d.iter()
-                .map(|d| d.message.clone())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
+    let number = u32::try_from(rev.revision).unwrap_or(u32::MAX);
+    let cal = Calendar::from_yaml(&rev.calendar, &rev.yaml)
+        .map(|c| c.with_revision(number))
+        .map_err(|d| {
+            format!(
+                "calendar {} revision {}: {}",
+                rev.calendar,
+                rev.revision,
+                d.iter()
+                    .map(|d| d.message.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
     machine.set_calendar(cal.clone())?;
     catalog.set_calendar(Arc::new(cal), rev.revision);
     Ok(())
