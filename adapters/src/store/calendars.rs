@@ -108,7 +108,33 @@ impl Db {
 
     /// The revision in force: the newest.
     pub async fn latest_calendar(&self, calendar: &str) -> Result<Option<CalendarRevision>> {
-        Ok(self.calendar_revisions(calendar).await?.into_iter().next())
+        let sql = format!(
+            "SELECT {COLUMNS} FROM calendar_revisions WHERE calendar = $1 \
+             ORDER BY revision DESC LIMIT 1"
+        );
+        on_pool!(self, &sql, |pool, q| {
+            let row = sqlx::query(sqlx::AssertSqlSafe(q.into_owned()))
+                .bind(calendar)
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.as_ref().map(revision_of).transpose()?)
+        })
+    }
+
+    /// Marks every revision older than `revision` still waiting for its re-timing as superseded:
+    /// re-timing on `revision` starts from whatever the timers say now.
+    pub async fn mark_superseded(&self, calendar: &str, revision: i64, now: Millis) -> Result<()> {
+        let sql = "UPDATE calendar_revisions SET retimed_at = $1, summary = '{\"superseded\":true}' \
+                   WHERE calendar = $2 AND revision < $3 AND retimed_at IS NULL";
+        on_pool!(self, sql, |pool, q| {
+            sqlx::query(sqlx::AssertSqlSafe(q.into_owned()))
+                .bind(now)
+                .bind(calendar)
+                .bind(revision)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Publishes `yaml` as the next revision of `calendar`, to be re-timed.

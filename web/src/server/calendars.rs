@@ -154,30 +154,29 @@ pub async fn retime_pending(app: &App) -> Result<Vec<RetimeSummary>, String> {
     let _one = RETIME.lock().await;
     let mut done = Vec::new();
     for (id, _) in app.catalog.calendars() {
-        let revisions = app
+        // One row a pass (this runs every few seconds): the newest revision.
+        let Some(latest) = app
             .db
-            .calendar_revisions(&id)
+            .latest_calendar(&id)
             .await
-            .map_err(|e| e.to_string())?;
-        let Some(latest) = revisions.first() else {
+            .map_err(|e| e.to_string())?
+        else {
             continue;
         };
         if app.catalog.calendar_revision(&id) != Some(latest.revision) {
-            put_in_force(&app.catalog, &app.machine, latest)?;
+            put_in_force(&app.catalog, &app.machine, &latest)?;
             // A timer refused on the calendar before may fire on this one.
             app.retry_refused_timers().await;
-        }
-        // Older revisions still pending are superseded: the latest re-times from whatever the
-        // timers say now.
-        for old in revisions.iter().skip(1).filter(|r| r.retimed_at.is_none()) {
-            app.db
-                .mark_retimed(&id, old.revision, "{\"superseded\":true}", app.now())
-                .await
-                .map_err(|e| e.to_string())?;
         }
         if latest.retimed_at.is_some() {
             continue;
         }
+        // Older revisions still pending are superseded: the latest re-times from whatever the
+        // timers say now.
+        app.db
+            .mark_superseded(&id, latest.revision, app.now())
+            .await
+            .map_err(|e| e.to_string())?;
         let workflows = app.catalog.workflows_on(&id);
         let summary =
             shenpi_adapters::retime::retime(&app.bus, &app.db, &id, latest.revision, &workflows)
