@@ -15,9 +15,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, FixedOffset};
 use serde_json::{Value, json};
 use shenpi_engine::calendar::{end_of_day, local_date, local_datetime};
+use shenpi_engine::cron::Schedule;
 use shenpi_engine::model::{Assignee, NotificationEvent, Report, ReportKind, Workflow};
 use shenpi_engine::runtime::deadline::{last_day, working_days_overdue};
 
@@ -66,53 +66,42 @@ pub struct ReportRun {
     pub messages: usize,
 }
 
-fn at(ms: Millis) -> Option<DateTime<FixedOffset>> {
-    // Asia/Shanghai has no daylight saving: a fixed +08:00.
-    let off = FixedOffset::east_opt(8 * 3600)?;
-    DateTime::from_timestamp_millis(ms).map(|t| t.with_timezone(&off))
-}
-
-/// A parsed 5-field cron expression (`min hour day month weekday`) in UTC+08:00.
+/// A report's schedule: the engine's cron ([`shenpi_engine::cron`], the same parser and meaning
+/// validation uses), on store milliseconds.
 #[derive(Debug, Clone)]
-pub struct Cron(cron::Schedule);
+pub struct Cron(Schedule);
 
 impl Cron {
     /// Parses; `report` names the report in the error.
     pub fn parse(report: &str, expr: &str) -> Result<Cron, ReportError> {
-        let err = |reason: String| ReportError::Cron {
-            report: report.to_string(),
-            expr: expr.to_string(),
-            reason,
-        };
-        let n = expr.split_whitespace().count();
-        if n != 5 {
-            return Err(err(format!(
-                "expected 5 fields (minute hour day month weekday), found {n}"
-            )));
-        }
-        // The `cron` crate wants a seconds field first.
-        let six = format!("0 {expr}");
-        six.parse::<cron::Schedule>()
+        Schedule::parse(expr)
             .map(Cron)
-            .map_err(|e| err(e.to_string()))
+            .map_err(|e| ReportError::Cron {
+                report: report.to_string(),
+                expr: expr.to_string(),
+                reason: e.to_string(),
+            })
     }
 
     /// The latest slot at or before `now`.
     pub fn latest_at_or_before(&self, now: Millis) -> Option<Millis> {
-        // Slots are whole minutes; strictly before now + 1 s is at or before now.
-        let t = at(now.saturating_add(1000))?;
-        let s = self.0.after(&t).next_back()?.timestamp_millis();
-        (s <= now).then_some(s)
+        self.0
+            .latest_at_or_before(timestamp(now))
+            .map(|t| t.as_millisecond())
     }
 
     /// The slot before `slot` (the start of the period the slot reports on).
     pub fn before(&self, slot: Millis) -> Option<Millis> {
-        let t = at(slot)?;
         self.0
-            .after(&t)
-            .next_back()
-            .map(|d| d.timestamp_millis())
-            .filter(|&s| s < slot)
+            .latest_before(timestamp(slot))
+            .map(|t| t.as_millisecond())
+    }
+
+    /// The first slot after `now`.
+    pub fn next_after(&self, now: Millis) -> Option<Millis> {
+        self.0
+            .next_after(timestamp(now))
+            .map(|t| t.as_millisecond())
     }
 }
 

@@ -956,6 +956,16 @@ pub fn local_datetime(ts: Timestamp) -> DateTime {
     CHINA.to_datetime(ts)
 }
 
+/// The instant of a local (China, UTC+08:00) date and time. Saturates at the ends of
+/// representable time.
+pub fn from_local_datetime(dt: DateTime) -> Timestamp {
+    CHINA.to_timestamp(dt).unwrap_or(if dt.year() < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
 /// The instant a local date ends (00:00 of the next day, +08:00). Saturates at the end of
 /// representable time.
 pub fn end_of_day(d: Date) -> Timestamp {

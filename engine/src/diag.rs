@@ -19,7 +19,7 @@ pub enum Severity {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
-    /// Stable code, e.g. `E012`; listed in the README.
+    /// Stable code, e.g. `E012`; listed in `docs/diagnostics.md`.
     pub code: &'static str,
     pub severity: Severity,
     pub message: String,

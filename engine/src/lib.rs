@@ -10,6 +10,7 @@
 
 pub mod calendar;
 pub mod compile;
+pub mod cron;
 pub mod diag;
 pub mod diagram;
 pub mod expr;

@@ -4,7 +4,7 @@
 //! say (references, graph shape, limits, conditions, what belongs to which node type) is checked
 //! here, and *all* problems are reported at once so a policy officer fixes a file in one pass.
 //!
-//! Every rule is a [`Rule`] in [`RULES`] (code, severity, title, help); the README's Diagnostics chapter
+//! Every rule is a [`Rule`] in [`RULES`] (code, severity, title, help); `docs/diagnostics.md`
 //! documents the same table and a test keeps the two in step. Each rule is one small method of
 //! [`Validator`], and every finding goes through the one [`Validator::report`] helper.
 //!
@@ -38,7 +38,7 @@ pub struct ValidateContext {
 pub struct Rule {
     pub code: &'static str,
     pub severity: Severity,
-    /// What the rule checks, one line (the first column of the README's Diagnostics chapter).
+    /// What the rule checks, one line (the first column of `docs/diagnostics.md`).
     pub title: &'static str,
     /// How to fix a breach, shown as `= help:` under the diagnostic.
     pub help: &'static str,
@@ -303,7 +303,7 @@ pub const LIMIT_WITHOUT_CARRY: Rule = warning(
     "set `may_carry: true` or remove `carry_limit`",
 );
 
-/// Every rule, in code order. the README's Diagnostics chapter lists the same.
+/// Every rule, in code order. `docs/diagnostics.md` lists the same.
 pub const RULES: &[Rule] = &[
     YAML_SYNTAX,
     DUPLICATE_ID,
@@ -1077,7 +1077,7 @@ impl<'w> Validator<'w> {
     fn reports(&mut self) {
         for r in &self.wf.reports {
             let who = format!("report `{}`", r.id.value);
-            if let Err(e) = check_cron(&r.cron.value) {
+            if let Err(e) = crate::cron::Schedule::parse(&r.cron.value) {
                 self.report(
                     BAD_CRON,
                     r.cron.pos,
@@ -1321,86 +1321,9 @@ fn percentage(text: &str) -> Option<f64> {
         .filter(|p| p.is_finite())
 }
 
-/// Checks a 5-field cron expression (`min hour day month weekday`): lists, ranges, steps, `*`,
-/// month and weekday names. Only the shape and the ranges; the scheduler owns the meaning.
-pub fn check_cron(expr: &str) -> Result<(), String> {
-    const MONTHS: [&str; 12] = [
-        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-    ];
-    const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
-    let parts: Vec<&str> = expr.split_whitespace().collect();
-    if parts.len() != 5 {
-        return Err(format!(
-            "has {} fields; write 5: minute hour day month weekday",
-            parts.len()
-        ));
-    }
-    let specs: [(&str, u32, u32, &[&str], u32); 5] = [
-        ("minute", 0, 59, &[], 0),
-        ("hour", 0, 23, &[], 0),
-        ("day", 1, 31, &[], 0),
-        ("month", 1, 12, &MONTHS, 1),
-        ("weekday", 0, 7, &DAYS, 0),
-    ];
-    for (part, (name, lo, hi, names, base)) in parts.iter().zip(specs) {
-        let value = |s: &str| -> Result<u32, String> {
-            if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
-                return Ok(i as u32 + base);
-            }
-            match s.parse::<u32>() {
-                Ok(v) if (lo..=hi).contains(&v) => Ok(v),
-                Ok(v) => Err(format!("{name} {v} is outside {lo}-{hi}")),
-                Err(_) => Err(format!("`{s}` is not a valid {name}")),
-            }
-        };
-        for item in part.split(',') {
-            let (range, step) = match item.split_once('/') {
-                Some((r, s)) => (r, Some(s)),
-                None => (item, None),
-            };
-            if let Some(s) = step {
-                match s.parse::<u32>() {
-                    Ok(n) if n > 0 && n <= hi => {}
-                    _ => return Err(format!("step `{s}` of the {name} field is not valid")),
-                }
-            }
-            if range == "*" {
-                continue;
-            }
-            match range.split_once('-') {
-                Some((a, b)) => {
-                    let (a, b) = (value(a)?, value(b)?);
-                    if a > b {
-                        return Err(format!("{name} range {range} goes backwards"));
-                    }
-                }
-                None => {
-                    value(range)?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cron_shapes() {
-        assert_eq!(check_cron("0 9 * * MON"), Ok(()));
-        assert_eq!(check_cron("0 9 1,16 * *"), Ok(()));
-        assert_eq!(check_cron("*/15 8-18 * JAN-DEC 1-5"), Ok(()));
-        assert!(check_cron("0 9 * *").is_err());
-        assert!(check_cron("60 9 * * *").is_err());
-        assert!(check_cron("0 24 * * *").is_err());
-        assert!(check_cron("0 9 0 * *").is_err());
-        assert!(check_cron("0 9 * 13 *").is_err());
-        assert!(check_cron("0 9 * * FUN").is_err());
-        assert!(check_cron("0 9 * * 5-1").is_err());
-        assert!(check_cron("*/0 9 * * *").is_err());
-    }
 
     #[test]
     fn codes_are_unique_and_ordered() {

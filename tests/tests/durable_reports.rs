@@ -71,11 +71,15 @@ async fn weekly_report_runs_once_at_its_slot_and_renders() {
         let defs = vec![ctx];
         let key = format!("{}/weekly", def.id());
         // The next Monday 09:00 +08:00: the week it reports on holds what was just done.
-        let weekly = Cron::parse("t", "0 9 * * 1").unwrap();
-        let monday = weekly
-            .latest_at_or_before(now_millis() + 7 * 86_400_000)
-            .unwrap();
-        assert!(monday > now_millis());
+        // Computed here from the calendar, not with the scheduler's parser, so a parser that
+        // reads weekdays differently fails.
+        let monday = next_monday_nine(now_millis());
+        assert_eq!(
+            Cron::parse("t", "0 9 * * 1")
+                .unwrap()
+                .next_after(now_millis()),
+            Some(monday)
+        );
         let opts = |node: &str| ReportOptions {
             node: node.into(),
             ..ReportOptions::default()
@@ -160,10 +164,70 @@ fn a_bad_cron_is_a_clear_error() {
     assert!(matches!(e, ReportError::Cron { .. }));
     let msg = e.to_string();
     assert!(
-        msg.contains("wf/weekly") && msg.contains("expected 5 fields"),
+        msg.contains("wf/weekly") && msg.contains("write 5"),
         "{msg}"
     );
     let e = Cron::parse("wf/weekly", "0 25 * * 1").unwrap_err();
     assert!(e.to_string().contains("invalid cron `0 25 * * 1`"), "{e}");
     assert!(Cron::parse("wf/weekly", "0 9 1,16 * *").is_ok());
+}
+
+/// The first Monday 09:00 China time after `now`.
+fn next_monday_nine(now: i64) -> i64 {
+    let china = jiff::tz::TimeZone::fixed(jiff::tz::offset(8));
+    let now_ts = jiff::Timestamp::from_millisecond(now).unwrap();
+    let mut day = now_ts.to_zoned(china.clone()).date();
+    loop {
+        let nine = day
+            .at(9, 0, 0, 0)
+            .to_zoned(china.clone())
+            .unwrap()
+            .timestamp();
+        if day.weekday() == jiff::civil::Weekday::Monday && nine > now_ts {
+            return nine.as_millisecond();
+        }
+        day = day.tomorrow().unwrap();
+    }
+}
+
+#[test]
+fn shipped_weekly_reports_fall_on_mondays() {
+    let ms = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+    for file in [
+        "construction-permit.yaml",
+        "enterprise-filing.yaml",
+        "provincial-major.yaml",
+    ] {
+        let yaml = std::fs::read_to_string(workflows().join(file)).unwrap();
+        let wf = shenpi_engine::parse::parse_workflow(&yaml).unwrap();
+        let weekly = wf
+            .reports
+            .iter()
+            .find(|r| r.kind.value == shenpi_engine::model::ReportKind::Weekly)
+            .unwrap_or_else(|| panic!("{file} has a weekly report"));
+        let cron = Cron::parse(file, &weekly.cron.value).unwrap();
+        // Monday 2026-11-30 09:00:30 China time: the slot is that Monday's 09:00.
+        let monday = ms("2026-11-30T09:00:00+08:00");
+        assert_eq!(
+            cron.latest_at_or_before(monday + 30_000),
+            Some(monday),
+            "{file}"
+        );
+        // On the Sunday before, the latest slot is the Monday a week earlier.
+        assert_eq!(
+            cron.latest_at_or_before(ms("2026-11-29T09:00:30+08:00")),
+            Some(ms("2026-11-23T09:00:00+08:00")),
+            "{file}"
+        );
+        assert_eq!(
+            cron.before(monday),
+            Some(ms("2026-11-23T09:00:00+08:00")),
+            "{file}"
+        );
+        assert_eq!(
+            cron.next_after(monday),
+            Some(ms("2026-12-07T09:00:00+08:00")),
+            "{file}"
+        );
+    }
 }
