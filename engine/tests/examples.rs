@@ -615,13 +615,14 @@ fn yaml_blocks(md: &str) -> Vec<(usize, String)> {
     out
 }
 
-/// Every YAML snippet of `README.md` uses the language as `model.rs` defines it: a
+/// Every YAML snippet of the language guide (`docs/language.md`) uses the language as `model.rs` defines it: a
 /// complete workflow validates; a fragment (nodes, or top-level sections) reads into the types
 /// when wrapped in a workflow. A scenario snippet runs and holds against the shipped workflows.
 #[test]
 fn language_chapter_snippets_are_the_language() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
-    let md = fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read README.md: {e}"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/language.md");
+    let md =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read docs/language.md: {e}"));
     let ctx = context();
     let (defs, errors) = load_all();
     assert!(
@@ -669,14 +670,19 @@ fn language_chapter_snippets_are_the_language() {
                 .map(|_| ())
                 .map_err(|d| format!("{d:?}"))
         } else {
-            failures.push(format!("README.md:{line}: a yaml block of unknown shape"));
+            failures.push(format!(
+                "docs/language.md:{line}: a yaml block of unknown shape"
+            ));
             continue;
         };
         read += 1;
         if let Err(e) = result {
-            failures.push(format!("README.md:{line}: {e}"));
+            failures.push(format!("docs/language.md:{line}: {e}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(read >= 20, "only {read} yaml blocks found in README.md");
+    assert!(
+        read >= 20,
+        "only {read} yaml blocks found in docs/language.md"
+    );
 }
