@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use shenpi_engine::compile::{Definition, compile};
 use shenpi_engine::diag::Diagnostic;
-use shenpi_engine::parse::parse_workflow;
+use shenpi_engine::parse::{parse_workflow, source_text};
 use shenpi_engine::span::Pos;
 use shenpi_engine::validate::{DUPLICATE_WORKFLOW, UNKNOWN_CALENDAR, ValidateContext};
 
@@ -169,12 +169,18 @@ fn context_for(file: &Path, opts: &LoadOptions) -> Result<(ValidateContext, bool
 
 /// Reads, parses, validates and compiles one workflow file.
 pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<LoadedFile, LoadError> {
-    let source = fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let bytes = fs::read(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;
     let (ctx, calendars_found) = context_for(path, opts)?;
-    let (result, warnings) = match parse_workflow(&source) {
+    let text = source_text(&bytes).map(str::to_owned).map_err(|d| vec![d]);
+    // A file that is not UTF-8 is shown as far as it reads, with the located error.
+    let source = match &text {
+        Ok(t) => t.clone(),
+        Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    let (result, warnings) = match text.and_then(|t| parse_workflow(&t)) {
         Err(diags) => (Err(diags), Vec::new()),
         Ok(workflow) => {
             let mut missing_calendar = Vec::new();
