@@ -1,0 +1,418 @@
+//! `decide`: a command against a state becomes events, or a rejection.
+//!
+//! The decision is computed against the state *before* the command, with a small overlay
+//! ([`Cx`]) of what this command has already done (tasks decided, cancelled or opened, timers
+//! armed or cancelled, the stage entered, counters). That lets one command walk several nodes
+//! (approve → gateway → notify → next task) and reason about its own effects without cloning the
+//! state: the hot path allocates only the events it returns.
+//!
+//! Everything that can fail is checked before it matters: an error anywhere (a stage that cannot
+//! close three nodes later, a date outside the calendar) rejects the whole command, and no event
+//! is returned, so a state never holds half a transition.
+//!
+//! One command is one [`Cx`] (the context: the inputs, the events so far, the overlay), and its
+//! methods are spread by concern:
+//!
+//! | module | owns |
+//! |---|---|
+//! | this one | the entry point, the context and its overlay lookups, who is who, notifications |
+//! | [`walk`] | starting, walking the graph from node to node, routing, 驳回, ending |
+//! | [`tasks`] | opening, deciding and cancelling tasks, co-signing (会签/加签), task commands |
+//! | [`parallel`] | parallel steps (并联审批) and their joins |
+//! | [`materials`] | 补正 (return to the applicant), 容缺 promises, supply and verification |
+//! | [`stages`] | stages, elements and outstanding items carried past a stage |
+//! | [`timers`] | clocks and timers: arming, warnings, escalation, extension, re-timing |
+
+use jiff::Timestamp;
+use smol_str::SmolStr;
+
+use crate::calendar::Calendar;
+use crate::compile::{AssigneePlan, Definition, NodePlan, Party, Plan, default_template};
+use crate::model::{Delivery, NotificationEvent};
+
+use super::command::{Actor, Command, CommandEnvelope};
+use super::event::{
+    Decision, Event, NoticeData, PromiseId, StageVisitId, StepId, TaskId, TaskKind, TimerId,
+    TimerKind,
+};
+use super::rejection::Rejection;
+use super::state::{InstanceState, Status, Task, TaskStatus};
+
+mod materials;
+mod parallel;
+mod stages;
+mod tasks;
+mod timers;
+mod walk;
+
+/// Decides what a command does to an instance at `now`. Pure: the same inputs give the same
+/// events. See the module docs of [`crate::runtime`] for the semantics.
+pub fn decide(
+    def: &Definition,
+    cal: &Calendar,
+    state: &InstanceState,
+    cmd: &CommandEnvelope,
+    now: Timestamp,
+) -> Result<Vec<Event>, Rejection> {
+    let project = match &cmd.command {
+        Command::Start { project, .. } => project,
+        _ => &state.project,
+    };
+    let mut cx = Cx::new(def, cal, state, &cmd.actor, now, project);
+    cx.run(&cmd.command)?;
+    Ok(cx.out)
+}
+
+/// The one authorisation rule for acting on a task: its assigned user, a holder of its role, a
+/// member of its department pool, or a delegate. Once claimed, only the claimer (and delegates).
+pub fn may_act(task: &Task, actor: &Actor) -> bool {
+    if task.delegates.contains(&actor.name) {
+        return true;
+    }
+    if let Some(c) = &task.claimed_by {
+        return *c == actor.name;
+    }
+    match &task.spec.assignment {
+        Party::User(u) => *u == actor.name,
+        Party::Role(r) => actor.has_role(r),
+        Party::Department(d) => actor.department.as_ref() == Some(d),
+    }
+}
+
+/// The context of one decision: its inputs, the events emitted so far, and the overlay of what
+/// this command has done that `st` does not show yet (see the module docs).
+struct Cx<'a> {
+    def: &'a Definition,
+    p: &'a Plan,
+    cal: &'a Calendar,
+    st: &'a InstanceState,
+    actor: &'a Actor,
+    now: Timestamp,
+    project: &'a serde_json::Value,
+    out: Vec<Event>,
+    channel: Option<usize>,
+    priority: i32,
+    stage: Option<(StageVisitId, usize)>,
+    next_task: u32,
+    next_timer: u32,
+    next_step: u32,
+    next_promise: u32,
+    next_pre: u32,
+    next_visit: u32,
+    next_outstanding: u32,
+    /// Decisions made by this command, in order: (task, decision, reject target).
+    decided: Vec<(TaskId, Decision, Option<SmolStr>)>,
+    cancelled: Vec<TaskId>,
+    /// Tasks opened by this command: (id, parent).
+    opened: Vec<(TaskId, Option<TaskId>)>,
+    timers_closed: Vec<TimerId>,
+    timers_armed: Vec<(TimerId, TimerKind)>,
+    joins_fired: Vec<StepId>,
+    verified: Vec<PromiseId>,
+    /// The next stage move goes backwards (驳回): leave the stage instead of closing it.
+    backwards: bool,
+    ended: bool,
+}
+
+fn internal(msg: impl Into<String>) -> Rejection {
+    Rejection::Internal(msg.into())
+}
+
+fn u32_of(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl<'a> Cx<'a> {
+    fn new(
+        def: &'a Definition,
+        cal: &'a Calendar,
+        st: &'a InstanceState,
+        actor: &'a Actor,
+        now: Timestamp,
+        project: &'a serde_json::Value,
+    ) -> Self {
+        let p = &def.plan;
+        let channel = st.channel.as_deref().and_then(|c| p.channel_ix(c));
+        let stage = st
+            .current_stage()
+            .and_then(|v| p.stage_ix(&v.stage).map(|s| (v.id, s)));
+        Cx {
+            def,
+            p,
+            cal,
+            st,
+            actor,
+            now,
+            project,
+            out: Vec::with_capacity(8),
+            channel,
+            priority: st.priority,
+            stage,
+            next_task: u32_of(st.tasks.len()),
+            next_timer: st.next_timer,
+            next_step: u32_of(st.steps.len()),
+            next_promise: u32_of(st.promises.len()),
+            next_pre: u32_of(st.pre_approvals.len()),
+            next_visit: u32_of(st.stages.len()),
+            next_outstanding: u32_of(st.outstanding.len()),
+            decided: Vec::new(),
+            cancelled: Vec::new(),
+            opened: Vec::new(),
+            timers_closed: Vec::new(),
+            timers_armed: Vec::new(),
+            joins_fired: Vec::new(),
+            verified: Vec::new(),
+            backwards: false,
+            ended: false,
+        }
+    }
+
+    fn emit(&mut self, e: Event) {
+        self.out.push(e);
+    }
+
+    fn by(&self) -> SmolStr {
+        self.actor.name.clone()
+    }
+
+    fn run(&mut self, cmd: &'a Command) -> Result<(), Rejection> {
+        match self.st.status {
+            Status::NotStarted => {
+                return match cmd {
+                    Command::Start { project, channel } => self.start(project, channel.as_ref()),
+                    Command::TimerFired { .. } | Command::Recalendar { .. } => Ok(()),
+                    _ => Err(Rejection::NotStarted),
+                };
+            }
+            // A timer of an ended instance was cancelled with it; firing it is a no-op.
+            Status::Ended => {
+                return match cmd {
+                    Command::TimerFired { .. } | Command::Recalendar { .. } => Ok(()),
+                    _ => Err(Rejection::InstanceEnded),
+                };
+            }
+            Status::Running => {}
+        }
+        match cmd {
+            Command::Start { .. } => Err(Rejection::AlreadyStarted),
+            Command::Claim { task } => self.claim(*task),
+            Command::Approve { task, comment } => self.approve(*task, comment.clone()),
+            Command::Reject { task, to, reason } => self.reject(*task, to.as_ref(), reason),
+            Command::Return {
+                task,
+                reason,
+                materials,
+            } => self.give_back(*task, reason, materials),
+            Command::ApproveConditional {
+                task,
+                waive,
+                limit,
+                comment,
+            } => self.approve_conditional(*task, waive, limit.as_ref(), comment),
+            Command::SupplyMaterial { material } => self.supply(material),
+            Command::VerifyMaterial {
+                task,
+                accepted,
+                reason,
+            } => self.verify(*task, *accepted, reason),
+            Command::Delegate { task, to, transfer } => self.delegate(*task, to, *transfer),
+            Command::AddCosigner { task, user } => self.add_cosigner(*task, user),
+            Command::Withdraw { reason } => self.withdraw(reason),
+            Command::Urge { task, text } => self.urge(*task, text),
+            Command::Comment { task, text } => self.comment(*task, text),
+            Command::Cc { task, to, text } => self.cc(*task, to, text),
+            Command::AttachElement { element, fields } => self.attach(element, fields),
+            Command::Suspend { task, reason } => self.suspend(*task, reason),
+            Command::Resume { task: Some(id) } => self.resume_task(*id),
+            Command::Resume { task: None } => self.applicant_answers(),
+            Command::Extend {
+                task,
+                limit,
+                reason,
+                step,
+            } => self.extend(*task, limit, reason, *step),
+            Command::TimerFired { timer } => self.timer_fired(*timer),
+            Command::Recalendar { calendar, revision } => self.recalendar(calendar, *revision),
+        }
+    }
+
+    fn task(&self, id: TaskId) -> Result<&'a Task, Rejection> {
+        self.st.task(id).ok_or(Rejection::UnknownTask { task: id })
+    }
+
+    fn node(&self, ix: usize) -> Result<&'a NodePlan, Rejection> {
+        self.p
+            .nodes
+            .get(ix)
+            .ok_or_else(|| internal(format!("node index {ix} out of range")))
+    }
+
+    fn node_ix(&self, id: &str) -> Result<usize, Rejection> {
+        self.def
+            .node_ix(id)
+            .ok_or_else(|| internal(format!("node `{id}` of the state is not in the definition")))
+    }
+
+    fn is_open(&self, id: TaskId) -> bool {
+        if self.cancelled.contains(&id) || self.decided.iter().any(|d| d.0 == id) {
+            return false;
+        }
+        self.st.task(id).is_some_and(Task::is_open) || self.opened.iter().any(|o| o.0 == id)
+    }
+
+    /// Open task ids, the state's and this command's.
+    fn open_tasks(&self) -> Vec<TaskId> {
+        let mut v: Vec<TaskId> = self
+            .st
+            .open_tasks()
+            .map(|t| t.spec.task)
+            .filter(|t| self.is_open(*t))
+            .collect();
+        v.extend(self.opened.iter().map(|o| o.0).filter(|t| self.is_open(*t)));
+        v
+    }
+
+    /// Open tasks of the flow's path: every open task but verification tasks (those belong to
+    /// a pre-approval's promises, not to the review round). Tasks opened by this command are
+    /// never verification tasks unless the command is a supply.
+    fn open_path_tasks(&self) -> Vec<TaskId> {
+        let mut v = self.open_tasks();
+        v.retain(|t| {
+            self.st
+                .task(*t)
+                .is_none_or(|t| t.spec.kind != TaskKind::Verify)
+        });
+        v
+    }
+
+    fn cosigners_of(&self, id: TaskId) -> Vec<TaskId> {
+        let mut v: Vec<TaskId> = self
+            .st
+            .task(id)
+            .map(|t| t.cosigners.clone())
+            .unwrap_or_default();
+        v.extend(self.opened.iter().filter(|o| o.1 == Some(id)).map(|o| o.0));
+        v
+    }
+
+    /// Decision and reject target of a task, through the overlay; `seq` orders decisions.
+    fn decision_of(&self, id: TaskId) -> Option<(Decision, Option<SmolStr>, u64)> {
+        if let Some(pos) = self.decided.iter().position(|d| d.0 == id) {
+            let (_, d, to) = &self.decided[pos];
+            return Some((*d, to.clone(), self.st.version + 1 + pos as u64));
+        }
+        let t = self.st.task(id)?;
+        if t.status == TaskStatus::Decided {
+            return t.decision.map(|d| (d, t.reject_to.clone(), t.decided_seq));
+        }
+        None
+    }
+
+    fn timer_is_armed(&self, id: TimerId) -> bool {
+        !self.timers_closed.contains(&id)
+            && (self.st.timer(id).is_some() || self.timers_armed.iter().any(|t| t.0 == id))
+    }
+
+    fn is_applicant(&self) -> bool {
+        let a = self.actor;
+        if a.name == self.st.applicant || a.has_role("applicant") {
+            return true;
+        }
+        self.p.user_fields.iter().any(|f| {
+            self.project
+                .get(f.as_str())
+                .and_then(|v| v.as_str())
+                .is_some_and(|u| u == a.name)
+        })
+    }
+
+    fn party_of(&self, t: &Task) -> Party {
+        match &t.claimed_by {
+            Some(u) => Party::User(u.clone()),
+            None => t.spec.assignment.clone(),
+        }
+    }
+
+    fn resolve(&self, a: &AssigneePlan, node: &SmolStr) -> Result<Party, Rejection> {
+        match a {
+            AssigneePlan::Party(p) => Ok(p.clone()),
+            AssigneePlan::ServiceOfficer(f) => self
+                .project
+                .get(f.as_str())
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+                .map(|s| Party::User(SmolStr::new(s)))
+                .ok_or_else(|| Rejection::AssigneeRule {
+                    node: node.clone(),
+                    reason: format!("project field `{f}` names no service officer"),
+                }),
+            AssigneePlan::Rule(e) => {
+                let s = e
+                    .eval_string(self.project)
+                    .map_err(|reason| Rejection::AssigneeRule {
+                        node: node.clone(),
+                        reason,
+                    })?;
+                Ok(parse_party(&s))
+            }
+        }
+    }
+
+    /// Resolves a notification recipient; a rule that fails names nobody rather than blocking
+    /// the command that caused the notification.
+    fn resolve_quiet(&self, a: &AssigneePlan) -> Option<Party> {
+        self.resolve(a, &SmolStr::default()).ok()
+    }
+
+    fn department_of(&self, party: &Party) -> Option<SmolStr> {
+        match party {
+            Party::Role(r) => self.p.role_department.get(r).cloned(),
+            Party::Department(d) => Some(d.clone()),
+            Party::User(_) => None,
+        }
+    }
+
+    fn notify(&mut self, on: NotificationEvent, natural: Vec<Party>, data: NoticeData) {
+        let rules = self.p.rules_for(on);
+        if rules.is_empty() {
+            if !natural.is_empty() {
+                self.emit(Event::NotificationRequested {
+                    on: Some(on),
+                    recipients: natural,
+                    template: SmolStr::new_static(default_template(on)),
+                    via: vec![Delivery::Log],
+                    data,
+                });
+            }
+            return;
+        }
+        for r in rules {
+            let mut recipients = natural.clone();
+            for a in &r.to {
+                if let Some(party) = self.resolve_quiet(a)
+                    && !recipients.contains(&party)
+                {
+                    recipients.push(party);
+                }
+            }
+            self.emit(Event::NotificationRequested {
+                on: Some(on),
+                recipients,
+                template: r.template.clone(),
+                via: r.via.clone(),
+                data: data.clone(),
+            });
+        }
+    }
+}
+
+/// A rule's result: `dept:<id>`, `role:<id>`, or a user name.
+fn parse_party(s: &str) -> Party {
+    if let Some(d) = s.strip_prefix("dept:") {
+        Party::Department(SmolStr::new(d.trim()))
+    } else if let Some(r) = s.strip_prefix("role:") {
+        Party::Role(SmolStr::new(r.trim()))
+    } else {
+        Party::User(SmolStr::new(s.trim()))
+    }
+}
