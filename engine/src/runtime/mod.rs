@@ -41,7 +41,7 @@ pub use clock::{Clock, Colour, Reading, colour};
 pub use command::{Actor, Command, CommandEnvelope};
 pub use decide::{decide, may_act};
 pub use event::{ClockRef, Event, TaskId, TimerId, TimerKind};
-pub use rejection::Rejection;
+pub use rejection::{Rejection, RejectionKind};
 pub use state::{InstanceState, apply};
 pub use view::{InstanceView, view};
 

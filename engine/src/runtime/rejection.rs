@@ -1,5 +1,7 @@
 //! Why a command is refused. Each variant says what is wrong in the domain's terms; `code()` is
-//! the stable snake_case name the API and scenarios use (`expect_error: not_assigned`).
+//! the stable snake_case name the API and scenarios use (`expect_error: not_assigned`), and
+//! `kind()` the sort of refusal it is, from which an edge chooses how to answer (the web layer
+//! turns it into an HTTP status in one function).
 
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
@@ -92,7 +94,68 @@ pub enum Rejection {
     Internal(String),
 }
 
+/// The sort of refusal a [`Rejection`] is: what the one who sent the command can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectionKind {
+    /// The actor may not do this at all (their role, the project's party).
+    NotAllowed,
+    /// The task is not assigned to the actor (nor to a pool, role or delegation of theirs).
+    NotAssigned,
+    /// The command names something the instance does not have.
+    NotFound,
+    /// The instance has moved on since the command was written (decided, claimed, ended, with
+    /// the applicant): reload and think again.
+    Conflict,
+    /// The command itself is wrong for this instance and its rules: fix it and resend.
+    Invalid,
+    /// The definition and the state disagree in a way validation should have made impossible.
+    Internal,
+}
+
 impl Rejection {
+    /// What sort of refusal this is. Exhaustive, so that a new variant has to choose.
+    pub fn kind(&self) -> RejectionKind {
+        use RejectionKind as K;
+        match self {
+            Rejection::NotAuthorised { .. } => K::NotAllowed,
+            Rejection::NotAssigned { .. } => K::NotAssigned,
+            Rejection::UnknownTask { .. } => K::NotFound,
+            Rejection::AlreadyStarted
+            | Rejection::InstanceEnded
+            | Rejection::TaskNotOpen { .. }
+            | Rejection::AlreadyDecided { .. }
+            | Rejection::AlreadyClaimed { .. }
+            | Rejection::WithApplicant
+            | Rejection::CosignersOpen { .. }
+            | Rejection::AlreadyCosigner { .. } => K::Conflict,
+            Rejection::NotStarted
+            | Rejection::InvalidProject { .. }
+            | Rejection::UnknownChannel { .. }
+            | Rejection::ActionNotAllowed { .. }
+            | Rejection::WrongTaskKind { .. }
+            | Rejection::NotEarlierNode { .. }
+            | Rejection::MaterialIsRedLine { .. }
+            | Rejection::MaterialNotWaivable { .. }
+            | Rejection::NothingWaived
+            | Rejection::MaterialNotExpected { .. }
+            | Rejection::LimitExceedsRule { .. }
+            | Rejection::BadLimit { .. }
+            | Rejection::StageCannotClose { .. }
+            | Rejection::UnknownElement { .. }
+            | Rejection::InvalidElement { .. }
+            | Rejection::ReasonRequired
+            | Rejection::NotWithApplicant
+            | Rejection::Suspended { .. }
+            | Rejection::NotSuspended { .. }
+            | Rejection::NoLimit { .. }
+            | Rejection::TimerNotDue { .. }
+            | Rejection::AssigneeRule { .. }
+            | Rejection::NoRoute { .. }
+            | Rejection::OutsideCalendar(_) => K::Invalid,
+            Rejection::Internal(_) => K::Internal,
+        }
+    }
+
     /// The stable code of the variant (`not_assigned`, `material_is_red_line` ...).
     pub fn code(&self) -> &'static str {
         match self {

@@ -16,6 +16,7 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use maud::{Markup, html};
 use serde::{Deserialize, Serialize};
 use shenpi_adapters::store::calendars::{CalendarRevision, Origin};
@@ -23,13 +24,26 @@ use shenpi_adapters::store::{Db, Millis};
 use shenpi_engine::calendar::{Calendar, DayChange, local_date, local_datetime, statutory};
 use shenpi_engine::diag::Diagnostic;
 use shenpi_engine::runtime::{Actor, Command, CommandEnvelope, Event, decide};
+use utoipa::ToSchema;
 
 use super::auth::{Caller, PageUser};
 use super::catalog::{Catalog, yaml_hash};
+use super::chrome::{Flash, fail, page};
 use super::engine::{EngineMachine, timestamp};
+use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
-use super::pages::{Flash, fail, form_of, hidden, page};
+use super::form::{self, Fields, hidden};
+use super::routes::Routes;
 use super::state::App;
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .api("/calendars", get(api_list))
+        .api("/calendars/{id}/revisions", post(api_import))
+        .page("/calendars", get(page_list))
+        .page("/calendars/{id}/preview", post(page_preview))
+        .page("/calendars/{id}/publish", post(page_publish))
+}
 
 /// How often a server looks for revisions published by another node or by the CLI.
 pub const WATCH_EVERY: Duration = Duration::from_secs(5);
@@ -378,7 +392,7 @@ impl From<ImportError> for ApiError {
 // ---------------------------------------------------------------------------------------------
 // API
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CalendarInfo {
     pub id: String,
     pub name: Option<String>,
@@ -390,14 +404,18 @@ pub struct CalendarInfo {
     pub revisions: Vec<RevisionInfo>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RevisionInfo {
     pub revision: i64,
     pub origin: String,
     pub origin_detail: String,
     pub published_by: String,
+    /// RFC 3339 in China time.
     #[serde(with = "shenpi_engine::calendar::china_time")]
+    #[schema(value_type = String)]
     pub published_at: jiff::Timestamp,
+    /// What re-timing did (`null` while it runs).
+    #[schema(value_type = Option<Object>)]
     pub retimed: Option<serde_json::Value>,
 }
 
@@ -428,6 +446,11 @@ pub async fn calendars_info(app: &App) -> ApiResult<Vec<CalendarInfo>> {
     Ok(out)
 }
 
+/// The working-day calendars: official and provisional years, and every revision with what
+/// its re-timing did (staff).
+#[utoipa::path(get, path = "/api/calendars", tag = "calendars",
+    responses((status = 200, body = [CalendarInfo]), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
 pub async fn api_list(
     State(app): State<App>,
     caller: Caller,
@@ -438,7 +461,7 @@ pub async fn api_list(
     Ok(Json(calendars_info(&app).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ImportBody {
     /// The arrangement as a calendar file (`years:` with one entry per year imported).
     pub yaml: String,
@@ -450,6 +473,16 @@ pub struct ImportBody {
     pub confirm: bool,
 }
 
+/// Import an official arrangement as the calendar's next revision (policy staff, admins):
+/// `dry_run` answers the days that change and the open limits that move; a publish re-times
+/// every open instance it moves.
+#[utoipa::path(post, path = "/api/calendars/{id}/revisions", tag = "calendars",
+    request_body = ImportBody,
+    responses((status = 200, description = "dry run: the days that change and the limits that move", body = Object),
+        (status = 201, description = "published: the revision and what re-timing did", body = Object),
+        (status = 403, body = ErrorBody),
+        (status = 409, description = "`confirmation_required`: a deadline would move before now", body = ErrorBody),
+        (status = 422, description = "the arrangement is refused, with located `details.diagnostics`", body = ErrorBody)))]
 pub async fn api_import(
     State(app): State<App>,
     caller: Caller,
@@ -664,18 +697,33 @@ fn diagnostics_markup(yaml: &str, diags: &[Diagnostic]) -> Markup {
     }
 }
 
-/// The import form of the page: the CSRF check, the right to import, the arrangement's text.
+/// What the import forms post: the arrangement, and on publishing the confirmation that
+/// deadlines may move before today.
+#[derive(Debug, Deserialize)]
+struct ImportForm {
+    #[serde(default, deserialize_with = "form::raw")]
+    yaml: String,
+    #[serde(default, deserialize_with = "form::checked")]
+    confirm: bool,
+}
+
+/// The import form of the page: the CSRF check, the right to import, the arrangement's text
+/// (with the browser's line ends made Unix ones, so that errors point at the lines shown).
 #[allow(clippy::result_large_err)]
-fn import_form(user: &PageUser, body: &Bytes) -> Result<(super::pages::Form, String), Response> {
-    let f = form_of(user, body)?;
+fn import_form(user: &PageUser, body: &Bytes) -> Result<ImportForm, Response> {
+    let f: ImportForm = Fields::checked(user, body)?
+        .parse()
+        .map_err(|e| fail(user, e.into()))?;
     if !may_publish(&user.user) {
         return Err(fail(
             user,
             ApiError::forbidden("只有政策法规人员或管理员可以导入放假安排"),
         ));
     }
-    let yaml = f.get("yaml").unwrap_or("").replace("\r\n", "\n");
-    Ok((f, yaml))
+    Ok(ImportForm {
+        yaml: f.yaml.replace("\r\n", "\n"),
+        ..f
+    })
 }
 
 pub async fn page_preview(
@@ -684,8 +732,8 @@ pub async fn page_preview(
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> Response {
-    let (_, yaml) = match import_form(&user, &body) {
-        Ok(x) => x,
+    let yaml = match import_form(&user, &body) {
+        Ok(f) => f.yaml,
         Err(r) => return r,
     };
     match preview(&app, &id, &yaml).await {
@@ -713,11 +761,10 @@ pub async fn page_publish(
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> Response {
-    let (f, yaml) = match import_form(&user, &body) {
-        Ok(x) => x,
+    let ImportForm { yaml, confirm } = match import_form(&user, &body) {
+        Ok(f) => f,
         Err(r) => return r,
     };
-    let confirm = f.get("confirm") == Some("1");
     match publish(&app, &id, &yaml, &user.user.name, "editor", confirm).await {
         Ok((rev, done)) => {
             let moved: usize = done.iter().map(|d| d.clocks_moved).sum();

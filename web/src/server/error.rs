@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use shenpi_adapters::bus::CommandError;
 use shenpi_adapters::store::StoreError;
+use shenpi_engine::runtime::RejectionKind;
 use utoipa::ToSchema;
 
 /// The JSON body of every error response.
@@ -111,25 +112,23 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// The status of an engine rejection, by its code: the one place that decides whether a refusal
-/// is "you may not" (403), "someone got there first / it is over" (409), "no such task" (404) or
-/// "fix the request" (422).
-pub fn rejection_status(code: &str) -> StatusCode {
-    match code {
-        "not_assigned" | "not_authorised" => StatusCode::FORBIDDEN,
-        "already_decided" | "task_not_open" | "already_claimed" | "instance_ended"
-        | "already_started" | "with_applicant" | "cosigners_open" | "already_cosigner" => {
-            StatusCode::CONFLICT
-        }
-        "unknown_task" => StatusCode::NOT_FOUND,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
+/// The status of an engine refusal, by its kind: the one place that decides whether a refusal
+/// is "you may not" (403), "no such task" (404), "someone got there first / it is over" (409),
+/// "fix the request" (422) or the server's own fault (500).
+pub fn rejection_status(kind: RejectionKind) -> StatusCode {
+    match kind {
+        RejectionKind::NotAllowed | RejectionKind::NotAssigned => StatusCode::FORBIDDEN,
+        RejectionKind::NotFound => StatusCode::NOT_FOUND,
+        RejectionKind::Conflict => StatusCode::CONFLICT,
+        RejectionKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        RejectionKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         match e {
-            // Without the instance at hand ids stand for names; `api::run_command_with` words
+            // Without the instance at hand ids stand for names; `commands::run_command_with` words
             // its refusals with the workflow's names.
             CommandError::Rejected(r) => {
                 super::refusals::refused(&r, &super::refusals::Names::default())

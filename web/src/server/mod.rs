@@ -1,25 +1,40 @@
-//! The HTTP server: the REST API (`api`), its OpenAPI document (`openapi`), authentication and
-//! the authorisation rules (`auth`), the server-rendered UI in Chinese (`pages`, with the SVG
-//! diagrams of `svg`), and `serve`, which runs all of it with the durable runtime's command bus
-//! and timer scheduler until SIGTERM or Ctrl-C.
+//! The HTTP server, by resource: each resource module holds its API handlers, its pages and its
+//! forms together and contributes its [`routes::Routes`] to [`router`]: `login` (sessions),
+//! `projects`, `instances`, `tasks`, `inbox`, `definitions` (the workflow editor), `reports`
+//! (with the 督办看板), `calendars`, `outbox`. Shared by them: `commands` (the one path to the
+//! command bus), `chrome` (the page layout and how dates and colours are written), `form`
+//! (typed forms), `diagrams`, `error` and `refusals` (what a failure answers), `auth` (who is
+//! calling and the authorisation rules). `openapi` is the API's document, `serve` runs all of it
+//! with the durable runtime's command bus and timer scheduler until SIGTERM or Ctrl-C.
 //!
 //! **Invariant:** handlers never decide anything about an instance; every change goes through
-//! `api::run_command` to the command bus, which asks the engine.
+//! `commands::run_command` to the command bus, which asks the engine.
 
 pub mod accounts;
-pub mod api;
 pub mod auth;
 pub mod calendars;
 pub mod catalog;
+pub mod chrome;
+pub mod commands;
+pub mod definitions;
 pub mod demo;
+pub mod diagrams;
 pub mod engine;
 pub mod error;
+pub mod form;
+pub mod inbox;
+pub mod instances;
+pub mod login;
 pub mod metrics;
 pub mod openapi;
-pub mod pages;
+pub mod outbox;
+pub mod projects;
 pub mod refusals;
+pub mod reports;
+pub mod routes;
 pub mod state;
 pub mod svg;
+pub mod tasks;
 pub mod throttle;
 pub mod timers;
 
@@ -33,63 +48,37 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use shenpi_adapters::store::{ProjectionStore, TimerStore};
 use utoipa::OpenApi;
 
 pub use state::{App, AppState, Config};
 
+/// What every resource serves, together.
+pub fn resources() -> routes::Routes {
+    routes::Routes::new()
+        .merge(chrome::routes())
+        .merge(login::routes())
+        .merge(projects::routes())
+        .merge(instances::routes())
+        .merge(tasks::routes())
+        .merge(inbox::routes())
+        .merge(definitions::routes())
+        .merge(reports::routes())
+        .merge(calendars::routes())
+        .merge(outbox::routes())
+}
+
 /// Every route of the server.
 pub fn router(app: App) -> Router {
-    let api = Router::new()
-        .route("/login", post(api::login))
-        .route("/logout", post(api::logout))
-        .route("/me", get(api::me))
-        .route(
-            "/projects",
-            post(api::create_project).get(api::list_projects),
-        )
-        .route("/projects/{id}", get(api::get_project))
-        .route("/instances", post(api::start_instance))
-        .route("/instances/{id}", get(api::get_instance))
-        .route("/instances/{id}/commands", post(api::instance_command))
-        .route("/instances/{id}/diagram", get(api::instance_diagram))
-        .route(
-            "/instances/{id}/tasks/{task}/actions",
-            post(api::task_action),
-        )
-        .route(
-            "/instances/{id}/tasks/{task}/verify",
-            post(api::verify_material),
-        )
-        .route(
-            "/instances/{id}/materials/{material}/supply",
-            post(api::supply_material),
-        )
-        .route("/instances/{id}/elements", post(api::attach_element))
-        .route("/tasks", get(api::inbox))
-        .route(
-            "/definitions",
-            get(api::list_definitions).post(api::publish_definition),
-        )
-        .route("/definitions/validate", post(api::validate_definition))
-        .route("/definitions/{id}/versions", get(api::list_versions))
-        .route(
-            "/definitions/{id}/versions/{version}",
-            get(api::get_version),
-        )
-        .route("/definitions/{id}/diff", get(api::diff_versions))
-        .route("/definitions/{id}/diagram", get(api::diagram))
-        .route("/dashboard", get(api::dashboard))
-        .route("/calendars", get(calendars::api_list))
-        .route("/calendars/{id}/revisions", post(calendars::api_import))
-        .route("/reports", get(api::list_reports).post(api::run_report))
-        .route("/outbox/dead", get(api::dead_letters))
+    let resources = resources();
+    let api = resources
+        .api
         .route("/openapi.json", get(openapi_json))
         .fallback(api_not_found);
     Router::new()
         .nest("/api", api)
-        .merge(pages::routes())
+        .merge(resources.pages)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

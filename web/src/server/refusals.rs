@@ -11,7 +11,7 @@ use shenpi_adapters::machine;
 use shenpi_engine::compile::Definition;
 use shenpi_engine::limit::{Limit, Unit};
 use shenpi_engine::model::{Action, RawLimit};
-use shenpi_engine::runtime::{InstanceState, Rejection, TaskId};
+use shenpi_engine::runtime::{InstanceState, Rejection, RejectionKind, TaskId};
 
 use super::error::{ApiError, rejection_status};
 
@@ -242,18 +242,19 @@ pub fn rejection_message_zh(r: &Rejection, n: &Names<'_>) -> String {
     }
 }
 
-/// A refusal as the API answers it: the rejection's status and code, the Chinese message, and in
-/// `details` the code and the engine's own words. A refusal whose typed form cannot be read (one
-/// stored by an older version) keeps the engine's message.
+/// A refusal as the API answers it: the status of its kind, its code, the Chinese message, and
+/// in `details` the code and the engine's own words. A refusal whose typed form cannot be read
+/// (one stored by a version before refusals were typed) keeps the engine's message and is
+/// answered as a request to fix (422).
 pub fn refused(r: &machine::Rejection, names: &Names<'_>) -> ApiError {
-    let message = serde_json::from_value::<Rejection>(r.detail.clone())
+    let typed = serde_json::from_value::<Rejection>(r.detail.clone())
         .ok()
-        .filter(|typed| typed.code() == r.code)
-        .map_or_else(
-            || r.message.clone(),
-            |typed| rejection_message_zh(&typed, names),
-        );
-    ApiError::new(rejection_status(&r.code), &r.code, message)
+        .filter(|typed| typed.code() == r.code);
+    let (kind, message) = match &typed {
+        Some(t) => (t.kind(), rejection_message_zh(t, names)),
+        None => (RejectionKind::Invalid, r.message.clone()),
+    };
+    ApiError::new(rejection_status(kind), &r.code, message)
         .with_details(serde_json::json!({ "rejection": r.code, "engine_message": r.message }))
 }
 
@@ -380,6 +381,81 @@ mod tests {
             assert_eq!(e.body.error, r.code());
             assert_eq!(e.body.message, m);
         }
+    }
+
+    /// The engine codes docs/server.md names under a status other than 422; every other engine
+    /// code is documented as 422.
+    const DOCUMENTED: &[(&str, u16)] = &[
+        ("not_assigned", 403),
+        ("not_authorised", 403),
+        ("unknown_task", 404),
+        ("already_decided", 409),
+        ("task_not_open", 409),
+        ("already_claimed", 409),
+        ("instance_ended", 409),
+        ("already_started", 409),
+        ("with_applicant", 409),
+        ("cosigners_open", 409),
+        ("already_cosigner", 409),
+        ("internal", 500),
+    ];
+
+    /// The status each code stands under in the errors paragraph of docs/server.md.
+    fn statuses_in_docs() -> Vec<(String, u16)> {
+        let doc = include_str!("../../../docs/server.md");
+        let start = doc.find("Errors are always").expect("the errors paragraph");
+        let paragraph = doc[start..].split("\n\n").next().unwrap_or_default();
+        let mut status = 0;
+        let mut out = Vec::new();
+        for word in paragraph.split_whitespace() {
+            if let Ok(n) = word.trim_end_matches(',').parse::<u16>() {
+                status = n;
+            } else if let Some(code) = word.split('`').nth(1) {
+                out.push((code.to_string(), status));
+            }
+        }
+        out
+    }
+
+    /// Every refusal answers the status the API documents for its code, and the documentation
+    /// says what `DOCUMENTED` says.
+    #[test]
+    fn every_rejection_code_answers_its_documented_status() {
+        let docs = statuses_in_docs();
+        for (code, status) in DOCUMENTED {
+            assert!(
+                docs.iter().any(|(c, s)| c == code && s == status),
+                "docs/server.md does not list `{code}` under {status}: {docs:?}"
+            );
+        }
+        for r in all() {
+            let documented = DOCUMENTED
+                .iter()
+                .find(|(c, _)| *c == r.code())
+                .map_or(422, |(_, s)| *s);
+            let wire = machine::Rejection {
+                code: r.code().to_string(),
+                message: r.to_string(),
+                detail: serde_json::to_value(&r).expect("serialises"),
+            };
+            let e = refused(&wire, &Names::default());
+            assert_eq!(e.status.as_u16(), documented, "{}", r.code());
+            assert_eq!(rejection_status(r.kind()).as_u16(), documented);
+        }
+    }
+
+    /// A refusal stored before refusals were typed still answers, as a request to fix.
+    #[test]
+    fn an_untyped_refusal_keeps_the_engines_words() {
+        let wire = machine::Rejection {
+            code: "not_assigned".into(),
+            message: "`li` is not assigned to task 1".into(),
+            detail: serde_json::Value::Null,
+        };
+        let e = refused(&wire, &Names::default());
+        assert_eq!(e.status.as_u16(), 422);
+        assert_eq!(e.body.error, "not_assigned");
+        assert_eq!(e.body.message, wire.message);
     }
 
     #[test]

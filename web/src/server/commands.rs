@@ -1,0 +1,222 @@
+//! The one path from HTTP to the command bus, for the API and the pages alike:
+//! [`run_command`] (and [`run_command_with`] when the key and the expected version come from a
+//! form) checks the caller against the project, namespaces the `Idempotency-Key` by user (so two
+//! users cannot collide on a key), honours `If-Match` (the instance version the caller saw),
+//! measures, audits, and words a refusal with the instance's own names.
+//!
+//! **Invariant:** handlers never decide anything about an instance; every change comes through
+//! here to the bus, which asks the engine.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Serialize;
+use shenpi_adapters::bus::{CommandError, Receipt, Submit};
+use shenpi_adapters::machine::Rejection;
+use shenpi_engine::runtime::{Command, CommandEnvelope};
+use utoipa::ToSchema;
+
+use super::auth::{Caller, PageUser, policy};
+use super::error::{ApiError, ApiResult};
+use super::refusals::{self, Names};
+use super::state::App;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommandResult {
+    pub instance: String,
+    /// The instance version after the command (number of events).
+    pub version: i64,
+    /// Events this command recorded.
+    pub events: i64,
+    /// True when an earlier request with the same `Idempotency-Key` already did this.
+    pub replayed: bool,
+}
+
+impl From<Receipt> for CommandResult {
+    fn from(r: Receipt) -> Self {
+        CommandResult {
+            instance: r.instance,
+            version: r.version,
+            events: r.events,
+            replayed: r.replayed,
+        }
+    }
+}
+
+/// The `Idempotency-Key` header, in the caller's own space of keys.
+pub fn idempotency_key(headers: &HeaderMap, user: &str) -> ApiResult<Option<String>> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => {
+            let k = v
+                .to_str()
+                .map_err(|_| ApiError::invalid("Idempotency-Key must be visible ASCII"))?;
+            user_key(user, k).map(Some)
+        }
+    }
+}
+
+/// A client's idempotency key in its user's own space of keys, so that two users cannot collide
+/// on one.
+pub fn user_key(user: &str, k: &str) -> ApiResult<String> {
+    if k.is_empty() || k.len() > 200 {
+        return Err(ApiError::invalid(
+            "Idempotency-Key must be 1 to 200 characters",
+        ));
+    }
+    Ok(format!("{user}\u{1f}{k}"))
+}
+
+/// The `If-Match` header: the instance version the caller saw.
+fn expected_version(headers: &HeaderMap) -> ApiResult<Option<i64>> {
+    match headers.get(header::IF_MATCH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .map(|s| s.trim().trim_matches('"'))
+            .and_then(|s| s.parse::<i64>().ok())
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid("If-Match must be the instance version, e.g. \"12\"")),
+    }
+}
+
+/// Counts the command in the metrics and writes it to the audit trail, with its outcome.
+pub fn record(
+    app: &App,
+    caller: &Caller,
+    action: &str,
+    instance: Option<&str>,
+    res: &Result<Receipt, CommandError>,
+    started: Instant,
+) {
+    let outcome = match res {
+        Ok(r) if r.replayed => "replayed".to_string(),
+        Ok(_) => "ok".to_string(),
+        Err(CommandError::Rejected(r)) => r.code.clone(),
+        Err(e) => ApiError::from(e.clone()).body.error,
+    };
+    app.metrics.command(&outcome, started.elapsed());
+    let instance = instance.or(res.as_ref().ok().map(|r| r.instance.as_str()));
+    app.audit(
+        &caller.user.name,
+        caller.remote.clone(),
+        action,
+        instance,
+        &outcome,
+    );
+}
+
+/// The one path from an HTTP request to the command bus.
+pub async fn run_command(
+    app: &App,
+    caller: &Caller,
+    instance: &str,
+    cmd: Command,
+    headers: &HeaderMap,
+) -> ApiResult<CommandResult> {
+    let key = idempotency_key(headers, &caller.user.name)?;
+    let expected = expected_version(headers)?;
+    run_command_with(app, caller, instance, cmd, key, expected).await
+}
+
+/// [`run_command`] with the key (already namespaced) and expected version given directly.
+pub async fn run_command_with(
+    app: &App,
+    caller: &Caller,
+    instance: &str,
+    cmd: Command,
+    key: Option<String>,
+    expected: Option<i64>,
+) -> ApiResult<CommandResult> {
+    let project = app.project_of(instance).await?;
+    if let Some(p) = &project
+        && !policy::can_see_project(&caller.user, p)
+    {
+        return Err(ApiError::forbidden("not your project"));
+    }
+    policy::check_command(&caller.user, project.as_deref(), &cmd)?;
+    let action = command_name(&cmd);
+    let started = Instant::now();
+    let res = app
+        .bus
+        .submit(Submit {
+            instance: instance.to_string(),
+            start: None,
+            key,
+            expected_version: expected,
+            command: CommandEnvelope {
+                actor: caller.user.actor(),
+                command: cmd,
+            },
+        })
+        .await;
+    record(app, caller, action, Some(instance), &res, started);
+    match res {
+        Ok(r) => Ok(r.into()),
+        Err(CommandError::Rejected(r)) => Err(refusal_named(app, instance, &r).await),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A refusal worded with the names of the instance's workflow version and of its tasks.
+async fn refusal_named(app: &App, instance: &str, r: &Rejection) -> ApiError {
+    match app.instance(instance).await {
+        Ok(Some((_, st, _, ctx))) => refusals::refused(r, &Names::of(&ctx.def, Some(&st))),
+        _ => refusals::refused(r, &Names::default()),
+    }
+}
+
+pub fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Start { .. } => "start",
+        Command::Claim { .. } => "claim",
+        Command::Approve { .. } => "approve",
+        Command::Reject { .. } => "reject",
+        Command::Return { .. } => "return",
+        Command::ApproveConditional { .. } => "approve_conditional",
+        Command::SupplyMaterial { .. } => "supply_material",
+        Command::VerifyMaterial { .. } => "verify_material",
+        Command::Delegate { .. } => "delegate",
+        Command::AddCosigner { .. } => "add_cosigner",
+        Command::Withdraw { .. } => "withdraw",
+        Command::Urge { .. } => "urge",
+        Command::Comment { .. } => "comment",
+        Command::Cc { .. } => "cc",
+        Command::AttachElement { .. } => "attach_element",
+        Command::Suspend { .. } => "suspend",
+        Command::Resume { .. } => "resume",
+        Command::Extend { .. } => "extend",
+        Command::TimerFired { .. } => "timer_fired",
+        Command::Recalendar { .. } => "recalendar",
+    }
+}
+
+pub fn parse_command(value: serde_json::Value) -> ApiResult<Command> {
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::invalid(format!("not a valid command: {e}")).with_details(serde_json::json!({
+            "hint": "a JSON object with `type` (approve, reject, return, approve_conditional, claim, delegate, add_cosigner, comment, cc, urge, suspend, resume, extend, supply_material, verify_material, attach_element, withdraw) and its fields"
+        }))
+    })
+}
+
+pub fn json_body(body: &Bytes) -> ApiResult<serde_json::Value> {
+    if body.len() > 1 << 20 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "request body over 1 MiB",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("malformed JSON: {e}")))
+}
+
+/// The caller a page acts as: the logged-in user, with the session's CSRF token.
+pub fn page_caller(u: &PageUser) -> Caller {
+    Caller {
+        user: u.user.clone(),
+        remote: u.remote.clone(),
+        csrf: Some(u.csrf.clone()),
+    }
+}

@@ -1,0 +1,32 @@
+//! Instances (实例): a project running through a workflow version. Starting one, reading it with
+//! its diagram, any engine command on it, supplying materials and attaching elements, for the
+//! API (`api`) and the instance page (`pages`, its forms in `forms`); `detail` is what an
+//! instance is as both read it. Tasks of an instance are `tasks`'s.
+
+pub mod api;
+pub mod detail;
+pub mod forms;
+pub mod pages;
+
+use axum::routing::{get, post};
+
+pub use api::{StartRequest, start};
+
+use super::routes::Routes;
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .api("/instances", post(api::start_instance))
+        .api("/instances/{id}", get(api::get_instance))
+        .api("/instances/{id}/commands", post(api::instance_command))
+        .api("/instances/{id}/diagram", get(api::instance_diagram))
+        .api(
+            "/instances/{id}/materials/{material}/supply",
+            post(api::supply_material),
+        )
+        .api("/instances/{id}/elements", post(api::attach_element))
+        .page(
+            "/instances/{id}",
+            get(pages::instance_page).post(pages::instance_act),
+        )
+}

@@ -1,0 +1,425 @@
+//! The instance page: project facts, open tasks, promises and pre-approvals, the diagram, the
+//! elements ledger, the history and the audit trail, and the applicant's actions (supply a
+//! promised material, resubmit after 补正, withdraw, attach an element). The blocks the task
+//! page shows too ([`Loaded`], [`facts`], [`promises_table`], [`elements_block`], [`history`])
+//! are written here once.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, PreEscaped, html};
+use serde::Deserialize;
+use shenpi_engine::runtime::event::{Decision, TimerKind};
+use shenpi_engine::runtime::state::PromiseStatus;
+use shenpi_engine::runtime::view::{TaskView, outcome_name};
+use shenpi_engine::runtime::{Colour, Event, InstanceState, InstanceView};
+
+use super::super::accounts::User;
+use super::super::auth::{PageUser, policy};
+use super::super::chrome::{
+    Flash, clock_provisional, colour_mark, datetime, day_of, days_text, due_date, fail,
+    outcome_text, page, party,
+};
+use super::super::commands::{command_name, page_caller, run_command_with};
+use super::super::diagrams;
+use super::super::engine::{EngineCtx, timestamp};
+use super::super::error::ApiError;
+use super::super::form::{Fields, hidden};
+use super::super::state::App;
+use super::detail::{InstanceDetail, instance_detail};
+use super::forms::InstanceForm;
+
+fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
+    let node_name = |n: &str| {
+        ctx.def
+            .node(n)
+            .and_then(|x| x.name.clone())
+            .unwrap_or_else(|| n.to_string())
+    };
+    Some(match e {
+        Event::InstanceStarted { by, .. } => format!("{by} 提交申报"),
+        Event::ChannelChosen {
+            channel, reason, ..
+        } => format!("进入绿色通道 {channel}：{reason}"),
+        Event::NodeEntered { node } => format!("进入环节「{}」", node_name(node)),
+        Event::NodeSkipped { node, channel } => {
+            format!("绿色通道 {channel} 跳过「{}」", node_name(node))
+        }
+        Event::StageEntered { stage, .. } => format!("进入阶段 {stage}"),
+        Event::StageClosed { .. } => "阶段完成".to_string(),
+        Event::ElementAttached { element, by, .. } => format!("{by} 挂接要素 {element}"),
+        Event::TaskOpened(t) => format!("任务「{}」分派给 {}", t.label, party(&t.assignment)),
+        Event::TaskClaimed { by, .. } => format!("{by} 认领任务"),
+        Event::TaskDelegated {
+            to, by, transfer, ..
+        } => format!("{by} {} 给 {to}", if *transfer { "转办" } else { "委托" }),
+        Event::TaskDecided {
+            decision,
+            by,
+            to,
+            comment,
+            ..
+        } => format!(
+            "{by} {}{}{}",
+            match decision {
+                Decision::Approve => "审批通过",
+                Decision::ApproveConditional => "容缺通过",
+                Decision::Reject => "驳回",
+                Decision::Accept => "核验通过",
+                Decision::Refuse => "核验不通过",
+            },
+            to.as_ref()
+                .map(|t| format!(" 至「{}」", node_name(t)))
+                .unwrap_or_default(),
+            comment
+                .as_ref()
+                .map(|c| format!("：{c}"))
+                .unwrap_or_default()
+        ),
+        Event::ReturnedToApplicant { by, reason, .. } => format!("{by} 退回补正：{reason}"),
+        Event::ApplicantResubmitted { by } => format!("{by} 补正后重新提交"),
+        Event::Suspended { by, reason, .. } => format!("{by} 中止计时：{reason}"),
+        Event::Resumed { by, .. } => format!("{by} 恢复计时"),
+        Event::LimitExtended {
+            amount, reason, by, ..
+        } => format!("{by} 延长时限 {amount}：{reason}"),
+        Event::StepOpened { node, .. } => format!("并联审批「{}」开始", node_name(node)),
+        Event::JoinFired {
+            approved,
+            approvals,
+            rejects,
+            ..
+        } => format!(
+            "并联汇总：{}（同意 {approvals}，不同意 {rejects}）",
+            if *approved { "通过" } else { "不通过" }
+        ),
+        Event::RejectedBack { to, by, .. } => format!("{by} 驳回至「{}」", node_name(to)),
+        Event::PreApproved { materials, by, .. } => {
+            format!("{by} 出具预批复（容缺材料：{}）", materials.join("、"))
+        }
+        Event::PromiseMade { material, .. } => format!("申请人承诺补交 {material}"),
+        Event::MaterialSupplied { material, by, .. } => format!("{by} 补交材料 {material}"),
+        Event::MaterialVerified { accepted, by, .. } => format!(
+            "{by} 核验材料：{}",
+            if *accepted { "通过" } else { "不通过" }
+        ),
+        Event::FormalApproval { .. } => "容缺材料全部核验，转为正式批复".to_string(),
+        Event::PromiseBreached { .. } => "承诺逾期未履行".to_string(),
+        Event::CreditMarked { material, .. } => format!("记入信用记录（{material}）"),
+        Event::Warning { colour, .. } => format!(
+            "预警：{}",
+            match colour {
+                Colour::Red => "红（超期）",
+                Colour::Yellow => "黄",
+                Colour::Green => "绿",
+            }
+        ),
+        Event::Supervised { .. } => "挂牌督办".to_string(),
+        Event::Retimed {
+            revision, moves, ..
+        } => format!(
+            "工作日历第 {revision} 版发布，重新计时：{}",
+            moves
+                .iter()
+                .map(|m| {
+                    // A yellow point is the start of its day; the others end their last day.
+                    let (what, day): (&str, fn(i64) -> String) = match &m.kind {
+                        TimerKind::Yellow { .. } => ("黄色预警", day_of),
+                        TimerKind::Due { .. } => ("到期日", due_date),
+                        TimerKind::Escalation { .. } => ("超期督办", due_date),
+                        TimerKind::Wait { .. } => ("等待", due_date),
+                    };
+                    format!(
+                        "{what}由 {} 改为 {}",
+                        day(m.old_due.as_millisecond()),
+                        day(m.new_due.as_millisecond())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("；")
+        ),
+        Event::Urged { by, .. } => format!("{by} 催办"),
+        Event::Commented { by, text, .. } => format!("{by} 意见：{text}"),
+        Event::CarbonCopied { by, to, .. } => format!("{by} 抄送 {}", to.join("、")),
+        Event::Withdrawn { by, .. } => format!("{by} 撤回申报"),
+        Event::EndReached { node, .. } => format!("流程到达「{}」", node_name(node)),
+        Event::InstanceEnded { outcome } => format!("办结：{}", outcome_name(*outcome)),
+        _ => return None,
+    })
+}
+
+/// An instance as its pages read it: the API's detail, the state, the definition it runs on,
+/// and the engine's view at now.
+pub struct Loaded {
+    pub detail: InstanceDetail,
+    pub st: InstanceState,
+    pub ctx: std::sync::Arc<EngineCtx>,
+    pub view: InstanceView,
+}
+
+/// Reads an instance for a page, if the user may see it.
+pub async fn load(app: &App, user: &User, id: &str) -> Result<Loaded, ApiError> {
+    let detail = instance_detail(app, user, id).await?;
+    let (_, st, _, ctx) = app
+        .instance(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no instance `{id}`")))?;
+    let view = shenpi_engine::runtime::view(&ctx.def, &ctx.cal, &st, timestamp(app.now()));
+    Ok(Loaded {
+        detail,
+        st,
+        ctx,
+        view,
+    })
+}
+
+/// The instance's diagram, current nodes highlighted and passed ones marked.
+pub fn diagram_svg(l: &Loaded) -> Markup {
+    PreEscaped(diagrams::instance_svg(&l.ctx.def, &l.st))
+}
+
+pub fn facts(l: &Loaded) -> Markup {
+    let fields = &l.ctx.def.workflow.fields;
+    let project = l.detail.project.as_ref();
+    let values = project
+        .map(|p| p.fields.clone())
+        .unwrap_or(l.st.project.clone());
+    html! {
+        table.facts {
+            @if let Some(p) = project { tr { th { "项目编号" } td { (p.id) } } tr { th { "申报单位账号" } td { (p.owner) } } }
+            @for f in fields {
+                @if let Some(v) = values.get(&f.id.value) {
+                    tr {
+                        th { (f.label.clone().unwrap_or_else(|| f.id.value.clone())) }
+                        td { (match v { serde_json::Value::String(s) => s.clone(), other => other.to_string() }) }
+                    }
+                }
+            }
+            @if let Some(c) = &l.view.channel { tr { th { "通道" } td { span.green-channel { "绿色通道 " (c) } } } }
+        }
+    }
+}
+
+pub fn promises_table(l: &Loaded) -> Markup {
+    html! {
+        @if l.view.promises.is_empty() {
+            p.empty { "无容缺承诺。" }
+        } @else {
+            table.promises {
+                thead { tr { th { "材料" } th { "状态" } th { "承诺截止" } th { "预警" } } }
+                tbody {
+                    @for p in &l.view.promises {
+                        @let name = l.ctx.def.workflow.materials.iter().find(|m| m.id.value == p.material.as_str()).and_then(|m| m.name.clone()).unwrap_or_else(|| p.material.to_string());
+                        tr.promise data-material=(p.material) {
+                            td { (name) }
+                            td { (if p.breached { "违约" } else { match p.status { PromiseStatus::Open => "待补交", PromiseStatus::Supplied => "已补交待核验", PromiseStatus::Verified => "已核验" } }) }
+                            td.due { @if let Some(c) = &p.clock { @if let Some(d) = c.due { (due_date(d.as_millisecond())) } " （" (days_text(Some(c.days_left))) "）" (clock_provisional(c)) } }
+                            td { @if let Some(c) = &p.clock { (colour_mark(c.colour)) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn elements_block(l: &Loaded) -> Markup {
+    let stage_name = |s: &str| {
+        l.ctx
+            .def
+            .workflow
+            .stages
+            .iter()
+            .find(|x| x.id.value == s)
+            .and_then(|x| x.name.clone())
+            .unwrap_or_else(|| s.to_string())
+    };
+    let element_name = |e: &str| {
+        l.ctx
+            .def
+            .workflow
+            .elements
+            .iter()
+            .find(|x| x.id.value == e)
+            .and_then(|x| x.name.clone())
+            .unwrap_or_else(|| e.to_string())
+    };
+    html! {
+        @if let Some(s) = &l.view.stage {
+            h3 { "当前阶段：" (stage_name(&s.stage)) @if let Some(c) = &s.clock { " " (colour_mark(c.colour)) " " (days_text(Some(c.days_left))) @if let Some(d) = c.due { " · 截止 " (due_date(d.as_millisecond())) } (clock_provisional(c)) } }
+            table.elements {
+                thead { tr { th { "要素" } th { "责任部门" } th { "状态" } th { "时限" } } }
+                tbody { @for e in &s.elements {
+                    tr { td { (element_name(&e.element)) } td { (e.from) }
+                         td { @if e.attached { "已挂接" } @else if e.may_carry { "缺（可带缺项转入下阶段）" } @else { "缺" } }
+                         td { @if let Some(c) = &e.clock { (colour_mark(c.colour)) " " (days_text(Some(c.days_left))) (clock_provisional(c)) } } }
+                } }
+            }
+        }
+        @if !l.view.elements.is_empty() {
+            h3 { "已挂接要素（按阶段）" }
+            ul.ledger { @for e in &l.view.elements {
+                li { strong { (e.stage.as_deref().map(stage_name).unwrap_or_default()) } " · " (element_name(&e.element)) " · " (e.by) " · " code { (e.fields.to_string()) } }
+            } }
+        }
+        @if l.view.outstanding.iter().any(|o| !o.resolved) {
+            h3 { "带缺项" }
+            ul { @for o in l.view.outstanding.iter().filter(|o| !o.resolved) {
+                li { (stage_name(&o.stage)) " · " (element_name(&o.element)) @if let Some(c) = &o.clock { " " (colour_mark(c.colour)) " " (days_text(Some(c.days_left))) (clock_provisional(c)) } }
+            } }
+        }
+    }
+}
+
+pub fn history(l: &Loaded) -> Markup {
+    html! {
+        ol.timeline {
+            @for h in &l.detail.history {
+                @if let Ok(ev) = serde_json::from_value::<Event>(h.event.clone()) {
+                    @if let Some(t) = event_text(&ev, &l.ctx) {
+                        li { time { (datetime(h.at)) } " " (t) }
+                    }
+                }
+            }
+        }
+        @if !l.detail.audit.is_empty() {
+            details { summary { "操作审计（谁、何时、从何处）" }
+                table.audit { @for a in &l.detail.audit {
+                    tr { td { (datetime(a.at)) } td { (a.user) } td { (a.remote.clone().unwrap_or_default()) } td { (a.action) } td { (a.outcome) } }
+                } }
+            }
+        }
+    }
+}
+
+fn task_row(t: &TaskView) -> Markup {
+    html! {
+        tr { td { (colour_mark(t.colour)) } td { (t.label) } td { (party(&t.assignment)) @if let Some(c) = &t.claimed_by { "（" (c) " 已认领）" } }
+             td { (days_text(t.days_left)) @if let Some(c) = &t.clock { @if let Some(d) = c.due { br; small { "截止 " (due_date(d.as_millisecond())) } } (clock_provisional(c)) } } }
+    }
+}
+
+/// The instance page's query: what was just done, after an action redirected here.
+#[derive(Debug, Deserialize)]
+pub struct Done {
+    done: Option<String>,
+}
+
+pub async fn instance_page(
+    State(app): State<App>,
+    user: PageUser,
+    Path(id): Path<String>,
+    Query(q): Query<Done>,
+) -> Response {
+    let l = match load(&app, &user.user, &id).await {
+        Ok(l) => l,
+        Err(e) => return fail(&user, e),
+    };
+    let flash = q.done.map(|d| Flash {
+        ok: true,
+        text: format!("已办理：{d}"),
+    });
+    let is_party = l
+        .detail
+        .project
+        .as_ref()
+        .is_some_and(|p| policy::is_project_party(&user.user, p));
+    let open_promises: Vec<_> = l
+        .view
+        .promises
+        .iter()
+        .filter(|p| matches!(p.status, PromiseStatus::Open))
+        .collect();
+    let title = l
+        .detail
+        .project
+        .as_ref()
+        .map(|p| p.name.clone())
+        .unwrap_or_else(|| id.clone());
+    let body = html! {
+        h1 { (title) }
+        p.status { "实例 " code { (id) } " · 流程 " (l.ctx.def.workflow.name) " v" (l.detail.def_version)
+            " · 状态：" strong.outcome { (outcome_text(&l.view.outcome)) }
+            @if l.view.with_applicant { " · " span.warn { "已退回申请人补正" } } }
+        div.grid {
+            section { h2 { "项目信息" } (facts(&l)) }
+            section {
+                h2 { "当前待办" }
+                @if l.view.tasks.is_empty() { p.empty { "无。" } } @else {
+                    table { tbody { @for t in &l.view.tasks { (task_row(t)) } } }
+                    ul { @for t in &l.view.tasks { li { a href={"/instances/" (id) "/tasks/" (t.id)} { "办理「" (t.label) "」" } } } }
+                }
+                h2 { "容缺承诺" }
+                (promises_table(&l))
+                @if !l.view.pre_approvals.is_empty() {
+                    p { @for p in &l.view.pre_approvals { span.preapproval { (if p.formal { "正式批复" } else { "预批复" }) "（" (p.node) "）" } " " } }
+                }
+            }
+        }
+        section { h2 { "流程图" } div.diagram { (diagram_svg(&l)) }
+            p.legend { span.lg-current { "当前" } span.lg-done { "已办" } span.lg-back { "驳回路径（虚线）" } } }
+        section { h2 { "要素台账" } (elements_block(&l)) }
+        @if is_party || user.user.has("admin") {
+            section.applicant {
+                h2 { "申请人操作" }
+                @for p in &open_promises {
+                    form method="post" action={"/instances/" (id)} class="inline" {
+                        (hidden(&user))
+                        input type="hidden" name="action" value="supply";
+                        input type="hidden" name="material" value=(p.material);
+                        button type="submit" { "补交材料 " (p.material) }
+                    }
+                }
+                @if l.view.with_applicant {
+                    form method="post" action={"/instances/" (id)} class="inline" {
+                        (hidden(&user)) input type="hidden" name="action" value="resume";
+                        button type="submit" { "补正完毕，重新提交" }
+                    }
+                }
+                @if l.view.outcome == "running" {
+                    form method="post" action={"/instances/" (id)} class="inline" {
+                        (hidden(&user)) input type="hidden" name="action" value="withdraw";
+                        button type="submit" class="danger" { "撤回申报" }
+                    }
+                }
+            }
+        }
+        section {
+            h2 { "挂接要素" }
+            form method="post" action={"/instances/" (id)} {
+                (hidden(&user)) input type="hidden" name="action" value="attach";
+                label { "要素 " select name="element" { @for e in &l.ctx.def.workflow.elements { option value=(e.id.value) { (e.name.clone().unwrap_or_else(|| e.id.value.clone())) } } } }
+                label { "字段（JSON）" input name="fields" value="{}" size="40"; }
+                button type="submit" { "挂接" }
+            }
+        }
+        section { h2 { "办理历程" } (history(&l)) }
+    };
+    page(&title, Some(&user), flash.as_ref(), body).into_response()
+}
+
+/// An applicant's action on the instance page.
+pub async fn instance_act(
+    State(app): State<App>,
+    user: PageUser,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let posted = match Fields::checked(&user, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let cmd = match posted
+        .action::<InstanceForm>()
+        .and_then(InstanceForm::command)
+    {
+        Ok(c) => c,
+        Err(e) => return fail(&user, e.into()),
+    };
+    let label = command_name(&cmd);
+    let key = posted.key(&user);
+    match run_command_with(&app, &page_caller(&user), &id, cmd, key, None).await {
+        Ok(_) => Redirect::to(&format!("/instances/{id}?done={label}")).into_response(),
+        Err(e) => fail(&user, e),
+    }
+}

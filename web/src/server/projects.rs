@@ -1,0 +1,345 @@
+//! Projects (项目): registering one (API and the new-project form generated from the workflow's
+//! fields, which also starts its first instance), listing and searching them, reading one.
+//! Applicants see only their own projects; who sees what is `auth::policy`'s.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use maud::html;
+use serde::Deserialize;
+use shenpi_engine::compile::Definition;
+use shenpi_engine::model::FieldType;
+use utoipa::{IntoParams, ToSchema};
+
+use super::accounts::{Project, User, random_hex};
+use super::auth::{Caller, PageUser, policy};
+use super::chrome::{fail, page};
+use super::commands::{page_caller, user_key};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::form::{self, Fields, FormError};
+use super::instances::{self, StartRequest};
+use super::routes::Routes;
+use super::state::App;
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .api("/projects", get(list_projects).post(create_project))
+        .api("/projects/{id}", get(get_project))
+        .page("/projects", get(projects_page).post(project_create))
+}
+
+// ---------- API ----------
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewProject {
+    pub name: String,
+    /// The workflow the project will run on.
+    pub workflow_id: String,
+    /// Field values, as the workflow declares them (`tier`, `investment` ...).
+    #[schema(value_type = Object)]
+    pub fields: serde_json::Value,
+}
+
+/// Register a project (applicants, service officers).
+#[utoipa::path(post, path = "/api/projects", request_body = NewProject, tag = "projects",
+    responses((status = 201, body = Project), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_project(
+    State(app): State<App>,
+    caller: Caller,
+    Json(req): Json<NewProject>,
+) -> ApiResult<(StatusCode, Json<Project>)> {
+    let p = register(&app, &caller, req).await?;
+    Ok((StatusCode::CREATED, Json(p)))
+}
+
+/// Registers a project in the caller's name, for the API and the new-project form.
+pub async fn register(app: &App, caller: &Caller, req: NewProject) -> ApiResult<Project> {
+    if !policy::can_start(&caller.user) {
+        return Err(ApiError::forbidden(
+            "only applicants and service officers register projects",
+        ));
+    }
+    let name = req.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::invalid("`name` must be 1 to 200 characters"));
+    }
+    if !req.fields.is_object() {
+        return Err(ApiError::invalid("`fields` must be a JSON object"));
+    }
+    let Some((_, def)) = app.catalog.latest(&app.db, &req.workflow_id).await? else {
+        return Err(ApiError::invalid(format!(
+            "unknown workflow `{}`",
+            req.workflow_id
+        )));
+    };
+    let mut fields = req.fields.clone();
+    // The project's name is also its `name` field when the workflow declares one.
+    if def.workflow.fields.iter().any(|f| f.id.value == "name")
+        && let Some(o) = fields.as_object_mut()
+    {
+        o.entry("name").or_insert_with(|| name.into());
+    }
+    let p = Project {
+        id: format!("P{}", &random_hex(5).map_err(ApiError::internal)?),
+        name: name.to_string(),
+        workflow_id: req.workflow_id,
+        owner: caller.user.name.clone(),
+        fields,
+        created_at: app.now(),
+        instances: Vec::new(),
+    };
+    app.accounts
+        .create_project(&p)
+        .await
+        .map_err(ApiError::internal)?;
+    app.audit(
+        &caller.user.name,
+        caller.remote.clone(),
+        "create_project",
+        None,
+        &p.id,
+    );
+    Ok(p)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ProjectQuery {
+    /// Search in name and id.
+    pub q: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// List or search projects; applicants see only their own.
+#[utoipa::path(get, path = "/api/projects", params(ProjectQuery), tag = "projects",
+    responses((status = 200, body = [Project]), (status = 401, body = ErrorBody)))]
+pub async fn list_projects(
+    State(app): State<App>,
+    caller: Caller,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Vec<Project>>> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(
+        visible(&app, &caller.user, q.q.as_deref(), limit).await?,
+    ))
+}
+
+/// The projects `user` may see, matching `search` (in name and id) when it is not empty.
+pub async fn visible(
+    app: &App,
+    user: &User,
+    search: Option<&str>,
+    limit: i64,
+) -> ApiResult<Vec<Project>> {
+    let owner = (!user.is_staff()).then_some(user.name.as_str());
+    let list = app
+        .accounts
+        .projects(owner, search.filter(|s| !s.is_empty()), limit)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(list
+        .into_iter()
+        .filter(|p| policy::can_see_project(user, p))
+        .collect())
+}
+
+/// A project the user may see, or why not.
+pub async fn project_for(app: &App, user: &User, id: &str) -> ApiResult<Project> {
+    let p = app
+        .accounts
+        .project(id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no project `{id}`")))?;
+    if !policy::can_see_project(user, &p) {
+        return Err(ApiError::forbidden("not your project"));
+    }
+    Ok(p)
+}
+
+/// One project with its instances.
+#[utoipa::path(get, path = "/api/projects/{id}", tag = "projects",
+    responses((status = 200, body = Project), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_project(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Project>> {
+    Ok(Json(project_for(&app, &caller.user, &id).await?))
+}
+
+// ---------- pages ----------
+
+/// The projects page's search, and the workflow chosen for a new project.
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    q: Option<String>,
+    workflow: Option<String>,
+}
+
+async fn projects_page(
+    State(app): State<App>,
+    user: PageUser,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let list = match visible(&app, &user.user, q.q.as_deref(), 200).await {
+        Ok(l) => l,
+        Err(e) => return fail(&user, e),
+    };
+    let wf = q.workflow.clone();
+    let def = match &wf {
+        Some(w) => app.catalog.latest(&app.db, w).await.ok().flatten(),
+        None => None,
+    };
+    let body = html! {
+        h1 { "项目" }
+        form.filters method="get" { label { "搜索 " input name="q" value=(q.q.clone().unwrap_or_default()); } button { "搜索" } }
+        table.projects {
+            thead { tr { th { "编号" } th { "名称" } th { "流程" } th { "申报单位" } th { "实例" } } }
+            tbody { @for p in &list { tr {
+                td { (p.id) } td { (p.name) } td { (p.workflow_id) } td { (p.owner) }
+                td { @for i in &p.instances { a href={"/instances/" (i)} { (i) } " " } }
+            } } }
+        }
+        @if policy::can_start(&user.user) {
+            h2 { "新项目申报" }
+            form method="get" action="/projects" {
+                label { "流程 " select name="workflow" { @for id in app.catalog.workflow_ids() { option value=(id) selected[wf.as_deref() == Some(id.as_str())] { (id) } } } }
+                button { "选择" }
+            }
+            @if let Some((_, d)) = &def {
+                form method="post" action="/projects" class="newproject" {
+                    (form::hidden(&user))
+                    input type="hidden" name="workflow" value=(d.id());
+                    label { "项目名称 " input name="name" required size="40"; }
+                    @for fd in &d.workflow.fields {
+                        @if fd.id.value != "name" {
+                            label {
+                                (fd.label.clone().unwrap_or_else(|| fd.id.value.clone())) @if fd.required { " *" } " "
+                                @if !fd.values.is_empty() {
+                                    select name={"f." (fd.id.value)} { option value="" { "—" } @for v in &fd.values { option value=(v.value) { (v.value) } } }
+                                } @else if matches!(fd.ty.value, shenpi_engine::model::FieldType::Bool) {
+                                    select name={"f." (fd.id.value)} { option value="" { "—" } option value="true" { "是" } option value="false" { "否" } }
+                                } @else {
+                                    input name={"f." (fd.id.value)} size="20";
+                                }
+                            }
+                        }
+                    }
+                    button type="submit" { "提交申报" }
+                }
+            }
+        }
+    };
+    page("项目", Some(&user), None, body).into_response()
+}
+
+/// What the new-project form posts: the workflow, the name, and one `f.FIELD` per field the
+/// workflow declares.
+#[derive(Debug, Deserialize)]
+struct ProjectForm {
+    #[serde(default, deserialize_with = "form::text")]
+    workflow: Option<String>,
+    #[serde(default, deserialize_with = "form::text")]
+    name: Option<String>,
+    /// Everything else the form sent, the `f.FIELD` values among it.
+    #[serde(flatten)]
+    rest: HashMap<String, serde_json::Value>,
+}
+
+impl ProjectForm {
+    /// The workflow's field values, typed as the workflow declares them; empty ones are left out.
+    fn fields(&self, def: &Definition) -> serde_json::Map<String, serde_json::Value> {
+        let mut fields = serde_json::Map::new();
+        let name = self.name.clone().unwrap_or_default();
+        if def.workflow.fields.iter().any(|x| x.id.value == "name") {
+            fields.insert("name".into(), name.into());
+        }
+        for fd in &def.workflow.fields {
+            let Some(v) = self
+                .rest
+                .get(&format!("f.{}", fd.id.value))
+                .and_then(first_text)
+            else {
+                continue;
+            };
+            let value = match fd.ty.value {
+                FieldType::Number => v
+                    .parse::<f64>()
+                    .map(serde_json::Value::from)
+                    .unwrap_or(v.into()),
+                FieldType::Int => v
+                    .parse::<i64>()
+                    .map(serde_json::Value::from)
+                    .unwrap_or(v.into()),
+                FieldType::Bool => serde_json::Value::Bool(v == "true"),
+                FieldType::List => {
+                    serde_json::Value::Array(v.split(',').map(|s| s.trim().into()).collect())
+                }
+                _ => v.into(),
+            };
+            fields.insert(fd.id.value.clone(), value);
+        }
+        fields
+    }
+}
+
+/// The first value of a form field, trimmed; `None` when empty.
+fn first_text(v: &serde_json::Value) -> Option<String> {
+    let s = match v {
+        serde_json::Value::Array(a) => a.first()?.as_str()?,
+        other => other.as_str()?,
+    };
+    Some(s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// Registers the project and starts its instance, then shows the instance.
+async fn project_create(State(app): State<App>, user: PageUser, body: Bytes) -> Response {
+    let posted = match Fields::checked(&user, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let f: ProjectForm = match posted.parse() {
+        Ok(f) => f,
+        Err(e) => return fail(&user, e.into()),
+    };
+    let Some(workflow) = f.workflow.clone() else {
+        return fail(&user, FormError::new("workflow", "请选择流程").into());
+    };
+    let Ok(Some((_, def))) = app.catalog.latest(&app.db, &workflow).await else {
+        return fail(&user, FormError::new("workflow", "未知流程").into());
+    };
+    let c = page_caller(&user);
+    let req = NewProject {
+        name: f.name.clone().unwrap_or_default(),
+        workflow_id: workflow,
+        fields: serde_json::Value::Object(f.fields(&def)),
+    };
+    let p = match register(&app, &c, req).await {
+        Ok(p) => p,
+        Err(e) => return fail(&user, e),
+    };
+    // The form's key makes a resubmitted form start one instance, as the API's header does.
+    let key = match posted
+        .idem()
+        .map(|k| user_key(&c.user.name, &k))
+        .transpose()
+    {
+        Ok(k) => k,
+        Err(e) => return fail(&user, e),
+    };
+    let start = StartRequest {
+        project_id: p.id.clone(),
+        version: None,
+        channel: None,
+    };
+    match instances::start(&app, &c, key, start).await {
+        Ok(r) => Redirect::to(&format!("/instances/{}?done=start", r.instance)).into_response(),
+        Err(e) => fail(&user, e),
+    }
+}

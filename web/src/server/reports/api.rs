@@ -1,0 +1,135 @@
+//! The supervisors' API: the 督办看板 counts, running a report now and the past runs.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use shenpi_adapters::store::{InboxRow, ProjectionStore, PromiseRow};
+use utoipa::ToSchema;
+
+use super::super::accounts::{ReportRun, random_hex};
+use super::super::auth::{Caller, policy};
+use super::super::error::{ApiError, ApiResult, ErrorBody};
+use super::super::state::App;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DashboardData {
+    #[schema(value_type = Vec<Object>)]
+    pub by_colour: Vec<(String, i64)>,
+    #[schema(value_type = Vec<Object>)]
+    pub by_stage: Vec<(String, i64)>,
+    #[schema(value_type = Vec<Object>)]
+    pub by_department: Vec<(String, i64)>,
+    #[schema(value_type = Vec<Object>)]
+    pub by_status: Vec<(String, i64)>,
+    #[schema(value_type = Vec<Object>)]
+    pub overdue: Vec<InboxRow>,
+    #[schema(value_type = Vec<Object>)]
+    pub supervised: Vec<InboxRow>,
+    /// 容缺 commitments due in the next 7 days.
+    #[schema(value_type = Vec<Object>)]
+    pub promises_due: Vec<PromiseRow>,
+    /// (time, green, yellow, red) snapshots of open tasks by colour.
+    #[schema(value_type = Vec<Object>)]
+    pub history: Vec<(i64, i64, i64, i64)>,
+}
+
+pub async fn dashboard_data(app: &App) -> ApiResult<DashboardData> {
+    let now = app.now();
+    let d = app.db.dashboard().await?;
+    let count = |c: &str| {
+        d.by_colour
+            .iter()
+            .find(|(k, _)| k == c)
+            .map_or(0, |(_, n)| *n)
+    };
+    // One snapshot per 10 minutes at most, taken when someone looks or the snapshot task runs.
+    let slot = now - now.rem_euclid(600_000);
+    app.accounts
+        .snapshot_colours(slot, count("green"), count("yellow"), count("red"))
+        .await
+        .map_err(ApiError::internal)?;
+    let history = app
+        .accounts
+        .colour_history(now - 30 * 86_400_000)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(DashboardData {
+        by_colour: d.by_colour,
+        by_stage: d.by_stage,
+        by_department: d.by_department,
+        by_status: d.by_status,
+        overdue: app.db.overdue(now, 100).await?,
+        supervised: app.db.supervised(100).await?,
+        promises_due: app.db.promises_due(now, now + 7 * 86_400_000).await?,
+        history,
+    })
+}
+
+/// Counts by colour, stage and department; overdue tasks; 挂牌督办; commitments due soon.
+#[utoipa::path(get, path = "/api/dashboard", tag = "reports",
+    responses((status = 200, body = DashboardData), (status = 403, body = ErrorBody)))]
+pub async fn dashboard(State(app): State<App>, caller: Caller) -> ApiResult<Json<DashboardData>> {
+    if !policy::can_see_dashboard(&caller.user) {
+        return Err(ApiError::forbidden("the dashboard is for supervisors"));
+    }
+    Ok(Json(dashboard_data(&app).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RunReport {
+    /// `weekly` (周统计), `half_monthly` (半月通报) or `monthly` (月调度).
+    pub kind: String,
+}
+
+/// Run a report now; it is stored and listed with the past ones.
+#[utoipa::path(post, path = "/api/reports", tag = "reports", request_body = RunReport,
+    responses((status = 201, body = ReportRun), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn run_report(
+    State(app): State<App>,
+    caller: Caller,
+    Json(req): Json<RunReport>,
+) -> ApiResult<(StatusCode, Json<ReportRun>)> {
+    if !policy::can_supervise(&caller.user) {
+        return Err(ApiError::forbidden("reports are for supervisors"));
+    }
+    if !["weekly", "half_monthly", "monthly"].contains(&req.kind.as_str()) {
+        return Err(ApiError::invalid(
+            "kind must be weekly, half_monthly or monthly",
+        ));
+    }
+    let d = dashboard_data(&app).await?;
+    let run = ReportRun {
+        id: format!("R{}", random_hex(6).map_err(ApiError::internal)?),
+        kind: req.kind,
+        created_at: app.now(),
+        created_by: caller.user.name.clone(),
+        body: serde_json::json!({
+            "by_colour": d.by_colour, "by_stage": d.by_stage, "by_department": d.by_department,
+            "overdue": d.overdue, "supervised": d.supervised, "promises_due": d.promises_due,
+        }),
+    };
+    app.accounts
+        .save_report(&run)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok((StatusCode::CREATED, Json(run)))
+}
+
+/// Past report runs, newest first.
+#[utoipa::path(get, path = "/api/reports", tag = "reports",
+    responses((status = 200, body = [ReportRun]), (status = 403, body = ErrorBody)))]
+pub async fn list_reports(
+    State(app): State<App>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<ReportRun>>> {
+    if !policy::can_supervise(&caller.user) {
+        return Err(ApiError::forbidden("reports are for supervisors"));
+    }
+    Ok(Json(
+        app.accounts
+            .reports(100)
+            .await
+            .map_err(ApiError::internal)?,
+    ))
+}

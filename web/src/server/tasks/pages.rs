@@ -1,0 +1,286 @@
+//! The task page (办理): the project facts, the node's materials with their status (red-line
+//! marked), the promises, and the action forms the node allows (approve, 容缺 with only waivable
+//! materials selectable, reject back to a chosen node, return for 补正, delegate, co-signer,
+//! extend, suspend, comment; claim for a pool task, verify for a verification task). A refused
+//! action shows the page again with the refusal.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use maud::html;
+use shenpi_engine::compile::Party;
+use shenpi_engine::model::{Action, NodeType, RawLimit};
+use shenpi_engine::runtime::TaskId;
+use shenpi_engine::runtime::event::TaskKind;
+
+use super::super::auth::PageUser;
+use super::super::chrome::{
+    Flash, clock_provisional, colour_mark, days_text, due_date, fail, page, party,
+};
+use super::super::commands::{command_name, page_caller, run_command_with};
+use super::super::form::{Fields, hidden};
+use super::super::instances::detail::materials_of;
+use super::super::instances::pages::{
+    Loaded, diagram_svg, elements_block, facts, history, load, promises_table,
+};
+use super::super::state::App;
+use super::forms::TaskForm;
+
+fn material_status(s: &str) -> &'static str {
+    match s {
+        "present" => "已提交",
+        "missing" => "缺",
+        "promised" => "已承诺（容缺）",
+        "supplied" => "已补交，待核验",
+        "verified" => "已核验",
+        "breached" => "逾期未补（违约）",
+        _ => "未知",
+    }
+}
+
+fn limit_text(l: &RawLimit) -> String {
+    match l {
+        RawLimit::Days(d) => format!("{d}wd"),
+        RawLimit::Text(t) => t.clone(),
+    }
+}
+
+pub async fn task_page(
+    State(app): State<App>,
+    user: PageUser,
+    Path((id, task)): Path<(String, u32)>,
+) -> Response {
+    let l = match load(&app, &user.user, &id).await {
+        Ok(l) => l,
+        Err(e) => return fail(&user, e),
+    };
+    render_task(&user, &l, &id, task, None).into_response()
+}
+
+fn render_task(
+    user: &PageUser,
+    l: &Loaded,
+    id: &str,
+    task: u32,
+    flash: Option<&Flash>,
+) -> Html<String> {
+    let t = l.view.tasks.iter().find(|t| t.id == TaskId(task));
+    let spec = l.st.task(TaskId(task));
+    let node_id = spec.map(|s| s.spec.node.to_string()).unwrap_or_default();
+    let node = l.ctx.def.node(&node_id);
+    let node_name = node
+        .and_then(|n| n.name.clone())
+        .unwrap_or_else(|| node_id.clone());
+    let materials = materials_of(&l.ctx, &l.st, &node_id);
+    let actions: Vec<Action> = node
+        .map(|n| n.actions.iter().map(|a| a.value).collect())
+        .unwrap_or_default();
+    let is_verify = spec.is_some_and(|s| s.spec.kind == TaskKind::Verify);
+    let is_cosign = spec.is_some_and(|s| s.spec.kind == TaskKind::Cosign);
+    let is_parallel = node.is_some_and(|n| n.ty.value == NodeType::Parallel);
+    let allowed = |a: Action| {
+        !is_verify
+            && !is_cosign
+            && (actions.contains(&a)
+                || (is_parallel && matches!(a, Action::Approve | Action::Reject | Action::Comment)))
+    };
+    let pool = t.is_some_and(|t| t.claimed_by.is_none() && !matches!(t.assignment, Party::User(_)));
+    let conditional = node.and_then(|n| n.conditional.as_ref());
+    let title = l
+        .detail
+        .project
+        .as_ref()
+        .map(|p| p.name.clone())
+        .unwrap_or_else(|| id.to_string());
+    let body = html! {
+        p.crumbs { a href="/inbox" { "待办" } " › " a href={"/instances/" (id)} { (title) } " › " (node_name) }
+        h1 { (node_name) @if let Some(t) = t { " " (colour_mark(t.colour)) } }
+        @match t {
+            Some(t) => {
+                p.taskmeta {
+                    span.days { (days_text(t.days_left)) }
+                    @if let Some(c) = &t.clock { @if let Some(d) = c.due { " · 截止 " (due_date(d.as_millisecond())) } (clock_provisional(c)) " · 时限 " (c.limit) }
+                    " · 办理人 " (party(&t.assignment))
+                    @if let Some(c) = &t.claimed_by { "（" (c) " 已认领）" }
+                    @if l.view.channel.is_some() { " · " span.green-channel { "绿色通道" } }
+                    @if t.supervised { " · " span.supervised { "挂牌督办" } }
+                    @if t.suspended { " · " span.warn { "计时中止" } }
+                }
+            }
+            None => { p.warn { "该任务已办结或不存在。" a href={"/instances/" (id)} { "查看实例" } } }
+        }
+        div.grid {
+            section { h2 { "项目信息" } (facts(l)) }
+            section {
+                h2 { "申报材料" }
+                @if materials.is_empty() { p.empty { "本环节无材料要求。" } } @else {
+                    table.materials {
+                        thead { tr { th { "材料" } th { "类别" } th { "状态" } th { "承诺截止" } } }
+                        tbody { @for m in &materials {
+                            tr data-material=(m.material) class={"mat-" (m.status)} {
+                                td { (m.name.clone().unwrap_or_else(|| m.material.clone())) }
+                                td { @if m.red_line { span.redline { "红线" } } @else if m.waivable { "可容缺" } @else { "—" } }
+                                td { (material_status(&m.status)) }
+                                td { @if let Some(d) = m.due { (due_date(d)) } }
+                            }
+                        } }
+                    }
+                }
+                h2 { "容缺承诺" }
+                (promises_table(l))
+            }
+        }
+        @if t.is_some() {
+            section.actions {
+                h2 { "办理" }
+                @if pool {
+                    form method="post" id="act-claim" {
+                        (hidden(user)) input type="hidden" name="action" value="claim";
+                        button type="submit" { "认领任务" }
+                    }
+                }
+                @if is_verify {
+                    form method="post" id="act-verify" {
+                        (hidden(user)) input type="hidden" name="action" value="verify";
+                        label { "核验意见 " input name="reason" size="40"; }
+                        button type="submit" name="accepted" value="true" { "核验通过" }
+                        button type="submit" name="accepted" value="false" class="danger" { "核验不通过" }
+                    }
+                }
+                @if is_cosign {
+                    form method="post" id="act-cosign-decide" {
+                        (hidden(user)) input type="hidden" name="action" value="approve";
+                        label { "意见 " input name="comment" size="40"; }
+                        button type="submit" { "会签同意" }
+                    }
+                }
+                @if allowed(Action::Approve) {
+                    form method="post" id="act-approve" {
+                        (hidden(user)) input type="hidden" name="action" value="approve";
+                        label { "审批意见 " input name="comment" size="50" placeholder="同意"; }
+                        button type="submit" { "审批通过" }
+                    }
+                }
+                @if allowed(Action::Conditional) {
+                    @if let Some(c) = conditional {
+                        form method="post" id="act-conditional" class="conditional" {
+                            (hidden(user)) input type="hidden" name="action" value="conditional";
+                            fieldset {
+                                legend { "容缺通过（申请人书面承诺限期补交）" }
+                                @for m in &materials {
+                                    @let waivable = c.waivable.iter().any(|w| w.value == m.material);
+                                    label.check title=(if m.red_line { "红线材料不得容缺" } else { "" }) {
+                                        input type="checkbox" name="waive" value=(m.material) disabled[!waivable || m.red_line];
+                                        (m.name.clone().unwrap_or_else(|| m.material.clone()))
+                                        @if m.red_line { " " span.redline { "红线，不可容缺" } }
+                                    }
+                                }
+                                label { "承诺补交时限 " input name="limit" value=(limit_text(&c.limit.value)) size="6"; " （不得超过规则的 " (limit_text(&c.limit.value)) "）" }
+                                label { "意见 " input name="comment" size="40" placeholder="同意容缺受理"; }
+                            }
+                            button type="submit" { "容缺通过" }
+                        }
+                    }
+                }
+                @if allowed(Action::Reject) {
+                    form method="post" id="act-reject" {
+                        (hidden(user)) input type="hidden" name="action" value="reject";
+                        label { "驳回至 " select name="to" {
+                            @for r in node.map(|n| n.reject_to.clone()).unwrap_or_default() {
+                                option value=(r.value) { (l.ctx.def.node(&r.value).and_then(|n| n.name.clone()).unwrap_or_else(|| r.value.clone())) }
+                            }
+                            option value="" { "不予批准（终止）" }
+                        } }
+                        label { "理由 " input name="reason" size="40" required; }
+                        button type="submit" class="danger" { "驳回" }
+                    }
+                }
+                @if allowed(Action::Return) {
+                    form method="post" id="act-return" {
+                        (hidden(user)) input type="hidden" name="action" value="return";
+                        label { "补正原因 " input name="reason" size="40" required; }
+                        @for m in &materials { label.check { input type="checkbox" name="materials" value=(m.material); (m.name.clone().unwrap_or_else(|| m.material.clone())) } }
+                        button type="submit" { "退回补正" }
+                    }
+                }
+                @if allowed(Action::Delegate) {
+                    form method="post" id="act-delegate" {
+                        (hidden(user)) input type="hidden" name="action" value="delegate";
+                        label { "委托给（用户名） " input name="to" size="12" required; }
+                        label.check { input type="checkbox" name="transfer" value="true"; "转办（移交）" }
+                        button type="submit" { "委托" }
+                    }
+                }
+                @if allowed(Action::Cosign) {
+                    form method="post" id="act-cosign" {
+                        (hidden(user)) input type="hidden" name="action" value="cosign";
+                        label { "加签人（用户名） " input name="user" size="12" required; }
+                        button type="submit" { "加签" }
+                    }
+                }
+                @if allowed(Action::Extend) {
+                    form method="post" id="act-extend" {
+                        (hidden(user)) input type="hidden" name="action" value="extend";
+                        label { "延长 " input name="limit" size="5" value="5wd"; }
+                        label { "理由 " input name="reason" size="30" required; }
+                        button type="submit" { "延长时限" }
+                    }
+                }
+                @if allowed(Action::Suspend) {
+                    form method="post" id="act-suspend" {
+                        (hidden(user)) input type="hidden" name="action" value="suspend";
+                        label { "中止原因（听证/专家评审/检测） " input name="reason" size="30" required; }
+                        button type="submit" { "中止计时" }
+                    }
+                }
+                form method="post" id="act-comment" {
+                    (hidden(user)) input type="hidden" name="action" value="comment";
+                    label { "意见/备注 " input name="text" size="50" required; }
+                    button type="submit" { "添加意见" }
+                }
+            }
+        }
+        section { h2 { "流程图" } div.diagram { (diagram_svg(l)) } }
+        section { h2 { "要素台账" } (elements_block(l)) }
+        section { h2 { "办理历程" } (history(l)) }
+    };
+    page(&node_name, Some(user), flash, body)
+}
+
+/// An action on the task; a refusal shows the task page again with the reason.
+pub async fn task_act(
+    State(app): State<App>,
+    user: PageUser,
+    Path((id, task)): Path<(String, u32)>,
+    body: Bytes,
+) -> Response {
+    let posted = match Fields::checked(&user, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let result = match posted
+        .action::<TaskForm>()
+        .and_then(|f| f.command(TaskId(task)))
+    {
+        Ok(cmd) => {
+            let label = command_name(&cmd);
+            run_command_with(&app, &page_caller(&user), &id, cmd, posted.key(&user), None)
+                .await
+                .map(|r| (label, r))
+        }
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok((label, _)) => Redirect::to(&format!("/instances/{id}?done={label}")).into_response(),
+        Err(e) => match load(&app, &user.user, &id).await {
+            Ok(l) => {
+                let flash = Flash {
+                    ok: false,
+                    text: format!("未能办理：{}（{}）", e.body.message, e.body.error),
+                };
+                (e.status, render_task(&user, &l, &id, task, Some(&flash))).into_response()
+            }
+            Err(_) => fail(&user, e),
+        },
+    }
+}
