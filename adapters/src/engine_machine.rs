@@ -8,8 +8,10 @@
 //! variable would be a delivery error, not a blank); the inbox, promise and element projections
 //! are read off the engine's own [`view`], so the colour rule stays in one place.
 //!
-//! Definitions are compiled once per published version and kept for the process's life: an
-//! instance always runs on the version it started on.
+//! It is also the one registry of what a node runs on: the calendars in force (with the revision
+//! each is at) and the compiled definitions, once per published version, kept for the process's
+//! life (an instance always runs on the version it started on). The server's catalogue reads and
+//! fills this registry; it keeps no copy of its own.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,6 +21,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use shenpi_engine::calendar::{Calendar, local_datetime};
 use shenpi_engine::compile::{Definition, Party, compile};
+use shenpi_engine::diag::Diagnostic;
 use shenpi_engine::parse::parse_workflow;
 use shenpi_engine::runtime::{
     self, Actor, Command, CommandEnvelope, Event, InstanceState, TimerId, view,
@@ -44,29 +47,32 @@ pub enum EngineSetupError {
 
 /// A compiled definition version with its calendar.
 pub struct EngineContext {
-    pub def: Definition,
+    pub def: Arc<Definition>,
     pub cal: Arc<Calendar>,
 }
 
-/// The engine as a [`Machine`].
+/// The engine as a [`Machine`], and the registry of calendars and definitions.
 pub struct EngineMachine {
-    /// The calendars in force, by id; a published revision replaces one ([`Self::set_calendar`]).
-    calendars: RwLock<HashMap<String, Arc<Calendar>>>,
+    /// The calendars in force, by id, with the revision each is at (0 until the database was
+    /// consulted); a published revision replaces one ([`Self::put_calendar`]).
+    calendars: RwLock<HashMap<String, (Arc<Calendar>, i64)>>,
     vctx: ValidateContext,
     defs: RwLock<HashMap<(String, i64), Arc<EngineContext>>>,
 }
 
 impl EngineMachine {
     pub fn new(calendars: Vec<Calendar>, templates: Vec<String>) -> EngineMachine {
+        let mut ids: Vec<String> = calendars.iter().map(|c| c.id().to_string()).collect();
+        ids.sort();
         let vctx = ValidateContext {
-            calendars: calendars.iter().map(|c| c.id().to_string()).collect(),
+            calendars: ids,
             templates,
         };
         EngineMachine {
             calendars: RwLock::new(
                 calendars
                     .into_iter()
-                    .map(|c| (c.id().to_string(), Arc::new(c)))
+                    .map(|c| (c.id().to_string(), (Arc::new(c), 0)))
                     .collect(),
             ),
             vctx,
@@ -83,12 +89,10 @@ impl EngineMachine {
                 source,
             })?;
             let cal = Calendar::from_yaml(&stem, &src).map_err(|d| {
+                let name = path.display().to_string();
                 EngineSetupError::Calendar(
                     stem.clone(),
-                    d.iter()
-                        .map(|d| d.message.clone())
-                        .collect::<Vec<_>>()
-                        .join("; "),
+                    d.iter().map(|d| d.render(&name, &src)).collect(),
                 )
             })?;
             calendars.push(cal);
@@ -100,10 +104,29 @@ impl EngineMachine {
         Ok(EngineMachine::new(calendars, templates))
     }
 
-    /// Parses, validates and compiles a workflow text; the error lists every problem.
+    /// What validation knows of this node: its calendar and template names.
+    pub fn validate_context(&self) -> &ValidateContext {
+        &self.vctx
+    }
+
+    /// Parses, validates and compiles a workflow text: the definition, or every diagnostic.
+    pub fn check(&self, yaml: &str) -> Result<Definition, Vec<Diagnostic>> {
+        let wf = parse_workflow(yaml)?;
+        let def = compile(wf, &self.vctx)?;
+        // Validation checks the name only when it knows some calendars; a definition this node
+        // cannot run is refused here either way.
+        if self.calendar(&def.workflow.calendar.value).is_err() {
+            return Err(vec![shenpi_engine::validate::UNKNOWN_CALENDAR.at(
+                def.workflow.calendar.pos,
+                format!("unknown calendar `{}`", def.workflow.calendar.value),
+            )]);
+        }
+        Ok(def)
+    }
+
+    /// [`Self::check`] with the diagnostics rendered as `line:col: message` lines.
     pub fn compile(&self, yaml: &str) -> Result<Definition, String> {
-        let wf = parse_workflow(yaml).map_err(render_diags)?;
-        compile(wf, &self.vctx).map_err(render_diags)
+        self.check(yaml).map_err(render_diags)
     }
 
     /// The calendar in force with this id.
@@ -112,14 +135,36 @@ impl EngineMachine {
             .read()
             .map_err(|_| "calendar registry poisoned".to_string())?
             .get(id)
-            .cloned()
+            .map(|(c, _)| c.clone())
             .ok_or_else(|| format!("unknown calendar `{id}`"))
+    }
+
+    /// The revision the calendar in force is at (0 before the database was consulted).
+    pub fn calendar_revision(&self, id: &str) -> Option<i64> {
+        self.calendars.read().ok()?.get(id).map(|(_, r)| *r)
+    }
+
+    /// Every calendar in force, by id.
+    pub fn calendars(&self) -> Vec<(String, Arc<Calendar>)> {
+        let Ok(m) = self.calendars.read() else {
+            return Vec::new();
+        };
+        let mut v: Vec<(String, Arc<Calendar>)> =
+            m.iter().map(|(k, (c, _))| (k.clone(), c.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Puts a calendar in force without changing the revision it is recorded at.
+    pub fn set_calendar(&self, cal: Calendar) -> Result<(), String> {
+        let revision = self.calendar_revision(cal.id()).unwrap_or(0);
+        self.put_calendar(cal, revision)
     }
 
     /// Puts a calendar revision in force: every definition counting on it counts on the new one
     /// from the next command on. Only a calendar the machine already knows may be replaced (a
     /// definition names its calendar when it is validated).
-    pub fn set_calendar(&self, cal: Calendar) -> Result<(), String> {
+    pub fn put_calendar(&self, cal: Calendar, revision: i64) -> Result<(), String> {
         let id = cal.id().to_string();
         let cal = Arc::new(cal);
         {
@@ -130,7 +175,7 @@ impl EngineMachine {
             let Some(slot) = cals.get_mut(&id) else {
                 return Err(format!("unknown calendar `{id}`"));
             };
-            *slot = cal.clone();
+            *slot = (cal.clone(), revision);
         }
         let mut defs = self
             .defs
@@ -146,9 +191,64 @@ impl EngineMachine {
         }
         Ok(())
     }
+
+    /// Registers a compiled definition as `(workflow, version)`.
+    pub fn insert(
+        &self,
+        workflow: &str,
+        version: i64,
+        def: Definition,
+    ) -> Result<Arc<EngineContext>, String> {
+        let cal = self.calendar(&def.workflow.calendar.value)?;
+        let ctx = Arc::new(EngineContext {
+            def: Arc::new(def),
+            cal,
+        });
+        self.defs
+            .write()
+            .map_err(|_| "definition registry poisoned".to_string())?
+            .insert((workflow.to_string(), version), ctx.clone());
+        Ok(ctx)
+    }
+
+    /// A registered definition version.
+    pub fn get(&self, workflow: &str, version: i64) -> Option<Arc<EngineContext>> {
+        self.defs
+            .read()
+            .ok()?
+            .get(&(workflow.to_string(), version))
+            .cloned()
+    }
+
+    /// Ids of the workflows registered so far.
+    pub fn workflow_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .defs
+            .read()
+            .map(|m| m.keys().map(|(id, _)| id.clone()).collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Ids of the registered workflows whose definitions count on calendar `id`.
+    pub fn workflows_on(&self, id: &str) -> Vec<String> {
+        let Ok(m) = self.defs.read() else {
+            return Vec::new();
+        };
+        let mut v: Vec<String> = m
+            .values()
+            .filter(|c| c.def.workflow.calendar.value == id)
+            .map(|c| c.def.id().to_string())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
 }
 
-fn render_diags(d: Vec<shenpi_engine::diag::Diagnostic>) -> String {
+fn render_diags(d: Vec<Diagnostic>) -> String {
     d.iter()
         .map(|d| format!("{}:{}: {}", d.line, d.col, d.message))
         .collect::<Vec<_>>()
@@ -210,23 +310,12 @@ impl Machine for EngineMachine {
     type Event = Event;
 
     fn context(&self, meta: &InstanceMeta) -> Option<Arc<EngineContext>> {
-        let defs = self.defs.read().ok()?;
-        defs.get(&(meta.workflow_id.clone(), meta.def_version))
-            .cloned()
+        self.get(&meta.workflow_id, meta.def_version)
     }
 
     fn register(&self, row: &DefinitionRow) -> Result<(), String> {
         let def = self.compile(&row.yaml)?;
-        let cal = self.calendar(&def.workflow.calendar.value)?;
-        let mut defs = self
-            .defs
-            .write()
-            .map_err(|_| "definition registry poisoned".to_string())?;
-        defs.insert(
-            (row.workflow_id.clone(), row.version),
-            Arc::new(EngineContext { def, cal }),
-        );
-        Ok(())
+        self.insert(&row.workflow_id, row.version, def).map(|_| ())
     }
 
     fn initial(&self, _ctx: &EngineContext, _meta: &InstanceMeta) -> InstanceState {

@@ -8,7 +8,6 @@
 //! marked re-timed (with its summary) only after every instance answered.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -104,7 +103,7 @@ pub async fn seed(
             }
         }
         if let Some(latest) = db.latest_calendar(&id).await.map_err(|e| e.to_string())? {
-            put_in_force(catalog, machine, &latest)?;
+            put_in_force(machine, &latest)?;
         }
     }
     Ok(notes)
@@ -130,12 +129,8 @@ async fn seed_publish(
     }
 }
 
-/// Puts a stored revision in force for the views and the engine alike.
-pub fn put_in_force(
-    catalog: &Catalog,
-    machine: &EngineMachine,
-    rev: &CalendarRevision,
-) -> Result<(), String> {
+/// Puts a stored revision in force in the one registry the views and the engine both read.
+pub fn put_in_force(machine: &EngineMachine, rev: &CalendarRevision) -> Result<(), String> {
     let number = u32::try_from(rev.revision).unwrap_or(u32::MAX);
     let cal = Calendar::from_yaml(&rev.calendar, &rev.yaml)
         .map(|c| c.with_revision(number))
@@ -150,9 +145,7 @@ pub fn put_in_force(
                     .join("; ")
             )
         })?;
-    machine.set_calendar(cal.clone())?;
-    catalog.set_calendar(Arc::new(cal), rev.revision);
-    Ok(())
+    machine.put_calendar(cal, rev.revision)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -178,7 +171,7 @@ pub async fn retime_pending(app: &App) -> Result<Vec<RetimeSummary>, String> {
             continue;
         };
         if app.catalog.calendar_revision(&id) != Some(latest.revision) {
-            put_in_force(&app.catalog, &app.machine, &latest)?;
+            put_in_force(&app.machine, &latest)?;
             // A timer refused on the calendar before may fire on this one.
             app.retry_refused_timers().await;
         }

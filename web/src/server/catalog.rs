@@ -1,23 +1,24 @@
-//! The catalogue of workflow definitions and calendars a server runs on.
+//! The catalogue of workflow definitions and calendars a server runs on: the database and the
+//! engine machine's registry ([`EngineMachine`], the one place compiled definitions and the
+//! calendars in force are kept) seen together.
 //!
 //! At start every workflow file is loaded and validated (the server refuses to start on an
 //! invalid one) and published to the database, which is a no-op when the same text is already
-//! the latest version. Definitions are compiled once per (workflow, version) and shared; a running
-//! instance keeps the version it started on, so old versions are compiled on demand from the YAML
-//! stored with them.
+//! the latest version. Definitions are compiled once per (workflow, version) into the registry; a
+//! running instance keeps the version it started on, so old versions are compiled on demand from
+//! the YAML stored with them.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use jiff::civil::Date;
 use sha2::{Digest, Sha256};
+use shenpi_adapters::engine_machine::EngineMachine;
 use shenpi_adapters::loader::{self, LoadOptions};
 use shenpi_adapters::store::{Db, DefinitionStore};
 use shenpi_engine::calendar::{Calendar, local_date};
-use shenpi_engine::compile::{Definition, compile};
+use shenpi_engine::compile::Definition;
 use shenpi_engine::diag::Diagnostic;
-use shenpi_engine::parse::parse_workflow;
 use shenpi_engine::validate::ValidateContext;
 
 /// Why the catalogue could not be built.
@@ -57,13 +58,10 @@ impl Runway {
     }
 }
 
-/// Compiled definitions and calendars.
+/// Published definitions and the calendars in force.
 pub struct Catalog {
     pub dir: PathBuf,
-    pub ctx: ValidateContext,
-    /// The calendars in force, with the revision each is at ([`Catalog::set_calendar`]).
-    calendars: RwLock<HashMap<String, (Arc<Calendar>, i64)>>,
-    defs: RwLock<HashMap<(String, i64), Arc<Definition>>>,
+    machine: Arc<EngineMachine>,
 }
 
 pub fn yaml_hash(yaml: &str) -> String {
@@ -71,23 +69,15 @@ pub fn yaml_hash(yaml: &str) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn stems(dir: &Path, ext: &str) -> Vec<(String, PathBuf)> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(String, PathBuf)> = rd
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some(ext))
-        .filter_map(|p| Some((p.file_stem()?.to_str()?.to_string(), p.clone())))
-        .collect();
-    out.sort();
-    out
-}
-
 impl Catalog {
-    /// Loads, validates and publishes every workflow under `dir`; loads its calendars.
-    pub async fn load(dir: &Path, db: &Db, now: i64) -> Result<Catalog, CatalogError> {
+    /// Loads, validates and publishes every workflow under `dir` into the database and the
+    /// machine's registry (which holds `dir`'s calendars).
+    pub async fn load(
+        dir: &Path,
+        db: &Db,
+        now: i64,
+        machine: Arc<EngineMachine>,
+    ) -> Result<Catalog, CatalogError> {
         let files = loader::load(&[dir.to_path_buf()], &LoadOptions::default())?;
         let mut rendered = String::new();
         for f in &files {
@@ -101,31 +91,9 @@ impl Catalog {
         if !rendered.is_empty() {
             return Err(CatalogError::Invalid(rendered));
         }
-        let mut calendars = HashMap::new();
-        for (id, path) in stems(&dir.join("calendars"), "yaml") {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| CatalogError::Calendar(id.clone(), e.to_string()))?;
-            let cal = Calendar::from_yaml(&id, &text).map_err(|diags| {
-                let name = path.display().to_string();
-                CatalogError::Calendar(
-                    id.clone(),
-                    diags.iter().map(|d| d.render(&name, &text)).collect(),
-                )
-            })?;
-            calendars.insert(id, (Arc::new(cal), 0));
-        }
-        let ctx = ValidateContext {
-            calendars: calendars.keys().cloned().collect(),
-            templates: stems(&dir.join("templates"), "hbs")
-                .into_iter()
-                .map(|(s, _)| s)
-                .collect(),
-        };
         let catalog = Catalog {
             dir: dir.to_path_buf(),
-            ctx,
-            calendars: RwLock::new(calendars),
-            defs: RwLock::new(HashMap::new()),
+            machine,
         };
         for f in files {
             if let Ok(def) = f.result {
@@ -138,81 +106,67 @@ impl Catalog {
                     )
                     .await?;
                 let id = def.id().to_string();
-                catalog.insert(&id, row.version, Arc::new(def));
+                catalog.insert(&id, row.version, def)?;
             }
         }
         Ok(catalog)
     }
 
-    fn insert(&self, id: &str, version: i64, def: Arc<Definition>) {
-        if let Ok(mut m) = self.defs.write() {
-            m.insert((id.to_string(), version), def);
-        }
+    fn insert(
+        &self,
+        id: &str,
+        version: i64,
+        def: Definition,
+    ) -> Result<Arc<Definition>, CatalogError> {
+        self.machine
+            .insert(id, version, def)
+            .map(|c| c.def.clone())
+            .map_err(|e| CatalogError::Calendar(id.to_string(), e))
+    }
+
+    /// What validation knows of this server: its calendar and template names.
+    pub fn ctx(&self) -> &ValidateContext {
+        self.machine.validate_context()
     }
 
     pub fn calendar(&self, id: &str) -> Option<Arc<Calendar>> {
-        self.calendars.read().ok()?.get(id).map(|(c, _)| c.clone())
+        self.machine.calendar(id).ok()
     }
 
     /// The revision the calendar in force is at (0 before the database was consulted).
     pub fn calendar_revision(&self, id: &str) -> Option<i64> {
-        self.calendars.read().ok()?.get(id).map(|(_, r)| *r)
-    }
-
-    /// Puts a calendar revision in force for the views (the engine machine has its own, see
-    /// `calendars::put_in_force`, which sets both).
-    pub fn set_calendar(&self, cal: Arc<Calendar>, revision: i64) {
-        if let Ok(mut m) = self.calendars.write() {
-            m.insert(cal.id().to_string(), (cal, revision));
-        }
+        self.machine.calendar_revision(id)
     }
 
     /// The ids of the workflows whose definitions count on calendar `id`.
     pub fn workflows_on(&self, id: &str) -> Vec<String> {
-        let Ok(m) = self.defs.read() else {
-            return Vec::new();
-        };
-        let mut v: Vec<String> = m
-            .values()
-            .filter(|d| d.workflow.calendar.value == id)
-            .map(|d| d.id().to_string())
-            .collect();
-        v.sort();
-        v.dedup();
-        v
+        self.machine.workflows_on(id)
     }
 
     /// How far each calendar a loaded workflow counts on still reaches, seen from `now`'s date
     /// in China; the shortest first.
     pub fn runways(&self, now: i64) -> Vec<Runway> {
-        let mut used: Vec<String> = match self.defs.read() {
-            Ok(m) => m
-                .values()
-                .map(|d| d.workflow.calendar.value.clone())
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        used.sort();
-        used.dedup();
         let today = jiff::Timestamp::from_millisecond(now)
             .map(local_date)
             .unwrap_or(Date::MIN);
-        let mut out: Vec<Runway> = used
+        let mut out: Vec<Runway> = self
+            .machine
+            .calendars()
             .into_iter()
-            .filter_map(|id| {
-                let cal = self.calendar(&id)?;
+            .filter(|(id, _)| !self.machine.workflows_on(id).is_empty())
+            .map(|(id, cal)| {
                 let last_day = cal.official_last_day();
                 let provisional = (cal.official_last_year() + 1, cal.last_year());
                 let days_left = today
                     .until(last_day)
                     .map(|s| i64::from(s.get_days()))
                     .unwrap_or(i64::MAX);
-                Some(Runway {
+                Runway {
                     calendar: id,
                     last_day,
                     provisional,
                     days_left,
-                })
+                }
             })
             .collect();
         out.sort_by_key(|r| r.days_left);
@@ -220,26 +174,12 @@ impl Catalog {
     }
 
     pub fn calendars(&self) -> Vec<(String, Arc<Calendar>)> {
-        let Ok(m) = self.calendars.read() else {
-            return Vec::new();
-        };
-        let mut v: Vec<(String, Arc<Calendar>)> =
-            m.iter().map(|(k, (c, _))| (k.clone(), c.clone())).collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+        self.machine.calendars()
     }
 
     /// Parses, validates and compiles YAML text: the definition, or every diagnostic.
     pub fn check(&self, yaml: &str) -> Result<Definition, Vec<Diagnostic>> {
-        let wf = parse_workflow(yaml)?;
-        let def = compile(wf, &self.ctx)?;
-        if self.calendar(&def.workflow.calendar.value).is_none() {
-            return Err(vec![shenpi_engine::validate::UNKNOWN_CALENDAR.at(
-                def.workflow.calendar.pos,
-                format!("unknown calendar `{}`", def.workflow.calendar.value),
-            )]);
-        }
-        Ok(def)
+        self.machine.check(yaml)
     }
 
     /// Validates and publishes YAML as the next version of its workflow.
@@ -255,7 +195,10 @@ impl Catalog {
         };
         let id = def.id().to_string();
         let row = db.publish(&id, yaml, &yaml_hash(yaml), now).await?;
-        self.insert(&id, row.version, Arc::new(def));
+        // `check` validated the calendar's name against the registry: insert cannot refuse it.
+        if let Err(e) = self.insert(&id, row.version, def) {
+            tracing::error!(workflow = %id, version = row.version, "published but not registered: {e}");
+        }
         Ok(Ok((id, row.version)))
     }
 
@@ -266,23 +209,14 @@ impl Catalog {
         id: &str,
         version: i64,
     ) -> Result<Option<Arc<Definition>>, shenpi_adapters::store::StoreError> {
-        if let Some(d) = self
-            .defs
-            .read()
-            .ok()
-            .and_then(|m| m.get(&(id.to_string(), version)).cloned())
-        {
-            return Ok(Some(d));
+        if let Some(c) = self.machine.get(id, version) {
+            return Ok(Some(c.def.clone()));
         }
         let Some(row) = db.definition(id, version).await? else {
             return Ok(None);
         };
         match self.check(&row.yaml) {
-            Ok(def) => {
-                let def = Arc::new(def);
-                self.insert(id, version, def.clone());
-                Ok(Some(def))
-            }
+            Ok(def) => Ok(self.insert(id, version, def).ok()),
             Err(_) => Ok(None),
         }
     }
@@ -304,13 +238,6 @@ impl Catalog {
 
     /// Ids of the workflows compiled so far (every shipped one, and any published since start).
     pub fn workflow_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .defs
-            .read()
-            .map(|m| m.keys().map(|(id, _)| id.clone()).collect())
-            .unwrap_or_default();
-        ids.sort();
-        ids.dedup();
-        ids
+        self.machine.workflow_ids()
     }
 }

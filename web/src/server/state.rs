@@ -101,15 +101,10 @@ impl AppState {
         let accounts = Accounts::new(&db);
         accounts.migrate().await?;
         let now = cfg.clock.now();
-        let catalog = Arc::new(Catalog::load(cfg.workflows, &db, now).await?);
         let machine = Arc::new(
             EngineMachine::from_dir(cfg.workflows).map_err(|e| StartError::Other(e.to_string()))?,
         );
-        for id in catalog.workflow_ids() {
-            if let Some(row) = db.latest_definition(&id).await? {
-                machine.register(&row).map_err(StartError::Other)?;
-            }
-        }
+        let catalog = Arc::new(Catalog::load(cfg.workflows, &db, now, machine.clone()).await?);
         // Calendars are data: the files seed the database, the newest revision is in force.
         for note in super::calendars::seed(&db, cfg.workflows, &catalog, &machine, now)
             .await
