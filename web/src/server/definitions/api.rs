@@ -95,7 +95,7 @@ pub async fn validate_definition(
         Ok(def) => Ok(Json(ValidationResult {
             valid: true,
             workflow_id: Some(def.id().to_string()),
-            diagnostics: shenpi_engine::validate::validate(&def.workflow, &app.catalog.ctx()),
+            diagnostics: shenpi_engine::validate::validate(&def.workflow, app.catalog.ctx()),
         })),
         Err(diags) => Err(validation_failed(&diags)),
     }

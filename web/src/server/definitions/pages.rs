@@ -223,7 +223,7 @@ pub async fn editor_submit(State(app): State<App>, user: PageUser, body: Bytes) 
         EditorState {
             id: Some(def.id().to_string()),
             yaml: &yaml,
-            diagnostics: shenpi_engine::validate::validate(&def.workflow, &app.catalog.ctx()),
+            diagnostics: shenpi_engine::validate::validate(&def.workflow, app.catalog.ctx()),
             preview: Some(svg::render(&def, &Highlight::NONE)),
         },
         Some(&Flash { ok: true, text }),
