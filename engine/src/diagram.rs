@@ -1,4 +1,5 @@
-//! Diagrams of a compiled workflow: Mermaid (`flowchart TD`) and Graphviz DOT text.
+//! Diagrams of a compiled workflow: Mermaid (`flowchart TD`) and Graphviz DOT text, and the
+//! engine's own layout ([`layout`]) that the web UI draws as SVG.
 //!
 //! This module owns how a [`Definition`] is drawn: one shape per node type, labelled edges,
 //! lifecycle stages as groups, and an optional highlight of where an instance stands. It only
@@ -25,6 +26,9 @@
 //! reserves `end`, DOT reserves `node`, `edge`, `graph` …) can break the diagram; the real id is
 //! in the label. Every label is escaped for its format, so conditions with quotes, `|`, `<`, `#`
 //! or backslashes come out as written.
+
+pub mod layout;
+pub mod text;
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
