@@ -59,6 +59,8 @@ const ROW_GAP: i32 = 22;
 const MARGIN: i32 = 20;
 /// A loop from a node back to itself goes out of its right side this far (per loop).
 const LOOP_OUT: i32 = 16;
+/// Space between labels stacked one above the other.
+const STACK_GAP: i32 = 2;
 const SWEEPS: usize = 24;
 const PLACEMENT_ROUNDS: usize = 40;
 
@@ -475,7 +477,7 @@ pub fn layout_graph(nodes: &[NodeSpec], edges: &[EdgeSpec], start: usize) -> Lay
         let (lw, lh) = list
             .iter()
             .filter_map(|&k| labels.get(k).and_then(Option::as_ref))
-            .fold((0, 0), |(w, h), l| (w.max(l.w + LABEL_GAP), h + l.h));
+            .fold((0, 0), |(w, h), l| (w.max(l.w + LABEL_GAP), h + l.h + STACK_GAP));
         if let Some(slot) = slots.get_mut(i) {
             slot.w += LOOP_OUT * i32::try_from(list.len()).unwrap_or(1) + lw + SEP_LINES;
             slot.h = slot.h.max(lh);
@@ -1329,7 +1331,7 @@ fn self_loop(
         .iter()
         .filter_map(|&k| labels.get(k).and_then(Option::as_ref).map(|l| (k, l)))
         .collect();
-    let total: i32 = stacked.iter().map(|(_, l)| l.h).sum();
+    let total: i32 = stacked.iter().map(|(_, l)| l.h + STACK_GAP).sum();
     let mut y = c.y - total / 2;
     let mut placed = None;
     for (k, l) in stacked {
@@ -1342,7 +1344,7 @@ fn self_loop(
             };
             placed = Some(place_label(l, rect));
         }
-        y += l.h;
+        y += l.h + STACK_GAP;
     }
     (points, placed)
 }
