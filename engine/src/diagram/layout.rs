@@ -477,7 +477,9 @@ pub fn layout_graph(nodes: &[NodeSpec], edges: &[EdgeSpec], start: usize) -> Lay
         let (lw, lh) = list
             .iter()
             .filter_map(|&k| labels.get(k).and_then(Option::as_ref))
-            .fold((0, 0), |(w, h), l| (w.max(l.w + LABEL_GAP), h + l.h + STACK_GAP));
+            .fold((0, 0), |(w, h), l| {
+                (w.max(l.w + LABEL_GAP), h + l.h + STACK_GAP)
+            });
         if let Some(slot) = slots.get_mut(i) {
             slot.w += LOOP_OUT * i32::try_from(list.len()).unwrap_or(1) + lw + SEP_LINES;
             slot.h = slot.h.max(lh);
