@@ -316,12 +316,11 @@ fn details(w: &Workflow, n: &Node) -> Vec<String> {
                 },
                 Some(JoinPolicy::All) | None => "会签".to_string(),
             };
-            let mut head = format!("并联 {} 部门 · {join}", n.branches.len());
-            if let Some(l) = limit {
-                head.push_str(" · ");
-                head.push_str(&l);
-            }
-            out.push(head);
+            out.push(format!("并联 {} 部门 · {join}", n.branches.len()));
+            out.extend(limit);
+            // Branches of one department (several experts of one panel) are one line with a
+            // count, so that the box says who takes part rather than repeating a name.
+            let mut seen: Vec<(String, usize)> = Vec::new();
             for b in &n.branches {
                 let mut line = w
                     .departments
@@ -335,8 +334,18 @@ fn details(w: &Workflow, n: &Node) -> Vec<String> {
                 if b.when.is_some() {
                     line.push_str("（视情况）");
                 }
-                out.push(line);
+                match seen.iter_mut().find(|(l, _)| *l == line) {
+                    Some((_, count)) => *count += 1,
+                    None => seen.push((line, 1)),
+                }
             }
+            out.extend(seen.into_iter().map(|(line, count)| {
+                if count > 1 {
+                    format!("{line} ×{count}")
+                } else {
+                    line
+                }
+            }));
         }
         NodeType::Gateway => {}
         NodeType::Wait => {
