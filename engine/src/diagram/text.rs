@@ -68,40 +68,71 @@ fn pieces(text: &str) -> Vec<String> {
 }
 
 /// Wraps `text` into lines no wider than `max` pixels at `size`, where that is possible: a single
-/// piece wider than `max` (a very long identifier) is split by characters.
+/// piece wider than `max` (a very long identifier) is split by characters. A line is broken,
+/// where it can be without leaving it less than half full, after `、` `，` `；` `：` or before an
+/// opening bracket, so that "受理审查（容缺受理）" breaks before its bracket rather than inside.
 pub fn wrap(text: &str, size: i32, max: i32) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
-    let mut line = String::new();
+    let mut line: Vec<String> = Vec::new();
+    let line_width = |l: &[String]| -> i32 { l.iter().map(|p| width(p, size)).sum() };
+    let flush = |lines: &mut Vec<String>, l: &[String]| {
+        let t = l.concat();
+        if !t.trim().is_empty() {
+            lines.push(t.trim().to_string());
+        }
+    };
     for piece in pieces(text) {
         if piece.chars().all(char::is_whitespace) {
             // A space is kept inside a line and dropped at a break.
             if !line.is_empty() {
-                line.push_str(&piece);
+                line.push(piece);
             }
             continue;
         }
-        if width(&line, size) + width(&piece, size) <= max {
-            line.push_str(&piece);
+        if line_width(&line) + width(&piece, size) <= max {
+            line.push(piece);
             continue;
         }
-        if !line.trim().is_empty() {
-            lines.push(line.trim_end().to_string());
+        // Break at the last good place, carrying the rest over, if the rest and this piece fit.
+        let good = (1..line.len()).rev().find(|&j| {
+            let before = line.get(j - 1).and_then(|p| p.chars().last());
+            let after = line.get(j).and_then(|p| p.chars().next());
+            let soft = before.is_some_and(|c| "、，；：,;".contains(c))
+                || after.is_some_and(|c| opens(c) || c.is_whitespace());
+            soft && line_width(line.get(..j).unwrap_or(&[])) * 2 >= max
+                && line_width(line.get(j..).unwrap_or(&[])) + width(&piece, size) <= max
+        });
+        let carried: Vec<String> = match good {
+            Some(j) => line.split_off(j),
+            None => Vec::new(),
+        };
+        flush(&mut lines, &line);
+        line = carried
+            .into_iter()
+            .skip_while(|p| p.chars().all(char::is_whitespace))
+            .collect();
+        if line_width(&line) + width(&piece, size) <= max {
+            line.push(piece);
+            continue;
         }
-        line = String::new();
+        if !line.is_empty() {
+            flush(&mut lines, &line);
+            line.clear();
+        }
         if width(&piece, size) <= max {
-            line = piece;
+            line.push(piece);
         } else {
+            let mut part = String::new();
             for c in piece.chars() {
-                if !line.is_empty() && width(&line, size) + width(&c.to_string(), size) > max {
-                    lines.push(std::mem::take(&mut line));
+                if !part.is_empty() && width(&part, size) + char_tenths(c) * size / 10 > max {
+                    lines.push(std::mem::take(&mut part));
                 }
-                line.push(c);
+                part.push(c);
             }
+            line.push(part);
         }
     }
-    if !line.trim().is_empty() {
-        lines.push(line.trim_end().to_string());
-    }
+    flush(&mut lines, &line);
     if lines.is_empty() {
         lines.push(String::new());
     }
@@ -134,6 +165,18 @@ mod tests {
             assert!(!l.starts_with(closes), "{lines:?}");
             assert!(!l.ends_with(opens), "{lines:?}");
         }
+    }
+
+    #[test]
+    fn breaks_before_a_bracket_or_after_a_pause() {
+        assert_eq!(
+            wrap("综合窗口受理（一窗受理、一套材料）", 14, 140),
+            ["综合窗口受理", "（一窗受理、", "一套材料）"]
+        );
+        assert_eq!(
+            wrap("受理审查（容缺受理）", 14, 140),
+            ["受理审查（容缺受理）"]
+        );
     }
 
     #[test]
