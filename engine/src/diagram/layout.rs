@@ -39,8 +39,9 @@ pub const NAME_SIZE: i32 = 14;
 pub const DETAIL_SIZE: i32 = 12;
 const NAME_LEAD: i32 = 19;
 const DETAIL_LEAD: i32 = 16;
-/// Widest a name line may be, in pixels (ten Chinese characters).
-const NAME_MAX: i32 = 10 * NAME_SIZE;
+/// Widest a name line may be, in pixels (twelve Chinese characters: most names of a step fit on
+/// one line, and a longer one breaks before its bracket).
+const NAME_MAX: i32 = 12 * NAME_SIZE;
 /// A gateway's name sits inside a diamond, which needs twice its text's width: keep it narrow.
 const GATEWAY_NAME_MAX: i32 = 7 * NAME_SIZE;
 const DETAIL_MAX: i32 = 13 * DETAIL_SIZE;

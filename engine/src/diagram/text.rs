@@ -69,7 +69,7 @@ fn pieces(text: &str) -> Vec<String> {
 
 /// Wraps `text` into lines no wider than `max` pixels at `size`, where that is possible: a single
 /// piece wider than `max` (a very long identifier) is split by characters. A line is broken,
-/// where it can be without leaving it less than half full, after `、` `，` `；` `：` or before an
+/// where it can be without leaving it less than a third full, after `、` `，` `；` `：` or before an
 /// opening bracket, so that "受理审查（容缺受理）" breaks before its bracket rather than inside.
 pub fn wrap(text: &str, size: i32, max: i32) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
@@ -99,7 +99,7 @@ pub fn wrap(text: &str, size: i32, max: i32) -> Vec<String> {
             let after = line.get(j).and_then(|p| p.chars().next());
             let soft = before.is_some_and(|c| "、，；：,;".contains(c))
                 || after.is_some_and(|c| opens(c) || c.is_whitespace());
-            soft && line_width(line.get(..j).unwrap_or(&[])) * 2 >= max
+            soft && line_width(line.get(..j).unwrap_or(&[])) * 3 >= max
                 && line_width(line.get(j..).unwrap_or(&[])) + width(&piece, size) <= max
         });
         let carried: Vec<String> = match good {
@@ -172,6 +172,10 @@ mod tests {
         assert_eq!(
             wrap("综合窗口受理（一窗受理、一套材料）", 14, 140),
             ["综合窗口受理", "（一窗受理、", "一套材料）"]
+        );
+        assert_eq!(
+            wrap("出具批复（可行性研究报告批复）", 14, 168),
+            ["出具批复", "（可行性研究报告批复）"]
         );
         assert_eq!(
             wrap("受理审查（容缺受理）", 14, 140),
