@@ -1,4 +1,5 @@
-//! Diagrams of a compiled workflow: Mermaid (`flowchart TD`) and Graphviz DOT text.
+//! Diagrams of a compiled workflow: Mermaid (`flowchart TD`) and Graphviz DOT text, and the
+//! engine's own layout ([`layout`]) that the web UI draws as SVG.
 //!
 //! This module owns how a [`Definition`] is drawn: one shape per node type, labelled edges,
 //! lifecycle stages as groups, and an optional highlight of where an instance stands. It only
@@ -26,6 +27,9 @@
 //! in the label. Every label is escaped for its format, so conditions with quotes, `|`, `<`, `#`
 //! or backslashes come out as written.
 
+pub mod layout;
+pub mod text;
+
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
@@ -41,12 +45,14 @@ pub enum Format {
     Dot,
 }
 
-/// Nodes to mark: where an instance stands (`current`) and what it has passed (`done`). Ids not in
-/// the workflow are ignored; a node in both is drawn as current.
+/// Nodes to mark: where an instance stands (`current`), what it has passed (`done`) and what its
+/// channel skips (`skipped`). Ids not in the workflow are ignored; a node in more than one is
+/// drawn as the first of current, done, skipped. Mermaid and DOT mark current and done only.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Highlight<'a> {
     pub current: &'a [&'a str],
     pub done: &'a [&'a str],
+    pub skipped: &'a [&'a str],
 }
 
 impl Highlight<'_> {
@@ -54,7 +60,22 @@ impl Highlight<'_> {
     pub const NONE: Highlight<'static> = Highlight {
         current: &[],
         done: &[],
+        skipped: &[],
     };
+}
+
+/// The ids of the nodes an instance on `channel` (绿色通道 …) skips, in definition order.
+pub fn skipped_by_channel<'d>(def: &'d Definition, channel: Option<&str>) -> Vec<&'d str> {
+    let Some(ch) = channel.and_then(|c| def.plan.channels.iter().find(|p| p.id == c)) else {
+        return Vec::new();
+    };
+    let mut ix = ch.skip.clone();
+    ix.sort_unstable();
+    ix.dedup();
+    ix.into_iter()
+        .filter_map(|i| def.workflow.nodes.get(i))
+        .map(|n| n.id.value.as_str())
+        .collect()
 }
 
 /// Renders a definition in the chosen format.
@@ -667,6 +688,7 @@ nodes:
         let h = Highlight {
             current: &["joint", "nope"],
             done: &["intake", "route", "joint"],
+            skipped: &[],
         };
         let m = mermaid(&d, &h);
         assert!(m.contains("  class n3 current\n"), "{m}");
@@ -729,6 +751,7 @@ nodes:
         let h = Highlight {
             current: &["final"],
             done: &["intake"],
+            skipped: &[],
         };
         let g = dot(&d, &h);
         let line = |n: &str| {

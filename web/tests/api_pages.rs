@@ -156,6 +156,46 @@ async fn pages_need_a_session() {
     assert_eq!(css.status, StatusCode::OK);
 }
 
+/// The text a node's box shows on the diagram: its `<text>` lines joined.
+fn node_text(page: &str, id: &str) -> String {
+    let group = between(page, &format!("data-node=\"{id}\">"), "</g>").unwrap_or("");
+    let mut out = String::new();
+    let mut rest = group;
+    while let Some(i) = rest.find("<text ") {
+        let after = &rest[i..];
+        let Some(body) = between(after, ">", "</text>") else {
+            break;
+        };
+        out.push_str(body);
+        rest = &after[5..];
+    }
+    out
+}
+
+/// The instance page's diagram (provincial-major on the green channel, at 并联审查): every name
+/// in full however long, the gateway's 否则 route labelled, the current and skipped nodes marked.
+fn diagram_shows_full_names_and_every_branch(page: &str) {
+    for (id, name) in [
+        ("library", "中长期重大项目库入库审核"),
+        ("intake", "受理审查（容缺受理）"),
+        ("joint_review", "并联审查（发改委牵头、部门会签）"),
+        ("decision", "出具批复（可行性研究报告批复）"),
+        ("construction", "开工建设（帮办专员确认开工）"),
+    ] {
+        let text = node_text(page, id);
+        assert!(text.contains(name), "{id}: the diagram reads {text:?}");
+    }
+    let otherwise = between(page, "<g class=\"edge otherwise\">", "</g>").unwrap_or("");
+    assert!(
+        otherwise.contains(">否则</text>"),
+        "否则 label: {otherwise}"
+    );
+    assert!(page.contains(">驳回</text>"));
+    assert!(page.contains("class=\"node current\" data-node=\"joint_review\""));
+    assert!(page.contains("class=\"node skipped\" data-node=\"pre_consult\""));
+    assert!(page.contains("class=\"node done\" data-node=\"intake\""));
+}
+
 #[tokio::test]
 async fn approver_acts_with_conditional_from_the_task_page() {
     let s = server("pages-flow").await;
@@ -248,6 +288,7 @@ async fn approver_acts_with_conditional_from_the_task_page() {
         inst_page.text.contains("data-material=\"eia\""),
         "promise listed"
     );
+    diagram_shows_full_names_and_every_branch(&inst_page.text);
     let due = between(&inst_page.text, "<td class=\"due\">", "<").expect("due cell");
     assert!(
         due.len() >= 10 && due.as_bytes().get(4) == Some(&b'-'),

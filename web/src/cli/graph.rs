@@ -53,6 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let highlight = Highlight {
         current: &current,
         done: &done,
+        skipped: &[],
     };
     let format = match args.format {
         Format::Mermaid => diagram::Format::Mermaid,

@@ -1,6 +1,6 @@
 //! Diagram responses, for a definition and for an instance: SVG drawn by the server (`svg.rs`),
-//! or the engine's Mermaid / DOT text, with an instance's current nodes highlighted and the
-//! passed ones marked.
+//! or the engine's Mermaid / DOT text, with an instance's current nodes highlighted, the passed
+//! ones marked and (in SVG) those its channel skips.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -71,7 +71,7 @@ fn highlight_of(st: &InstanceState) -> (Vec<String>, Vec<String>) {
 
 /// The SVG of an instance's diagram, for a page.
 pub fn instance_svg(def: &Definition, st: &InstanceState) -> String {
-    highlighted(st, |h| svg::render(def, h))
+    highlighted(def, st, |h| svg::render(def, h))
 }
 
 /// An instance's diagram in the format asked for.
@@ -80,16 +80,19 @@ pub fn instance_diagram(
     st: &InstanceState,
     format: Option<&str>,
 ) -> ApiResult<Response> {
-    highlighted(st, |h| render_diagram(def, format, h))
+    highlighted(def, st, |h| render_diagram(def, format, h))
 }
 
-/// Runs `f` with the instance's current nodes highlighted and its passed ones marked.
-fn highlighted<R>(st: &InstanceState, f: impl FnOnce(&Highlight<'_>) -> R) -> R {
+/// Runs `f` with the instance's current nodes highlighted, its passed ones marked and those its
+/// channel skips marked skipped.
+fn highlighted<R>(def: &Definition, st: &InstanceState, f: impl FnOnce(&Highlight<'_>) -> R) -> R {
     let (current, done) = highlight_of(st);
     let c: Vec<&str> = current.iter().map(String::as_str).collect();
     let d: Vec<&str> = done.iter().map(String::as_str).collect();
+    let skipped = diagram::skipped_by_channel(def, st.channel.as_deref());
     f(&Highlight {
         current: &c,
         done: &d,
+        skipped: &skipped,
     })
 }

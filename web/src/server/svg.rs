@@ -1,24 +1,24 @@
 //! The workflow diagram as SVG, drawn here because nothing may be downloaded at run time (no
 //! Mermaid or Graphviz in the browser).
 //!
-//! A plain layered layout: each node's layer is its longest forward distance from the start
-//! (驳回 edges, which point backwards, are left out of the layering and drawn dashed on the side),
-//! nodes of a layer sit side by side in definition order. Good enough for the flows people write
-//! (tens of nodes, mostly a spine with parallel steps and gateways); it makes no attempt to
-//! minimise crossings.
+//! Where everything goes is decided by the engine ([`shenpi_engine::diagram::layout`]); this
+//! module only draws that layout: one shape per node type, the state of each node for an
+//! instance (current, done, skipped by its channel, not reached), edges by meaning (驳回 dashed
+//! red, 不予通过 red, routes grey), labels on a white ground, and a legend. All text is escaped.
 
 use std::fmt::Write as _;
 
-use petgraph::visit::EdgeRef;
-use shenpi_engine::compile::{Definition, Edge};
+use shenpi_engine::compile::Definition;
 use shenpi_engine::diagram::Highlight;
-use shenpi_engine::model::{JoinPolicy, NodeType};
+use shenpi_engine::diagram::layout::{
+    Anchor, EdgeKind, EdgePath, Layout, LineRole, NodeBox, TextLine, layout,
+};
+use shenpi_engine::model::NodeType;
 
-const W: i64 = 180;
-const H: i64 = 46;
-const GAP_X: i64 = 36;
-const GAP_Y: i64 = 54;
-const PAD: i64 = 40;
+/// Height of the legend above the diagram.
+const LEGEND_H: i32 = 34;
+/// The legend is this wide, so the canvas is never narrower.
+const LEGEND_W: i32 = 560;
 
 pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -35,233 +35,319 @@ pub fn esc(s: &str) -> String {
     o
 }
 
-fn short(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
-        t.push('…');
-        t
+/// A node's state on an instance's diagram.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Current,
+    Done,
+    Skipped,
+    Idle,
+}
+
+impl State {
+    fn of(id: &str, h: &Highlight<'_>) -> State {
+        if h.current.contains(&id) {
+            State::Current
+        } else if h.done.contains(&id) {
+            State::Done
+        } else if h.skipped.contains(&id) {
+            State::Skipped
+        } else {
+            State::Idle
+        }
+    }
+
+    fn class(self) -> &'static str {
+        match self {
+            State::Current => "current",
+            State::Done => "done",
+            State::Skipped => "skipped",
+            State::Idle => "idle",
+        }
+    }
+
+    /// (fill, stroke, stroke width, text colour)
+    fn colours(self) -> (&'static str, &'static str, i32, &'static str) {
+        match self {
+            State::Current => ("#ffe58f", "#d48806", 3, "#222"),
+            State::Done => ("#d9f7be", "#389e0d", 2, "#222"),
+            State::Skipped => ("#f5f5f5", "#bfbfbf", 1, "#8c8c8c"),
+            State::Idle => ("#ffffff", "#595959", 1, "#222"),
+        }
     }
 }
 
 /// Renders the definition as a standalone `<svg>` element.
 pub fn render(def: &Definition, h: &Highlight<'_>) -> String {
-    let nodes = &def.workflow.nodes;
-    let n = nodes.len();
-    let start = def.node_ix(&def.workflow.start.value).unwrap_or(0);
-    // Longest forward distance from the start, bounded by n so loops terminate.
-    let mut layer: Vec<Option<usize>> = vec![None; n];
-    if n > 0 {
-        if let Some(l) = layer.get_mut(start) {
-            *l = Some(0);
-        }
-        for _ in 0..n {
-            let mut changed = false;
-            for e in def.graph.edge_references() {
-                if matches!(e.weight(), Edge::RejectTo) {
-                    continue;
-                }
-                let (u, v) = (e.source().index(), e.target().index());
-                let Some(Some(lu)) = layer.get(u).copied() else {
-                    continue;
-                };
-                let cand = lu + 1;
-                if cand < n
-                    && let Some(slot) = layer.get_mut(v)
-                    && slot.is_none_or(|lv| cand > lv)
-                {
-                    *slot = Some(cand);
-                    changed = true;
-                }
-            }
-            if !changed {
-                break;
-            }
-        }
-    }
-    let max_layer = layer.iter().flatten().copied().max().unwrap_or(0);
-    let layer: Vec<usize> = layer
-        .into_iter()
-        .map(|l| l.unwrap_or(max_layer + 1))
-        .collect();
-    let layers = layer.iter().copied().max().map_or(0, |m| m + 1);
-    let mut rows: Vec<Vec<usize>> = vec![Vec::new(); layers];
-    for (i, l) in layer.iter().enumerate() {
-        if let Some(r) = rows.get_mut(*l) {
-            r.push(i);
-        }
-    }
-    let widest = rows.iter().map(Vec::len).max().unwrap_or(1).max(1) as i64;
-    let width = widest * (W + GAP_X) - GAP_X + 2 * PAD + 120;
-    let height = layers as i64 * (H + GAP_Y) - GAP_Y + 2 * PAD;
-    let mut pos: Vec<(i64, i64)> = vec![(0, 0); n];
-    for (li, row) in rows.iter().enumerate() {
-        let row_w = row.len() as i64 * (W + GAP_X) - GAP_X;
-        let x0 = (width - 120 - row_w) / 2;
-        for (k, i) in row.iter().enumerate() {
-            if let Some(p) = pos.get_mut(*i) {
-                *p = (x0 + k as i64 * (W + GAP_X), PAD + li as i64 * (H + GAP_Y));
-            }
-        }
-    }
+    draw(&layout(def), &def.workflow.name, h)
+}
+
+/// Draws a layout, with `title` as the picture's accessible name.
+fn draw(l: &Layout, title: &str, h: &Highlight<'_>) -> String {
+    let width = l.width.max(LEGEND_W);
+    let height = l.height + LEGEND_H;
     let mut s = String::new();
     let _ = write!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="flow" viewBox="0 0 {width} {height}" width="{width}" height="{height}" font-family="sans-serif" font-size="13" role="img">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="flow" viewBox="0 0 {width} {height}" width="{width}" height="{height}" font-family="'Noto Sans CJK SC','WenQuanYi Micro Hei','Microsoft YaHei','PingFang SC',sans-serif" font-size="14" role="img" aria-label="{}">"#,
+        esc(title)
     );
-    s.push_str(r##"<defs><marker id="arr" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#555"/></marker><marker id="arrr" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#c0392b"/></marker></defs>"##);
-    // Edges first, so nodes paint over them.
-    let mut back = 0i64;
-    for e in def.graph.edge_references() {
-        let (u, v) = (e.source().index(), e.target().index());
-        let (Some(&(ux, uy)), Some(&(vx, vy))) = (pos.get(u), pos.get(v)) else {
-            continue;
-        };
-        match e.weight() {
-            Edge::RejectTo => {
-                back += 1;
-                let side = width - 110 + (back % 5) * 18;
-                let _ = write!(
-                    s,
-                    r##"<path d="M{} {} C{side} {} {side} {} {} {}" fill="none" stroke="#c0392b" stroke-dasharray="5 4" marker-end="url(#arrr)"><title>驳回</title></path>"##,
-                    ux + W,
-                    uy + H / 2,
-                    uy + H / 2,
-                    vy + H / 2,
-                    vx + W,
-                    vy + H / 2
-                );
-            }
-            w => {
-                let (x1, y1) = (ux + W / 2, uy + H);
-                let (x2, y2) = if vy > uy {
-                    (vx + W / 2, vy)
-                } else {
-                    (vx, vy + H / 2)
-                };
-                let label = match w {
-                    Edge::Route(Some(c)) => short(c, 22),
-                    Edge::Route(None) => "否则".to_string(),
-                    Edge::OnReject => "驳回/不予".to_string(),
-                    _ => String::new(),
-                };
-                let _ = write!(
-                    s,
-                    r##"<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="#555" marker-end="url(#arr)"/>"##
-                );
-                if !label.is_empty() {
-                    let _ = write!(
-                        s,
-                        r##"<text x="{}" y="{}" font-size="11" fill="#444" text-anchor="middle">{}</text>"##,
-                        (x1 + x2) / 2,
-                        (y1 + y2) / 2 - 3,
-                        esc(&label)
-                    );
-                }
-            }
-        }
+    s.push_str(concat!(
+        r##"<defs>"##,
+        r##"<marker id="arr" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="8" markerHeight="8" orient="auto"><path d="M0,0L10,5L0,10z" fill="#595959"/></marker>"##,
+        r##"<marker id="arr-red" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="8" markerHeight="8" orient="auto"><path d="M0,0L10,5L0,10z" fill="#cf1322"/></marker>"##,
+        r##"</defs>"##
+    ));
+    legend(&mut s);
+    let _ = write!(s, r#"<g transform="translate(0,{LEGEND_H})">"#);
+    // Edges first, so that boxes paint over their ends.
+    for e in &l.edges {
+        edge(&mut s, e, l);
     }
-    for (i, node) in nodes.iter().enumerate() {
-        let Some(&(x, y)) = pos.get(i) else { continue };
-        let id = node.id.value.as_str();
-        let current = h.current.contains(&id);
-        let done = !current && h.done.contains(&id);
-        let (fill, stroke, sw) = if current {
-            ("#ffe58f", "#d48806", 3)
-        } else if done {
-            ("#d9f7be", "#389e0d", 2)
-        } else {
-            ("#ffffff", "#555555", 1)
-        };
-        let state = if current {
-            "current"
-        } else if done {
-            "done"
-        } else {
-            "idle"
-        };
-        let _ = write!(s, r#"<g class="node {state}" data-node="{}">"#, esc(id));
-        let title = node.name.clone().unwrap_or_else(|| id.to_string());
-        let _ = write!(s, "<title>{} ({})</title>", esc(&title), esc(id));
-        match node.ty.value {
-            NodeType::Gateway => {
-                let _ = write!(
-                    s,
-                    r#"<polygon points="{},{} {},{} {},{} {},{}" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"/>"#,
-                    x + W / 2,
-                    y,
-                    x + W,
-                    y + H / 2,
-                    x + W / 2,
-                    y + H,
-                    x,
-                    y + H / 2
-                );
-            }
-            NodeType::End => {
-                let _ = write!(
-                    s,
-                    r#"<rect x="{x}" y="{y}" width="{W}" height="{H}" rx="23" fill="{fill}" stroke="{stroke}" stroke-width="{}"/>"#,
-                    sw + 1
-                );
-            }
-            NodeType::Parallel => {
-                let _ = write!(
-                    s,
-                    r#"<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="{stroke}"/><rect x="{x}" y="{y}" width="{W}" height="{H}" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"/>"#,
-                    x - 4,
-                    y - 4,
-                    W + 8,
-                    H + 8
-                );
-            }
-            NodeType::Wait | NodeType::Notify => {
-                let _ = write!(
-                    s,
-                    r#"<rect x="{x}" y="{y}" width="{W}" height="{H}" rx="8" fill="{fill}" stroke="{stroke}" stroke-width="{sw}" stroke-dasharray="4 3"/>"#
-                );
-            }
-            NodeType::Task => {
-                let _ = write!(
-                    s,
-                    r#"<rect x="{x}" y="{y}" width="{W}" height="{H}" rx="4" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"/>"#
-                );
-            }
-        }
-        let sub = match node.ty.value {
-            NodeType::Parallel => {
-                let join = match node.join.as_ref().map(|j| j.policy.value) {
-                    Some(JoinPolicy::All) => "会签",
-                    Some(JoinPolicy::Any) => "或签",
-                    Some(JoinPolicy::Vote) => "票签",
-                    None => "并联",
-                };
-                format!("并联 {} 部门 · {join}", node.branches.len())
-            }
-            NodeType::Gateway => "分支".to_string(),
-            NodeType::End => format!(
-                "结束 · {}",
-                node.outcome
-                    .as_ref()
-                    .map(|o| format!("{:?}", o.value).to_lowercase())
-                    .unwrap_or_default()
-            ),
-            NodeType::Wait => "等待".to_string(),
-            NodeType::Notify => "通知".to_string(),
-            NodeType::Task => id.to_string(),
+    for b in &l.boxes {
+        node(&mut s, b, State::of(&b.node, h));
+    }
+    s.push_str("</g></svg>");
+    s
+}
+
+fn legend(s: &mut String) {
+    let mut x = 20;
+    for st in [State::Current, State::Done, State::Skipped, State::Idle] {
+        let (fill, stroke, sw, _) = st.colours();
+        let text = match st {
+            State::Current => "当前环节",
+            State::Done => "已办结",
+            State::Skipped => "已跳过",
+            State::Idle => "未到达",
         };
         let _ = write!(
             s,
-            r##"<text x="{}" y="{}" text-anchor="middle" font-weight="600">{}</text><text x="{}" y="{}" text-anchor="middle" font-size="11" fill="#555">{}</text></g>"##,
-            x + W / 2,
-            y + 19,
-            esc(&short(&title, 13)),
-            x + W / 2,
-            y + 35,
-            esc(&short(&sub, 24))
+            r##"<rect x="{x}" y="9" width="16" height="14" rx="2" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"/><text x="{}" y="21" font-size="12" fill="#434343">{text}</text>"##,
+            x + 22
         );
+        x += 90;
     }
-    s.push_str("</svg>");
-    s
+    let _ = write!(
+        s,
+        r##"<line x1="{x}" y1="16" x2="{}" y2="16" stroke="#cf1322" stroke-dasharray="5 4" stroke-width="1.5" marker-end="url(#arr-red)"/><text x="{}" y="21" font-size="12" fill="#434343">驳回</text>"##,
+        x + 30,
+        x + 36
+    );
+}
+
+fn points(e: &EdgePath) -> String {
+    e.points
+        .iter()
+        .map(|p| format!("{},{}", p.x, p.y))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn edge(s: &mut String, e: &EdgePath, l: &Layout) {
+    let (stroke, dash, marker, label_colour) = match e.kind {
+        EdgeKind::RejectTo => (
+            "#cf1322",
+            r#" stroke-dasharray="6 4""#,
+            "arr-red",
+            "#cf1322",
+        ),
+        EdgeKind::OnReject => ("#cf1322", "", "arr-red", "#cf1322"),
+        EdgeKind::Otherwise => ("#595959", "", "arr", "#434343"),
+        EdgeKind::Condition => ("#595959", "", "arr", "#1d39c4"),
+        EdgeKind::Next => ("#595959", "", "arr", "#434343"),
+    };
+    let name = |i: usize| l.boxes.get(i).map_or("", |b| b.name.as_str());
+    let _ = write!(
+        s,
+        r#"<g class="edge {}"><title>{} → {}</title><polyline points="{}" fill="none" stroke="{stroke}" stroke-width="1.5" stroke-linejoin="round"{dash} marker-end="url(#{marker})"/>"#,
+        edge_class(e.kind),
+        esc(name(e.from)),
+        esc(name(e.to)),
+        points(e)
+    );
+    if let Some(lb) = &e.label {
+        let r = lb.rect;
+        let _ = write!(
+            s,
+            r##"<rect x="{}" y="{}" width="{}" height="{}" rx="3" fill="#ffffff" fill-opacity="0.92"/>"##,
+            r.x, r.y, r.w, r.h
+        );
+        for t in &lb.lines {
+            text(s, t, label_colour);
+        }
+    }
+    s.push_str("</g>");
+}
+
+fn edge_class(k: EdgeKind) -> &'static str {
+    match k {
+        EdgeKind::Next => "next",
+        EdgeKind::Condition => "condition",
+        EdgeKind::Otherwise => "otherwise",
+        EdgeKind::RejectTo => "reject-to",
+        EdgeKind::OnReject => "on-reject",
+    }
+}
+
+fn text(s: &mut String, t: &TextLine, colour: &str) {
+    let anchor = match t.anchor {
+        Anchor::Middle => "middle",
+        Anchor::Start => "start",
+    };
+    let weight = match t.role {
+        LineRole::Name => r#" font-weight="600""#,
+        LineRole::Detail => "",
+    };
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" font-size="{}" text-anchor="{anchor}" fill="{colour}"{weight}>{}</text>"#,
+        t.x,
+        t.y,
+        t.size,
+        esc(&t.text)
+    );
+}
+
+fn node(s: &mut String, b: &NodeBox, st: State) {
+    let (fill, stroke, sw, ink) = st.colours();
+    let r = b.rect;
+    let _ = write!(
+        s,
+        r#"<g class="node {}" data-node="{}"><title>{} ({})</title>"#,
+        st.class(),
+        esc(&b.node),
+        esc(&b.name),
+        esc(&b.node)
+    );
+    let dashed = if st == State::Skipped {
+        r#" stroke-dasharray="4 3""#
+    } else {
+        ""
+    };
+    match b.kind {
+        NodeType::Gateway => {
+            let c = r.center();
+            let _ = write!(
+                s,
+                r#"<polygon points="{},{} {},{} {},{} {},{}" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"{dashed}/>"#,
+                c.x,
+                r.y,
+                r.right(),
+                c.y,
+                c.x,
+                r.bottom(),
+                r.x,
+                c.y
+            );
+        }
+        NodeType::End => {
+            let _ = write!(
+                s,
+                r#"<rect x="{}" y="{}" width="{}" height="{}" rx="{}" fill="{fill}" stroke="{stroke}" stroke-width="{}"{dashed}/>"#,
+                r.x,
+                r.y,
+                r.w,
+                r.h,
+                r.h / 2,
+                sw + 1
+            );
+        }
+        NodeType::Parallel => {
+            let _ = write!(
+                s,
+                r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"{dashed}/><rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="{stroke}"/>"#,
+                r.x,
+                r.y,
+                r.w,
+                r.h,
+                r.x + 4,
+                r.y + 4,
+                r.w - 8,
+                r.h - 8
+            );
+        }
+        NodeType::Wait | NodeType::Notify => {
+            let dash = if dashed.is_empty() {
+                r#" stroke-dasharray="5 3""#
+            } else {
+                dashed
+            };
+            let _ = write!(
+                s,
+                r#"<rect x="{}" y="{}" width="{}" height="{}" rx="10" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"{dash}/>"#,
+                r.x, r.y, r.w, r.h
+            );
+        }
+        NodeType::Task => {
+            let _ = write!(
+                s,
+                r#"<rect x="{}" y="{}" width="{}" height="{}" rx="4" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"{dashed}/>"#,
+                r.x, r.y, r.w, r.h
+            );
+        }
+    }
+    for t in &b.lines {
+        let colour = match t.role {
+            LineRole::Name => ink,
+            LineRole::Detail => "#595959",
+        };
+        text(s, t, colour);
+    }
+    s.push_str("</g>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shenpi_engine::diagram::layout::{EdgeSpec, NodeSpec, layout_graph};
+
+    #[test]
+    fn text_is_escaped_and_states_are_marked() {
+        let nodes = vec![
+            NodeSpec {
+                id: "a".into(),
+                name: "受理 <审查> & \"登记\"".into(),
+                kind: NodeType::Task,
+                details: vec![],
+            },
+            NodeSpec {
+                id: "b".into(),
+                name: "跳过的环节".into(),
+                kind: NodeType::Task,
+                details: vec![],
+            },
+        ];
+        let edges = vec![EdgeSpec {
+            from: 0,
+            to: 1,
+            kind: EdgeKind::Condition,
+            label: Some("x < 1 && y > 2".into()),
+        }];
+        let l = layout_graph(&nodes, &edges, 0);
+        let h = Highlight {
+            current: &["a"],
+            done: &[],
+            skipped: &["b"],
+        };
+        let svg = draw(&l, "t<", &h);
+        assert!(
+            svg.contains("受理 &lt;审查&gt; &amp; &quot;登记&quot;"),
+            "{svg}"
+        );
+        assert!(svg.contains("x &lt; 1 &amp;&amp; y &gt; 2"), "{svg}");
+        assert!(svg.contains(r#"aria-label="t&lt;""#), "{svg}");
+        assert!(
+            svg.contains(r#"class="node current" data-node="a""#),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(r#"class="node skipped" data-node="b""#),
+            "{svg}"
+        );
+        for word in ["当前环节", "已办结", "已跳过", "未到达", "驳回"] {
+            assert!(svg.contains(word), "legend lacks {word}");
+        }
+        assert!(!svg.contains("<审查>"));
+    }
 }
