@@ -87,6 +87,7 @@ fn init_tracing() {
 
 pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
+    passwords::return_hash_memory_to_the_system();
     let directory = match &a.notify_directory {
         Some(p) => {
             let text = std::fs::read_to_string(p)

@@ -8,6 +8,13 @@
 //! (by default one per core); an attempt that cannot get one within `wait` is refused as
 //! [`Busy`] (429 `too_many_requests` with `Retry-After`) rather than queued without end.
 //!
+//! Bounding the checks bounds what is in use, not what the process keeps: glibc's malloc raises
+//! its mmap threshold to the size of the first large block freed, so from then on every 19 MiB
+//! argon2 block came from the per-thread arenas and stayed there when freed (measured: a flood of
+//! 300 failed logins on two workers left the server at 894 MiB, 16 times its start).
+//! [`return_hash_memory_to_the_system`] pins the threshold, so such blocks are mapped and
+//! unmapped each time (the same flood: +40 MiB at the peak, +2 MiB after; docs/adr/0004).
+//!
 //! A name that does not exist is checked against a dummy hash with the same parameters, made
 //! once when the pool is built, on the same pool, so that neither the answer's time nor its
 //! queueing says whether the name exists.
@@ -50,6 +57,24 @@ pub fn verify(password: &str, stored: &str) -> bool {
             .verify_password(password.as_bytes(), &h)
             .is_ok(),
         Err(_) => false,
+    }
+}
+
+/// Makes the allocator give a password check's memory back to the system when the check ends
+/// (see the module doc). Call it once at the start of the process, before other threads run.
+pub fn return_hash_memory_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        /// Blocks from this size on are mapped on their own: argon2's 19 MiB, not the small
+        /// allocations of a request.
+        const MMAP_THRESHOLD: libc::c_int = 4 << 20;
+        // SAFETY: `mallopt` only sets a tuning parameter of glibc's allocator; it takes no
+        // pointers, and a refusal (return 0) leaves the default behaviour, which is still
+        // correct, only hungrier.
+        let set = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };
+        if set == 0 {
+            tracing::warn!("could not set malloc's mmap threshold; freed hash memory may be kept");
+        }
     }
 }
 
