@@ -267,8 +267,26 @@ async fn every_response_carries_the_security_headers() {
     assert_eq!(css.status, StatusCode::OK);
     assert!(css.headers.get(header::CACHE_CONTROL).is_none());
     assert_eq!(css.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
-    // The pages satisfy the policy: no inline script or style, no `javascript:` link.
-    for page in [&login.text] {
+    // The pages satisfy the policy: no inline script or style, no `javascript:` link; the
+    // error page included, whose 返回 link was one.
+    let session = s.send(login_request("zhang", "password-123")).await;
+    let cookie = session.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let error_page = s
+        .send(
+            Request::get("/instances/Inone")
+                .header(header::COOKIE, cookie)
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    assert!(error_page.text.contains("无法完成"), "{}", error_page.text);
+    for page in [&login.text, &error_page.text] {
         assert!(
             !page.contains("<script>") && !page.contains("style="),
             "{page}"

@@ -275,7 +275,9 @@ async fn go(a: Args) -> anyhow::Result<ExitCode> {
             ratio * 100.0
         ));
     }
-    if !(pct(0.99) < MAX_HEALTHZ_P99_MS) {
+    // No probe answered (NaN) counts as missed.
+    let p99 = pct(0.99);
+    if p99.is_nan() || p99 >= MAX_HEALTHZ_P99_MS {
         missed.push(format!(
             "/healthz p99 {:.1} ms (target < {MAX_HEALTHZ_P99_MS})",
             pct(0.99)
