@@ -305,8 +305,17 @@ pub fn rss_anon_kib() -> Option<u64> {
     status_kib("RssAnon:")
 }
 
+/// Resident set size of another process (a server a benchmark started), in KiB (Linux).
+pub fn rss_kib_of(pid: u32) -> Option<u64> {
+    status_kib_at(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
 fn status_kib(field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_kib_at("/proc/self/status", field)
+}
+
+fn status_kib_at(path: &str, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(path).ok()?;
     s.lines()
         .find(|l| l.starts_with(field))?
         .split_whitespace()

@@ -54,6 +54,15 @@ const browser = await chromium.launch({
   ],
 });
 
+// The server sends a Content-Security-Policy (scripts and styles from /static/ only); Chromium
+// reports what it blocks on the console, and a page that needs something blocked is broken.
+const cspViolations = [];
+function watchCsp(page) {
+  page.on("console", (m) => {
+    if (m.text().includes("Content Security Policy")) cspViolations.push(`${page.url()}: ${m.text()}`);
+  });
+}
+
 async function shot(page, name) {
   await page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
 }
@@ -68,6 +77,7 @@ async function login(page, name) {
 try {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "zh-CN" });
   const page = await ctx.newPage();
+  watchCsp(page);
 
   // --- the approver ---
   await page.goto(`${base}/login`);
@@ -169,6 +179,7 @@ try {
   await shot(page, "10-calendars-published");
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, locale: "zh-CN" });
   const small = await phone.newPage();
+  watchCsp(small);
   await login(small, "wang");
   await small.goto(`${base}/calendars`);
   await shot(small, "11-calendars-390");
@@ -181,6 +192,9 @@ try {
   check(page.url().endsWith("/dashboard"), "supervisors land on the dashboard");
   check((await page.locator("svg.chart").count()) >= 1, "the dashboard draws charts");
   await shot(page, "07-dashboard");
+  check(cspViolations.length === 0, `no page breaks the Content-Security-Policy ${cspViolations.join("; ")}`);
+  const headers = (await page.goto(`${base}/dashboard`)).headers();
+  check(headers["x-frame-options"] === "DENY" && headers["cache-control"] === "no-store", "pages may not be framed or cached");
 } catch (e) {
   failed++;
   try {

@@ -1,4 +1,5 @@
-//! `shenpi bench`: the durable benchmarks (the drivers live in `shenpi_adapters::bench`).
+//! `shenpi bench`: the durable benchmarks (the drivers live in `shenpi_adapters::bench`) and the
+//! login flood against a running server (`login_flood`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,9 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         spread: u64,
     },
+    /// Failed logins from many clients against a `serve --demo` child: its RSS before, at the
+    /// peak and after, `/healthz` latency during the flood, and whether a real login succeeds.
+    LoginFlood(super::login_flood::Args),
 }
 
 pub fn run(c: Command) -> anyhow::Result<ExitCode> {
@@ -82,6 +86,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
             due,
             spread_secs: spread,
         })?,
+        Command::LoginFlood(a) => return super::login_flood::run(a),
     };
     println!("{report}");
     Ok(ExitCode::SUCCESS)

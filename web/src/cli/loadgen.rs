@@ -47,14 +47,14 @@ pub struct Args {
     connections: u32,
 }
 
-/// One keep-alive HTTP/1.1 connection.
-struct Conn {
+/// One keep-alive HTTP/1.1 connection (also the login-flood benchmark's client).
+pub(crate) struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr) -> anyhow::Result<Conn> {
+    pub(crate) async fn open(addr: SocketAddr) -> anyhow::Result<Conn> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(Conn {
@@ -63,7 +63,7 @@ impl Conn {
         })
     }
 
-    async fn request(
+    pub(crate) async fn request(
         &mut self,
         method: &str,
         path: &str,

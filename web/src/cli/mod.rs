@@ -4,6 +4,7 @@ pub mod bench;
 pub mod calendar;
 pub mod graph;
 pub mod loadgen;
+pub mod login_flood;
 pub mod schema;
 pub mod server;
 pub mod simulate;

@@ -4,10 +4,12 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use shenpi_web::server::accounts::{Accounts, SYSTEM_ROLES, User};
-use shenpi_web::server::{ServeOptions, serve};
+use shenpi_web::server::security::{self, TrustedProxies};
+use shenpi_web::server::{ServeOptions, passwords, serve};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -36,6 +38,32 @@ pub struct ServeArgs {
     /// relay) from SHENPI_SMTP_FROM; secrets stay out of the command line, which `ps` shows.
     #[arg(long, value_name = "FILE")]
     notify_directory: Option<PathBuf>,
+    /// The address people reach the server at, e.g. `https://shenpi.example.gov.cn/`. With
+    /// `https://` the session cookies are `Secure` and responses carry HSTS.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// A reverse proxy (IP address or CIDR range; repeat or separate with commas) whose
+    /// `X-Forwarded-For` is believed for the audit trail. None by default: the header is
+    /// ignored and the connection's peer address is recorded.
+    #[arg(long = "trusted-proxy", value_name = "IP|CIDR", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
+    /// Seconds a client has to send a request's headers (and an idle keep-alive connection
+    /// its next request) before the connection is closed.
+    #[arg(long, default_value_t = 15, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Seconds a client has to send a request's body once its headers are in (408 after).
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout: u64,
+    /// Connections open at once; further ones wait to be accepted.
+    #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Password checks (argon2, 19 MiB each) run at once; default: one per core.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    login_workers: Option<u64>,
+    /// Seconds a login waits for a password worker before it is refused with 429
+    /// `too_many_requests` and `Retry-After`.
+    #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    login_wait: u64,
 }
 
 /// Where `--demo` starts its clock unless `--clock-start` says otherwise.
@@ -59,6 +87,7 @@ fn init_tracing() {
 
 pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
+    passwords::return_hash_memory_to_the_system();
     let directory = match &a.notify_directory {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -101,6 +130,20 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         (None, false) => None,
     };
+    if let Some(u) = &a.public_url
+        && !(u.starts_with("https://") || u.starts_with("http://"))
+    {
+        anyhow::bail!("--public-url must start with https:// or http://, not `{u}`");
+    }
+    let proxies = TrustedProxies::parse(&a.trusted_proxies)
+        .map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}"))?;
+    let mut passwords = passwords::Limits {
+        wait: Duration::from_secs(a.login_wait),
+        ..passwords::Limits::default()
+    };
+    if let Some(n) = a.login_workers {
+        passwords.workers = usize::try_from(n).unwrap_or(usize::MAX);
+    }
     let rt = runtime()?;
     let res = rt.block_on(serve(ServeOptions {
         db: a.db,
@@ -112,6 +155,16 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         webhook_secret,
         dingtalk_secret,
         smtp,
+        public_url: a.public_url,
+        passwords,
+        security: security::Settings {
+            proxies,
+            body_timeout: Duration::from_secs(a.body_timeout),
+        },
+        connections: security::ConnLimits {
+            header_timeout: Duration::from_secs(a.header_timeout),
+            max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),
+        },
     }));
     match res {
         Ok(()) => Ok(ExitCode::SUCCESS),

@@ -6,11 +6,9 @@
 //! two never fight over one migration history. Every statement is written once and runs on both
 //! backends (`$1` placeholders, `BIGINT` times in milliseconds, JSON as text) through [`on_pool!`].
 //!
-//! Secrets are never stored: passwords as argon2id PHC strings, tokens and session ids as their
-//! SHA-256.
+//! Secrets are never stored: passwords as argon2id PHC strings (made and checked in
+//! `passwords`), tokens and session ids as their SHA-256.
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shenpi_adapters::store::Db;
@@ -163,25 +161,6 @@ pub fn secret_hash(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
 }
 
-pub fn hash_password(password: &str) -> Result<String> {
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| AccountError::Random(e.to_string()))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| AccountError::Hash(e.to_string()))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| AccountError::Hash(e.to_string()))
-}
-
-pub fn verify_password(password: &str, stored: &str) -> bool {
-    match PasswordHash::new(stored) {
-        Ok(h) => Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok(),
-        Err(_) => false,
-    }
-}
-
 fn parse_roles(text: &str) -> Result<Vec<String>> {
     serde_json::from_str(text).map_err(|e| AccountError::Corrupt(format!("roles: {e}")))
 }
@@ -217,7 +196,9 @@ impl Accounts {
     /// Creates or replaces a user (department, roles, password).
     pub async fn upsert_user(&self, user: &User, password: Option<&str>, now: i64) -> Result<()> {
         let hash = match password {
-            Some(p) => Some(hash_password(p)?),
+            Some(p) => {
+                Some(super::passwords::hash(p).map_err(|e| AccountError::Hash(e.to_string()))?)
+            }
             None => None,
         };
         let roles = serde_json::to_string(&user.roles).unwrap_or_else(|_| "[]".into());
@@ -240,7 +221,9 @@ impl Accounts {
         Ok(self.user_with_hash(name).await?.map(|(u, _)| u))
     }
 
-    async fn user_with_hash(&self, name: &str) -> Result<Option<(User, Option<String>)>> {
+    /// The user and their stored password hash (`None` for a token-only user), for a login
+    /// to check on `passwords::Hasher`.
+    pub async fn user_with_hash(&self, name: &str) -> Result<Option<(User, Option<String>)>> {
         let sql = "SELECT name, department, roles, password_hash FROM web_users WHERE name = $1";
         let row = on_pool!(&self.pools, |p| {
             match sqlx::query(sql).bind(name).fetch_optional(p).await? {
@@ -284,22 +267,6 @@ impl Accounts {
                 })
             })
             .collect()
-    }
-
-    /// Checks a password; `None` for an unknown user or a wrong password alike (never say which).
-    pub async fn check_password(&self, name: &str, password: &str) -> Result<Option<User>> {
-        let Some((user, Some(hash))) = self.user_with_hash(name).await? else {
-            // Spend the same time as a real check so timing does not reveal who exists.
-            let _ = verify_password(password, DUMMY_HASH);
-            return Ok(None);
-        };
-        let ok = tokio::task::spawn_blocking({
-            let password = password.to_string();
-            move || verify_password(&password, &hash)
-        })
-        .await
-        .unwrap_or(false);
-        Ok(ok.then_some(user))
     }
 
     /// Creates an API token for a user; returns the secret (shown once).
@@ -677,22 +644,5 @@ impl Accounts {
             }
             out
         }))
-    }
-}
-
-/// A valid argon2 hash of a random string, checked against when the user does not exist.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2hlbnBpZHVtbXlzYWx0$3Ea2u7sXJ0nBqZ6Lr2t3tF8y9bq1Vz0Q3G1m6vS7Yk0";
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_round_trip() {
-        let h = hash_password("s3cret").expect("hash");
-        assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("s3cret", &h));
-        assert!(!verify_password("wrong", &h));
-        assert!(!verify_password("s3cret", "not a hash"));
     }
 }

@@ -11,9 +11,7 @@
 //! and the pages alike. Whether a user may act on a particular task is the engine's own rule
 //! (`runtime::may_act`, reported as `not_assigned`), so it is never re-implemented here.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -56,18 +54,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
-pub fn remote(parts: &Parts) -> Option<String> {
-    if let Some(f) = parts
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
-        return f.split(',').next().map(|s| s.trim().to_string());
-    }
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+/// The address the request is believed to come from (`security::TrustedProxies` decides
+/// whether `X-Forwarded-For` counts).
+pub fn remote(parts: &Parts, app: &App) -> Option<String> {
+    super::security::remote_of(&parts.headers, &parts.extensions, app)
 }
 
 /// An authenticated API caller.
@@ -83,7 +73,7 @@ impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> {
-        let remote = remote(parts);
+        let remote = remote(parts, app);
         if let Some(secret) = bearer(&parts.headers) {
             if let Some(user) = app.user_for_token(secret).await? {
                 return Ok(Caller {
@@ -168,7 +158,7 @@ impl FromRequestParts<App> for PageUser {
             Ok(Some(s)) => Ok(PageUser {
                 user: s.user,
                 csrf: s.csrf,
-                remote: remote(parts),
+                remote: remote(parts, app),
                 now,
             }),
             Ok(None) => Err(ToLogin.into_response()),

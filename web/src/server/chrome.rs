@@ -194,7 +194,7 @@ fn error_page(status: StatusCode, user: Option<&PageUser>, e: &ApiError) -> Resp
         h1 { "无法完成" }
         p.error { (e.body.message) }
         p { code { (e.body.error) } }
-        p { a href="javascript:history.back()" { "返回" } }
+        p { a href="/" { "返回首页" } }
     };
     (status, page("出错", user, None, body)).into_response()
 }

@@ -52,7 +52,7 @@ pub struct LoginResponse {
 /// Log in with a password: returns a bearer token and sets the session cookie.
 #[utoipa::path(post, path = "/api/login", request_body = LoginRequest, tag = "auth",
     responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody),
-        (status = 429, description = "5 wrong passwords for this user in 15 minutes", body = ErrorBody)))]
+        (status = 429, description = "`too_many_failed_logins`: 5 wrong passwords for this user in 15 minutes; `too_many_requests` (with `Retry-After`): the server is too busy checking passwords", body = ErrorBody)))]
 pub async fn login(State(app): State<App>, Json(req): Json<LoginRequest>) -> ApiResult<Response> {
     let user = match app
         .check_login(&req.name, &req.password)
@@ -67,6 +67,7 @@ pub async fn login(State(app): State<App>, Json(req): Json<LoginRequest>) -> Api
                 format!("too many wrong passwords for this user: try again in {minutes} min"),
             ));
         }
+        LoginCheck::Busy(busy) => return Ok(busy.into_response()),
         LoginCheck::Wrong => {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -218,6 +219,9 @@ async fn login_submit(State(app): State<App>, headers: HeaderMap, body: Bytes) -
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!("密码错误次数过多，请{minutes}分钟后再试"),
             );
+        }
+        Ok(LoginCheck::Busy(busy)) => {
+            return busy.retry_after(refused(StatusCode::TOO_MANY_REQUESTS, &busy.message()));
         }
         Ok(LoginCheck::Wrong) => return refused(StatusCode::UNAUTHORIZED, "用户名或密码错误"),
         Err(e) => return ApiError::internal(e).into_response(),

@@ -28,10 +28,12 @@ pub mod login;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
+pub mod passwords;
 pub mod projects;
 pub mod refusals;
 pub mod reports;
 pub mod routes;
+pub mod security;
 pub mod state;
 pub mod svg;
 pub mod tasks;
@@ -84,6 +86,7 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(DefaultBodyLimit::max(2 << 20))
+        .layer(middleware::from_fn_with_state(app.clone(), security::guard))
         .with_state(app)
 }
 
@@ -168,6 +171,11 @@ pub struct ServeOptions {
     pub dingtalk_secret: Option<String>,
     /// The e-mail channel's SMTP server (`None`: e-mail is dead-lettered as not configured).
     pub smtp: Option<shenpi_adapters::outbox::SmtpConfig>,
+    /// The address people reach the server at; `https://` turns on `Secure` cookies and HSTS.
+    pub public_url: Option<String>,
+    pub passwords: passwords::Limits,
+    pub security: security::Settings,
+    pub connections: security::ConnLimits,
 }
 
 /// Runs the server until SIGTERM or Ctrl-C. In-flight requests finish (their commands are
@@ -181,7 +189,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             Some(ms) => std::sync::Arc::new(state::OffsetClock::starting_at(ms)),
             None => state::system_clock(),
         },
-        secure_cookies: false,
+        secure_cookies: opts
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://")),
+        passwords: opts.passwords,
+        security: opts.security,
         directory: opts.directory,
         webhook_secret: opts.webhook_secret,
         dingtalk_secret: opts.dingtalk_secret,
@@ -209,16 +222,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         }
     }
     let shutdown_app = app.clone();
-    axum::serve(
-        listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    security::serve(listener, router(app), opts.connections, async move {
         shutdown_signal().await;
         shutdown_app.ready.store(false, Ordering::Relaxed);
         eprintln!("shenpi: shutting down, finishing in-flight requests");
     })
-    .await?;
+    .await;
     // Give the audit writer its last flush.
     tokio::time::sleep(Duration::from_millis(300)).await;
     eprintln!("shenpi: stopped");

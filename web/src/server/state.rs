@@ -48,6 +48,10 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Wrong passwords per user name (see `throttle.rs`).
     logins: super::throttle::LoginThrottle,
+    /// Where passwords are checked (see `passwords.rs`).
+    passwords: super::passwords::Hasher,
+    /// Proxy trust and the body deadline (see `security.rs`).
+    pub security: super::security::Settings,
 }
 
 pub type App = Arc<AppState>;
@@ -68,6 +72,9 @@ pub struct Config<'a> {
     pub smtp: Option<shenpi_adapters::outbox::SmtpConfig>,
     pub clock: Arc<dyn Clock>,
     pub secure_cookies: bool,
+    /// How many password checks run at once, and how long a login waits for one.
+    pub passwords: super::passwords::Limits,
+    pub security: super::security::Settings,
 }
 
 /// Why a server could not start.
@@ -89,6 +96,8 @@ pub enum LoginCheck {
     Locked {
         minutes: i64,
     },
+    /// Every password worker was taken for longer than a login waits: nothing was checked.
+    Busy(super::passwords::Busy),
     Wrong,
     Ok(User),
 }
@@ -154,6 +163,8 @@ impl AppState {
         } else {
             (None, None)
         };
+        let passwords = super::passwords::Hasher::new(cfg.passwords)
+            .map_err(|e| StartError::Other(e.to_string()))?;
         let (audit_tx, audit_rx) = mpsc::channel(10_000);
         tokio::spawn(audit_writer(accounts.clone(), audit_rx));
         let app = Arc::new(AppState {
@@ -172,6 +183,8 @@ impl AppState {
             project_cache: Mutex::new(HashMap::new()),
             secure_cookies: cfg.secure_cookies,
             logins: Default::default(),
+            passwords,
+            security: cfg.security,
         });
         // Re-time on revisions not yet re-timed (a crash in the middle, another node's import,
         // the CLI), now and every few seconds.
@@ -198,26 +211,41 @@ impl AppState {
     }
 
     /// Checks a password login for the API and the login form alike: a locked name is refused
-    /// without looking at the password; a wrong password counts towards the lock and the
-    /// `shenpi_logins_failed_total` metric; a right one clears the count.
+    /// without looking at the password; every attempt is counted before its hash is computed
+    /// (`throttle.rs` says why), a right one clears the count, a wrong one stays counted and
+    /// adds to `shenpi_logins_failed_total`; one the password workers had no time for is given
+    /// back and refused as busy.
     pub async fn check_login(
         &self,
         name: &str,
         password: &str,
     ) -> super::accounts::Result<LoginCheck> {
-        let now = self.now();
-        if let Some(left) = self.logins.locked_for(name, now) {
+        if let Err(left) = self.logins.reserve(name, self.now()) {
             return Ok(LoginCheck::Locked {
                 minutes: super::throttle::minutes(left),
             });
         }
-        match self.accounts.check_password(name, password).await? {
-            Some(user) => {
+        let (user, stored) = match self.accounts.user_with_hash(name).await {
+            Ok(Some((user, stored))) => (Some(user), stored),
+            Ok(None) => (None, None),
+            Err(e) => {
+                self.logins.release(name);
+                return Err(e);
+            }
+        };
+        match (
+            self.passwords.verify(password, stored.as_deref()).await,
+            user,
+        ) {
+            (Err(busy), _) => {
+                self.logins.release(name);
+                Ok(LoginCheck::Busy(busy))
+            }
+            (Ok(true), Some(user)) => {
                 self.logins.succeeded(name);
                 Ok(LoginCheck::Ok(user))
             }
-            None => {
-                self.logins.failed(name, now);
+            (Ok(_), _) => {
                 self.metrics.logins_failed.fetch_add(1, Ordering::Relaxed);
                 Ok(LoginCheck::Wrong)
             }

@@ -7,6 +7,12 @@
 //! whole bureau. The cost is that someone can keep a known name locked for 15 minutes at a time;
 //! the tokens of API clients are not affected (they do not log in). Counts live in the node's
 //! memory: with several nodes, each allows its own `MAX_FAILURES`.
+//!
+//! An attempt is counted when it is *reserved*, before its password is hashed, under the same
+//! lock that checks the limit: counting only after the check let 64 concurrent guesses all pass
+//! the "is it locked?" test while the first were still hashing (48 were checked against a limit
+//! of 5). A reserved attempt that turns out right clears the count; one that was never checked
+//! (the server was too busy to hash it) is given back.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,20 +26,15 @@ const SWEEP_AT: usize = 10_000;
 
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
-    /// Lower-cased name → (failures, time of the first in the window).
+    /// Lower-cased name → (attempts counted as failures, time of the first in the window).
     failures: Mutex<HashMap<String, (u32, i64)>>,
 }
 
 impl LoginThrottle {
-    /// Milliseconds until `name` may try again, if it is locked now.
-    pub fn locked_for(&self, name: &str, now: i64) -> Option<i64> {
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let &(count, first) = map.get(&key(name))?;
-        let left = first + WINDOW_MS - now;
-        (count >= MAX_FAILURES && left > 0).then_some(left)
-    }
-
-    pub fn failed(&self, name: &str, now: i64) {
+    /// Reserves one password check for `name`, counting it as a failure until
+    /// [`succeeded`](Self::succeeded) or [`release`](Self::release) says otherwise; or, when the
+    /// name is locked, the milliseconds until it may try again.
+    pub fn reserve(&self, name: &str, now: i64) -> Result<(), i64> {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= SWEEP_AT {
             map.retain(|_, (_, first)| *first + WINDOW_MS > now);
@@ -42,7 +43,19 @@ impl LoginThrottle {
         if entry.1 + WINDOW_MS <= now {
             *entry = (0, now);
         }
+        if entry.0 >= MAX_FAILURES {
+            return Err(entry.1 + WINDOW_MS - now);
+        }
         entry.0 += 1;
+        Ok(())
+    }
+
+    /// Gives back a reserved attempt whose password was not checked.
+    pub fn release(&self, name: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = map.get_mut(&key(name)) {
+            entry.0 = entry.0.saturating_sub(1);
+        }
     }
 
     pub fn succeeded(&self, name: &str) {
@@ -68,31 +81,49 @@ mod tests {
     fn locks_after_the_fifth_failure_until_the_window_passes() {
         let t = LoginThrottle::default();
         for i in 0..MAX_FAILURES {
-            assert_eq!(t.locked_for("Zhang", 1000 + i64::from(i)), None);
-            t.failed("zhang", 1000 + i64::from(i));
+            assert_eq!(t.reserve("Zhang", 1000 + i64::from(i)), Ok(()));
         }
-        assert_eq!(t.locked_for(" ZHANG ", 2000), Some(1000 + WINDOW_MS - 2000));
+        assert_eq!(t.reserve(" ZHANG ", 2000), Err(1000 + WINDOW_MS - 2000));
         assert_eq!(
-            t.locked_for("li", 2000),
-            None,
+            t.reserve("li", 2000),
+            Ok(()),
             "other names are not affected"
         );
-        assert_eq!(t.locked_for("zhang", 1000 + WINDOW_MS), None);
         // A new window starts from zero.
-        t.failed("zhang", 1000 + WINDOW_MS);
-        assert_eq!(t.locked_for("zhang", 1001 + WINDOW_MS), None);
+        assert_eq!(t.reserve("zhang", 1000 + WINDOW_MS), Ok(()));
+        assert_eq!(t.reserve("zhang", 1001 + WINDOW_MS), Ok(()));
     }
 
     #[test]
-    fn success_clears_the_count() {
+    fn success_clears_the_count_and_an_unchecked_attempt_is_given_back() {
         let t = LoginThrottle::default();
         for _ in 0..MAX_FAILURES - 1 {
-            t.failed("wang", 0);
+            assert_eq!(t.reserve("wang", 0), Ok(()));
         }
         t.succeeded("wang");
-        t.failed("wang", 1);
-        assert_eq!(t.locked_for("wang", 2), None);
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(t.reserve("wang", 1), Ok(()));
+        }
+        t.release("wang");
+        assert_eq!(
+            t.reserve("wang", 2),
+            Ok(()),
+            "the released attempt is free again"
+        );
+        assert!(t.reserve("wang", 3).is_err());
         assert_eq!(minutes(1), 1);
         assert_eq!(minutes(WINDOW_MS), 15);
+    }
+
+    #[test]
+    fn concurrent_attempts_never_exceed_the_limit() {
+        let t = std::sync::Arc::new(LoginThrottle::default());
+        let allowed: u32 = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..64)
+                .map(|_| s.spawn(|| u32::from(t.reserve("zhao", 0).is_ok())))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        assert_eq!(allowed, MAX_FAILURES);
     }
 }

@@ -56,6 +56,15 @@ pub fn workflows_dir() -> PathBuf {
 }
 
 pub async fn server(name: &str) -> Server {
+    server_with(name, Default::default(), Default::default()).await
+}
+
+/// A server with its own password pool and security settings.
+pub async fn server_with(
+    name: &str,
+    passwords: shenpi_web::server::passwords::Limits,
+    security: shenpi_web::server::security::Settings,
+) -> Server {
     let dir = std::env::temp_dir().join(format!("shenpi-api-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");
@@ -67,6 +76,8 @@ pub async fn server(name: &str) -> Server {
         scheduler: false,
         clock: clock.clone(),
         secure_cookies: false,
+        passwords,
+        security,
         directory: Default::default(),
         webhook_secret: Vec::new(),
         dingtalk_secret: None,
