@@ -6,6 +6,19 @@
 //! (approve → gateway → notify → next task) and reason about its own effects without cloning the
 //! state: the hot path allocates only the events it returns.
 //!
+//! **Invariant (the overlay mirrors the events).** Whatever an emitted event changes that a
+//! later step of the same command asks about, the overlay records at the moment it is emitted,
+//! so the lookups (`is_open`, `decision_of`, `cosigners_of`, `timer_is_armed`, the `next_*` id
+//! counters, the stage, channel and priority, `joins_fired`, `verified`, `ended`) answer as the
+//! state after the events would. Hence: emit a task, timer, step, promise or stage event only
+//! through the function that keeps its overlay (`open_task`, `cancel_task`, `record_decision`,
+//! `arm`, `cancel_timer`, `open_step`/`evaluate_join`, `enter_stage`, ...), and where a later
+//! step asks about something an earlier step may have changed, ask through those lookups (`st`
+//! is the state before the command).
+//! `Cx::overlay_mismatch` states the rule as a check, which `decide` runs on every command in
+//! debug builds (so every test of every crate checks it); docs/adr/0004-decide-overlay.md
+//! says why the overlay is kept rather than a working copy of the state.
+//!
 //! Everything that can fail is checked before it matters: an error anywhere (a stage that cannot
 //! close three nodes later, a date outside the calendar) rejects the whole command, and no event
 //! is returned, so a state never holds half a transition.
@@ -36,7 +49,7 @@ use super::event::{
     TimerKind,
 };
 use super::rejection::Rejection;
-use super::state::{InstanceState, Status, Task, TaskStatus};
+use super::state::{InstanceState, PromiseStatus, Status, StepStatus, Task, TaskStatus};
 
 mod materials;
 mod parallel;
@@ -60,6 +73,15 @@ pub fn decide(
     };
     let mut cx = Cx::new(def, cal, state, &cmd.actor, now, project);
     cx.run(&cmd.command)?;
+    // Debug builds (every test of every crate) check the overlay invariant on each command;
+    // release builds trust it and pay nothing.
+    if cfg!(debug_assertions)
+        && let Some(m) = cx.overlay_mismatch()
+    {
+        return Err(internal(format!(
+            "decide's overlay does not mirror its own events: {m}"
+        )));
+    }
     Ok(cx.out)
 }
 
@@ -313,6 +335,101 @@ impl<'a> Cx<'a> {
             && (self.st.timer(id).is_some() || self.timers_armed.iter().any(|t| t.0 == id))
     }
 
+    /// Where the overlay disagrees with the state its events make: the first difference found,
+    /// or `None`. This is the invariant the overlay lookups rely on, written as a check: for
+    /// every task, timer, step, promise, stage, channel and id counter, asking through the
+    /// overlay gives the answer `evolve` would give after this command's events.
+    fn overlay_mismatch(&self) -> Option<String> {
+        let st = self.st;
+        let mut after = st.clone();
+        for e in &self.out {
+            super::state::apply(&mut after, e);
+        }
+        let p = self.p;
+        let counters = [
+            ("tasks", self.next_task, after.tasks.len()),
+            ("steps", self.next_step, after.steps.len()),
+            ("promises", self.next_promise, after.promises.len()),
+            ("pre-approvals", self.next_pre, after.pre_approvals.len()),
+            ("stage visits", self.next_visit, after.stages.len()),
+            (
+                "outstanding items",
+                self.next_outstanding,
+                after.outstanding.len(),
+            ),
+        ];
+        for (what, next, len) in counters {
+            if next as usize != len {
+                return Some(format!(
+                    "the next id of {what} is {next}, the state holds {len}"
+                ));
+            }
+        }
+        if self.next_timer != after.next_timer {
+            return Some(format!(
+                "the next timer id is {}, the state's is {}",
+                self.next_timer, after.next_timer
+            ));
+        }
+        for t in &after.tasks {
+            let id = t.spec.task;
+            if self.is_open(id) != t.is_open() {
+                return Some(format!("task {id}: open is {}", self.is_open(id)));
+            }
+            let decided = t.decision.filter(|_| t.status == TaskStatus::Decided);
+            let seen = self.decision_of(id).map(|(d, to, _)| (d, to));
+            if seen != decided.map(|d| (d, t.reject_to.clone())) {
+                return Some(format!("task {id}: the decision is {seen:?}"));
+            }
+            if self.cosigners_of(id) != t.cosigners {
+                return Some(format!("task {id}: co-signers {:?}", self.cosigners_of(id)));
+            }
+        }
+        for n in 0..self.next_timer.max(after.next_timer) {
+            let id = TimerId(n);
+            if self.timer_is_armed(id) != after.timer(id).is_some() {
+                return Some(format!("timer {id}: armed is {}", self.timer_is_armed(id)));
+            }
+        }
+        for s in &after.steps {
+            let was_closed = st.step(s.id).is_some_and(|x| x.status != StepStatus::Open);
+            let closed = was_closed || self.joins_fired.contains(&s.id);
+            if closed != (s.status != StepStatus::Open) {
+                return Some(format!("step {}: closed is {closed}", s.id));
+            }
+        }
+        for q in &after.promises {
+            let was = st
+                .promise(q.id)
+                .is_some_and(|x| x.status == PromiseStatus::Verified);
+            let verified = was || self.verified.contains(&q.id);
+            if verified != (q.status == PromiseStatus::Verified) {
+                return Some(format!("promise {}: verified is {verified}", q.id));
+            }
+        }
+        let stage = after
+            .current_stage()
+            .and_then(|v| p.stage_ix(&v.stage).map(|s| (v.id, s)));
+        if self.stage != stage {
+            return Some(format!(
+                "the stage is {:?}, the state's {stage:?}",
+                self.stage
+            ));
+        }
+        let channel = after.channel.as_deref().and_then(|c| p.channel_ix(c));
+        if (self.channel, self.priority) != (channel, after.priority) {
+            return Some(format!(
+                "channel and priority {:?}",
+                (self.channel, self.priority)
+            ));
+        }
+        let ended = after.status == Status::Ended && st.status != Status::Ended;
+        if self.ended != ended {
+            return Some(format!("ended is {}", self.ended));
+        }
+        None
+    }
+
     fn is_applicant(&self) -> bool {
         let a = self.actor;
         if a.name == self.st.applicant || a.has_role("applicant") {
@@ -414,5 +531,97 @@ fn parse_party(s: &str) -> Party {
         Party::Role(SmolStr::new(r.trim()))
     } else {
         Party::User(SmolStr::new(s.trim()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::compile;
+    use crate::parse::parse_workflow;
+    use crate::runtime::event::CancelReason;
+    use crate::runtime::state::apply;
+    use crate::validate::ValidateContext;
+
+    const CALENDAR: &str = include_str!("../../../../workflows/calendars/cn-mainland.yaml");
+
+    const WORKFLOW: &str = r#"
+id: overlay
+name: 覆盖层
+calendar: cn-mainland
+start: intake
+departments:
+  - { id: fgw }
+roles:
+  - { id: clerk, department: fgw }
+nodes:
+  - { id: intake, type: task, assignee: { role: clerk }, actions: [approve, reject], limit: 5wd, next: done }
+  - { id: done, type: end, outcome: approved }
+"#;
+
+    /// A definition, its calendar, and an instance started on it (one open task with a clock).
+    fn started() -> (Definition, Calendar, InstanceState, Timestamp) {
+        let wf = parse_workflow(WORKFLOW).unwrap_or_else(|d| panic!("parse: {d:?}"));
+        let def =
+            compile(wf, &ValidateContext::default()).unwrap_or_else(|d| panic!("compile: {d:?}"));
+        let cal = Calendar::from_yaml("cn-mainland", CALENDAR)
+            .unwrap_or_else(|d| panic!("calendar: {d:?}"));
+        let now: Timestamp = "2026-03-02T09:00:00+08:00".parse().unwrap();
+        let start = CommandEnvelope {
+            actor: Actor::new("zhang", None, &["applicant"]),
+            command: Command::Start {
+                project: serde_json::json!({}),
+                channel: None,
+            },
+        };
+        let mut st = InstanceState::default();
+        for e in decide(&def, &cal, &st, &start, now).unwrap() {
+            apply(&mut st, &e);
+        }
+        assert_eq!(st.open_tasks().count(), 1);
+        assert!(!st.timers.is_empty(), "the task's clock armed its timers");
+        (def, cal, st, now)
+    }
+
+    #[test]
+    fn the_overlay_mirrors_what_a_command_did() {
+        let (def, cal, st, now) = started();
+        let clerk = Actor::new("li", Some("fgw"), &["clerk"]);
+        let mut cx = Cx::new(&def, &cal, &st, &clerk, now, &st.project);
+        cx.run(&Command::Approve {
+            task: TaskId(0),
+            comment: None,
+        })
+        .unwrap();
+        assert!(cx.ended, "approving the only task ends the instance");
+        assert_eq!(cx.overlay_mismatch(), None);
+    }
+
+    #[test]
+    fn an_event_the_overlay_does_not_record_is_caught() {
+        let (def, cal, st, now) = started();
+        let clerk = Actor::new("li", Some("fgw"), &["clerk"]);
+
+        // A task cancelled without `cancelled` knowing: it would still look open.
+        let mut cx = Cx::new(&def, &cal, &st, &clerk, now, &st.project);
+        cx.emit(Event::TaskCancelled {
+            task: TaskId(0),
+            reason: CancelReason::InstanceEnded,
+        });
+        let m = cx.overlay_mismatch();
+        assert!(m.as_deref().is_some_and(|m| m.contains("task")), "{m:?}");
+
+        // A timer cancelled behind `timers_closed`'s back: it would be cancelled twice.
+        let mut cx = Cx::new(&def, &cal, &st, &clerk, now, &st.project);
+        let timer = st.timers[0].id;
+        cx.emit(Event::TimerCancelled { timer });
+        let m = cx.overlay_mismatch();
+        assert!(m.as_deref().is_some_and(|m| m.contains("timer")), "{m:?}");
+
+        // The same cancellations through the functions that keep the overlay pass.
+        let mut cx = Cx::new(&def, &cal, &st, &clerk, now, &st.project);
+        cx.cancel_task(TaskId(0), CancelReason::InstanceEnded);
+        cx.cancel_timer(timer);
+        assert_eq!(cx.overlay_mismatch(), None);
     }
 }
