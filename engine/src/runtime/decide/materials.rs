@@ -5,17 +5,16 @@
 use smol_str::SmolStr;
 
 use crate::compile::Party;
-use crate::limit::Limit;
 use crate::model::{Action, BreachAction, NodeType, NotificationEvent, Outcome, RawLimit};
 use crate::runtime::clock::{Clock, Colour};
 use crate::runtime::event::{
     ClockRef, Decision, Event, OpenedTask, PreApprovalId, PromiseId, TaskId, TaskKind, TimerKind,
 };
 use crate::runtime::rejection::Rejection;
-use crate::runtime::state::{PromiseStatus, StepStatus, TaskStatus};
+use crate::runtime::state::{PromiseStatus, StepStatus};
 
-use super::timers::raw_text;
-use super::{Cx, internal, may_act, u32_of};
+use super::timers::limit_in_unit;
+use super::{Cx, internal, u32_of};
 
 impl<'a> Cx<'a> {
     pub(super) fn approve_conditional(
@@ -53,16 +52,11 @@ impl<'a> Cx<'a> {
         let limit = match limit {
             None => c.limit,
             Some(raw) => {
-                let l = Limit::parse(raw, false).map_err(|reason| Rejection::BadLimit {
-                    limit: raw_text(raw),
-                    reason,
-                })?;
-                if l.unit != c.limit.unit {
-                    return Err(Rejection::BadLimit {
-                        limit: l.to_string(),
-                        reason: format!("write it in the rule's unit, like `{}`", c.limit),
-                    });
-                }
+                let l = limit_in_unit(
+                    raw,
+                    c.limit.unit,
+                    format!("write it in the rule's unit, like `{}`", c.limit),
+                )?;
                 if l.amount > c.limit.amount {
                     return Err(Rejection::LimitExceedsRule {
                         asked: l.to_string(),
@@ -229,24 +223,14 @@ impl<'a> Cx<'a> {
         accepted: bool,
         reason: &Option<String>,
     ) -> Result<(), Rejection> {
-        let t = self.task(id)?;
-        match t.status {
-            TaskStatus::Open => {}
-            TaskStatus::Decided => return Err(Rejection::AlreadyDecided { task: id }),
-            TaskStatus::Cancelled => return Err(Rejection::TaskNotOpen { task: id }),
-        }
+        let t = self.open_task_ref(id)?;
         let Some(pid) = t.spec.promise.filter(|_| t.spec.kind == TaskKind::Verify) else {
             return Err(Rejection::WrongTaskKind {
                 task: id,
                 reason: "only a verification task is decided with verify_material".into(),
             });
         };
-        if !may_act(t, self.actor) {
-            return Err(Rejection::NotAssigned {
-                task: id,
-                actor: self.by(),
-            });
-        }
+        self.check_may_act(t)?;
         let decision = if accepted {
             Decision::Accept
         } else {

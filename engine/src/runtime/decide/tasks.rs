@@ -203,12 +203,7 @@ impl<'a> Cx<'a> {
 
     /// Checks that `actor` may take `action` on task `id` now; returns the task.
     pub(super) fn actionable(&self, id: TaskId, action: Action) -> Result<&'a Task, Rejection> {
-        let t = self.task(id)?;
-        match t.status {
-            TaskStatus::Open => {}
-            TaskStatus::Decided => return Err(Rejection::AlreadyDecided { task: id }),
-            TaskStatus::Cancelled => return Err(Rejection::TaskNotOpen { task: id }),
-        }
+        let t = self.open_task_ref(id)?;
         match t.spec.kind {
             TaskKind::Verify => {
                 return Err(Rejection::WrongTaskKind {
@@ -234,12 +229,7 @@ impl<'a> Cx<'a> {
                 }
             }
         }
-        if !may_act(t, self.actor) {
-            return Err(Rejection::NotAssigned {
-                task: id,
-                actor: self.actor.name.clone(),
-            });
-        }
+        self.check_may_act(t)?;
         if t.suspended && action != Action::Comment {
             return Err(Rejection::Suspended { task: id });
         }
@@ -247,6 +237,17 @@ impl<'a> Cx<'a> {
             return Err(Rejection::WithApplicant);
         }
         Ok(t)
+    }
+
+    /// `may_act` as a check: the rejection names the task and the actor.
+    pub(super) fn check_may_act(&self, t: &Task) -> Result<(), Rejection> {
+        if may_act(t, self.actor) {
+            return Ok(());
+        }
+        Err(Rejection::NotAssigned {
+            task: t.spec.task,
+            actor: self.by(),
+        })
     }
 
     pub(super) fn open_task_ref(&self, id: TaskId) -> Result<&'a Task, Rejection> {
@@ -259,12 +260,7 @@ impl<'a> Cx<'a> {
     }
 
     pub(super) fn claim(&mut self, id: TaskId) -> Result<(), Rejection> {
-        let t = self.task(id)?;
-        match t.status {
-            TaskStatus::Open => {}
-            TaskStatus::Decided => return Err(Rejection::AlreadyDecided { task: id }),
-            TaskStatus::Cancelled => return Err(Rejection::TaskNotOpen { task: id }),
-        }
+        let t = self.open_task_ref(id)?;
         if let Some(c) = &t.claimed_by {
             if *c == self.actor.name {
                 return Ok(()); // a double click: already ours
@@ -274,12 +270,7 @@ impl<'a> Cx<'a> {
                 by: c.clone(),
             });
         }
-        if !may_act(t, self.actor) {
-            return Err(Rejection::NotAssigned {
-                task: id,
-                actor: self.by(),
-            });
-        }
+        self.check_may_act(t)?;
         self.emit(Event::TaskClaimed {
             task: id,
             by: self.by(),
@@ -327,12 +318,7 @@ impl<'a> Cx<'a> {
             if !t.is_open() {
                 return Err(Rejection::TaskNotOpen { task: id });
             }
-            if !may_act(t, self.actor) {
-                return Err(Rejection::NotAssigned {
-                    task: id,
-                    actor: self.by(),
-                });
-            }
+            self.check_may_act(t)?;
         }
         self.emit(Event::TaskDelegated {
             task: id,
@@ -468,12 +454,7 @@ impl<'a> Cx<'a> {
         let mut node = None;
         if let Some(id) = task {
             let t = self.task(id)?;
-            if !may_act(t, self.actor) {
-                return Err(Rejection::NotAssigned {
-                    task: id,
-                    actor: self.by(),
-                });
-            }
+            self.check_may_act(t)?;
             node = Some(t.spec.node.clone());
         }
         self.emit(Event::CarbonCopied {
@@ -496,6 +477,18 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
+    /// The clocks a suspension of task `t` holds: its own and its parallel step's, where they
+    /// have one.
+    fn held_by_suspension(&self, t: &Task) -> [Option<ClockRef>; 2] {
+        let own = t.spec.clock.as_ref().map(|_| ClockRef::Task(t.spec.task));
+        let step = t
+            .spec
+            .step
+            .filter(|s| self.st.step(*s).is_some_and(|s| s.clock.is_some()))
+            .map(ClockRef::Step);
+        [own, step]
+    }
+
     pub(super) fn suspend(&mut self, id: TaskId, reason: &str) -> Result<(), Rejection> {
         let t = self.actionable(id, Action::Suspend)?;
         if reason.trim().is_empty() {
@@ -506,13 +499,8 @@ impl<'a> Cx<'a> {
             by: self.by(),
             reason: reason.to_string(),
         });
-        if t.spec.clock.is_some() {
-            self.stop_clock(ClockRef::Task(id))?;
-        }
-        if let Some(s) = t.spec.step
-            && self.st.step(s).is_some_and(|s| s.clock.is_some())
-        {
-            self.stop_clock(ClockRef::Step(s))?;
+        for r in self.held_by_suspension(t).into_iter().flatten() {
+            self.stop_clock(r)?;
         }
         Ok(())
     }
@@ -523,23 +511,13 @@ impl<'a> Cx<'a> {
         if !t.suspended {
             return Err(Rejection::NotSuspended { task: id });
         }
-        if !may_act(t, self.actor) {
-            return Err(Rejection::NotAssigned {
-                task: id,
-                actor: self.by(),
-            });
-        }
+        self.check_may_act(t)?;
         self.emit(Event::Resumed {
             task: id,
             by: self.by(),
         });
-        if t.spec.clock.is_some() {
-            self.resume_clock(ClockRef::Task(id))?;
-        }
-        if let Some(s) = t.spec.step
-            && self.st.step(s).is_some_and(|s| s.clock.is_some())
-        {
-            self.resume_clock(ClockRef::Step(s))?;
+        for r in self.held_by_suspension(t).into_iter().flatten() {
+            self.resume_clock(r)?;
         }
         Ok(())
     }

@@ -65,19 +65,21 @@ impl<'a> Cx<'a> {
     /// What a clock is, in the workflow's own names, for people (「环节「受理审查」」).
     pub(super) fn clock_label(&self, target: &ClockRef) -> String {
         let wf = &self.def.workflow;
+        // A node or stage is called by its name, or its id where it has none.
+        let called = |name: Option<&Option<String>>, id: &str| {
+            name.cloned().flatten().unwrap_or_else(|| id.to_string())
+        };
         let node = |id: &str| {
-            wf.nodes
-                .iter()
-                .find(|n| n.id.value == id)
-                .and_then(|n| n.name.clone())
-                .unwrap_or_else(|| id.to_string())
+            called(
+                wf.nodes.iter().find(|n| n.id.value == id).map(|n| &n.name),
+                id,
+            )
         };
         let stage = |id: &str| {
-            wf.stages
-                .iter()
-                .find(|s| s.id.value == id)
-                .and_then(|s| s.name.clone())
-                .unwrap_or_else(|| id.to_string())
+            called(
+                wf.stages.iter().find(|s| s.id.value == id).map(|s| &s.name),
+                id,
+            )
         };
         let st = self.st;
         match target {
@@ -236,19 +238,14 @@ impl<'a> Cx<'a> {
             .st
             .clock(&target)
             .ok_or(Rejection::NoLimit { task: id })?;
-        let l = Limit::parse(raw, false).map_err(|reason| Rejection::BadLimit {
-            limit: raw_text(raw),
-            reason,
-        })?;
-        if l.unit != clock.limit.unit {
-            return Err(Rejection::BadLimit {
-                limit: l.to_string(),
-                reason: format!(
-                    "the limit being extended is `{}`: use the same unit",
-                    clock.limit
-                ),
-            });
-        }
+        let l = limit_in_unit(
+            raw,
+            clock.limit.unit,
+            format!(
+                "the limit being extended is `{}`: use the same unit",
+                clock.limit
+            ),
+        )?;
         self.emit(Event::LimitExtended {
             target: target.clone(),
             amount: l.amount,
@@ -598,7 +595,27 @@ impl<'a> Cx<'a> {
     }
 }
 
-pub(super) fn raw_text(raw: &RawLimit) -> String {
+/// A limit written in a command (an extension, a 容缺 deadline), in the unit of the limit it
+/// stands beside; `other_unit` says what to write instead.
+pub(super) fn limit_in_unit(
+    raw: &RawLimit,
+    unit: Unit,
+    other_unit: String,
+) -> Result<Limit, Rejection> {
+    let l = Limit::parse(raw, false).map_err(|reason| Rejection::BadLimit {
+        limit: raw_text(raw),
+        reason,
+    })?;
+    if l.unit != unit {
+        return Err(Rejection::BadLimit {
+            limit: l.to_string(),
+            reason: other_unit,
+        });
+    }
+    Ok(l)
+}
+
+fn raw_text(raw: &RawLimit) -> String {
     match raw {
         RawLimit::Days(n) => n.to_string(),
         RawLimit::Text(t) => t.clone(),
