@@ -986,18 +986,23 @@ pub fn start_of_day(d: Date) -> Timestamp {
         .unwrap_or(Timestamp::MIN)
 }
 
+/// The shipped mainland calendar, for the engine's unit tests.
+#[cfg(test)]
+pub(crate) fn shipped_for_tests() -> Calendar {
+    const CN: &str = include_str!("../../workflows/calendars/cn-mainland.yaml");
+    match Calendar::from_yaml("cn-mainland", CN) {
+        Ok(c) => c,
+        Err(d) => panic!("cn-mainland.yaml does not read: {d:#?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use jiff::civil::date;
 
-    const CN: &str = include_str!("../../workflows/calendars/cn-mainland.yaml");
-
     fn cn() -> Calendar {
-        match Calendar::from_yaml("cn-mainland", CN) {
-            Ok(c) => c,
-            Err(d) => panic!("cn-mainland.yaml does not read: {d:#?}"),
-        }
+        shipped_for_tests()
     }
 
     fn codes(src: &str) -> Vec<(&'static str, u32)> {

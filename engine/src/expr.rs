@@ -354,6 +354,16 @@ fn field_ty(f: &FieldDef) -> Ty<'_> {
     }
 }
 
+/// The typed operands of a comparison (`==`, `<`, `in`): `e` is the whole expression, named in
+/// the messages.
+struct Operands<'x, 'a> {
+    e: &'x IdedExpr,
+    a: &'x IdedExpr,
+    ta: Ty<'a>,
+    b: &'x IdedExpr,
+    tb: Ty<'a>,
+}
+
 struct Checker<'a> {
     src: &'a str,
     info: &'a cel::common::ast::SourceInfo,
@@ -555,18 +565,15 @@ impl<'a> Checker<'a> {
                 Ok(Ty::Bool)
             }
             (op::EQUALS | op::NOT_EQUALS, None, [a, b]) => {
-                let (ta, tb) = (self.ty(a, scope)?, self.ty(b, scope)?);
-                self.comparable(e, a, &ta, b, &tb)?;
+                self.comparable(&self.operands(e, a, b, scope)?)?;
                 Ok(Ty::Bool)
             }
             (op::LESS | op::LESS_EQUALS | op::GREATER | op::GREATER_EQUALS, None, [a, b]) => {
-                let (ta, tb) = (self.ty(a, scope)?, self.ty(b, scope)?);
-                self.ordered(e, a, &ta, b, &tb)?;
+                self.ordered(&self.operands(e, a, b, scope)?)?;
                 Ok(Ty::Bool)
             }
             (op::IN, None, [a, b]) => {
-                let (ta, tb) = (self.ty(a, scope)?, self.ty(b, scope)?);
-                self.membership(e, a, &ta, b, &tb)?;
+                self.membership(&self.operands(e, a, b, scope)?)?;
                 Ok(Ty::Bool)
             }
             (op::CONDITIONAL, None, [c, t, f]) => {
@@ -678,14 +685,8 @@ impl<'a> Checker<'a> {
 
     /// `==` / `!=`: the sides must be of comparable types, and a literal compared with an enum
     /// or date field must be a value that field can hold.
-    fn comparable(
-        &self,
-        e: &IdedExpr,
-        a: &IdedExpr,
-        ta: &Ty<'a>,
-        b: &IdedExpr,
-        tb: &Ty<'a>,
-    ) -> Result<(), String> {
+    fn comparable(&self, o: &Operands<'_, 'a>) -> Result<(), String> {
+        let Operands { e, ta, tb, .. } = o;
         if !compatible(ta, tb) && *ta != Ty::Null && *tb != Ty::Null {
             return Err(format!(
                 "`{}` compares {} with {}",
@@ -694,18 +695,11 @@ impl<'a> Checker<'a> {
                 tb.name()
             ));
         }
-        self.literal_fits(ta, b)?;
-        self.literal_fits(tb, a)
+        self.literals_fit(o)
     }
 
-    fn ordered(
-        &self,
-        e: &IdedExpr,
-        a: &IdedExpr,
-        ta: &Ty<'a>,
-        b: &IdedExpr,
-        tb: &Ty<'a>,
-    ) -> Result<(), String> {
+    fn ordered(&self, o: &Operands<'_, 'a>) -> Result<(), String> {
+        let Operands { e, ta, tb, .. } = o;
         for t in [ta, tb] {
             if let Ty::Enum(f) = t {
                 return Err(format!(
@@ -727,18 +721,11 @@ impl<'a> Checker<'a> {
                 tb.name()
             ));
         }
-        self.literal_fits(ta, b)?;
-        self.literal_fits(tb, a)
+        self.literals_fit(o)
     }
 
-    fn membership(
-        &self,
-        e: &IdedExpr,
-        a: &IdedExpr,
-        ta: &Ty<'a>,
-        b: &IdedExpr,
-        tb: &Ty<'a>,
-    ) -> Result<(), String> {
+    fn membership(&self, o: &Operands<'_, 'a>) -> Result<(), String> {
+        let Operands { e, a, ta, b, tb } = o;
         match tb {
             Ty::List(elem) => {
                 if !compatible(ta, elem) {
@@ -763,6 +750,29 @@ impl<'a> Checker<'a> {
                 other.name()
             )),
         }
+    }
+
+    /// The two operands of a binary operator typed, with the whole expression for messages.
+    fn operands<'x>(
+        &self,
+        e: &'x IdedExpr,
+        a: &'x IdedExpr,
+        b: &'x IdedExpr,
+        scope: &mut Scope<'a>,
+    ) -> Result<Operands<'x, 'a>, String> {
+        Ok(Operands {
+            e,
+            a,
+            ta: self.ty(a, scope)?,
+            b,
+            tb: self.ty(b, scope)?,
+        })
+    }
+
+    /// Each operand's string literal fits the other's type (`tier == "重点"` on an enum).
+    fn literals_fit(&self, o: &Operands<'_, 'a>) -> Result<(), String> {
+        self.literal_fits(&o.ta, o.b)?;
+        self.literal_fits(&o.tb, o.a)
     }
 
     /// A string literal placed against an enum must be one of its values; against a date it

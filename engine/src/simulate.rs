@@ -488,6 +488,14 @@ impl Sim<'_> {
             reason: reason.to_string(),
         };
         let task = || self.find_task(s.task.as_deref(), actor, None);
+        // The user a step names: `user`, or a single `to`.
+        let user = |what: &str| {
+            s.user
+                .as_deref()
+                .map(SmolStr::new)
+                .or_else(|| s.to.as_ref().and_then(OneOrMany::single))
+                .ok_or_else(|| bad(what))
+        };
         let opt_task = || {
             s.task
                 .as_deref()
@@ -532,22 +540,12 @@ impl Sim<'_> {
             },
             "delegate" | "transfer" => Command::Delegate {
                 task: task(),
-                to: s
-                    .user
-                    .as_deref()
-                    .map(SmolStr::new)
-                    .or_else(|| s.to.as_ref().and_then(OneOrMany::single))
-                    .ok_or_else(|| bad("`user` (who to delegate to) is required"))?,
+                to: user("`user` (who to delegate to) is required")?,
                 transfer: s.transfer || s.action == "transfer",
             },
             "add_cosigner" | "cosign" => Command::AddCosigner {
                 task: task(),
-                user: s
-                    .user
-                    .as_deref()
-                    .map(SmolStr::new)
-                    .or_else(|| s.to.as_ref().and_then(OneOrMany::single))
-                    .ok_or_else(|| bad("`user` (the co-signer) is required"))?,
+                user: user("`user` (the co-signer) is required")?,
             },
             "withdraw" => Command::Withdraw { reason },
             "urge" => Command::Urge { task: task(), text },

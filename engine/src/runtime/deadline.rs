@@ -49,13 +49,8 @@ mod tests {
     use crate::runtime::clock::Colour;
     use jiff::civil::date;
 
-    const CN: &str = include_str!("../../../workflows/calendars/cn-mainland.yaml");
-
     fn cn() -> Calendar {
-        match Calendar::from_yaml("cn-mainland", CN) {
-            Ok(c) => c,
-            Err(e) => panic!("shipped calendar: {e:?}"),
-        }
+        crate::calendar::shipped_for_tests()
     }
 
     fn at(d: Date, hour: i8) -> Timestamp {

@@ -543,8 +543,6 @@ mod tests {
     use crate::runtime::state::apply;
     use crate::validate::ValidateContext;
 
-    const CALENDAR: &str = include_str!("../../../../workflows/calendars/cn-mainland.yaml");
-
     const WORKFLOW: &str = r#"
 id: overlay
 name: 覆盖层
@@ -564,8 +562,7 @@ nodes:
         let wf = parse_workflow(WORKFLOW).unwrap_or_else(|d| panic!("parse: {d:?}"));
         let def =
             compile(wf, &ValidateContext::default()).unwrap_or_else(|d| panic!("compile: {d:?}"));
-        let cal = Calendar::from_yaml("cn-mainland", CALENDAR)
-            .unwrap_or_else(|d| panic!("calendar: {d:?}"));
+        let cal = crate::calendar::shipped_for_tests();
         let now: Timestamp = "2026-03-02T09:00:00+08:00".parse().unwrap();
         let start = CommandEnvelope {
             actor: Actor::new("zhang", None, &["applicant"]),
