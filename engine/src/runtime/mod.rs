@@ -17,7 +17,8 @@
 //!   property the tests check.
 //! - **Decisions against an unchanged state** (`&InstanceState`) with a small overlay of the
 //!   command's own effects ([`decide`]'s `Cx`) instead of a scratch clone keeps a command cheap:
-//!   the benchmark runs well over a million decide+evolve per second on one core.
+//!   the benchmark runs well over a million decide+evolve per second on one core, and a
+//!   working copy would halve that (docs/adr/0004-decide-overlay.md).
 //! - **Events carry their computed facts** (a task's clock and assignment, the days a stopped
 //!   clock had used), so `evolve` needs neither the definition nor the calendar and can never
 //!   disagree with what was decided.
