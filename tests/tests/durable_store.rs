@@ -601,7 +601,7 @@ async fn dialects_agree(db: Db) {
         ])
         .await
         .unwrap();
-    states.sort();
+    states.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     assert_eq!(
         states,
         [

@@ -14,11 +14,12 @@
 use std::str::FromStr;
 
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection};
 
 use super::sql::{
-    Backend, COMMIT_ORDER, ConnOf, Step, bind_arg, driver_calls, inbox_where, outbox_cols,
+    Backend, COMMIT_ORDER, ConnOf, Step, TimerClaim, bind_arg, driver_calls, inbox_where,
+    outbox_cols,
 };
 use super::*;
 
@@ -125,10 +126,6 @@ impl Backend for PgStore {
         outbox_cols!()
     );
 
-    fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     driver_calls!();
 
     /// Claims by instance: the due timers of whole instances, earliest first, up to `limit` (the
@@ -150,13 +147,13 @@ impl Backend for PgStore {
     ///
     /// Cost: every step reads O(`limit`) rows however many timers are due, so a backlog after
     /// downtime (or one instance with thousands of due timers) costs a poll no more than usual.
-    async fn claim_timers(
-        &self,
-        node: &str,
-        now: Millis,
-        lease_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<ClaimedTimer>> {
+    async fn claim_timers(&self, claim: TimerClaim<'_>) -> Result<Vec<PgRow>> {
+        let TimerClaim {
+            node,
+            now,
+            lease_until,
+            limit,
+        } = claim;
         /// Advisory-lock class of timer claims. The two-key form of `pg_try_advisory_xact_lock`
         /// keeps these locks apart from any single-key advisory lock taken in the database.
         const TIMER_CLAIM_LOCK: i32 = 0x7370_746d;
@@ -228,7 +225,6 @@ impl Backend for PgStore {
             FROM d WHERE t.instance = d.instance AND t.timer_id = d.timer_id
             RETURNING t.instance, t.timer_id, t.due, t.kind";
 
-        let lease_until = now.saturating_add(lease_ms);
         // Read outside the transaction: the claim re-checks what matters under the locks.
         let candidates: Vec<String> = sqlx::query_scalar(CLAIM_CANDIDATES)
             .bind(now)
@@ -262,7 +258,7 @@ impl Backend for PgStore {
             .await?;
         // Committing releases the locks; the claims themselves now keep the others off.
         tx.commit().await?;
-        super::sql::claimed::<Self>(rows, lease_until)
+        Ok(rows)
     }
 
     async fn write_batch(&self, b: &Batch) -> Result<()> {
@@ -547,10 +543,10 @@ async fn write_step(tx: &mut PgConnection, step: Step, b: &Batch) -> Result<()> 
         Step::Events => {
             if !b.events.is_empty() {
                 sqlx::query(
-                    "INSERT INTO events (instance, seq, type, body, recorded_at)
-                         SELECT u.i, u.s, u.t, u.b::json, u.r
-                         FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])
-                           AS u(i, s, t, b, r)",
+                    "INSERT INTO events (instance, seq, type, body, recorded_at, format)
+                         SELECT u.i, u.s, u.t, u.b::json, u.r, u.f
+                         FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[],
+                                     $6::bigint[]) AS u(i, s, t, b, r, f)",
                 )
                 .bind(
                     b.events

@@ -34,6 +34,15 @@ pub enum Arg<'a> {
     Texts(&'a [&'a str]),
 }
 
+/// A claim of due timers by `node` at `now`, held until `lease_until`, at most `limit` (> 0).
+#[derive(Debug, Clone, Copy)]
+pub struct TimerClaim<'a> {
+    pub node: &'a str,
+    pub now: Millis,
+    pub lease_until: Millis,
+    pub limit: i64,
+}
+
 /// What a backend adds to the shared SQL: its driver, its dialect's statements, its claims and
 /// its group commit. Implemented by [`super::sqlite::SqliteStore`] and
 /// [`super::postgres::PgStore`]; everything else of [`Store`](super::Store) comes from here.
@@ -76,14 +85,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn opt_int(row: &RowOf<Self>, i: usize) -> Result<Option<i64>>;
     fn flag(row: &RowOf<Self>, i: usize) -> Result<bool>;
 
-    /// [`TimerStore::claim_due`].
+    /// [`TimerStore::claim_due`]: the claimed rows, `(instance, timer_id, due, kind)`.
     fn claim_timers(
         &self,
-        node: &str,
-        now: Millis,
-        lease_ms: i64,
-        limit: i64,
-    ) -> impl Future<Output = Result<Vec<ClaimedTimer>>> + Send;
+        claim: TimerClaim<'_>,
+    ) -> impl Future<Output = Result<Vec<RowOf<Self>>>> + Send;
     /// [`EventStore::commit`].
     fn write_batch(&self, batch: &Batch) -> impl Future<Output = Result<()>> + Send;
     /// [`EventStore::commit_owned`].
@@ -102,6 +108,10 @@ pub trait Backend: Clone + Send + Sync + 'static {
 /// the `bind` they call with [`bind_arg!`].
 macro_rules! driver_calls {
     () => {
+        fn pool(&self) -> &sqlx::Pool<Self::Db> {
+            &self.pool
+        }
+
         fn rows<'a>(
             conn: &'a mut $crate::store::sql::ConnOf<Self>,
             sql: &'static str,
@@ -328,11 +338,8 @@ fn map<S: Backend, T>(
     rows.iter().map(|r| f(&mut Cols::of(r))).collect()
 }
 
-/// Claims by timers: mapped in the order of due (the claim statements return them unordered).
-pub(super) fn claimed<S: Backend>(
-    rows: Vec<RowOf<S>>,
-    lease_until: Millis,
-) -> Result<Vec<ClaimedTimer>> {
+/// Claimed timers, in the order of due (the claim statements return them unordered).
+fn claimed<S: Backend>(rows: Vec<RowOf<S>>, lease_until: Millis) -> Result<Vec<ClaimedTimer>> {
     let mut out = map::<S, _>(rows, |c| {
         Ok(ClaimedTimer {
             timer: timer_row(c)?,
@@ -470,7 +477,8 @@ impl<S: Backend> EventStore for S {
     ) -> Result<Option<(InstanceRow, Vec<EventRow>)>> {
         const INSTANCE: &str = "SELECT id, workflow_id, def_version, CAST(project AS TEXT),
              version, status, stage, channel FROM instances WHERE id = $1";
-        const EVENTS: &str = "SELECT instance, seq, type, CAST(body AS TEXT), recorded_at, format
+        const EVENTS: &str = "SELECT instance, seq, type, CAST(body AS TEXT), recorded_at,
+             CAST(format AS BIGINT)
              FROM events WHERE instance = $1 AND seq > $2 ORDER BY seq";
         // One read transaction so the instance row and its events are from the same snapshot.
         let mut tx = self.pool().begin_with(S::BEGIN_READ).await?;
@@ -577,7 +585,14 @@ impl<S: Backend> TimerStore for S {
         if limit <= 0 {
             return Ok(Vec::new());
         }
-        self.claim_timers(node, now, lease_ms, limit).await
+        let lease_until = now.saturating_add(lease_ms);
+        let claim = TimerClaim {
+            node,
+            now,
+            lease_until,
+            limit,
+        };
+        claimed::<S>(self.claim_timers(claim).await?, lease_until)
     }
 
     async fn next_due(&self) -> Result<Option<Millis>> {

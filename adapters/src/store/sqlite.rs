@@ -15,10 +15,13 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 
-use super::sql::{Arg, Backend, ConnOf, bind_arg, driver_calls, inbox_where, outbox_cols};
+use super::sql::{
+    Arg, Backend, ConnOf, TimerClaim, bind_arg, driver_calls, inbox_where, outbox_cols,
+};
 use super::sqlite_commit::CommitThread;
 use super::*;
 
@@ -149,10 +152,6 @@ impl Backend for SqliteStore {
         outbox_cols!()
     );
 
-    fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
     driver_calls!();
 
     /// Claims by instance, like the PostgreSQL backend (see there for why): due timers grouped
@@ -165,24 +164,16 @@ impl Backend for SqliteStore {
     /// state), each instance taken is taken whole but the last, which may be cut at the limit.
     /// In a longer backlog an instance's timers beyond the window are left for the next claim;
     /// the claim on its first ones keeps other nodes off it meanwhile.
-    async fn claim_timers(
-        &self,
-        node: &str,
-        now: Millis,
-        lease_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<ClaimedTimer>> {
-        let lease_until = now.saturating_add(lease_ms);
+    async fn claim_timers(&self, claim: TimerClaim<'_>) -> Result<Vec<SqliteRow>> {
         let args = [
-            Arg::Text(node),
-            Arg::Int(lease_until),
-            Arg::Int(now),
-            Arg::Int(limit),
-            Arg::Int(limit.saturating_mul(2)),
+            Arg::Text(claim.node),
+            Arg::Int(claim.lease_until),
+            Arg::Int(claim.now),
+            Arg::Int(claim.limit),
+            Arg::Int(claim.limit.saturating_mul(2)),
         ];
         let mut c = self.pool.acquire().await?;
-        let rows = Self::rows(&mut c, CLAIM_TIMERS, &args).await?;
-        super::sql::claimed::<Self>(rows, lease_until)
+        Self::rows(&mut c, CLAIM_TIMERS, &args).await
     }
 
     async fn write_batch(&self, b: &Batch) -> Result<()> {
