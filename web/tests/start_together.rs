@@ -72,6 +72,8 @@ async fn nodes_starting_together_on_a_fresh_postgres_database_all_come_up() {
             scheduler: false,
             clock: Arc::new(ManualClock(AtomicI64::new(T0))),
             secure_cookies: false,
+            passwords: Default::default(),
+            security: Default::default(),
             directory: Default::default(),
             webhook_secret: Vec::new(),
             dingtalk_secret: None,
