@@ -355,6 +355,7 @@ async fn timers(b: &TimerBench) -> Result<String, BenchError> {
             kind: "started".into(),
             body: r#"{"type":"started"}"#.into(),
             recorded_at: batch.now,
+            format: 1,
         });
     }
     db.commit(&batch).await?;

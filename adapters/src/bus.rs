@@ -606,9 +606,12 @@ impl<M: Machine, S: Store> Writer<M, S> {
         let mut state = self.machine.initial(&ctx, &meta);
         let mut version = 0;
         for e in &events {
-            let ev: M::Event = serde_json::from_str(&e.body).map_err(|err| {
-                BatchError::Fatal(format!("event {}#{}: {err}", e.instance, e.seq))
-            })?;
+            let ev = self
+                .machine
+                .decode_event(e.format, &e.body)
+                .map_err(|err| {
+                    BatchError::Fatal(format!("event {}#{}: {err}", e.instance, e.seq))
+                })?;
             self.machine.evolve(&ctx, &mut state, &ev);
             version = e.seq;
         }
@@ -928,6 +931,7 @@ impl<M: Machine, S: Store> Writer<M, S> {
                 kind: self.machine.event_kind(ev),
                 body,
                 recorded_at: now,
+                format: self.machine.event_format(),
             });
             effects.timers_armed.clear();
             effects.timers_cancelled.clear();

@@ -345,6 +345,14 @@ impl Machine for EngineMachine {
         event.kind().to_string()
     }
 
+    fn event_format(&self) -> u32 {
+        shenpi_engine::runtime::event::EVENT_FORMAT
+    }
+
+    fn decode_event(&self, format: u32, body: &str) -> Result<Event, String> {
+        shenpi_engine::runtime::event::decode_event(format, body).map_err(|e| e.to_string())
+    }
+
     fn effects(
         &self,
         ctx: &EngineContext,

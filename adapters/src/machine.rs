@@ -76,6 +76,18 @@ pub trait Machine: Send + Sync + 'static {
     fn evolve(&self, ctx: &Self::Context, state: &mut Self::State, event: &Self::Event);
     /// The event's type name, stored beside its JSON body.
     fn event_kind(&self, event: &Self::Event) -> String;
+    /// The format events are written in, stored with each one ([`EventRow::format`]).
+    fn event_format(&self) -> u32 {
+        1
+    }
+    /// Reads back an event stored in `format`: a machine whose events changed shape reads the
+    /// older formats here (the engine's does, through `engine::runtime::decode_event`).
+    fn decode_event(&self, format: u32, body: &str) -> Result<Self::Event, String> {
+        if format != self.event_format() {
+            return Err(format!("unknown event format {format}"));
+        }
+        serde_json::from_str(body).map_err(|e| e.to_string())
+    }
     /// Timers and notifications an event implies; `state` is the state before the event.
     fn effects(
         &self,

@@ -163,6 +163,6 @@ async fn one(
         .iter()
         .take(usize::try_from(receipt.events).unwrap_or(usize::MAX))
         .filter(|r| r.kind == "retimed")
-        .filter_map(|r| serde_json::from_str::<Event>(&r.body).ok())
+        .filter_map(|r| shenpi_engine::runtime::event::decode_event(r.format, &r.body).ok())
         .collect())
 }

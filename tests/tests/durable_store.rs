@@ -45,6 +45,7 @@ fn event(instance: &str, seq: i64) -> EventRow {
         kind: "e".into(),
         body: format!(r#"{{"seq":{seq},"text":"事件"}}"#),
         recorded_at: 10,
+        format: 1,
     }
 }
 
@@ -510,6 +511,246 @@ async fn commits_write_only_the_rows_that_changed() {
     for db in both("changed_rows", &dir).await {
         changed_rows_only(db).await;
     }
+}
+
+/// Runs one statement straight on the backend's pool (for what the `Store` API cannot do:
+/// writing a row as an older version did, reading the server's own tables).
+async fn raw(db: &Db, sql: &'static str) -> i64 {
+    use sqlx::Row;
+    match db {
+        Db::Sqlite(s) => {
+            let rows = sqlx::query(sql).fetch_all(s.pool()).await.unwrap();
+            rows.first().map_or(0, |r| r.try_get(0).unwrap())
+        }
+        Db::Postgres(s) => {
+            let rows = sqlx::query(sql).fetch_all(s.pool()).await.unwrap();
+            rows.first().map_or(0, |r| r.try_get(0).unwrap())
+        }
+    }
+}
+
+/// The statements each backend writes its own way (lists, orderings, JSON read back as text)
+/// and the migrations answer the same on both.
+async fn dialects_agree(db: Db) {
+    let name = db.backend();
+    // Each event keeps the format it was written in; a row stored before the column existed
+    // reads as format 1.
+    let mut later = event("f1", 2);
+    later.format = 7;
+    db.commit(&Batch {
+        instances: vec![new_instance("f1", 2, vec![])],
+        events: vec![event("f1", 1), later],
+        idempotency: vec![
+            IdempotencyRow {
+                key: r#"k"1"#.into(),
+                instance: "f1".into(),
+                result: r#"{"ok":"引号\"与中文"}"#.into(),
+            },
+            IdempotencyRow {
+                key: "键,2".into(),
+                instance: "f1".into(),
+                result: "{}".into(),
+            },
+        ],
+        timers_armed: vec![
+            TimerRow {
+                instance: "f1".into(),
+                timer_id: "a".into(),
+                due: 5,
+                kind: "{}".into(),
+            },
+            TimerRow {
+                instance: "f2".into(),
+                timer_id: "b".into(),
+                due: 5,
+                kind: "{}".into(),
+            },
+        ],
+        ..Batch::default()
+    })
+    .await
+    .unwrap();
+    raw(
+        &db,
+        "INSERT INTO events (instance, seq, type, body, recorded_at)
+         VALUES ('f1', 3, 'e', '{\"old\":true}', 10)",
+    )
+    .await;
+    let (_, events) = db.load("f1", 0).await.unwrap().unwrap();
+    let formats: Vec<u32> = events.iter().map(|e| e.format).collect();
+    assert_eq!(formats, [1, 7, 1], "{name}");
+    assert_eq!(events[2].body, r#"{"old":true}"#, "{name}: body as stored");
+
+    // Keys in one statement, whatever characters they hold; a missing one is left out.
+    let mut found = db
+        .lookup_keys(&[r#"k"1"#.into(), "键,2".into(), "absent".into()])
+        .await
+        .unwrap();
+    found.sort_by(|a, b| a.key.cmp(&b.key));
+    let keys: Vec<&str> = found.iter().map(|k| k.key.as_str()).collect();
+    assert_eq!(keys, [r#"k"1"#, "键,2"], "{name}");
+    let result: serde_json::Value = serde_json::from_str(&found[0].result).unwrap();
+    assert_eq!(result["ok"], "引号\"与中文", "{name}");
+
+    // Timer states pair instance with timer id: (f1, b) is no timer.
+    let mut states = db
+        .timer_states(&[
+            ("f1".into(), "a".into()),
+            ("f1".into(), "b".into()),
+            ("f2".into(), "b".into()),
+        ])
+        .await
+        .unwrap();
+    states.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    assert_eq!(
+        states,
+        [
+            ("f1".into(), "a".into(), TimerState::Pending),
+            ("f2".into(), "b".into(), TimerState::Pending)
+        ],
+        "{name}"
+    );
+
+    // The inbox: higher priority first, then the nearest due, undated last; a department's
+    // unassigned tasks count for its members whatever its name holds.
+    let dept = r#"发改"委"#;
+    let mut urgent = task("o1", "urgent", None, dept, "green", 90);
+    urgent.priority = 5;
+    urgent.assignee = None;
+    let mut undated = task("o1", "undated", Some("wu"), dept, "green", 0);
+    undated.due = None;
+    let soon = task("o1", "soon", Some("wu"), dept, "green", 20);
+    let later = task("o1", "later", Some("wu"), dept, "green", 30);
+    db.commit(&Batch {
+        instances: vec![new_instance("o1", 1, vec![undated, later, urgent, soon])],
+        events: vec![event("o1", 1)],
+        ..Batch::default()
+    })
+    .await
+    .unwrap();
+    let ids = |rows: Vec<InboxRow>| rows.into_iter().map(|r| r.task_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(db.inbox(Some("user:wu"), &[dept.into()], 10).await.unwrap()),
+        ["urgent", "soon", "later", "undated"],
+        "{name}"
+    );
+    assert_eq!(
+        ids(db
+            .inbox_for(&["user:wu".into(), "role:x".into()], 10)
+            .await
+            .unwrap()),
+        ["soon", "later", "undated"],
+        "{name}"
+    );
+    assert!(db.inbox_for(&[], 10).await.unwrap().is_empty(), "{name}");
+    assert!(db.lookup_keys(&[]).await.unwrap().is_empty(), "{name}");
+
+    // Two publishes of different texts at once: each gets its own version.
+    let (a, b) = tokio::join!(
+        db.publish("race", "a: 1", "ha", 1),
+        db.publish("race", "a: 2", "hb", 1)
+    );
+    let mut versions = [a.unwrap().version, b.unwrap().version];
+    versions.sort();
+    assert_eq!(versions, [1, 2], "{name}");
+
+    // The server's own tables come with the migrations.
+    assert_eq!(
+        raw(&db, "SELECT count(*) FROM web_users").await,
+        0,
+        "{name}"
+    );
+}
+
+#[tokio::test]
+async fn the_dialects_agree_on_both_backends() {
+    let dir = TempDir::new("dialects");
+    for db in both("dialects", &dir).await {
+        dialects_agree(db).await;
+    }
+}
+
+/// A database the server set up before its tables were in the migrations has them already,
+/// with its users in them: the migration keeps them.
+#[tokio::test]
+async fn a_database_with_the_server_tables_already_upgrades_cleanly() {
+    use shenpi_adapters::store::sqlite::SqliteStore;
+    use sqlx::Connection;
+    const OLD: &str = "CREATE TABLE web_users (name TEXT PRIMARY KEY, department TEXT,
+        roles TEXT NOT NULL, password_hash TEXT, created_at BIGINT NOT NULL)";
+    const USER: &str =
+        "INSERT INTO web_users (name, roles, created_at) VALUES ('chen', '[\"applicant\"]', 1)";
+    let dir = TempDir::new("upgrade");
+    let file = dir.file("old.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{file}?mode=rwc"))
+        .await
+        .unwrap();
+    sqlx::query(OLD).execute(&mut conn).await.unwrap();
+    sqlx::query(USER).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let db = Db::Sqlite(SqliteStore::open(&file).await.unwrap());
+    assert_eq!(
+        raw(&db, "SELECT count(*) FROM web_users").await,
+        1,
+        "sqlite"
+    );
+
+    let Some(mut admin) = durable_support::pg_admin("upgrade").await else {
+        return;
+    };
+    let schema = durable_support::unique("shenpi_test_upgrade");
+    for sql in [
+        format!("CREATE SCHEMA {schema}"),
+        format!("SET search_path = {schema}"),
+        OLD.to_string(),
+        USER.to_string(),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let pg = shenpi_adapters::store::postgres::PgStore::connect(
+        &durable_support::pg_url(),
+        Some(&schema),
+    )
+    .await;
+    let count = match &pg {
+        Ok(s) => raw(&Db::Postgres(s.clone()), "SELECT count(*) FROM web_users").await,
+        Err(_) => -1,
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    pg.unwrap();
+    assert_eq!(count, 1, "postgres");
+}
+
+/// Two nodes starting together on a fresh PostgreSQL schema: both come up on the same tables.
+#[tokio::test]
+async fn two_stores_starting_together_on_a_fresh_schema_both_open() {
+    use shenpi_adapters::store::postgres::PgStore;
+    let Some(mut admin) = durable_support::pg_admin("start_together").await else {
+        return;
+    };
+    let schema = durable_support::unique("shenpi_test_start");
+    let url = durable_support::pg_url();
+    let (a, b) = tokio::join!(
+        PgStore::connect(&url, Some(&schema)),
+        PgStore::connect(&url, Some(&schema))
+    );
+    let opened = match (&a, &b) {
+        (Ok(a), Ok(_)) => raw(&Db::Postgres(a.clone()), "SELECT count(*) FROM web_users").await,
+        _ => -1,
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(opened, 0);
 }
 
 #[tokio::test]

@@ -17,7 +17,9 @@
 //! [`StoreError::Conflict`] and the caller retries with fresh state.
 
 pub mod calendars;
+mod migrations;
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 mod sqlite_commit;
 
@@ -107,6 +109,9 @@ pub struct EventRow {
     /// The event, as JSON text.
     pub body: String,
     pub recorded_at: Millis,
+    /// The format `body` was written in (for the engine's events, `engine::runtime::EVENT_FORMAT`
+    /// of the version that wrote it), so that a later version reads it through its upcasters.
+    pub format: u32,
 }
 
 /// A timer armed by an event.
@@ -736,13 +741,6 @@ delegate!(ReportStore {
     fn report_data(&self, workflow_id: &str, from: Millis, now: Millis, promise_until: Millis, limit: i64) -> Result<ReportData>;
     fn try_start_report(&self, report: &str, scheduled_at: Millis, node: &str, now: Millis) -> Result<bool>;
 });
-
-/// [`TimerStore::timer_counts`] on either backend: the open timers whose last firing was refused
-/// are counted as `refused`.
-const TIMER_COUNTS: &str = "
-    SELECT CASE WHEN state IN ('pending', 'claimed') AND refused_at IS NOT NULL
-                THEN 'refused' ELSE state END AS s, count(*)
-    FROM timers GROUP BY s ORDER BY s";
 
 /// Parses JSON text read from a row.
 pub(crate) fn parse_json(text: &str) -> Result<serde_json::Value> {

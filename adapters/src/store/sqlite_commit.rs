@@ -18,6 +18,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
+use super::sql::{COMMIT_ORDER, Step};
 use super::{Batch, Result, StoreError};
 
 struct Job {
@@ -97,182 +98,181 @@ fn native(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn conflict(what: &str) -> StoreError {
-    StoreError::Conflict(what.to_string())
-}
-
-/// Writes one batch in one transaction; nothing of it is kept unless all of it is.
+/// Writes one batch in one transaction, in [`COMMIT_ORDER`]; nothing of it is kept unless all of
+/// it is.
 fn commit(conn: &mut Connection, b: &Batch) -> Result<()> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(native)?;
-    {
-        let mut insert_instance = tx
-            .prepare_cached(
+    for step in COMMIT_ORDER {
+        write_step(&tx, step, b)?;
+    }
+    tx.commit().map_err(native)
+}
+
+/// Writes one part of a batch, row by row through a cached prepared statement.
+fn write_step(tx: &rusqlite::Transaction<'_>, step: Step, b: &Batch) -> Result<()> {
+    let prepare = |sql: &str| tx.prepare_cached(sql).map_err(native);
+    match step {
+        Step::Instances => {
+            let mut insert = prepare(
                 "INSERT INTO instances (id, workflow_id, def_version, version, project, status,
                  stage, channel, created_at, updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?9)",
-            )
-            .map_err(native)?;
-        let mut update_instance = tx
-            .prepare_cached(
+            )?;
+            let mut update = prepare(
                 "UPDATE instances SET version = ?2, status = ?3, stage = ?4, channel = ?5,
                  updated_at = ?6 WHERE id = ?1 AND version = ?7",
-            )
-            .map_err(native)?;
-        for w in &b.instances {
-            let p = &w.projection;
-            if w.from_version == 0 {
-                insert_instance
-                    .execute(params![
-                        w.meta.id,
-                        w.meta.workflow_id,
-                        w.meta.def_version,
-                        w.to_version,
-                        w.meta.project.to_string(),
-                        p.status,
-                        p.stage,
-                        p.channel,
-                        b.now
-                    ])
-                    .map_err(native)?;
-            } else {
-                let n = update_instance
-                    .execute(params![
-                        w.meta.id,
-                        w.to_version,
-                        p.status,
-                        p.stage,
-                        p.channel,
-                        b.now,
-                        w.from_version
-                    ])
-                    .map_err(native)?;
-                if n != 1 {
-                    return Err(conflict("an instance moved on since it was read"));
+            )?;
+            for w in &b.instances {
+                let p = &w.projection;
+                if w.from_version == 0 {
+                    insert
+                        .execute(params![
+                            w.meta.id,
+                            w.meta.workflow_id,
+                            w.meta.def_version,
+                            w.to_version,
+                            w.meta.project.to_string(),
+                            p.status,
+                            p.stage,
+                            p.channel,
+                            b.now
+                        ])
+                        .map_err(native)?;
+                } else {
+                    let n = update
+                        .execute(params![
+                            w.meta.id,
+                            w.to_version,
+                            p.status,
+                            p.stage,
+                            p.channel,
+                            b.now,
+                            w.from_version
+                        ])
+                        .map_err(native)?;
+                    step.check(n as u64, 1)?;
                 }
             }
         }
-        write_projections(&tx, b)?;
-
-        let mut event = tx
-            .prepare_cached(
-                "INSERT INTO events (instance, seq, type, body, recorded_at) VALUES (?1,?2,?3,?4,?5)",
-            )
-            .map_err(native)?;
-        for e in &b.events {
-            event
-                .execute(params![e.instance, e.seq, e.kind, e.body, e.recorded_at])
-                .map_err(native)?;
-        }
-        // Fired first: a firing may re-arm a timer with the same id.
-        let mut fire = tx
-            .prepare_cached(
-                "UPDATE timers SET state = 'fired', fired_at = ?3, retry_at = NULL
-                 WHERE instance = ?1 AND timer_id = ?2 AND state IN ('pending', 'claimed')",
-            )
-            .map_err(native)?;
-        for (instance, id) in &b.timers_fired {
-            if fire.execute(params![instance, id, b.now]).map_err(native)? != 1 {
-                return Err(conflict("a timer fired or was cancelled meanwhile"));
+        Step::Projections => write_projections(tx, b)?,
+        Step::Events => {
+            let mut event = prepare(
+                "INSERT INTO events (instance, seq, type, body, recorded_at, format)
+                 VALUES (?1,?2,?3,?4,?5,?6)",
+            )?;
+            for e in &b.events {
+                event
+                    .execute(params![
+                        e.instance,
+                        e.seq,
+                        e.kind,
+                        e.body,
+                        e.recorded_at,
+                        e.format
+                    ])
+                    .map_err(native)?;
             }
         }
-        // Before cancelling and arming, which may then close or re-arm the same timer.
-        let mut refuse = tx
-            .prepare_cached(
+        Step::Fire => {
+            let mut fire = prepare(
+                "UPDATE timers SET state = 'fired', fired_at = ?3, retry_at = NULL
+                 WHERE instance = ?1 AND timer_id = ?2 AND state IN ('pending', 'claimed')",
+            )?;
+            for (instance, id) in &b.timers_fired {
+                let n = fire.execute(params![instance, id, b.now]).map_err(native)?;
+                step.check(n as u64, 1)?;
+            }
+        }
+        Step::Refuse => {
+            let mut refuse = prepare(
                 "UPDATE timers SET state = 'pending', claimed_by = NULL, lease_until = NULL,
                  refused_code = ?3, refused_message = ?4, refused_at = ?5, retry_at = ?6
                  WHERE instance = ?1 AND timer_id = ?2 AND state IN ('pending', 'claimed')",
-            )
-            .map_err(native)?;
-        for r in &b.timers_refused {
-            let n = refuse
-                .execute(params![
-                    r.instance,
-                    r.timer_id,
-                    r.code,
-                    r.message,
-                    r.refused_at,
-                    r.retry_at
-                ])
-                .map_err(native)?;
-            if n != 1 {
-                return Err(conflict("a refused timer fired or was cancelled meanwhile"));
+            )?;
+            for r in &b.timers_refused {
+                let n = refuse
+                    .execute(params![
+                        r.instance,
+                        r.timer_id,
+                        r.code,
+                        r.message,
+                        r.refused_at,
+                        r.retry_at
+                    ])
+                    .map_err(native)?;
+                step.check(n as u64, 1)?;
             }
         }
-        let mut postpone = tx
-            .prepare_cached(
+        Step::Postpone => {
+            let mut postpone = prepare(
                 "UPDATE timers SET state = 'pending', claimed_by = NULL, lease_until = NULL,
                  due = ?3, refused_code = NULL, refused_message = NULL, refused_at = NULL,
                  retry_at = NULL
                  WHERE instance = ?1 AND timer_id = ?2 AND state IN ('pending', 'claimed')",
-            )
-            .map_err(native)?;
-        for (instance, id, due) in &b.timers_postponed {
-            if postpone
-                .execute(params![instance, id, due])
-                .map_err(native)?
-                != 1
-            {
-                return Err(conflict(
-                    "a postponed timer fired or was cancelled meanwhile",
-                ));
+            )?;
+            for (instance, id, due) in &b.timers_postponed {
+                let n = postpone
+                    .execute(params![instance, id, due])
+                    .map_err(native)?;
+                step.check(n as u64, 1)?;
             }
         }
-        let mut cancel = tx
-            .prepare_cached(
+        Step::Cancel => {
+            let mut cancel = prepare(
                 "UPDATE timers SET state = 'cancelled', retry_at = NULL
                  WHERE instance = ?1 AND timer_id = ?2 AND state IN ('pending', 'claimed')",
-            )
-            .map_err(native)?;
-        for (instance, id) in &b.timers_cancelled {
-            cancel.execute(params![instance, id]).map_err(native)?;
+            )?;
+            for (instance, id) in &b.timers_cancelled {
+                cancel.execute(params![instance, id]).map_err(native)?;
+            }
         }
-        let mut arm = tx
-            .prepare_cached(
+        Step::Arm => {
+            let mut arm = prepare(
                 "INSERT INTO timers (instance, timer_id, due, kind, state)
                  VALUES (?1, ?2, ?3, ?4, 'pending')
                  ON CONFLICT (instance, timer_id) DO UPDATE SET due = excluded.due,
                  kind = excluded.kind, state = 'pending', claimed_by = NULL, lease_until = NULL,
                  fired_at = NULL, refused_code = NULL, refused_message = NULL,
                  refused_at = NULL, retry_at = NULL",
-            )
-            .map_err(native)?;
-        for t in &b.timers_armed {
-            arm.execute(params![t.instance, t.timer_id, t.due, t.kind])
-                .map_err(native)?;
+            )?;
+            for t in &b.timers_armed {
+                arm.execute(params![t.instance, t.timer_id, t.due, t.kind])
+                    .map_err(native)?;
+            }
         }
-        let mut outbox = tx
-            .prepare_cached(
+        Step::Outbox => {
+            let mut outbox = prepare(
                 "INSERT INTO outbox (id, instance, channel, recipient, template, payload,
                  next_attempt_at, created_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)
                  ON CONFLICT (id) DO NOTHING",
-            )
-            .map_err(native)?;
-        for o in &b.outbox {
-            outbox
-                .execute(params![
-                    o.id,
-                    o.instance,
-                    o.channel,
-                    o.recipient,
-                    o.template,
-                    o.payload.to_string(),
-                    o.next_attempt_at,
-                    o.created_at
-                ])
-                .map_err(native)?;
+            )?;
+            for o in &b.outbox {
+                outbox
+                    .execute(params![
+                        o.id,
+                        o.instance,
+                        o.channel,
+                        o.recipient,
+                        o.template,
+                        o.payload.to_string(),
+                        o.next_attempt_at,
+                        o.created_at
+                    ])
+                    .map_err(native)?;
+            }
         }
-        let mut key = tx
-            .prepare_cached(
+        Step::Keys => {
+            let mut key = prepare(
                 "INSERT INTO idempotency (key, instance, result, created_at) VALUES (?1,?2,?3,?4)",
-            )
-            .map_err(native)?;
-        for k in &b.idempotency {
-            key.execute(params![k.key, k.instance, k.result, b.now])
-                .map_err(native)?;
+            )?;
+            for k in &b.idempotency {
+                key.execute(params![k.key, k.instance, k.result, b.now])
+                    .map_err(native)?;
+            }
         }
     }
-    tx.commit().map_err(native)
+    Ok(())
 }
 
 /// Replaces the read models of every instance the batch touched.

@@ -570,3 +570,60 @@ impl Event {
         }
     }
 }
+
+/// The format of stored events this version writes, stored beside each one.
+///
+/// Stored histories are kept for years and replayed on every load, so an event once written must
+/// stay readable. A change to [`Event`] that alters its JSON (a field renamed or removed, a new
+/// field without a default, a variant renamed) is a new format:
+///
+/// 1. bump `EVENT_FORMAT` (to 2);
+/// 2. in [`upcast`], add the arm `1 => ...` that turns a format-1 event's JSON into format 2
+///    (rename the key, fill the new field): each arm lifts one format to the next, so a format-1
+///    event goes through every arm up to today's;
+/// 3. keep `engine/tests/fixtures/events/v1/` as it is (those stored events must still decode)
+///    and add `v2/` with today's events (`BLESS=1 cargo test -p shenpi-engine --test
+///    event_golden`).
+///
+/// A change that old JSON still reads the same (a new optional field, a new variant) keeps the
+/// format.
+pub const EVENT_FORMAT: u32 = 1;
+
+/// Why a stored event cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("event format {0} is newer than this version reads ({today}): upgrade shenpi", today = EVENT_FORMAT)]
+    Newer(u32),
+    #[error("event format {0} is not a format shenpi ever wrote")]
+    Unknown(u32),
+    #[error("stored event does not read as format {format}: {message}")]
+    Invalid { format: u32, message: String },
+}
+
+/// Reads an event stored in `format` (the [`EVENT_FORMAT`] of the version that wrote it):
+/// older formats are lifted to today's by [`upcast`] first.
+pub fn decode_event(format: u32, json: &str) -> Result<Event, DecodeError> {
+    let invalid = |e: serde_json::Error| DecodeError::Invalid {
+        format,
+        message: e.to_string(),
+    };
+    if format == EVENT_FORMAT {
+        return serde_json::from_str(json).map_err(invalid);
+    }
+    let mut value: serde_json::Value = serde_json::from_str(json).map_err(invalid)?;
+    let mut at = format;
+    while at < EVENT_FORMAT {
+        value = upcast(at, value)?;
+        at += 1;
+    }
+    if at > EVENT_FORMAT {
+        return Err(DecodeError::Newer(format));
+    }
+    serde_json::from_value(value).map_err(invalid)
+}
+
+/// Lifts the JSON of one event from `format` to `format + 1`. No format but 1 exists yet; the
+/// arm for each older format goes here (see [`EVENT_FORMAT`]).
+fn upcast(format: u32, _event: serde_json::Value) -> Result<serde_json::Value, DecodeError> {
+    Err(DecodeError::Unknown(format))
+}

@@ -212,6 +212,19 @@ async fn drop_leftover_schemas() {
     .await;
 }
 
+/// A plain connection to the test database, for a test that sets a schema up by hand, or
+/// `None` (skip) when PostgreSQL is unreachable outside CI.
+pub async fn pg_admin(test: &str) -> Option<sqlx::PgConnection> {
+    match sqlx::PgConnection::connect(&pg_url()).await {
+        Ok(c) => Some(c),
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIPPING PostgreSQL half of {test}: {e}");
+            None
+        }
+        Err(e) => panic!("PostgreSQL unreachable under CI ({}): {e}", pg_url()),
+    }
+}
+
 /// A store in a fresh schema, or `None` (skip) when PostgreSQL is unreachable outside CI. The
 /// schema is dropped when the returned [`PgSchema`] is.
 pub async fn postgres(test: &str) -> Option<(PgStore, PgSchema)> {

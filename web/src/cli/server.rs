@@ -186,9 +186,7 @@ async fn accounts(db: &str) -> anyhow::Result<Accounts> {
     let db = shenpi_adapters::store::Db::connect(db)
         .await
         .with_context(|| format!("cannot open database {db}"))?;
-    let a = Accounts::new(&db);
-    a.migrate().await?;
-    Ok(a)
+    Ok(Accounts::new(&db))
 }
 
 #[derive(clap::Subcommand)]

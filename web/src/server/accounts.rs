@@ -1,10 +1,11 @@
 //! The server's own tables: users, API tokens, UI sessions, projects, the HTTP audit trail,
 //! report runs and colour snapshots for the dashboard chart.
 //!
-//! They live in the same database as the durable runtime's tables (prefixed `web_`), created with
-//! `CREATE TABLE IF NOT EXISTS` at start rather than through the runtime's migrator, so that the
-//! two never fight over one migration history. Every statement is written once and runs on both
-//! backends (`$1` placeholders, `BIGINT` times in milliseconds, JSON as text) through [`on_pool!`].
+//! They live in the same database as the durable runtime's tables (prefixed `web_`) and are
+//! created by its migrations (`adapters/migrations/*/0006_server_tables.sql`), under the
+//! migration lock, so that nodes starting together on an empty database do not race to create
+//! them. Every statement is written once and runs on both backends (`$1` placeholders, `BIGINT`
+//! times in milliseconds, JSON as text) through [`on_pool!`].
 //!
 //! Secrets are never stored: passwords as argon2id PHC strings (made and checked in
 //! `passwords`), tokens and session ids as their SHA-256.
@@ -31,19 +32,6 @@ macro_rules! on_pool {
         }
     };
 }
-
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS web_users (name TEXT PRIMARY KEY, department TEXT, roles TEXT NOT NULL, password_hash TEXT, created_at BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS web_tokens (hash TEXT PRIMARY KEY, user_name TEXT NOT NULL, label TEXT, created_at BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS web_sessions (hash TEXT PRIMARY KEY, user_name TEXT NOT NULL, csrf TEXT NOT NULL, expires_at BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS web_projects (id TEXT PRIMARY KEY, name TEXT NOT NULL, workflow_id TEXT NOT NULL, owner TEXT NOT NULL, fields TEXT NOT NULL, created_at BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS web_project_instances (instance TEXT PRIMARY KEY, project_id TEXT NOT NULL, workflow_id TEXT NOT NULL, def_version BIGINT NOT NULL, created_at BIGINT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS web_project_instances_project ON web_project_instances (project_id)",
-    "CREATE TABLE IF NOT EXISTS web_audit (id TEXT PRIMARY KEY, at BIGINT NOT NULL, user_name TEXT NOT NULL, remote TEXT, action TEXT NOT NULL, instance TEXT, outcome TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS web_audit_instance ON web_audit (instance, at)",
-    "CREATE TABLE IF NOT EXISTS web_reports (id TEXT PRIMARY KEY, kind TEXT NOT NULL, created_at BIGINT NOT NULL, created_by TEXT NOT NULL, body TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS web_colour_snapshots (at BIGINT PRIMARY KEY, green BIGINT NOT NULL, yellow BIGINT NOT NULL, red BIGINT NOT NULL)",
-];
 
 /// The roles the server itself knows; workflow roles (`fgw_intake` ...) are free-form beside them.
 pub const SYSTEM_ROLES: &[&str] = &[
@@ -181,16 +169,6 @@ impl Accounts {
 
     pub fn pools(&self) -> &Pools {
         &self.pools
-    }
-
-    pub async fn migrate(&self) -> Result<()> {
-        for stmt in SCHEMA {
-            on_pool!(&self.pools, |p| sqlx::query(*stmt)
-                .execute(p)
-                .await
-                .map(|_| ()))?;
-        }
-        Ok(())
     }
 
     /// Creates or replaces a user (department, roles, password).

@@ -108,7 +108,6 @@ impl AppState {
     pub async fn build(cfg: Config<'_>) -> Result<App, StartError> {
         let db = Db::connect(cfg.db).await?;
         let accounts = Accounts::new(&db);
-        accounts.migrate().await?;
         let now = cfg.clock.now();
         let machine = Arc::new(
             EngineMachine::from_dir(cfg.workflows).map_err(|e| StartError::Other(e.to_string()))?,
@@ -345,9 +344,10 @@ impl AppState {
         };
         let mut parsed = Vec::with_capacity(events.len());
         for e in &events {
-            let ev: Event = serde_json::from_str(&e.body).map_err(|err| {
-                ApiError::internal(format!("event {}#{}: {err}", e.instance, e.seq))
-            })?;
+            let ev =
+                shenpi_engine::runtime::event::decode_event(e.format, &e.body).map_err(|err| {
+                    ApiError::internal(format!("event {}#{}: {err}", e.instance, e.seq))
+                })?;
             parsed.push((e.seq, e.recorded_at, ev));
         }
         let state = replay(parsed.iter().map(|(_, _, e)| e));

@@ -1,0 +1,87 @@
+//! The embedded migrations of both backends, in one list so that a change made on both carries
+//! the same version number on both (the files are under `adapters/migrations/{sqlite,postgres}/`).
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+/// A migration's version, description, and its text on SQLite and on PostgreSQL (`None`: the
+/// change concerns the other backend only).
+type Step = (
+    i64,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+macro_rules! both {
+    ($file:literal) => {
+        (
+            Some(include_str!(concat!("../../migrations/sqlite/", $file))),
+            Some(include_str!(concat!("../../migrations/postgres/", $file))),
+        )
+    };
+}
+
+const fn step(
+    version: i64,
+    what: &'static str,
+    (lite, pg): (Option<&'static str>, Option<&'static str>),
+) -> Step {
+    (version, what, lite, pg)
+}
+
+const MIGRATIONS: &[Step] = &[
+    step(1, "durable", both!("0001_durable.sql")),
+    step(
+        2,
+        "timer claims by instance",
+        both!("0002_timer_claims_by_instance.sql"),
+    ),
+    step(
+        3,
+        "write path: json bodies, byte-wise keys",
+        (
+            None,
+            Some(include_str!(
+                "../../migrations/postgres/0003_write_path.sql"
+            )),
+        ),
+    ),
+    step(4, "refused timers", both!("0004_refused_timers.sql")),
+    step(
+        5,
+        "calendar revisions",
+        both!("0005_calendar_revisions.sql"),
+    ),
+    step(6, "server tables", both!("0006_server_tables.sql")),
+    step(7, "event format", both!("0007_event_format.sql")),
+];
+
+/// Which backend's texts to run.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The migrator of one backend.
+pub(super) fn migrator(dialect: Dialect) -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .filter_map(|&(version, what, lite, pg)| {
+                let sql = match dialect {
+                    Dialect::Sqlite => lite,
+                    Dialect::Postgres => pg,
+                }?;
+                Some(Migration::new(
+                    version,
+                    what.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                ))
+            })
+            .collect(),
+    )
+}
