@@ -356,8 +356,8 @@ pub async fn instance_page(
                 }
             }
         }
-        section { h2 { "流程图" } div.diagram { (diagram_svg(&l)) }
-            p.legend { span.lg-current { "当前" } span.lg-done { "已办" } span.lg-back { "驳回路径（虚线）" } } }
+        // The diagram carries its own legend.
+        section { h2 { "流程图" } div.diagram { (diagram_svg(&l)) } }
         section { h2 { "要素台账" } (elements_block(&l)) }
         @if is_party || user.user.has("admin") {
             section.applicant {
