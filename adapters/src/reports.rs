@@ -168,17 +168,7 @@ async fn run_one<S: ReportStore>(
     let from = cron
         .before(slot)
         .unwrap_or(slot - default_period_ms(report.kind.value));
-    let today = local_date(timestamp(now));
-    let promise_until = ctx
-        .cal
-        .add_working_days(today, 5)
-        .map(|d| end_of_day(d).as_millisecond())
-        // Past the calendar's years: a week of calendar days is the honest approximation.
-        .unwrap_or(now + 7 * 86_400_000);
-    let data = store
-        .report_data(&wf.id.value, from, now, promise_until, opts.limit)
-        .await?;
-    let payload = payload(ctx, report, from, slot, now, &data);
+    let payload = content(store, ctx, report, from, slot, now, opts.limit).await?;
     let rows = messages(wf, report, &key, slot, now, &payload);
     let n = rows.len();
     if store.run_report(&key, slot, &opts.node, now, &rows).await? {
@@ -191,6 +181,63 @@ async fn run_one<S: ReportStore>(
     } else {
         Ok(None)
     }
+}
+
+/// What a report says for the period `from`..`slot`, read at `now`: the one content of a
+/// report, for the scheduled runs and for a report asked for on the spot ([`report_now`]).
+async fn content<S: ReportStore>(
+    store: &S,
+    ctx: &EngineContext,
+    report: &Report,
+    from: Millis,
+    slot: Millis,
+    now: Millis,
+    limit: i64,
+) -> Result<Value, ReportError> {
+    let today = local_date(timestamp(now));
+    let promise_until = ctx
+        .cal
+        .add_working_days(today, 5)
+        .map(|d| end_of_day(d).as_millisecond())
+        // Past the calendar's years: a week of calendar days is the honest approximation.
+        .unwrap_or(now + 7 * 86_400_000);
+    let data = store
+        .report_data(&ctx.def.workflow.id.value, from, now, promise_until, limit)
+        .await?;
+    Ok(payload(ctx, report, from, slot, now, &data))
+}
+
+/// A report of `kind` asked for now (a supervisor's 立即生成): for every workflow of
+/// `definitions` that declares one, the same content its scheduled run would send, over the
+/// period since its last slot. Nothing is sent and no slot is taken.
+pub async fn report_now<S: ReportStore>(
+    store: &S,
+    definitions: &[Arc<EngineContext>],
+    kind: ReportKind,
+    now: Millis,
+    limit: i64,
+) -> Result<Vec<(String, Value)>, ReportError> {
+    let mut out = Vec::new();
+    for ctx in definitions {
+        for report in ctx
+            .def
+            .workflow
+            .reports
+            .iter()
+            .filter(|r| r.kind.value == kind)
+        {
+            let key = report_key(&ctx.def.workflow, report);
+            let cron = Cron::parse(&key, &report.cron.value)?;
+            let from = cron
+                .latest_at_or_before(now)
+                .unwrap_or(now - default_period_ms(kind));
+            out.push((
+                key,
+                content(store, ctx, report, from, now, now, limit).await?,
+            ));
+        }
+    }
+    Ok(out)
 }
 
 fn default_period_ms(kind: ReportKind) -> i64 {

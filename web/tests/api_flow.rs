@@ -859,6 +859,24 @@ async fn dashboard_reports_outbox_openapi_health_metrics() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    // The report asked for now says what the scheduled weekly report of each workflow says:
+    // the same content (adapters::reports), one entry per workflow that declares one.
+    let reports = r.json["body"]["reports"].as_array().expect("reports");
+    let keys: Vec<&str> = reports
+        .iter()
+        .filter_map(|x| x["report"].as_str())
+        .collect();
+    assert!(keys.contains(&"provincial-major/weekly"), "{keys:?}");
+    for x in reports {
+        let c = &x["content"];
+        assert_eq!(c["report_kind"], "weekly_report", "{c}");
+        assert!(c["workflow_name"].is_string(), "{c}");
+        let sum = ["green", "yellow", "red"]
+            .iter()
+            .map(|k| c[k].as_i64().expect("count"))
+            .sum::<i64>();
+        assert_eq!(c["total"].as_i64(), Some(sum), "{c}");
+    }
     let bad = s
         .req(
             "POST",

@@ -136,12 +136,7 @@ impl AppState {
                 cfg.clock.clone(),
                 SchedulerOptions::default(),
             );
-            tokio::spawn(report_loop(
-                db.clone(),
-                machine.clone(),
-                catalog.workflow_ids(),
-                cfg.clock.clone(),
-            ));
+            tokio::spawn(report_loop(db.clone(), machine.clone(), cfg.clock.clone()));
             let templates = Templates::from_dir(&cfg.workflows.join("templates"))
                 .map_err(|e| StartError::Other(e.to_string()))?;
             let (_handle, ostats) = spawn_outbox_worker(
@@ -425,29 +420,30 @@ impl Clock for OffsetClock {
 
 /// Runs the cron reports of the latest published versions every 30 s (see
 /// `shenpi_adapters::reports`; `report_runs` makes each slot run once across nodes).
-async fn report_loop(
-    db: Db,
-    machine: Arc<EngineMachine>,
-    workflow_ids: Vec<String>,
-    clock: Arc<dyn Clock>,
-) {
+/// The latest published version of every workflow in the registry, compiled (for reports).
+pub async fn latest_contexts(db: &Db, machine: &EngineMachine) -> Vec<Arc<EngineCtx>> {
+    let mut defs = Vec::new();
+    for id in machine.workflow_ids() {
+        let Ok(Some(row)) = db.latest_definition(&id).await else {
+            continue;
+        };
+        if machine.get(&row.workflow_id, row.version).is_none()
+            && let Err(e) = machine.register(&row)
+        {
+            tracing::warn!(workflow = %id, version = row.version, "cannot compile: {e}");
+            continue;
+        }
+        defs.extend(machine.get(&row.workflow_id, row.version));
+    }
+    defs
+}
+
+async fn report_loop(db: Db, machine: Arc<EngineMachine>, clock: Arc<dyn Clock>) {
     use shenpi_adapters::reports::{ReportOptions, run_due_reports};
-    use shenpi_adapters::store::InstanceMeta;
     let opts = ReportOptions::default();
     loop {
-        let mut defs = Vec::new();
-        for id in &workflow_ids {
-            if let Ok(Some(row)) = db.latest_definition(id).await
-                && let Some(ctx) = machine.context(&InstanceMeta {
-                    id: String::new(),
-                    workflow_id: row.workflow_id.clone(),
-                    def_version: row.version,
-                    project: serde_json::Value::Null,
-                })
-            {
-                defs.push(ctx);
-            }
-        }
+        // Read each pass: a workflow published since start reports too.
+        let defs = latest_contexts(&db, &machine).await;
         if let Err(e) = run_due_reports(&db, &defs, clock.now(), &opts).await {
             tracing::warn!("reports: {e}");
         }
