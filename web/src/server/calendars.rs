@@ -20,14 +20,14 @@ use maud::{Markup, html};
 use serde::{Deserialize, Serialize};
 use shenpi_adapters::store::calendars::{CalendarRevision, Origin};
 use shenpi_adapters::store::{Db, Millis};
-use shenpi_engine::calendar::{Calendar, DayChange, local_date, local_datetime, statutory};
+use shenpi_engine::calendar::{Calendar, DayChange, statutory};
 use shenpi_engine::diag::Diagnostic;
 use shenpi_engine::runtime::{Actor, Command, CommandEnvelope, Event, decide};
 use utoipa::ToSchema;
 
 use super::auth::{Caller, PageUser};
 use super::catalog::{Catalog, yaml_hash};
-use super::chrome::{Flash, fail, page};
+use super::chrome::{Flash, datetime, due_date, fail, page};
 use super::engine::{EngineMachine, timestamp};
 use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
@@ -587,7 +587,7 @@ async fn calendars_view(
                                 td { "第 " (r.revision) " 版" }
                                 td { (origin_text(r)) }
                                 td { (r.published_by) }
-                                td { (local_datetime(r.published_at).strftime("%Y-%m-%d %H:%M")) }
+                                td { (datetime(r.published_at.as_millisecond())) }
                                 td { (retimed_text(&r.retimed)) }
                             }
                         }
@@ -622,10 +622,6 @@ pub async fn page_list(State(app): State<App>, user: PageUser) -> Response {
     calendars_view(&app, &user, "", None, None).await
 }
 
-fn due_day(t: jiff::Timestamp) -> String {
-    local_date(t - jiff::SignedDuration::from_nanos(1)).to_string()
-}
-
 fn preview_markup(id: &str, yaml: &str, p: &Preview, user: &PageUser) -> Markup {
     html! {
         section.preview {
@@ -656,8 +652,8 @@ fn preview_markup(id: &str, yaml: &str, p: &Preview, user: &PageUser) -> Markup 
                         tr class=[m.overdue_now.then_some("overdue")] {
                             td { a href={"/instances/" (m.instance)} { (m.project) } }
                             td { (m.what) }
-                            td { (due_day(m.old_due)) }
-                            td { (due_day(m.new_due)) @if m.overdue_now { " ⚠ 立即超期" } }
+                            td { (due_date(m.old_due.as_millisecond())) }
+                            td { (due_date(m.new_due.as_millisecond())) @if m.overdue_now { " ⚠ 立即超期" } }
                         }
                     } }
                 } }

@@ -1,8 +1,9 @@
 //! The one path from HTTP to the command bus, for the API and the pages alike:
 //! [`run_command`] (and [`run_command_with`] when the key and the expected version come from a
-//! form) checks the caller against the project, namespaces the `Idempotency-Key` by user (so two
-//! users cannot collide on a key), honours `If-Match` (the instance version the caller saw),
-//! measures, audits, and words a refusal with the instance's own names.
+//! form; [`run_start`] for the command that creates an instance) checks the caller against the
+//! project, namespaces the `Idempotency-Key` by user (so two users cannot collide on a key),
+//! honours `If-Match` (the instance version the caller saw), measures, audits, and words a
+//! refusal with the instance's own names.
 //!
 //! **Invariant:** handlers never decide anything about an instance; every change comes through
 //! here to the bus, which asks the engine.
@@ -14,6 +15,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
 use shenpi_adapters::bus::{CommandError, Receipt, Submit};
 use shenpi_adapters::machine::Rejection;
+use shenpi_adapters::store::InstanceMeta;
+use shenpi_engine::compile::Definition;
 use shenpi_engine::runtime::{Command, CommandEnvelope};
 use utoipa::ToSchema;
 
@@ -83,7 +86,7 @@ fn expected_version(headers: &HeaderMap) -> ApiResult<Option<i64>> {
 }
 
 /// Counts the command in the metrics and writes it to the audit trail, with its outcome.
-pub fn record(
+fn record(
     app: &App,
     caller: &Caller,
     action: &str,
@@ -156,6 +159,42 @@ pub async fn run_command_with(
     match res {
         Ok(r) => Ok(r.into()),
         Err(CommandError::Rejected(r)) => Err(refusal_named(app, instance, &r).await),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Starts an instance: the `Start` command, which goes to an instance that does not exist yet and
+/// so carries what it is started on (`meta`); a refusal is worded with `def`'s names.
+pub async fn run_start(
+    app: &App,
+    caller: &Caller,
+    meta: InstanceMeta,
+    channel: Option<&str>,
+    key: Option<String>,
+    def: &Definition,
+) -> ApiResult<Receipt> {
+    let cmd = Command::Start {
+        project: meta.project.clone(),
+        channel: channel.map(Into::into),
+    };
+    let started = Instant::now();
+    let res = app
+        .bus
+        .submit(Submit {
+            instance: meta.id.clone(),
+            start: Some(meta),
+            key,
+            expected_version: None,
+            command: CommandEnvelope {
+                actor: caller.user.actor(),
+                command: cmd,
+            },
+        })
+        .await;
+    record(app, caller, "start", None, &res, started);
+    match res {
+        Ok(r) => Ok(r),
+        Err(CommandError::Rejected(r)) => Err(refusals::refused(&r, &Names::of(def, None))),
         Err(e) => Err(e.into()),
     }
 }

@@ -237,3 +237,63 @@ fn pairs(body: &[u8]) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Sample {
+        #[serde(default, deserialize_with = "text")]
+        name: Option<String>,
+        #[serde(default, deserialize_with = "raw")]
+        yaml: String,
+        #[serde(default, deserialize_with = "list")]
+        waive: Vec<String>,
+        #[serde(default, deserialize_with = "checked")]
+        confirm: bool,
+    }
+
+    #[test]
+    fn fields_are_decoded_and_taken_as_declared() {
+        let f = Fields::read(
+            b"name=+%E5%BC%A0%E4%B8%89+&yaml=a%3A+1%0D%0A++b&waive=eia&waive=energy&confirm=1&csrf=t",
+        );
+        let s: Sample = f.parse().expect("parses");
+        assert_eq!(s.name.as_deref(), Some("张三"));
+        assert_eq!(s.yaml, "a: 1\r\n  b");
+        assert_eq!(s.waive, vec!["eia", "energy"]);
+        assert!(s.confirm);
+        assert_eq!(f.first("csrf"), Some("t"));
+    }
+
+    #[test]
+    fn empty_and_absent_fields_are_absent() {
+        let s: Sample = Fields::read(b"name=+++&waive=x").parse().expect("parses");
+        assert_eq!(s.name, None);
+        assert_eq!(s.yaml, "");
+        assert_eq!(s.waive, vec!["x"]);
+        assert!(!s.confirm);
+    }
+
+    #[test]
+    fn a_repeated_single_field_keeps_its_first_value() {
+        let s: Sample = Fields::read(b"name=a&name=b").parse().expect("parses");
+        assert_eq!(s.name.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_form_error_names_its_field_in_the_api_error() {
+        let e: ApiError = FormError::new("reason", "请填写理由").into();
+        assert_eq!(e.status.as_u16(), 422);
+        assert_eq!(e.body.message, "请填写理由");
+        assert_eq!(e.body.details["field"], "reason");
+    }
+
+    #[test]
+    fn malformed_escapes_are_kept_as_typed() {
+        let f = Fields::read(b"name=100%&yaml=%zz");
+        assert_eq!(f.first("name"), Some("100%"));
+        assert_eq!(f.first("yaml"), Some("%zz"));
+    }
+}

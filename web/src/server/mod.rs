@@ -26,6 +26,7 @@ pub mod inbox;
 pub mod instances;
 pub mod login;
 pub mod metrics;
+pub mod names;
 pub mod openapi;
 pub mod outbox;
 pub mod passwords;

@@ -14,6 +14,7 @@ use shenpi_engine::model::{Action, RawLimit};
 use shenpi_engine::runtime::{InstanceState, Rejection, RejectionKind, TaskId};
 
 use super::error::{ApiError, rejection_status};
+use super::names::WorkflowNames;
 
 /// Where the names in a refusal come from: the instance's workflow version and its state, when
 /// the caller has them. Without them ids are shown as they are.
@@ -31,68 +32,38 @@ impl<'a> Names<'a> {
         }
     }
 
+    /// A name as the workflow gives it, in 「」; the id without the definition.
+    fn quoted(&self, id: &str, name: fn(&WorkflowNames<'a>, &str) -> String) -> String {
+        format!("「{}」", self.plain(id, name))
+    }
+
+    fn plain(&self, id: &str, name: fn(&WorkflowNames<'a>, &str) -> String) -> String {
+        self.def
+            .map_or_else(|| id.to_string(), |d| name(&WorkflowNames(d), id))
+    }
+
     fn node(&self, id: &str) -> String {
-        let name = self
-            .def
-            .and_then(|d| d.node(id))
-            .and_then(|n| n.name.clone());
-        format!("「{}」", name.unwrap_or_else(|| id.to_string()))
+        self.quoted(id, WorkflowNames::node)
     }
 
     fn material(&self, id: &str) -> String {
-        let name = self.def.and_then(|d| {
-            d.workflow
-                .materials
-                .iter()
-                .find(|m| m.id.value == id)
-                .and_then(|m| m.name.clone())
-        });
-        format!("「{}」", name.unwrap_or_else(|| id.to_string()))
+        self.quoted(id, WorkflowNames::material)
     }
 
     fn stage(&self, id: &str) -> String {
-        let name = self.def.and_then(|d| {
-            d.workflow
-                .stages
-                .iter()
-                .find(|s| s.id.value == id)
-                .and_then(|s| s.name.clone())
-        });
-        format!("「{}」", name.unwrap_or_else(|| id.to_string()))
+        self.quoted(id, WorkflowNames::stage)
     }
 
     fn element(&self, id: &str) -> String {
-        let name = self.def.and_then(|d| {
-            d.workflow
-                .elements
-                .iter()
-                .find(|e| e.id.value == id)
-                .and_then(|e| e.name.clone())
-        });
-        format!("「{}」", name.unwrap_or_else(|| id.to_string()))
+        self.quoted(id, WorkflowNames::element)
     }
 
     fn field(&self, id: &str) -> String {
-        let name = self.def.and_then(|d| {
-            d.workflow
-                .fields
-                .iter()
-                .find(|f| f.id.value == id)
-                .and_then(|f| f.label.clone())
-        });
-        format!("「{}」", name.unwrap_or_else(|| id.to_string()))
+        self.quoted(id, WorkflowNames::field)
     }
 
     fn department(&self, id: &str) -> String {
-        self.def
-            .and_then(|d| {
-                d.workflow
-                    .departments
-                    .iter()
-                    .find(|x| x.id.value == id)
-                    .and_then(|x| x.name.clone())
-            })
-            .unwrap_or_else(|| id.to_string())
+        self.plain(id, WorkflowNames::department)
     }
 
     /// A task by what it is about: its node, a branch's department, the material it verifies.

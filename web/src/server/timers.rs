@@ -11,6 +11,7 @@ use shenpi_engine::runtime::{ClockRef, InstanceState, TimerKind};
 
 use super::engine::EngineCtx;
 use super::error::ApiResult;
+use super::names::WorkflowNames;
 use super::state::App;
 
 /// A refused timer, named for people.
@@ -103,60 +104,34 @@ pub fn purpose(k: &TimerKind) -> String {
 
 /// What a timer is about, in the workflow's names (the node, 「阶段「审批」」, 「容缺材料「…」」).
 pub fn subject(k: &TimerKind, state: &InstanceState, ctx: &EngineCtx) -> String {
-    let wf = &ctx.def.workflow;
-    let node = |id: &str| {
-        ctx.def
-            .node(id)
-            .and_then(|n| n.name.clone())
-            .unwrap_or_else(|| id.to_string())
-    };
-    let stage = |id: &str| {
-        wf.stages
-            .iter()
-            .find(|s| s.id.value == id)
-            .and_then(|s| s.name.clone())
-            .unwrap_or_else(|| id.to_string())
-    };
-    let element_name = |id: &str| {
-        wf.elements
-            .iter()
-            .find(|e| e.id.value == id)
-            .and_then(|e| e.name.clone())
-            .unwrap_or_else(|| id.to_string())
-    };
+    let names = WorkflowNames(&ctx.def);
     let target = match k {
         TimerKind::Escalation { task, .. } => ClockRef::Task(*task),
-        TimerKind::Wait { node: n } => return node(n),
+        TimerKind::Wait { node: n } => return names.node(n),
         TimerKind::Yellow { target } | TimerKind::Due { target } => target.clone(),
     };
     match &target {
-        ClockRef::Task(t) => state.task(*t).map(|t| node(&t.spec.node)),
-        ClockRef::Step(s) => state.step(*s).map(|s| node(&s.node)),
-        ClockRef::Promise(p) => state.promise(*p).map(|p| {
-            let m = wf
-                .materials
-                .iter()
-                .find(|m| m.id.value == p.material.as_str())
-                .and_then(|m| m.name.clone())
-                .unwrap_or_else(|| p.material.to_string());
-            format!("容缺材料「{m}」")
-        }),
+        ClockRef::Task(t) => state.task(*t).map(|t| names.node(&t.spec.node)),
+        ClockRef::Step(s) => state.step(*s).map(|s| names.node(&s.node)),
+        ClockRef::Promise(p) => state
+            .promise(*p)
+            .map(|p| format!("容缺材料「{}」", names.material(&p.material))),
         ClockRef::Stage(v) => state
             .stages
             .get(v.ix())
-            .map(|s| format!("阶段「{}」", stage(&s.stage))),
+            .map(|s| format!("阶段「{}」", names.stage(&s.stage))),
         ClockRef::Element { stage: v, element } => state.stages.get(v.ix()).map(|s| {
             format!(
                 "阶段「{}」要素「{}」",
-                stage(&s.stage),
-                element_name(element)
+                names.stage(&s.stage),
+                names.element(element)
             )
         }),
         ClockRef::Outstanding(o) => state.outstanding.get(o.ix()).map(|o| {
             format!(
                 "阶段「{}」待补要素「{}」",
-                stage(&o.stage),
-                element_name(&o.element)
+                names.stage(&o.stage),
+                names.element(&o.element)
             )
         }),
     }

@@ -1,28 +1,24 @@
 //! The instance API: start a project's instance, read it (with its diagram), send it any engine
 //! command, supply a material, attach an element.
 
-use std::time::Instant;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
-use shenpi_adapters::bus::{CommandError, Submit};
 use shenpi_adapters::store::InstanceMeta;
-use shenpi_engine::runtime::{Command, CommandEnvelope};
+use shenpi_engine::runtime::Command;
 use utoipa::ToSchema;
 
 use super::super::accounts::random_hex;
 use super::super::auth::{Caller, policy};
 use super::super::commands::{
-    CommandResult, idempotency_key, json_body, parse_command, record, run_command,
+    CommandResult, idempotency_key, json_body, parse_command, run_command, run_start,
 };
 use super::super::diagrams::{self, DiagramQuery};
 use super::super::error::{ApiError, ApiResult, ErrorBody};
 use super::super::projects::project_for;
-use super::super::refusals::{self, Names};
 use super::super::state::App;
 use super::detail::{InstanceDetail, instance_detail};
 
@@ -76,38 +72,13 @@ pub async fn start(
         }
     };
     let ctx = app.context(&project.workflow_id, version).await?;
-    let id = format!("I{}", random_hex(6).map_err(ApiError::internal)?);
-    let cmd = Command::Start {
+    let meta = InstanceMeta {
+        id: format!("I{}", random_hex(6).map_err(ApiError::internal)?),
+        workflow_id: project.workflow_id.clone(),
+        def_version: version,
         project: project.fields.clone(),
-        channel: req.channel.as_deref().map(Into::into),
     };
-    let started = Instant::now();
-    let res = app
-        .bus
-        .submit(Submit {
-            instance: id.clone(),
-            start: Some(InstanceMeta {
-                id,
-                workflow_id: project.workflow_id.clone(),
-                def_version: version,
-                project: project.fields.clone(),
-            }),
-            key,
-            expected_version: None,
-            command: CommandEnvelope {
-                actor: caller.user.actor(),
-                command: cmd,
-            },
-        })
-        .await;
-    record(app, caller, "start", None, &res, started);
-    let r = match res {
-        Ok(r) => r,
-        Err(CommandError::Rejected(r)) => {
-            return Err(refusals::refused(&r, &Names::of(&ctx.def, None)));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let r = run_start(app, caller, meta, req.channel.as_deref(), key, &ctx.def).await?;
     app.accounts
         .link_instance(
             &r.instance,

@@ -25,17 +25,13 @@ use super::super::diagrams;
 use super::super::engine::{EngineCtx, timestamp};
 use super::super::error::ApiError;
 use super::super::form::{Fields, hidden};
+use super::super::names::WorkflowNames;
 use super::super::state::App;
 use super::detail::{InstanceDetail, instance_detail};
 use super::forms::InstanceForm;
 
 fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
-    let node_name = |n: &str| {
-        ctx.def
-            .node(n)
-            .and_then(|x| x.name.clone())
-            .unwrap_or_else(|| n.to_string())
-    };
+    let node_name = |n: &str| WorkflowNames(&ctx.def).node(n);
     Some(match e {
         Event::InstanceStarted { by, .. } => format!("{by} 提交申报"),
         Event::ChannelChosen {
@@ -209,7 +205,7 @@ pub fn promises_table(l: &Loaded) -> Markup {
                 thead { tr { th { "材料" } th { "状态" } th { "承诺截止" } th { "预警" } } }
                 tbody {
                     @for p in &l.view.promises {
-                        @let name = l.ctx.def.workflow.materials.iter().find(|m| m.id.value == p.material.as_str()).and_then(|m| m.name.clone()).unwrap_or_else(|| p.material.to_string());
+                        @let name = WorkflowNames(&l.ctx.def).material(&p.material);
                         tr.promise data-material=(p.material) {
                             td { (name) }
                             td { (if p.breached { "违约" } else { match p.status { PromiseStatus::Open => "待补交", PromiseStatus::Supplied => "已补交待核验", PromiseStatus::Verified => "已核验" } }) }
@@ -224,26 +220,9 @@ pub fn promises_table(l: &Loaded) -> Markup {
 }
 
 pub fn elements_block(l: &Loaded) -> Markup {
-    let stage_name = |s: &str| {
-        l.ctx
-            .def
-            .workflow
-            .stages
-            .iter()
-            .find(|x| x.id.value == s)
-            .and_then(|x| x.name.clone())
-            .unwrap_or_else(|| s.to_string())
-    };
-    let element_name = |e: &str| {
-        l.ctx
-            .def
-            .workflow
-            .elements
-            .iter()
-            .find(|x| x.id.value == e)
-            .and_then(|x| x.name.clone())
-            .unwrap_or_else(|| e.to_string())
-    };
+    let names = WorkflowNames(&l.ctx.def);
+    let stage_name = |s: &str| names.stage(s);
+    let element_name = |e: &str| names.element(e);
     html! {
         @if let Some(s) = &l.view.stage {
             h3 { "当前阶段：" (stage_name(&s.stage)) @if let Some(c) = &s.clock { " " (colour_mark(c.colour)) " " (days_text(Some(c.days_left))) @if let Some(d) = c.due { " · 截止 " (due_date(d.as_millisecond())) } (clock_provisional(c)) } }

@@ -42,22 +42,6 @@ pub async fn task_action(
     Ok(Json(run_command(&app, &caller, &id, cmd, &headers).await?))
 }
 
-/// The applicant supplies a material (against a 容缺 promise or a 补正).
-#[utoipa::path(post, path = "/api/instances/{id}/materials/{material}/supply", tag = "materials",
-    params(("Idempotency-Key" = Option<String>, Header, description = "retries are applied once")),
-    responses((status = 200, body = CommandResult), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn supply_material(
-    State(app): State<App>,
-    caller: Caller,
-    Path((id, material)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> ApiResult<Json<CommandResult>> {
-    let cmd = Command::SupplyMaterial {
-        material: material.into(),
-    };
-    Ok(Json(run_command(&app, &caller, &id, cmd, &headers).await?))
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct VerifyRequest {
     pub accepted: bool,

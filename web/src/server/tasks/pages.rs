@@ -7,7 +7,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use maud::html;
+use maud::{Markup, html};
 use shenpi_engine::compile::Party;
 use shenpi_engine::model::{Action, NodeType, RawLimit};
 use shenpi_engine::runtime::TaskId;
@@ -23,6 +23,7 @@ use super::super::instances::detail::materials_of;
 use super::super::instances::pages::{
     Loaded, diagram_svg, elements_block, facts, history, load, promises_table,
 };
+use super::super::names::WorkflowNames;
 use super::super::state::App;
 use super::forms::TaskForm;
 
@@ -68,9 +69,7 @@ fn render_task(
     let spec = l.st.task(TaskId(task));
     let node_id = spec.map(|s| s.spec.node.to_string()).unwrap_or_default();
     let node = l.ctx.def.node(&node_id);
-    let node_name = node
-        .and_then(|n| n.name.clone())
-        .unwrap_or_else(|| node_id.clone());
+    let node_name = WorkflowNames(&l.ctx.def).node(&node_id);
     let materials = materials_of(&l.ctx, &l.st, &node_id);
     let actions: Vec<Action> = node
         .map(|n| n.actions.iter().map(|a| a.value).collect())
@@ -134,37 +133,32 @@ fn render_task(
             section.actions {
                 h2 { "办理" }
                 @if pool {
-                    form method="post" id="act-claim" {
-                        (hidden(user)) input type="hidden" name="action" value="claim";
+                    (action_form(user, "act-claim", "claim", None, html! {
                         button type="submit" { "认领任务" }
-                    }
+                    }))
                 }
                 @if is_verify {
-                    form method="post" id="act-verify" {
-                        (hidden(user)) input type="hidden" name="action" value="verify";
+                    (action_form(user, "act-verify", "verify", None, html! {
                         label { "核验意见 " input name="reason" size="40"; }
                         button type="submit" name="accepted" value="true" { "核验通过" }
                         button type="submit" name="accepted" value="false" class="danger" { "核验不通过" }
-                    }
+                    }))
                 }
                 @if is_cosign {
-                    form method="post" id="act-cosign-decide" {
-                        (hidden(user)) input type="hidden" name="action" value="approve";
+                    (action_form(user, "act-cosign-decide", "approve", None, html! {
                         label { "意见 " input name="comment" size="40"; }
                         button type="submit" { "会签同意" }
-                    }
+                    }))
                 }
                 @if allowed(Action::Approve) {
-                    form method="post" id="act-approve" {
-                        (hidden(user)) input type="hidden" name="action" value="approve";
+                    (action_form(user, "act-approve", "approve", None, html! {
                         label { "审批意见 " input name="comment" size="50" placeholder="同意"; }
                         button type="submit" { "审批通过" }
-                    }
+                    }))
                 }
                 @if allowed(Action::Conditional) {
                     @if let Some(c) = conditional {
-                        form method="post" id="act-conditional" class="conditional" {
-                            (hidden(user)) input type="hidden" name="action" value="conditional";
+                        (action_form(user, "act-conditional", "conditional", Some("conditional"), html! {
                             fieldset {
                                 legend { "容缺通过（申请人书面承诺限期补交）" }
                                 @for m in &materials {
@@ -179,65 +173,58 @@ fn render_task(
                                 label { "意见 " input name="comment" size="40" placeholder="同意容缺受理"; }
                             }
                             button type="submit" { "容缺通过" }
-                        }
+                        }))
                     }
                 }
                 @if allowed(Action::Reject) {
-                    form method="post" id="act-reject" {
-                        (hidden(user)) input type="hidden" name="action" value="reject";
+                    (action_form(user, "act-reject", "reject", None, html! {
                         label { "驳回至 " select name="to" {
                             @for r in node.map(|n| n.reject_to.clone()).unwrap_or_default() {
-                                option value=(r.value) { (l.ctx.def.node(&r.value).and_then(|n| n.name.clone()).unwrap_or_else(|| r.value.clone())) }
+                                option value=(r.value) { (WorkflowNames(&l.ctx.def).node(&r.value)) }
                             }
                             option value="" { "不予批准（终止）" }
                         } }
                         label { "理由 " input name="reason" size="40" required; }
                         button type="submit" class="danger" { "驳回" }
-                    }
+                    }))
                 }
                 @if allowed(Action::Return) {
-                    form method="post" id="act-return" {
-                        (hidden(user)) input type="hidden" name="action" value="return";
+                    (action_form(user, "act-return", "return", None, html! {
                         label { "补正原因 " input name="reason" size="40" required; }
                         @for m in &materials { label.check { input type="checkbox" name="materials" value=(m.material); (m.name.clone().unwrap_or_else(|| m.material.clone())) } }
                         button type="submit" { "退回补正" }
-                    }
+                    }))
                 }
                 @if allowed(Action::Delegate) {
-                    form method="post" id="act-delegate" {
-                        (hidden(user)) input type="hidden" name="action" value="delegate";
+                    (action_form(user, "act-delegate", "delegate", None, html! {
                         label { "委托给（用户名） " input name="to" size="12" required; }
                         label.check { input type="checkbox" name="transfer" value="true"; "转办（移交）" }
                         button type="submit" { "委托" }
-                    }
+                    }))
                 }
                 @if allowed(Action::Cosign) {
-                    form method="post" id="act-cosign" {
-                        (hidden(user)) input type="hidden" name="action" value="cosign";
+                    (action_form(user, "act-cosign", "cosign", None, html! {
                         label { "加签人（用户名） " input name="user" size="12" required; }
                         button type="submit" { "加签" }
-                    }
+                    }))
                 }
                 @if allowed(Action::Extend) {
-                    form method="post" id="act-extend" {
-                        (hidden(user)) input type="hidden" name="action" value="extend";
+                    (action_form(user, "act-extend", "extend", None, html! {
                         label { "延长 " input name="limit" size="5" value="5wd"; }
                         label { "理由 " input name="reason" size="30" required; }
                         button type="submit" { "延长时限" }
-                    }
+                    }))
                 }
                 @if allowed(Action::Suspend) {
-                    form method="post" id="act-suspend" {
-                        (hidden(user)) input type="hidden" name="action" value="suspend";
+                    (action_form(user, "act-suspend", "suspend", None, html! {
                         label { "中止原因（听证/专家评审/检测） " input name="reason" size="30" required; }
                         button type="submit" { "中止计时" }
-                    }
+                    }))
                 }
-                form method="post" id="act-comment" {
-                    (hidden(user)) input type="hidden" name="action" value="comment";
+                (action_form(user, "act-comment", "comment", None, html! {
                     label { "意见/备注 " input name="text" size="50" required; }
                     button type="submit" { "添加意见" }
-                }
+                }))
             }
         }
         section { h2 { "流程图" } div.diagram { (diagram_svg(l)) } }
@@ -245,6 +232,22 @@ fn render_task(
         section { h2 { "办理历程" } (history(l)) }
     };
     page(&node_name, Some(user), flash, body)
+}
+
+/// One action form of the task page: the hidden fields, its `action`, and what it asks for.
+fn action_form(
+    user: &PageUser,
+    id: &str,
+    action: &str,
+    class: Option<&str>,
+    fields: Markup,
+) -> Markup {
+    html! {
+        form method="post" id=(id) class=[class] {
+            (hidden(user)) input type="hidden" name="action" value=(action);
+            (fields)
+        }
+    }
 }
 
 /// An action on the task; a refusal shows the task page again with the reason.
