@@ -23,6 +23,7 @@ use shenpi_engine::calendar::{Calendar, local_datetime};
 use shenpi_engine::compile::{Definition, Party, compile};
 use shenpi_engine::diag::Diagnostic;
 use shenpi_engine::parse::parse_workflow;
+use shenpi_engine::runtime::policy;
 use shenpi_engine::runtime::{
     self, Actor, Command, CommandEnvelope, Event, InstanceState, TimerId, view,
 };
@@ -414,15 +415,18 @@ impl Machine for EngineMachine {
             .tasks
             .iter()
             .map(|t| {
-                let spec = state.task(t.id).map(|x| &x.spec);
+                let task = state.task(t.id);
+                let spec = task.map(|x| &x.spec);
                 InboxRow {
                     instance: meta.id.clone(),
                     task_id: t.id.to_string(),
                     workflow_id: meta.workflow_id.clone(),
                     node: t.node.to_string(),
                     stage: stage.clone(),
-                    assignee: Some(match &t.claimed_by {
-                        Some(u) => format!("user:{u}"),
+                    // The policy's addressee, so `role: applicant` reaches this instance's
+                    // applicant only (delegates: see the inbox query).
+                    assignee: Some(match task {
+                        Some(task) => party(&policy::addressee(task, &state.applicant)),
                         None => party(&t.assignment),
                     }),
                     department: t.department.as_ref().map(|d| d.to_string()),

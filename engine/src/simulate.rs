@@ -465,7 +465,7 @@ impl Sim<'_> {
             .state
             .tasks
             .iter()
-            .find(|t| t.is_open() && matches(t) && may_act(t, actor));
+            .find(|t| t.is_open() && matches(t) && may_act(t, actor, &self.state.applicant));
         if let Some(t) = open_ok {
             return t.spec.task;
         }

@@ -240,7 +240,7 @@ async fn approval_flow_with_conditional_idempotency_and_conflicts() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     assert_eq!(r.json["error"], "not_assigned");
-    // The applicant may not act on tasks at all.
+    // The task is not the applicant's: the engine refuses it (not_assigned).
     let r = s
         .req(
             "POST",
@@ -251,6 +251,7 @@ async fn approval_flow_with_conditional_idempotency_and_conflicts() {
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.json["error"], "not_assigned", "{}", r.text);
     // Malformed and unknown commands: 422.
     let r = s
         .raw("POST", &path, Some("li"), "{not json", "application/json")

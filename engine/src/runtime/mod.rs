@@ -22,7 +22,8 @@
 //! - **Events carry their computed facts** (a task's clock and assignment, the days a stopped
 //!   clock had used), so `evolve` needs neither the definition nor the calendar and can never
 //!   disagree with what was decided.
-//! - **One function per concept**: [`may_act`] is the authorisation rule for tasks,
+//! - **One function per concept**: [`policy`] is the authorisation policy ([`may_act`] for
+//!   tasks, the applicant parties, inbox addressees, who may comment),
 //!   [`clock::colour`] the colour rule (and the days-left rule: [`deadline`] reads a bare due
 //!   instant through it), `Cx::enter` the only way into a node.
 //!
@@ -34,14 +35,16 @@ pub mod command;
 pub mod deadline;
 mod decide;
 pub mod event;
+pub mod policy;
 pub mod rejection;
 pub mod state;
 pub mod view;
 
 pub use clock::{Clock, Colour, Reading, colour};
 pub use command::{Actor, Command, CommandEnvelope};
-pub use decide::{decide, may_act};
+pub use decide::decide;
 pub use event::{ClockRef, Event, TaskId, TimerId, TimerKind};
+pub use policy::may_act;
 pub use rejection::{Rejection, RejectionKind};
 pub use state::{InstanceState, apply};
 pub use view::{InstanceView, view};

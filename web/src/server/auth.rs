@@ -8,8 +8,9 @@
 //! it needs none.
 //!
 //! The authorisation rules all live in [`policy`]: one function per question, called by the API
-//! and the pages alike. Whether a user may act on a particular task is the engine's own rule
-//! (`runtime::may_act`, reported as `not_assigned`), so it is never re-implemented here.
+//! and the pages alike. Who is an instance's applicant, who may act on a task and who may comment
+//! on an instance are the engine's own policy (`shenpi_engine::runtime::policy`, reported as
+//! `not_assigned` / `not_authorised`), so they are never re-implemented here.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -216,48 +217,20 @@ pub mod policy {
         })
     }
 
-    /// Checks a command before it goes to the engine: applicant commands need the project's
-    /// party; task commands need staff (the engine then checks the assignment itself); timers
-    /// are the engine's own.
-    pub fn check_command(u: &User, p: Option<&Project>, cmd: &Command) -> Result<(), ApiError> {
-        let party = p.is_some_and(|p| is_project_party(u, p));
+    /// Checks a command before it goes to the engine, for what only the server knows: an
+    /// instance is started through `POST /api/instances`, and timers are fired and re-timed by
+    /// the engine alone. Everything else — who is the applicant, who may act on a task, who may
+    /// comment or send a copy — is `shenpi_engine::runtime::policy`, asked by `decide`; its
+    /// refusals (`not_assigned`, `not_authorised`) come back as 403 with a Chinese sentence.
+    pub fn check_command(cmd: &Command) -> Result<(), ApiError> {
         match cmd {
             Command::Start { .. } => Err(ApiError::invalid(
-                "start an instance with POST /api/instances, not as a command",
+                "请通过 POST /api/instances 启动实例，不能作为办理命令发送。",
             )),
             Command::TimerFired { .. } | Command::Recalendar { .. } => Err(ApiError::forbidden(
-                "timers are fired and re-timed by the engine",
+                "计时器由引擎触发和重新计时，不能手工发送。",
             )),
-            Command::SupplyMaterial { .. } | Command::Withdraw { .. } => {
-                if party || u.has("admin") {
-                    Ok(())
-                } else {
-                    Err(ApiError::forbidden(
-                        "only the project's applicant or its service officer may do this",
-                    ))
-                }
-            }
-            Command::Resume { task: None } => {
-                if party || u.is_staff() {
-                    Ok(())
-                } else {
-                    Err(ApiError::forbidden("not your project"))
-                }
-            }
-            Command::Comment { task: None, .. } => {
-                if party || u.is_staff() {
-                    Ok(())
-                } else {
-                    Err(ApiError::forbidden("not your project"))
-                }
-            }
-            _ => {
-                if u.is_staff() {
-                    Ok(())
-                } else {
-                    Err(ApiError::forbidden("applicants do not act on tasks"))
-                }
-            }
+            _ => Ok(()),
         }
     }
 }

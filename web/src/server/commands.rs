@@ -137,9 +137,9 @@ pub async fn run_command_with(
     if let Some(p) = &project
         && !policy::can_see_project(&caller.user, p)
     {
-        return Err(ApiError::forbidden("not your project"));
+        return Err(ApiError::forbidden("这不是您的项目，无权办理。"));
     }
-    policy::check_command(&caller.user, project.as_deref(), &cmd)?;
+    policy::check_command(&cmd)?;
     let action = command_name(&cmd);
     let started = Instant::now();
     let res = app

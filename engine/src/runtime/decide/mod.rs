@@ -48,6 +48,7 @@ use super::event::{
     Decision, Event, NoticeData, PromiseId, StageVisitId, StepId, TaskId, TaskKind, TimerId,
     TimerKind,
 };
+use super::policy;
 use super::rejection::Rejection;
 use super::state::{InstanceState, PromiseStatus, Status, StepStatus, Task, TaskStatus};
 
@@ -83,22 +84,6 @@ pub fn decide(
         )));
     }
     Ok(cx.out)
-}
-
-/// The one authorisation rule for acting on a task: its assigned user, a holder of its role, a
-/// member of its department pool, or a delegate. Once claimed, only the claimer (and delegates).
-pub fn may_act(task: &Task, actor: &Actor) -> bool {
-    if task.delegates.contains(&actor.name) {
-        return true;
-    }
-    if let Some(c) = &task.claimed_by {
-        return *c == actor.name;
-    }
-    match &task.spec.assignment {
-        Party::User(u) => *u == actor.name,
-        Party::Role(r) => actor.has_role(r),
-        Party::Department(d) => actor.department.as_ref() == Some(d),
-    }
 }
 
 /// The context of one decision: its inputs, the events emitted so far, and the overlay of what
@@ -430,24 +415,23 @@ impl<'a> Cx<'a> {
         None
     }
 
+    /// Whether the actor stands for this instance's applicant ([`policy::is_applicant_party`]).
     fn is_applicant(&self) -> bool {
-        let a = self.actor;
-        if a.name == self.st.applicant || a.has_role("applicant") {
-            return true;
-        }
-        self.p.user_fields.iter().any(|f| {
-            self.project
-                .get(f.as_str())
-                .and_then(|v| v.as_str())
-                .is_some_and(|u| u == a.name)
-        })
+        policy::is_applicant_party(self.p, &self.st.applicant, self.project, self.actor)
+    }
+
+    /// Whether the actor may act on `t` ([`policy::may_act`]).
+    fn may_act(&self, t: &Task) -> bool {
+        policy::may_act(t, self.actor, &self.st.applicant)
+    }
+
+    /// Whether the actor may comment on this instance or copy it on ([`policy::may_take_part`]).
+    fn may_take_part(&self) -> bool {
+        policy::may_take_part(self.p, self.st, self.project, self.actor)
     }
 
     fn party_of(&self, t: &Task) -> Party {
-        match &t.claimed_by {
-            Some(u) => Party::User(u.clone()),
-            None => t.spec.assignment.clone(),
-        }
+        policy::addressee(t, &self.st.applicant)
     }
 
     fn resolve(&self, a: &AssigneePlan, node: &SmolStr) -> Result<Party, Rejection> {

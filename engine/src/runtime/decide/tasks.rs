@@ -13,8 +13,9 @@ use crate::runtime::event::{
 use crate::runtime::rejection::Rejection;
 use crate::runtime::state::{Task, TaskStatus};
 
+use super::super::policy;
 use super::walk::not_earlier;
-use super::{Cx, internal, may_act};
+use super::{Cx, internal};
 
 /// The outcome of a task together with its co-signers (a "unit").
 pub(super) enum Unit3 {
@@ -241,7 +242,7 @@ impl<'a> Cx<'a> {
 
     /// `may_act` as a check: the rejection names the task and the actor.
     pub(super) fn check_may_act(&self, t: &Task) -> Result<(), Rejection> {
-        if may_act(t, self.actor) {
+        if self.may_act(t) {
             return Ok(());
         }
         Err(Rejection::NotAssigned {
@@ -407,6 +408,17 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
+    /// Refuses an instance-level comment or copy from someone outside the file.
+    fn take_part(&self, what: &str) -> Result<(), Rejection> {
+        if self.may_take_part() {
+            return Ok(());
+        }
+        Err(Rejection::NotAuthorised {
+            actor: self.by(),
+            what: format!("{what}：限申请方、办理过本申报任务的人员及其所在部门、督办领导"),
+        })
+    }
+
     /// 催办 is for those who wait on a task or answer for it: the applicant side, a role named
     /// as some department's supervisor or leader (they chase overdue work), and members of the
     /// task's own department.
@@ -415,21 +427,18 @@ impl<'a> Cx<'a> {
             return true;
         }
         let a = self.actor;
-        let oversees = self.p.departments.values().any(|d| {
-            [&d.supervisor, &d.leader]
-                .into_iter()
-                .flatten()
-                .any(|r| a.has_role(r))
-        });
-        oversees || (a.department.is_some() && a.department == t.spec.department)
+        policy::oversees(self.p, a) || (a.department.is_some() && a.department == t.spec.department)
     }
 
     pub(super) fn comment(&mut self, task: Option<TaskId>, text: &str) -> Result<(), Rejection> {
         if text.trim().is_empty() {
             return Err(Rejection::ReasonRequired);
         }
-        if let Some(id) = task {
-            self.actionable(id, Action::Comment)?;
+        match task {
+            Some(id) => {
+                self.actionable(id, Action::Comment)?;
+            }
+            None => self.take_part("对本申报发表意见")?,
         }
         self.emit(Event::Commented {
             task,
@@ -452,10 +461,13 @@ impl<'a> Cx<'a> {
             });
         }
         let mut node = None;
-        if let Some(id) = task {
-            let t = self.task(id)?;
-            self.check_may_act(t)?;
-            node = Some(t.spec.node.clone());
+        match task {
+            Some(id) => {
+                let t = self.task(id)?;
+                self.check_may_act(t)?;
+                node = Some(t.spec.node.clone());
+            }
+            None => self.take_part("从本申报抄送")?,
         }
         self.emit(Event::CarbonCopied {
             task,

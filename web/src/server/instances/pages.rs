@@ -10,12 +10,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 use shenpi_engine::runtime::event::{Decision, TimerKind};
+use shenpi_engine::runtime::policy as engine_policy;
 use shenpi_engine::runtime::state::PromiseStatus;
 use shenpi_engine::runtime::view::{TaskView, outcome_name};
 use shenpi_engine::runtime::{Colour, Event, InstanceState, InstanceView};
 
 use super::super::accounts::User;
-use super::super::auth::{PageUser, policy};
+use super::super::auth::PageUser;
 use super::super::chrome::{
     Flash, clock_provisional, colour_mark, datetime, day_of, days_text, due_date, fail,
     outcome_text, page, party,
@@ -298,11 +299,14 @@ pub async fn instance_page(
         ok: true,
         text: format!("已办理：{d}"),
     });
-    let is_party = l
-        .detail
-        .project
-        .as_ref()
-        .is_some_and(|p| policy::is_project_party(&user.user, p));
+    // The applicant's actions are offered to whom the engine's policy counts as this instance's
+    // applicant side (its applicant, the service officer its project names).
+    let is_party = engine_policy::is_applicant_party(
+        &l.ctx.def.plan,
+        &l.st.applicant,
+        &l.st.project,
+        &user.user.actor(),
+    );
     let open_promises: Vec<_> = l
         .view
         .promises

@@ -17,6 +17,8 @@ use super::super::auth::PageUser;
 use super::super::chrome::{
     Flash, clock_provisional, colour_mark, days_text, due_date, fail, page, party,
 };
+use shenpi_engine::runtime::policy;
+
 use super::super::commands::{command_name, page_caller, run_command_with};
 use super::super::form::{Fields, hidden};
 use super::super::instances::detail::materials_of;
@@ -83,7 +85,11 @@ fn render_task(
             && (actions.contains(&a)
                 || (is_parallel && matches!(a, Action::Approve | Action::Reject | Action::Comment)))
     };
-    let pool = t.is_some_and(|t| t.claimed_by.is_none() && !matches!(t.assignment, Party::User(_)));
+    // The engine's policy says whether this user may act here (an applicant on a task assigned
+    // to the applicant, an approver on their own): the actions are offered only then.
+    let may_act = spec.is_some_and(|s| policy::may_act(s, &user.user.actor(), &l.st.applicant));
+    let pool =
+        spec.is_some_and(|s| !matches!(policy::addressee(s, &l.st.applicant), Party::User(_)));
     let conditional = node.and_then(|n| n.conditional.as_ref());
     let title = l
         .detail
@@ -129,7 +135,7 @@ fn render_task(
                 (promises_table(l))
             }
         }
-        @if t.is_some() {
+        @if t.is_some() && may_act {
             section.actions {
                 h2 { "办理" }
                 @if pool {
