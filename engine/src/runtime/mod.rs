@@ -28,7 +28,7 @@
 //!   instant through it), `Cx::enter` the only way into a node.
 //!
 //! The semantics (time model, colours, parallel joins, 驳回 across parallel steps, the 容缺
-//! lifecycle, stages and elements) are written up in the README (chapter "The instance runtime").
+//! lifecycle, stages and elements) are written up in docs/runtime.md.
 
 pub mod clock;
 pub mod command;

@@ -217,7 +217,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             eprintln!(
                 "shenpi: warning: calendar `{}` has official years until {} ({} days from today); \
                  deadlines after it are provisional ({}-{}, from the statute) until the next \
-                 year's arrangement is imported (`shenpi calendar import FILE`, README, Calendars).",
+                 year's arrangement is imported (`shenpi calendar import FILE`, docs/calendars.md).",
                 r.calendar, r.last_day, r.days_left, r.provisional.0, r.provisional.1
             );
         }
