@@ -205,11 +205,11 @@ pub fn json_body(body: &Bytes) -> ApiResult<serde_json::Value> {
     if body.len() > 1 << 20 {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "request body over 1 MiB",
+            "payload_too_large",
+            "命令的请求体过大：不得超过 1 MiB。",
         ));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("malformed JSON: {e}")))
+    super::extract::parse_json(body)
 }
 
 /// The caller a page acts as: the logged-in user, with the session's CSRF token.
