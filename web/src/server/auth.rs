@@ -115,7 +115,7 @@ impl FromRequestParts<App> for Caller {
                 .and_then(|v| v.to_str().ok());
             if sent != Some(s.csrf.as_str()) {
                 return Err(ApiError::forbidden(
-                    "missing or wrong CSRF token (send the X-CSRF-Token header)",
+                    "CSRF 令牌缺失或不正确：请在 X-CSRF-Token 请求头中发送会话的令牌。",
                 )
                 .with_details(serde_json::json!({"reason": "csrf"})));
             }
@@ -223,17 +223,17 @@ pub mod policy {
         let party = p.is_some_and(|p| is_project_party(u, p));
         match cmd {
             Command::Start { .. } => Err(ApiError::invalid(
-                "start an instance with POST /api/instances, not as a command",
+                "请用 POST /api/instances 启动流程实例，不能作为命令发送。",
             )),
             Command::TimerFired { .. } | Command::Recalendar { .. } => Err(ApiError::forbidden(
-                "timers are fired and re-timed by the engine",
+                "计时器由引擎触发和重新计时，不能手工发送。",
             )),
             Command::SupplyMaterial { .. } | Command::Withdraw { .. } => {
                 if party || u.has("admin") {
                     Ok(())
                 } else {
                     Err(ApiError::forbidden(
-                        "only the project's applicant or its service officer may do this",
+                        "只有项目的申请人或其帮办专员可以这样做。",
                     ))
                 }
             }
@@ -241,21 +241,21 @@ pub mod policy {
                 if party || u.is_staff() {
                     Ok(())
                 } else {
-                    Err(ApiError::forbidden("not your project"))
+                    Err(ApiError::forbidden("这不是您的项目。"))
                 }
             }
             Command::Comment { task: None, .. } => {
                 if party || u.is_staff() {
                     Ok(())
                 } else {
-                    Err(ApiError::forbidden("not your project"))
+                    Err(ApiError::forbidden("这不是您的项目。"))
                 }
             }
             _ => {
                 if u.is_staff() {
                     Ok(())
                 } else {
-                    Err(ApiError::forbidden("applicants do not act on tasks"))
+                    Err(ApiError::forbidden("申请人不能办理审批任务。"))
                 }
             }
         }

@@ -481,6 +481,7 @@ pub async fn api_import(
     State(app): State<App>,
     caller: Caller,
     extract::Path(id): extract::Path<String>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     if !may_publish(&caller.user) {
@@ -488,6 +489,7 @@ pub async fn api_import(
             "只有政策法规人员或管理员可以导入放假安排",
         ));
     }
+    extract::require_json(&headers)?;
     let body: ImportBody = extract::parse_json(&body)?;
     if body.dry_run {
         let p = preview(&app, &id, &body.yaml).await?;

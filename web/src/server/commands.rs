@@ -51,7 +51,7 @@ pub fn idempotency_key(headers: &HeaderMap, user: &str) -> ApiResult<Option<Stri
         Some(v) => {
             let k = v
                 .to_str()
-                .map_err(|_| ApiError::invalid("Idempotency-Key must be visible ASCII"))?;
+                .map_err(|_| ApiError::invalid("Idempotency-Key 只能由可见的 ASCII 字符组成。"))?;
             user_key(user, k).map(Some)
         }
     }
@@ -78,7 +78,7 @@ fn expected_version(headers: &HeaderMap) -> ApiResult<Option<i64>> {
             .map(|s| s.trim().trim_matches('"'))
             .and_then(|s| s.parse::<i64>().ok())
             .map(Some)
-            .ok_or_else(|| ApiError::invalid("If-Match must be the instance version, e.g. \"12\"")),
+            .ok_or_else(|| ApiError::invalid("If-Match 须为实例的版本号，例如 \"12\"。")),
     }
 }
 
@@ -134,7 +134,7 @@ pub async fn run_command_with(
     if let Some(p) = &project
         && !policy::can_see_project(&caller.user, p)
     {
-        return Err(ApiError::forbidden("not your project"));
+        return Err(ApiError::forbidden("这不是您的项目。"));
     }
     policy::check_command(&caller.user, project.as_deref(), &cmd)?;
     let action = command_name(&cmd);
@@ -201,7 +201,8 @@ pub fn parse_command(value: serde_json::Value) -> ApiResult<Command> {
     })
 }
 
-pub fn json_body(body: &Bytes) -> ApiResult<serde_json::Value> {
+pub fn json_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<serde_json::Value> {
+    super::extract::require_json(headers)?;
     if body.len() > 1 << 20 {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

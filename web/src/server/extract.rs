@@ -16,9 +16,9 @@
 use axum::body::Bytes;
 use axum::extract::path::ErrorKind;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -30,23 +30,28 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let ctype = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        if !is_json(&ctype) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "请求体须为 JSON：请设置 `Content-Type: application/json`。",
-            )
-            .with_details(serde_json::json!({ "content_type": ctype })));
-        }
+        require_json(req.headers())?;
         let bytes = body_bytes(req, state).await?;
         parse_json(&bytes).map(Json)
     }
+}
+
+/// Refuses a body that does not say it is JSON (415), for handlers that read the body as bytes
+/// (to check who may act before reading it) and parse it with [`parse_json`].
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if is_json(ctype) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "请求体须为 JSON：请设置 `Content-Type: application/json`。",
+    )
+    .with_details(serde_json::json!({ "content_type": ctype })))
 }
 
 /// The body as bytes, with a body over the server's limit refused as 413.
@@ -176,8 +181,14 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
             Err(PathRejection::FailedToDeserializePathParams(e)) => {
                 let (parameter, value) = match e.kind() {
                     ErrorKind::ParseErrorAtKey { key, value, .. } => (key.clone(), value.clone()),
+                    // A tuple of parameters: name the one at `index` as the route does.
                     ErrorKind::ParseErrorAtIndex { index, value, .. } => {
-                        (index.to_string(), value.clone())
+                        let name = RawPathParams::from_request_parts(parts, state)
+                            .await
+                            .ok()
+                            .and_then(|raw| raw.iter().nth(*index).map(|(k, _)| k.to_string()))
+                            .unwrap_or_else(|| index.to_string());
+                        (name, value.clone())
                     }
                     ErrorKind::ParseError { value, .. } => (String::new(), value.clone()),
                     ErrorKind::InvalidUtf8InPathParam { key } => (key.clone(), String::new()),

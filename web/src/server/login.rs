@@ -98,7 +98,7 @@ pub async fn login(
 }
 
 /// End the session of the bearer token or cookie.
-#[utoipa::path(post, path = "/api/logout", tag = "auth", responses((status = 204)))]
+#[utoipa::path(post, path = "/api/logout", tag = "auth", security(()), responses((status = 204)))]
 pub async fn logout(headers: HeaderMap, State(app): State<App>) -> ApiResult<Response> {
     let secret = headers
         .get(header::AUTHORIZATION)

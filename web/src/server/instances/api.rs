@@ -137,7 +137,7 @@ pub async fn instance_command(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<CommandResult>> {
-    let cmd = parse_command(json_body(&body)?)?;
+    let cmd = parse_command(json_body(&headers, &body)?)?;
     Ok(Json(run_command(&app, &caller, &id, cmd, &headers).await?))
 }
 

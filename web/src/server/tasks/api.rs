@@ -31,7 +31,7 @@ pub async fn task_action(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<CommandResult>> {
-    let mut v = json_body(&body)?;
+    let mut v = json_body(&headers, &body)?;
     let Some(o) = v.as_object_mut() else {
         return Err(ApiError::invalid("the body must be a JSON object"));
     };
