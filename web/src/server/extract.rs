@@ -231,8 +231,7 @@ mod tests {
     #[test]
     fn a_value_of_the_wrong_type_is_refused_with_the_field_path() {
         let e = parse_json::<Body>(br#"{"name": "x", "fields": {"investment": "many"}}"#)
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(e.body.error, "invalid_body");
         assert_eq!(e.body.details["path"], "fields.investment");
@@ -245,9 +244,7 @@ mod tests {
 
     #[test]
     fn broken_json_is_refused_with_its_line_and_column() {
-        let e = parse_json::<Body>(b"{\n  \"name\": ")
-            .err()
-            .expect("refused");
+        let e = parse_json::<Body>(b"{\n  \"name\": ").expect_err("refused");
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         assert_eq!(e.body.error, "malformed_json");
         assert_eq!(e.body.details["line"], 2);
@@ -255,9 +252,7 @@ mod tests {
 
     #[test]
     fn trailing_text_after_the_json_is_malformed() {
-        let e = parse_json::<serde_json::Value>(b"{} x")
-            .err()
-            .expect("refused");
+        let e = parse_json::<serde_json::Value>(b"{} x").expect_err("refused");
         assert_eq!(e.body.error, "malformed_json");
     }
 
