@@ -385,6 +385,12 @@ async fn a_wrong_method_is_405_json_keeping_allow() {
     assert_eq!(r.json["error"], "method_not_allowed");
     let allow = r.headers[header::ALLOW].to_str().unwrap_or("");
     assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    // The message names the methods the path takes.
+    let message = r.json["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("GET") && message.contains("POST"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

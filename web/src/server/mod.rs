@@ -79,19 +79,22 @@ pub const BODY_LIMIT_BYTES: usize = 2 << 20;
 /// Every route of the server.
 pub fn router(app: App) -> Router {
     let resources = resources();
-    let api = resources.api;
-    Router::new()
-        .nest("/api", api)
+    let routes = Router::new()
+        .nest("/api", resources.api)
         .merge(resources.pages)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        // Inside the security guard, so that the shaped replies carry the security headers too.
+        .with_state(app.clone());
+    // `Router::layer` wraps each route, inside what the router adds to a reply (the `Allow` of
+    // a 405); the shaping layer wraps the whole router instead, so it sees the reply as sent.
+    // It is inside the security guard, so that the shaped replies carry the security headers.
+    Router::new()
+        .fallback_service(routes)
         .layer(middleware::from_fn(failure::shape_errors))
-        .layer(middleware::from_fn_with_state(app.clone(), security::guard))
-        .with_state(app)
+        .layer(middleware::from_fn_with_state(app, security::guard))
 }
 
 async fn observe(State(app): State<App>, req: Request, next: Next) -> Response {
