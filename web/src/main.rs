@@ -33,6 +33,8 @@ enum Command {
     Calendar(cli::calendar::Command),
     /// Print the JSON Schema of the workflow language.
     Schema(cli::schema::Args),
+    /// Print the OpenAPI document of the REST API (what `/api/openapi.json` serves).
+    Openapi(cli::openapi::Args),
     /// Run the server: REST API, web UI, timer scheduler (`shenpi serve --demo` to try it).
     Serve(cli::server::ServeArgs),
     /// Manage users.
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Simulate(a) => cli::simulate::run(a),
         Command::Calendar(c) => cli::calendar::run(c),
         Command::Schema(a) => cli::schema::run(a),
+        Command::Openapi(a) => cli::openapi::run(a),
         Command::Serve(a) => cli::server::run_serve(a),
         Command::User(c) => cli::server::run_user(c),
         Command::Token(c) => cli::server::run_token(c),

@@ -252,11 +252,12 @@ async fn approval_flow_with_conditional_idempotency_and_conflicts() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.json["error"], "not_assigned", "{}", r.text);
-    // Malformed and unknown commands: 422.
+    // A body that is not JSON: 400 `malformed_json`; an unknown command: 422.
     let r = s
         .raw("POST", &path, Some("li"), "{not json", "application/json")
         .await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json["error"], "malformed_json");
     let r = s
         .req("POST", &path, Some("li"), Some(json!({"type": "fly"})), &[])
         .await;

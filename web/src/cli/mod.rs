@@ -5,6 +5,7 @@ pub mod calendar;
 pub mod graph;
 pub mod loadgen;
 pub mod login_flood;
+pub mod openapi;
 pub mod schema;
 pub mod server;
 pub mod simulate;

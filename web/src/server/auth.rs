@@ -116,7 +116,7 @@ impl FromRequestParts<App> for Caller {
                 .and_then(|v| v.to_str().ok());
             if sent != Some(s.csrf.as_str()) {
                 return Err(ApiError::forbidden(
-                    "missing or wrong CSRF token (send the X-CSRF-Token header)",
+                    "CSRF 令牌缺失或不正确：请在 X-CSRF-Token 请求头中发送会话的令牌。",
                 )
                 .with_details(serde_json::json!({"reason": "csrf"})));
             }

@@ -31,14 +31,15 @@ use super::chrome::{Flash, datetime, due_date, fail, page};
 use super::engine::{EngineMachine, timestamp};
 use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
+use super::extract;
 use super::form::{self, Fields, hidden};
-use super::routes::Routes;
+use super::routes::{Routes, operation};
 use super::state::App;
 
 pub fn routes() -> Routes {
     Routes::new()
-        .api("/calendars", get(api_list))
-        .api("/calendars/{id}/revisions", post(api_import))
+        .api(operation!(api_list))
+        .api(operation!(api_import))
         .page("/calendars", get(page_list))
         .page("/calendars/{id}/preview", post(page_preview))
         .page("/calendars/{id}/publish", post(page_publish))
@@ -469,7 +470,7 @@ pub struct ImportBody {
 /// Import an official arrangement as the calendar's next revision (policy staff, admins):
 /// `dry_run` answers the days that change and the open limits that move; a publish re-times
 /// every open instance it moves.
-#[utoipa::path(post, path = "/api/calendars/{id}/revisions", tag = "calendars",
+#[utoipa::path(post, path = "/api/calendars/{id}/revisions", params(("id" = String, Path, description = "the calendar id (`cn-mainland`)")), tag = "calendars",
     request_body = ImportBody,
     responses((status = 200, description = "dry run: the days that change and the limits that move", body = Object),
         (status = 201, description = "published: the revision and what re-timing did", body = Object),
@@ -479,7 +480,8 @@ pub struct ImportBody {
 pub async fn api_import(
     State(app): State<App>,
     caller: Caller,
-    UrlPath(id): UrlPath<String>,
+    extract::Path(id): extract::Path<String>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     if !may_publish(&caller.user) {
@@ -487,11 +489,8 @@ pub async fn api_import(
             "只有政策法规人员或管理员可以导入放假安排",
         ));
     }
-    let body: ImportBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::invalid(format!(
-            "请求体不是有效的 JSON（{{yaml, dry_run, confirm}}）：{e}"
-        ))
-    })?;
+    extract::require_json(&headers)?;
+    let body: ImportBody = extract::parse_json(&body)?;
     if body.dry_run {
         let p = preview(&app, &id, &body.yaml).await?;
         return Ok(Json(p).into_response());

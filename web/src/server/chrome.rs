@@ -189,7 +189,8 @@ pub struct Flash {
     pub text: String,
 }
 
-fn error_page(status: StatusCode, user: Option<&PageUser>, e: &ApiError) -> Response {
+/// The page of a failure; `failure::failure` is what decides a browser gets it.
+pub fn error_page(status: StatusCode, user: Option<&PageUser>, e: &ApiError) -> Response {
     let body = html! {
         h1 { "无法完成" }
         p.error { (e.body.message) }

@@ -54,7 +54,7 @@ pub fn idempotency_key(headers: &HeaderMap, user: &str) -> ApiResult<Option<Stri
         Some(v) => {
             let k = v
                 .to_str()
-                .map_err(|_| ApiError::invalid("Idempotency-Key must be visible ASCII"))?;
+                .map_err(|_| ApiError::invalid("Idempotency-Key 只能由可见的 ASCII 字符组成。"))?;
             user_key(user, k).map(Some)
         }
     }
@@ -81,7 +81,7 @@ fn expected_version(headers: &HeaderMap) -> ApiResult<Option<i64>> {
             .map(|s| s.trim().trim_matches('"'))
             .and_then(|s| s.parse::<i64>().ok())
             .map(Some)
-            .ok_or_else(|| ApiError::invalid("If-Match must be the instance version, e.g. \"12\"")),
+            .ok_or_else(|| ApiError::invalid("If-Match 须为实例的版本号，例如 \"12\"。")),
     }
 }
 
@@ -240,15 +240,16 @@ pub fn parse_command(value: serde_json::Value) -> ApiResult<Command> {
     })
 }
 
-pub fn json_body(body: &Bytes) -> ApiResult<serde_json::Value> {
+pub fn json_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<serde_json::Value> {
+    super::extract::require_json(headers)?;
     if body.len() > 1 << 20 {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "request body over 1 MiB",
+            "payload_too_large",
+            "命令的请求体过大：不得超过 1 MiB。",
         ));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("malformed JSON: {e}")))
+    super::extract::parse_json(body)
 }
 
 /// The caller a page acts as: the logged-in user, with the session's CSRF token.

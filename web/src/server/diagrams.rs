@@ -14,6 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::svg;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DiagramQuery {
     pub version: Option<i64>,
     /// `svg` (default), `mermaid` or `dot`.

@@ -55,7 +55,7 @@ impl ApiError {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
-            "log in first: send `Authorization: Bearer <token>` or a session cookie",
+            "请先登录：发送 `Authorization: Bearer <令牌>` 或会话 Cookie。",
         )
     }
 
@@ -80,7 +80,7 @@ impl ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            "internal error; the server log has the details",
+            "服务器内部错误，详情见服务器日志。",
         )
     }
 }
@@ -100,7 +100,7 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(m) => ApiError::conflict(format!("concurrent update, retry: {m}")),
+            StoreError::Conflict(m) => ApiError::conflict(format!("数据同时被修改，请重试：{m}")),
             other => ApiError::internal(other),
         }
     }
@@ -133,30 +133,28 @@ impl From<CommandError> for ApiError {
             CommandError::Rejected(r) => {
                 super::refusals::refused(&r, &super::refusals::Names::default())
             }
-            CommandError::NotFound(i) => {
-                ApiError::not_found(format!("instance `{i}` does not exist"))
-            }
+            CommandError::NotFound(i) => ApiError::not_found(format!("实例 `{i}` 不存在。")),
             CommandError::StaleVersion { expected, actual } => ApiError::new(
                 StatusCode::CONFLICT,
                 "stale_version",
-                format!("the instance is at version {actual}, not {expected}: reload and retry"),
+                format!("实例已是第 {actual} 版，不是第 {expected} 版：请刷新后重试。"),
             )
             .with_details(serde_json::json!({ "expected": expected, "actual": actual })),
             CommandError::NoDefinition(d) => {
-                ApiError::invalid(format!("no published definition {d}"))
+                ApiError::invalid(format!("没有已发布的流程定义 {d}。"))
             }
-            CommandError::TimerSpent => ApiError::conflict("timer already fired or cancelled"),
-            CommandError::TimerNotDue { .. } => ApiError::conflict("timer not due yet"),
+            CommandError::TimerSpent => ApiError::conflict("计时器已触发或已取消。"),
+            CommandError::TimerNotDue { .. } => ApiError::conflict("计时器尚未到期。"),
             CommandError::Busy => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
-                "too much contention on this instance; retry",
+                "该实例正被频繁修改，请稍后重试。",
             ),
             CommandError::Store(m) => ApiError::internal(m),
             CommandError::Stopped => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",
-                "the server is shutting down; retry on another node",
+                "服务器正在停止，请在其他节点重试。",
             ),
         }
     }

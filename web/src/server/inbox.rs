@@ -20,16 +20,18 @@ use super::auth::{Caller, PageUser};
 use super::chrome::{colour_badge, days_text, due_date, fail, page, provisional_mark};
 use super::engine::{EngineCtx, assignee_label, colour_name, timestamp};
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::routes::Routes;
+use super::extract;
+use super::routes::{Routes, operation};
 use super::state::App;
 
 pub fn routes() -> Routes {
     Routes::new()
-        .api("/tasks", get(inbox))
+        .api(operation!(inbox))
         .page("/inbox", get(inbox_page))
 }
 
 #[derive(Debug, Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
 pub struct InboxQuery {
     /// `mine` (assigned to me and my department's pool, the default) or `department` (the pool only).
     pub scope: Option<String>,
@@ -198,7 +200,7 @@ pub async fn inbox_items(app: &App, user: &User, q: &InboxQuery) -> ApiResult<Ve
 pub async fn inbox(
     State(app): State<App>,
     caller: Caller,
-    Query(q): Query<InboxQuery>,
+    extract::Query(q): extract::Query<InboxQuery>,
 ) -> ApiResult<Json<Vec<InboxItem>>> {
     Ok(Json(inbox_items(&app, &caller.user, &q).await?))
 }

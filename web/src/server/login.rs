@@ -16,17 +16,18 @@ use super::accounts::{User, random_hex};
 use super::auth::{Caller, PageUser, SESSION_TTL_MS, clear_cookie, cookie, session_cookie};
 use super::chrome::page;
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract;
 use super::form::{self, Fields};
-use super::routes::Routes;
+use super::routes::{Routes, operation};
 use super::state::{App, LoginCheck};
 
 const LOGIN_CSRF: &str = "shenpi_login_csrf";
 
 pub fn routes() -> Routes {
     Routes::new()
-        .api("/login", post(login))
-        .api("/logout", post(logout))
-        .api("/me", get(me))
+        .api(operation!(login))
+        .api(operation!(logout))
+        .api(operation!(me))
         .page("/", get(home))
         .page("/login", get(login_page).post(login_submit))
         .page("/logout", post(logout_submit))
@@ -50,10 +51,13 @@ pub struct LoginResponse {
 }
 
 /// Log in with a password: returns a bearer token and sets the session cookie.
-#[utoipa::path(post, path = "/api/login", request_body = LoginRequest, tag = "auth",
+#[utoipa::path(post, path = "/api/login", request_body = LoginRequest, tag = "auth", security(()),
     responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody),
         (status = 429, description = "`too_many_failed_logins`: 5 wrong passwords for this user in 15 minutes; `too_many_requests` (with `Retry-After`): the server is too busy checking passwords", body = ErrorBody)))]
-pub async fn login(State(app): State<App>, Json(req): Json<LoginRequest>) -> ApiResult<Response> {
+pub async fn login(
+    State(app): State<App>,
+    extract::Json(req): extract::Json<LoginRequest>,
+) -> ApiResult<Response> {
     let user = match app
         .check_login(&req.name, &req.password)
         .await
@@ -94,7 +98,7 @@ pub async fn login(State(app): State<App>, Json(req): Json<LoginRequest>) -> Api
 }
 
 /// End the session of the bearer token or cookie.
-#[utoipa::path(post, path = "/api/logout", tag = "auth", responses((status = 204)))]
+#[utoipa::path(post, path = "/api/logout", tag = "auth", security(()), responses((status = 204)))]
 pub async fn logout(headers: HeaderMap, State(app): State<App>) -> ApiResult<Response> {
     let secret = headers
         .get(header::AUTHORIZATION)

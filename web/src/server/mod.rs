@@ -21,6 +21,8 @@ pub mod demo;
 pub mod diagrams;
 pub mod engine;
 pub mod error;
+pub mod extract;
+pub mod failure;
 pub mod form;
 pub mod inbox;
 pub mod instances;
@@ -53,7 +55,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use shenpi_adapters::store::{ProjectionStore, TimerStore};
-use utoipa::OpenApi;
 
 pub use state::{App, AppState, Config};
 
@@ -70,37 +71,31 @@ pub fn resources() -> routes::Routes {
         .merge(reports::routes())
         .merge(calendars::routes())
         .merge(outbox::routes())
+        .merge(openapi::routes())
 }
+
+/// The largest request body read (a workflow's YAML is far below it); larger ones get 413.
+pub const BODY_LIMIT_BYTES: usize = 2 << 20;
 
 /// Every route of the server.
 pub fn router(app: App) -> Router {
     let resources = resources();
-    let api = resources
-        .api
-        .route("/openapi.json", get(openapi_json))
-        .fallback(api_not_found);
-    Router::new()
-        .nest("/api", api)
+    let routes = Router::new()
+        .nest("/api", resources.api)
         .merge(resources.pages)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
-        .layer(DefaultBodyLimit::max(2 << 20))
-        .layer(middleware::from_fn_with_state(app.clone(), security::guard))
-        .with_state(app)
-}
-
-async fn api_not_found() -> error::ApiError {
-    error::ApiError::not_found("no such API endpoint; see /api/openapi.json")
-}
-
-async fn openapi_json() -> Response {
-    let doc = openapi::ApiDoc::openapi();
-    match doc.to_json() {
-        Ok(j) => ([(header::CONTENT_TYPE, "application/json")], j).into_response(),
-        Err(e) => error::ApiError::internal(e).into_response(),
-    }
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .with_state(app.clone());
+    // `Router::layer` wraps each route, inside what the router adds to a reply (the `Allow` of
+    // a 405); the shaping layer wraps the whole router instead, so it sees the reply as sent.
+    // It is inside the security guard, so that the shaped replies carry the security headers.
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::from_fn(failure::shape_errors))
+        .layer(middleware::from_fn_with_state(app, security::guard))
 }
 
 async fn observe(State(app): State<App>, req: Request, next: Next) -> Response {

@@ -1,24 +1,29 @@
 //! The OpenAPI 3 document, generated from the handlers' annotations and served at
 //! `/api/openapi.json`.
 
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::accounts::{AuditEntry, Project, ReportRun, User};
-use super::calendars::{self, CalendarInfo, ImportBody, RevisionInfo};
+use super::calendars::{CalendarInfo, ImportBody, RevisionInfo};
 use super::commands::CommandResult;
 use super::definitions::api::{
-    self as definitions, DefinitionSummary, DiffResult, Published, ValidationResult, VersionInfo,
+    DefinitionSummary, DiffResult, Published, ValidationResult, VersionInfo,
 };
-use super::error::ErrorBody;
-use super::inbox::{self, InboxItem};
-use super::instances::api::{self as instances, AttachRequest, StartRequest};
+use super::error::{ApiError, ErrorBody};
+use super::inbox::InboxItem;
+use super::instances::api::{AttachRequest, StartRequest};
 use super::instances::detail::{HistoryEntry, InstanceDetail, MaterialStatus};
-use super::login::{self, LoginRequest, LoginResponse};
-use super::outbox::{self, DeadLetter};
-use super::projects::{self, NewProject};
-use super::reports::api::{self as reports, DashboardData, RunReport};
-use super::tasks::api::{self as tasks, VerifyRequest};
+use super::login::{LoginRequest, LoginResponse};
+use super::outbox::DeadLetter;
+use super::projects::NewProject;
+use super::reports::api::{DashboardData, RunReport};
+use super::routes::{Routes, operation};
+use super::tasks::api::VerifyRequest;
 
 struct BearerAuth;
 
@@ -38,19 +43,9 @@ impl Modify for BearerAuth {
         title = "shenpi API",
         description = "Workflow engine for government investment-project approval (审批). \
             Authenticate with `Authorization: Bearer <token>` (`shenpi token create NAME`, or \
-            `POST /api/login`). Errors are `{error, message, details}` with 401/403/404/409/422.",
-    ),
-    paths(
-        login::login, login::logout, login::me,
-        projects::create_project, projects::list_projects, projects::get_project,
-        instances::start_instance, instances::get_instance, instances::instance_command,
-        instances::instance_diagram, instances::supply_material, instances::attach_element,
-        inbox::inbox, tasks::task_action, tasks::verify_material,
-        definitions::list_definitions, definitions::validate_definition,
-        definitions::publish_definition, definitions::list_versions, definitions::get_version,
-        definitions::diff_versions, definitions::diagram,
-        reports::dashboard, reports::run_report, reports::list_reports, outbox::dead_letters,
-        calendars::api_list, calendars::api_import,
+            `POST /api/login`). Every error is `{error, message, details}`: `error` a stable code, \
+            `message` a sentence in Chinese, `details` what the code needs (docs/server.md has \
+            the table).",
     ),
     components(schemas(
         ErrorBody, User, Project, AuditEntry, ReportRun, LoginRequest, LoginResponse, NewProject,
@@ -63,27 +58,98 @@ impl Modify for BearerAuth {
     tags(
         (name = "auth"), (name = "projects"), (name = "instances"), (name = "tasks"),
         (name = "materials"), (name = "elements"), (name = "definitions"), (name = "reports"),
-        (name = "outbox"), (name = "calendars"),
+        (name = "outbox"), (name = "calendars"), (name = "meta"),
     )
 )]
 pub struct ApiDoc;
+
+/// The document: the info, schemas and security above, and every operation the router serves
+/// (`routes::Routes::api_doc`, read off the handlers' `#[utoipa::path]`).
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.paths.merge(super::resources().api_doc);
+    doc
+}
+
+/// The document as JSON, built once.
+pub fn document_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| document().to_pretty_json().unwrap_or_default())
+}
+
+pub fn routes() -> Routes {
+    Routes::new().api(operation!(openapi_json))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "meta", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
+pub async fn openapi_json() -> Response {
+    let json = document_json();
+    if json.is_empty() {
+        return ApiError::internal("the OpenAPI document does not serialise").into_response();
+    }
+    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+}
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
 
+    use utoipa::openapi::path::ParameterIn;
+
     use super::*;
 
-    /// The document and the route table name the same API paths: a route added without its
-    /// OpenAPI entry, or an entry left behind by a removed route, fails here.
+    /// Every `{param}` of every path is declared as a path parameter of each of its
+    /// operations, and nothing that is not in the path is declared as one: a generated client
+    /// fills the path from these declarations, and puts query parameters in the query.
     #[test]
-    fn every_api_route_is_documented_and_every_documented_path_is_routed() {
-        let routed: BTreeSet<String> = crate::server::resources()
-            .api_paths
-            .iter()
-            .map(|p| format!("/api{p}"))
-            .collect();
-        let documented: BTreeSet<String> = ApiDoc::openapi().paths.paths.into_keys().collect();
-        assert_eq!(routed, documented);
+    fn path_parameters_are_exactly_the_braces_of_the_path() {
+        let doc = document();
+        let mut problems = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            let braces: BTreeSet<String> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                .map(str::to_string)
+                .collect();
+            let ops = [
+                ("get", &item.get),
+                ("post", &item.post),
+                ("put", &item.put),
+                ("delete", &item.delete),
+                ("patch", &item.patch),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op else { continue };
+                let declared: BTreeSet<String> = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .filter(|p| p.parameter_in == ParameterIn::Path)
+                    .map(|p| p.name.clone())
+                    .collect();
+                if declared != braces {
+                    problems.push(format!(
+                        "{method} {path}: path parameters {declared:?}, the path has {braces:?}"
+                    ));
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    /// The router serves the operations the document lists: each document path is routed
+    /// (the two come from one declaration, `routes::operation!`; this guards the mount point).
+    #[test]
+    fn the_document_lists_every_api_operation_under_api() {
+        let doc = document();
+        assert!(doc.paths.paths.len() >= 25, "{:?}", doc.paths.paths.keys());
+        assert!(doc.paths.paths.keys().all(|p| p.starts_with("/api/")));
+        assert!(
+            doc.paths
+                .paths
+                .contains_key("/api/instances/{id}/tasks/{task}/actions")
+        );
     }
 }

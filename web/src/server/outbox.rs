@@ -2,18 +2,17 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
 use serde::Serialize;
 use shenpi_adapters::store::OutboxStore;
 use utoipa::ToSchema;
 
 use super::auth::{Caller, policy};
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::routes::Routes;
+use super::routes::{Routes, operation};
 use super::state::App;
 
 pub fn routes() -> Routes {
-    Routes::new().api("/outbox/dead", get(dead_letters))
+    Routes::new().api(operation!(dead_letters))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -21,15 +21,17 @@ use super::auth::{Caller, PageUser, policy};
 use super::chrome::{fail, page};
 use super::commands::{page_caller, user_key};
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract;
 use super::form::{self, Fields, FormError};
 use super::instances::{self, StartRequest};
-use super::routes::Routes;
+use super::routes::{Routes, operation};
 use super::state::App;
 
 pub fn routes() -> Routes {
     Routes::new()
-        .api("/projects", get(list_projects).post(create_project))
-        .api("/projects/{id}", get(get_project))
+        .api(operation!(list_projects))
+        .api(operation!(create_project))
+        .api(operation!(get_project))
         .page("/projects", get(projects_page).post(project_create))
 }
 
@@ -52,7 +54,7 @@ pub struct NewProject {
 pub async fn create_project(
     State(app): State<App>,
     caller: Caller,
-    Json(req): Json<NewProject>,
+    extract::Json(req): extract::Json<NewProject>,
 ) -> ApiResult<(StatusCode, Json<Project>)> {
     let p = register(&app, &caller, req).await?;
     Ok((StatusCode::CREATED, Json(p)))
@@ -109,6 +111,7 @@ pub async fn register(app: &App, caller: &Caller, req: NewProject) -> ApiResult<
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ProjectQuery {
     /// Search in name and id.
     pub q: Option<String>,
@@ -121,7 +124,7 @@ pub struct ProjectQuery {
 pub async fn list_projects(
     State(app): State<App>,
     caller: Caller,
-    Query(q): Query<ProjectQuery>,
+    extract::Query(q): extract::Query<ProjectQuery>,
 ) -> ApiResult<Json<Vec<Project>>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(
@@ -163,12 +166,12 @@ pub async fn project_for(app: &App, user: &User, id: &str) -> ApiResult<Project>
 }
 
 /// One project with its instances.
-#[utoipa::path(get, path = "/api/projects/{id}", tag = "projects",
+#[utoipa::path(get, path = "/api/projects/{id}", params(("id" = String, Path, description = "the project")), tag = "projects",
     responses((status = 200, body = Project), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_project(
     State(app): State<App>,
     caller: Caller,
-    Path(id): Path<String>,
+    extract::Path(id): extract::Path<String>,
 ) -> ApiResult<Json<Project>> {
     Ok(Json(project_for(&app, &caller.user, &id).await?))
 }

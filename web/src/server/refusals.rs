@@ -371,17 +371,21 @@ mod tests {
         ("internal", 500),
     ];
 
-    /// The status each code stands under in the errors paragraph of docs/server.md.
+    /// The status each code stands under in the errors table of docs/server.md (a row is
+    /// `| status | `code` / `code` ... | when | details |`).
     fn statuses_in_docs() -> Vec<(String, u16)> {
         let doc = include_str!("../../../docs/server.md");
-        let start = doc.find("Errors are always").expect("the errors paragraph");
-        let paragraph = doc[start..].split("\n\n").next().unwrap_or_default();
-        let mut status = 0;
+        let start = doc.find("### Errors").expect("the errors section");
         let mut out = Vec::new();
-        for word in paragraph.split_whitespace() {
-            if let Ok(n) = word.trim_end_matches(',').parse::<u16>() {
-                status = n;
-            } else if let Some(code) = word.split('`').nth(1) {
+        for row in doc[start..].lines().filter(|l| l.starts_with("| ")) {
+            let mut cells = row.split('|').map(str::trim).skip(1);
+            let (Some(status), Some(codes)) = (cells.next(), cells.next()) else {
+                continue;
+            };
+            let Ok(status) = status.parse::<u16>() else {
+                continue;
+            };
+            for code in codes.split('`').skip(1).step_by(2) {
                 out.push((code.to_string(), status));
             }
         }

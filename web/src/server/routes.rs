@@ -1,12 +1,148 @@
-//! The route table, as each resource contributes to it: its API routes (mounted under `/api`)
-//! and its pages. `router` in `mod.rs` merges every resource's [`Routes`]; the list of API paths
-//! kept beside the routes is what the OpenAPI test compares the document with, so a route added
-//! without its OpenAPI entry (or the other way round) fails a test.
+//! The route table, as each resource contributes to it: its API operations (mounted under
+//! `/api`) and its pages.
+//!
+//! An API operation is declared once, by its handler's `#[utoipa::path]` (method, path,
+//! parameters, request body, responses): [`operation!`] reads the method and path off it to
+//! route the handler, and keeps the operation for the OpenAPI document (`openapi::document`),
+//! so the router and the document cannot name different paths or methods.
 
 use axum::Router;
-use axum::routing::MethodRouter;
+use axum::handler::Handler;
+use axum::routing::{MethodFilter, MethodRouter, on};
+use utoipa::openapi::path::{HttpMethod, ParameterIn, Paths, PathsBuilder};
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 
 use super::state::App;
+
+/// One API operation: the handler routed at its documented method and path.
+pub struct Operation {
+    /// Relative to `/api`, in the router's `{param}` syntax.
+    path: String,
+    handler: MethodRouter<App>,
+    doc: Paths,
+}
+
+impl Operation {
+    /// The operation `P` (the type `#[utoipa::path]` generates) served by `handler`. Use
+    /// [`operation!`], which names both from the handler.
+    pub fn new<P: utoipa::Path, H: Handler<T, App>, T: 'static>(handler: H) -> Operation {
+        let full = P::path();
+        let filter = P::methods()
+            .into_iter()
+            .map(method_filter)
+            .reduce(MethodFilter::or)
+            .unwrap_or(MethodFilter::GET);
+        Operation {
+            path: full.strip_prefix("/api").unwrap_or(&full).to_string(),
+            handler: on(filter, handler),
+            doc: with_common_refusals(PathsBuilder::new().path_from::<P>().build()),
+        }
+    }
+}
+
+/// Adds to each operation the refusals that come from the request's form rather than from the
+/// handler (the extractors of `server::extract`, the login check, the server's own fault), so
+/// that no handler has to list them and none forgets to: 400 for a malformed body, query or
+/// path parameter, 401 unless the operation is public, 413 and 415 when it takes a JSON body,
+/// 500. What a handler documents itself is kept.
+fn with_common_refusals(mut paths: Paths) -> Paths {
+    for item in paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            let has_params = op.parameters.as_ref().is_some_and(|p| {
+                p.iter()
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Path | ParameterIn::Query))
+            });
+            let json_body = op
+                .request_body
+                .as_ref()
+                .is_some_and(|b| b.content.contains_key("application/json"));
+            let public = op
+                .security
+                .as_ref()
+                .is_some_and(|s| s.iter().all(|r| r == &SecurityRequirement::default()));
+            let mut add = |status: &str, what: &str| {
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| refusal(what));
+            };
+            if has_params || op.request_body.is_some() {
+                add(
+                    "400",
+                    "`malformed_json`, `invalid_query` or `invalid_path`: the request cannot be read",
+                );
+            }
+            if !public {
+                add("401", "`unauthenticated`: log in first");
+            }
+            if json_body {
+                add("413", "`payload_too_large`: the body is over the limit");
+                add(
+                    "415",
+                    "`unsupported_media_type`: the body is not `application/json`",
+                );
+            }
+            add(
+                "500",
+                "`internal`: the server's own fault; its log has the details",
+            );
+        }
+    }
+    paths
+}
+
+fn refusal(what: &str) -> RefOr<Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(what)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+fn method_filter(m: HttpMethod) -> MethodFilter {
+    match m {
+        HttpMethod::Get => MethodFilter::GET,
+        HttpMethod::Post => MethodFilter::POST,
+        HttpMethod::Put => MethodFilter::PUT,
+        HttpMethod::Delete => MethodFilter::DELETE,
+        HttpMethod::Options => MethodFilter::OPTIONS,
+        HttpMethod::Head => MethodFilter::HEAD,
+        HttpMethod::Patch => MethodFilter::PATCH,
+        HttpMethod::Trace => MethodFilter::TRACE,
+    }
+}
+
+/// The [`Operation`] of a handler annotated with `#[utoipa::path]`:
+/// `operation!(api::get_instance)`.
+macro_rules! operation {
+    ($handler:ident) => {
+        ::pastey::paste! {
+            $crate::server::routes::Operation::new::<[<__path_ $handler>], _, _>($handler)
+        }
+    };
+    ($module:ident :: $handler:ident) => {
+        ::pastey::paste! {
+            $crate::server::routes::Operation::new::<$module::[<__path_ $handler>], _, _>(
+                $module::$handler,
+            )
+        }
+    };
+}
+pub(crate) use operation;
 
 /// What one resource serves.
 #[derive(Default)]
@@ -14,8 +150,8 @@ pub struct Routes {
     /// Paths relative to `/api`.
     pub api: Router<App>,
     pub pages: Router<App>,
-    /// The API paths of `api`, relative to `/api`, in the router's `{param}` syntax.
-    pub api_paths: Vec<&'static str>,
+    /// The API operations of `api`, as the OpenAPI document has them (paths under `/api`).
+    pub api_doc: Paths,
 }
 
 impl Routes {
@@ -23,10 +159,10 @@ impl Routes {
         Routes::default()
     }
 
-    /// An API route; `path` is relative to `/api` (`/tasks` serves `/api/tasks`).
-    pub fn api(mut self, path: &'static str, handler: MethodRouter<App>) -> Routes {
-        self.api = self.api.route(path, handler);
-        self.api_paths.push(path);
+    /// An API operation, routed and documented from its one declaration.
+    pub fn api(mut self, op: Operation) -> Routes {
+        self.api = self.api.route(&op.path, op.handler);
+        self.api_doc.merge(op.doc);
         self
     }
 
@@ -40,7 +176,7 @@ impl Routes {
     pub fn merge(mut self, other: Routes) -> Routes {
         self.api = self.api.merge(other.api);
         self.pages = self.pages.merge(other.pages);
-        self.api_paths.extend(other.api_paths);
+        self.api_doc.merge(other.api_doc);
         self
     }
 }

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,7 @@ use super::super::accounts::User;
 use super::super::auth::{Caller, policy};
 use super::super::diagrams::{DiagramQuery, render_diagram};
 use super::super::error::{ApiError, ApiResult, ErrorBody};
+use super::super::extract::{Path, Query};
 use super::super::state::App;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -58,8 +59,8 @@ fn yaml_text(body: &Bytes) -> ApiResult<String> {
     if body.len() > 1 << 20 {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "YAML over 1 MiB",
+            "payload_too_large",
+            "流程 YAML 过大：不得超过 1 MiB。",
         ));
     }
     String::from_utf8(body.to_vec()).map_err(|_| ApiError::invalid("the YAML must be UTF-8"))
@@ -158,7 +159,7 @@ pub struct VersionInfo {
 }
 
 /// Published versions of a workflow.
-#[utoipa::path(get, path = "/api/definitions/{id}/versions", tag = "definitions",
+#[utoipa::path(get, path = "/api/definitions/{id}/versions", params(("id" = String, Path, description = "the workflow id")), tag = "definitions",
     responses((status = 200, body = [VersionInfo]), (status = 404, body = ErrorBody)))]
 pub async fn list_versions(
     State(app): State<App>,
@@ -185,7 +186,7 @@ pub async fn list_versions(
 }
 
 /// The YAML of one version.
-#[utoipa::path(get, path = "/api/definitions/{id}/versions/{version}", tag = "definitions",
+#[utoipa::path(get, path = "/api/definitions/{id}/versions/{version}", params(("id" = String, Path, description = "the workflow id"), ("version" = i64, Path, description = "the version number")), tag = "definitions",
     responses((status = 200, body = String, content_type = "application/yaml"), (status = 404, body = ErrorBody)))]
 pub async fn get_version(
     State(app): State<App>,
@@ -205,6 +206,7 @@ pub async fn get_version(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DiffQuery {
     pub from: i64,
     pub to: i64,
@@ -237,7 +239,7 @@ pub async fn diff_text(app: &App, id: &str, from: i64, to: i64) -> ApiResult<Str
 }
 
 /// A unified diff between two versions.
-#[utoipa::path(get, path = "/api/definitions/{id}/diff", params(DiffQuery), tag = "definitions",
+#[utoipa::path(get, path = "/api/definitions/{id}/diff", params(("id" = String, Path, description = "the workflow id"), DiffQuery), tag = "definitions",
     responses((status = 200, body = DiffResult), (status = 404, body = ErrorBody)))]
 pub async fn diff_versions(
     State(app): State<App>,
@@ -254,7 +256,7 @@ pub async fn diff_versions(
 }
 
 /// The workflow diagram: SVG drawn by the server, or Mermaid / DOT text.
-#[utoipa::path(get, path = "/api/definitions/{id}/diagram", params(DiagramQuery), tag = "definitions",
+#[utoipa::path(get, path = "/api/definitions/{id}/diagram", params(("id" = String, Path, description = "the workflow id"), DiagramQuery), tag = "definitions",
     responses((status = 200, description = "image/svg+xml or text"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn diagram(
     State(app): State<App>,

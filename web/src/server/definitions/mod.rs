@@ -5,24 +5,19 @@ pub mod api;
 pub mod forms;
 pub mod pages;
 
-use axum::routing::{get, post};
+use axum::routing::get;
 
-use super::routes::Routes;
+use super::routes::{Routes, operation};
 
 pub fn routes() -> Routes {
     Routes::new()
-        .api(
-            "/definitions",
-            get(api::list_definitions).post(api::publish_definition),
-        )
-        .api("/definitions/validate", post(api::validate_definition))
-        .api("/definitions/{id}/versions", get(api::list_versions))
-        .api(
-            "/definitions/{id}/versions/{version}",
-            get(api::get_version),
-        )
-        .api("/definitions/{id}/diff", get(api::diff_versions))
-        .api("/definitions/{id}/diagram", get(api::diagram))
+        .api(operation!(api::list_definitions))
+        .api(operation!(api::publish_definition))
+        .api(operation!(api::validate_definition))
+        .api(operation!(api::list_versions))
+        .api(operation!(api::get_version))
+        .api(operation!(api::diff_versions))
+        .api(operation!(api::diagram))
         .page("/workflows", get(pages::workflows_page))
         .page(
             "/workflows/editor",

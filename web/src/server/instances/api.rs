@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
@@ -18,6 +18,7 @@ use super::super::commands::{
 };
 use super::super::diagrams::{self, DiagramQuery};
 use super::super::error::{ApiError, ApiResult, ErrorBody};
+use super::super::extract::{self, Path, Query};
 use super::super::projects::project_for;
 use super::super::state::App;
 use super::detail::{InstanceDetail, instance_detail};
@@ -40,7 +41,7 @@ pub async fn start_instance(
     State(app): State<App>,
     caller: Caller,
     headers: HeaderMap,
-    Json(req): Json<StartRequest>,
+    extract::Json(req): extract::Json<StartRequest>,
 ) -> ApiResult<(StatusCode, Json<CommandResult>)> {
     let key = idempotency_key(&headers, &caller.user.name)?;
     let r = start(&app, &caller, key, req).await?;
@@ -96,7 +97,7 @@ pub async fn start(
 /// `{"type": "comment", "text": "..."}`).
 #[utoipa::path(post, path = "/api/instances/{id}/commands", tag = "instances",
     request_body(content = Object, description = "an engine command: `{\"type\": ..., ...}`"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "retries with the same key are applied once"),
+    params(("id" = String, Path, description = "the instance"), ("Idempotency-Key" = Option<String>, Header, description = "retries with the same key are applied once"),
         ("If-Match" = Option<String>, Header, description = "the instance version you saw; 409 if it moved")),
     responses((status = 200, body = CommandResult), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -107,13 +108,13 @@ pub async fn instance_command(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<CommandResult>> {
-    let cmd = parse_command(json_body(&body)?)?;
+    let cmd = parse_command(json_body(&headers, &body)?)?;
     Ok(Json(run_command(&app, &caller, &id, cmd, &headers).await?))
 }
 
 /// The applicant supplies a material (against a 容缺 promise or a 补正).
 #[utoipa::path(post, path = "/api/instances/{id}/materials/{material}/supply", tag = "materials",
-    params(("Idempotency-Key" = Option<String>, Header, description = "retries are applied once")),
+    params(("id" = String, Path, description = "the instance"), ("material" = String, Path, description = "the material id, as the workflow names it"), ("Idempotency-Key" = Option<String>, Header, description = "retries are applied once")),
     responses((status = 200, body = CommandResult), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn supply_material(
     State(app): State<App>,
@@ -136,14 +137,14 @@ pub struct AttachRequest {
 }
 
 /// Attach an element (要素) to the instance's current stage.
-#[utoipa::path(post, path = "/api/instances/{id}/elements", tag = "elements", request_body = AttachRequest,
+#[utoipa::path(post, path = "/api/instances/{id}/elements", params(("id" = String, Path, description = "the instance")), tag = "elements", request_body = AttachRequest,
     responses((status = 200, body = CommandResult), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn attach_element(
     State(app): State<App>,
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Json(req): Json<AttachRequest>,
+    extract::Json(req): extract::Json<AttachRequest>,
 ) -> ApiResult<Json<CommandResult>> {
     let cmd = Command::AttachElement {
         element: req.element.into(),
@@ -153,7 +154,7 @@ pub async fn attach_element(
 }
 
 /// An instance: state, open tasks with colours, promises, elements, full history.
-#[utoipa::path(get, path = "/api/instances/{id}", tag = "instances",
+#[utoipa::path(get, path = "/api/instances/{id}", params(("id" = String, Path, description = "the instance")), tag = "instances",
     responses((status = 200, body = InstanceDetail), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_instance(
@@ -165,7 +166,7 @@ pub async fn get_instance(
 }
 
 /// The instance's diagram with current nodes highlighted and passed ones marked.
-#[utoipa::path(get, path = "/api/instances/{id}/diagram", params(DiagramQuery), tag = "instances",
+#[utoipa::path(get, path = "/api/instances/{id}/diagram", params(("id" = String, Path, description = "the instance"), DiagramQuery), tag = "instances",
     responses((status = 200, description = "image/svg+xml or text"), (status = 404, body = ErrorBody)))]
 pub async fn instance_diagram(
     State(app): State<App>,

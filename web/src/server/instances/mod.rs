@@ -8,23 +8,20 @@ pub mod detail;
 pub mod forms;
 pub mod pages;
 
-use axum::routing::{get, post};
+use axum::routing::get;
 
 pub use api::{StartRequest, start};
 
-use super::routes::Routes;
+use super::routes::{Routes, operation};
 
 pub fn routes() -> Routes {
     Routes::new()
-        .api("/instances", post(api::start_instance))
-        .api("/instances/{id}", get(api::get_instance))
-        .api("/instances/{id}/commands", post(api::instance_command))
-        .api("/instances/{id}/diagram", get(api::instance_diagram))
-        .api(
-            "/instances/{id}/materials/{material}/supply",
-            post(api::supply_material),
-        )
-        .api("/instances/{id}/elements", post(api::attach_element))
+        .api(operation!(api::start_instance))
+        .api(operation!(api::get_instance))
+        .api(operation!(api::instance_command))
+        .api(operation!(api::instance_diagram))
+        .api(operation!(api::supply_material))
+        .api(operation!(api::attach_element))
         .page(
             "/instances/{id}",
             get(pages::instance_page).post(pages::instance_act),

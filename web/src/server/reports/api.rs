@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use super::super::accounts::{ReportRun, random_hex};
 use super::super::auth::{Caller, policy};
 use super::super::error::{ApiError, ApiResult, ErrorBody};
+use super::super::extract;
 use super::super::state::{App, latest_contexts};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -91,7 +92,7 @@ pub struct RunReport {
 pub async fn run_report(
     State(app): State<App>,
     caller: Caller,
-    Json(req): Json<RunReport>,
+    extract::Json(req): extract::Json<RunReport>,
 ) -> ApiResult<(StatusCode, Json<ReportRun>)> {
     if !policy::can_supervise(&caller.user) {
         return Err(ApiError::forbidden("reports are for supervisors"));

@@ -7,11 +7,12 @@ pub mod pages;
 
 use axum::routing::get;
 
-use super::routes::Routes;
+use super::routes::{Routes, operation};
 
 pub fn routes() -> Routes {
     Routes::new()
-        .api("/dashboard", get(api::dashboard))
-        .api("/reports", get(api::list_reports).post(api::run_report))
+        .api(operation!(api::dashboard))
+        .api(operation!(api::list_reports))
+        .api(operation!(api::run_report))
         .page("/dashboard", get(pages::dashboard_page))
 }

@@ -6,20 +6,14 @@ pub mod api;
 pub mod forms;
 pub mod pages;
 
-use axum::routing::{get, post};
+use axum::routing::get;
 
-use super::routes::Routes;
+use super::routes::{Routes, operation};
 
 pub fn routes() -> Routes {
     Routes::new()
-        .api(
-            "/instances/{id}/tasks/{task}/actions",
-            post(api::task_action),
-        )
-        .api(
-            "/instances/{id}/tasks/{task}/verify",
-            post(api::verify_material),
-        )
+        .api(operation!(api::task_action))
+        .api(operation!(api::verify_material))
         .page(
             "/instances/{id}/tasks/{task}",
             get(pages::task_page).post(pages::task_act),
