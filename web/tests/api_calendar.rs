@@ -332,6 +332,20 @@ async fn a_retiming_interrupted_half_way_is_finished_once_by_the_next_pass() {
     assert_eq!(s.app.db.count_events(Some(&a)).await.expect("count"), n);
 }
 
+/// Runs the binary off the runtime's thread: the server under test shares this test's
+/// single-threaded runtime, and a blocking wait here would freeze it, perhaps inside a SQLite
+/// write transaction the CLI then waits on.
+async fn shenpi(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_shenpi"))
+            .args(&args)
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("joined")
+}
+
 #[tokio::test]
 async fn the_cli_import_previews_then_publishes_and_the_server_retimes_on_it() {
     let s = at("cal-cli", "2027-01-25T10:00:00+08:00").await;
@@ -341,20 +355,17 @@ async fn the_cli_import_previews_then_publishes_and_the_server_retimes_on_it() {
     let db = format!("sqlite://{}", s.dir.join("t.db").display());
     let run = |extra: &[&str]| {
         let mut args = vec![
-            "calendar",
-            "import",
-            file.to_str().expect("path"),
-            "--db",
-            &db,
+            "calendar".to_string(),
+            "import".into(),
+            file.to_str().expect("path").into(),
+            "--db".into(),
+            db.clone(),
         ];
-        args.extend_from_slice(extra);
-        std::process::Command::new(env!("CARGO_BIN_EXE_shenpi"))
-            .args(&args)
-            .output()
-            .expect("runs")
+        args.extend(extra.iter().map(|a| a.to_string()));
+        shenpi(args)
     };
     // Dry run: the 7 days on stdout, nothing published.
-    let o = run(&[]);
+    let o = run(&[]).await;
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -377,17 +388,15 @@ async fn the_cli_import_previews_then_publishes_and_the_server_retimes_on_it() {
     // A bad file: located errors, exit 1, nothing published.
     let bad = s.dir.join("bad.yaml");
     std::fs::write(&bad, OFFICIAL_2027.replace("2027-02-20", "2027-02-22")).expect("write");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_shenpi"))
-        .args([
-            "calendar",
-            "import",
-            bad.to_str().expect("path"),
-            "--db",
-            &db,
-            "--yes",
-        ])
-        .output()
-        .expect("runs");
+    let o = shenpi(vec![
+        "calendar".into(),
+        "import".into(),
+        bad.to_str().expect("path").into(),
+        "--db".into(),
+        db.clone(),
+        "--yes".into(),
+    ])
+    .await;
     assert_eq!(o.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("bad.yaml:13:"),
@@ -404,7 +413,7 @@ async fn the_cli_import_previews_then_publishes_and_the_server_retimes_on_it() {
         1
     );
     // Published with --yes; the running server's next pass puts it in force and re-times.
-    let o = run(&["--yes", "--by", "wang"]);
+    let o = run(&["--yes", "--by", "wang"]).await;
     assert_eq!(
         o.status.code(),
         Some(0),
