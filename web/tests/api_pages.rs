@@ -283,7 +283,23 @@ async fn approver_acts_with_conditional_from_the_task_page() {
         .expect("loc")
         .to_string();
     let inst_page = b.get(&loc).await;
-    assert!(inst_page.text.contains("已办理"));
+    // The flash and the history speak the workflow's names, not its ids.
+    assert!(
+        inst_page.text.contains("已办理：容缺通过"),
+        "{}",
+        inst_page.text
+    );
+    assert!(
+        inst_page.text.contains("进入阶段「谋划」"),
+        "{}",
+        inst_page.text
+    );
+    assert!(!inst_page.text.contains("进入阶段 mouhua"));
+    assert!(
+        !inst_page.text.contains("分派给 角色"),
+        "{}",
+        inst_page.text
+    );
     assert!(
         inst_page.text.contains("data-material=\"eia\""),
         "promise listed"

@@ -232,6 +232,32 @@ pub fn command_name(c: &Command) -> &'static str {
     }
 }
 
+/// What a command is called on a page, by its [`command_name`] (the `done=` of a redirect
+/// after a form); an unknown name is shown as 操作.
+pub fn command_label_zh(name: &str) -> &'static str {
+    match name {
+        "start" => "提交申报",
+        "claim" => "认领",
+        "approve" => "通过",
+        "reject" => "驳回",
+        "return" => "退回补正",
+        "approve_conditional" => "容缺通过",
+        "supply_material" => "补交材料",
+        "verify_material" => "核验材料",
+        "delegate" => "委托或转办",
+        "add_cosigner" => "加签",
+        "withdraw" => "撤回申报",
+        "urge" => "催办",
+        "comment" => "填写意见",
+        "cc" => "抄送",
+        "attach_element" => "挂接要素",
+        "suspend" => "中止计时",
+        "resume" => "恢复计时",
+        "extend" => "延长时限",
+        _ => "操作",
+    }
+}
+
 pub fn parse_command(value: serde_json::Value) -> ApiResult<Command> {
     serde_json::from_value(value).map_err(|e| {
         ApiError::invalid(format!("not a valid command: {e}")).with_details(serde_json::json!({

@@ -37,6 +37,29 @@ impl WorkflowNames<'_> {
         name_of(&w.fields, id, |f| (&f.id.value, &f.label))
     }
 
+    /// A role: its name, else the department it belongs to, else its id.
+    pub fn role(&self, id: &str) -> String {
+        let w = &self.0.workflow;
+        match w.roles.iter().find(|r| r.id.value == id) {
+            Some(r) => match (&r.name, &r.department) {
+                (Some(n), _) => n.clone(),
+                (None, Some(d)) => format!("{}经办人", self.department(&d.value)),
+                (None, None) => id.to_string(),
+            },
+            None => id.to_string(),
+        }
+    }
+
+    /// Who a task is assigned to, as people read it.
+    pub fn party(&self, p: &shenpi_engine::compile::Party) -> String {
+        use shenpi_engine::compile::Party;
+        match p {
+            Party::User(u) => u.to_string(),
+            Party::Role(r) => self.role(r),
+            Party::Department(d) => self.department(d),
+        }
+    }
+
     pub fn department(&self, id: &str) -> String {
         let w = &self.0.workflow;
         name_of(&w.departments, id, |d| (&d.id.value, &d.name))

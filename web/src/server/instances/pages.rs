@@ -21,7 +21,7 @@ use super::super::chrome::{
     Flash, clock_provisional, colour_mark, datetime, day_of, days_text, due_date, fail,
     outcome_text, page, party,
 };
-use super::super::commands::{command_name, page_caller, run_command_with};
+use super::super::commands::{command_label_zh, command_name, page_caller, run_command_with};
 use super::super::diagrams;
 use super::super::engine::{EngineCtx, timestamp};
 use super::super::error::ApiError;
@@ -32,7 +32,8 @@ use super::detail::{InstanceDetail, instance_detail};
 use super::forms::InstanceForm;
 
 fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
-    let node_name = |n: &str| WorkflowNames(&ctx.def).node(n);
+    let names = WorkflowNames(&ctx.def);
+    let node_name = |n: &str| names.node(n);
     Some(match e {
         Event::InstanceStarted { by, .. } => format!("{by} 提交申报"),
         Event::ChannelChosen {
@@ -42,10 +43,22 @@ fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
         Event::NodeSkipped { node, channel } => {
             format!("绿色通道 {channel} 跳过「{}」", node_name(node))
         }
-        Event::StageEntered { stage, .. } => format!("进入阶段 {stage}"),
+        Event::StageEntered { stage, .. } => format!("进入阶段「{}」", names.stage(stage)),
         Event::StageClosed { .. } => "阶段完成".to_string(),
-        Event::ElementAttached { element, by, .. } => format!("{by} 挂接要素 {element}"),
-        Event::TaskOpened(t) => format!("任务「{}」分派给 {}", t.label, party(&t.assignment)),
+        Event::ElementAttached { element, by, .. } => {
+            format!("{by} 挂接要素「{}」", names.element(element))
+        }
+        Event::TaskOpened(t) => format!(
+            "任务「{}{}」分派给 {}",
+            node_name(&t.node),
+            // A parallel step's branch: which department's part of the step.
+            t.branch
+                .as_ref()
+                .and(t.department.as_deref())
+                .map(|d| format!("·{}", names.department(d)))
+                .unwrap_or_default(),
+            names.party(&t.assignment)
+        ),
         Event::TaskClaimed { by, .. } => format!("{by} 认领任务"),
         Event::TaskDelegated {
             to, by, transfer, ..
@@ -297,7 +310,7 @@ pub async fn instance_page(
     };
     let flash = q.done.map(|d| Flash {
         ok: true,
-        text: format!("已办理：{d}"),
+        text: format!("已办理：{}", command_label_zh(&d)),
     });
     // The applicant's actions are offered to whom the engine's policy counts as this instance's
     // applicant side (its applicant, the service officer its project names).
