@@ -11,3 +11,4 @@ pub mod retime;
 pub mod store;
 pub mod testkit;
 pub mod timers;
+pub mod whatif;

@@ -167,6 +167,13 @@ fn context_for(file: &Path, opts: &LoadOptions) -> Result<(ValidateContext, bool
     ))
 }
 
+/// What validation needs to know about the surroundings of `file` (its calendars and templates),
+/// for compiling a version's text that did not come from that file (what-if on a database's
+/// latest version).
+pub fn context_near(file: &Path, opts: &LoadOptions) -> Result<ValidateContext, LoadError> {
+    context_for(file, opts).map(|(ctx, _)| ctx)
+}
+
 /// Reads, parses, validates and compiles one workflow file.
 pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<LoadedFile, LoadError> {
     let bytes = fs::read(path).map_err(|source| LoadError::Read {

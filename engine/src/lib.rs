@@ -21,3 +21,4 @@ pub mod runtime;
 pub mod simulate;
 pub mod span;
 pub mod validate;
+pub mod whatif;

@@ -28,6 +28,8 @@ enum Command {
     Graph(cli::graph::Args),
     /// Run a scenario through a workflow on virtual time; print the event log and final state.
     Simulate(cli::simulate::Args),
+    /// 政策模拟: a draft against many projects, side by side with the version in force.
+    Whatif(cli::whatif::Args),
     /// Working-day arithmetic on the official calendar.
     #[command(subcommand)]
     Calendar(cli::calendar::Command),
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Validate(a) => cli::validate::run(a),
         Command::Graph(a) => cli::graph::run(a),
         Command::Simulate(a) => cli::simulate::run(a),
+        Command::Whatif(a) => cli::whatif::run(a),
         Command::Calendar(c) => cli::calendar::run(c),
         Command::Schema(a) => cli::schema::run(a),
         Command::Openapi(a) => cli::openapi::run(a),

@@ -242,6 +242,22 @@ impl Db {
         })
     }
 
+    /// Every instance of a workflow, on any version (what-if runs the projects a database holds).
+    pub async fn instances_of_workflow(&self, workflow: &str) -> Result<Vec<String>> {
+        let sql = "SELECT id FROM instances WHERE workflow_id = $1 ORDER BY id";
+        on_pool!(self, sql, |pool, q| {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(q.into_owned()))
+                .bind(workflow)
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(r.try_get("id")?);
+            }
+            Ok(out)
+        })
+    }
+
     /// The instances with an open (pending or claimed) timer, with their workflow: the only
     /// ones a calendar revision can move, since every other deadline is computed when read.
     pub async fn instances_with_open_timers(&self) -> Result<Vec<(String, String)>> {

@@ -10,3 +10,4 @@ pub mod schema;
 pub mod server;
 pub mod simulate;
 pub mod validate;
+pub mod whatif;

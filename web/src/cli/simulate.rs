@@ -66,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Loads the workflow `id` from `path` (a file, or a directory of workflow files).
-fn load_definition(
+pub(crate) fn load_definition(
     path: &Path,
     id: &str,
     calendars_dir: Option<PathBuf>,
@@ -112,7 +112,11 @@ fn load_definition(
 }
 
 /// Reads calendar `id` from `dir`, or from `calendars/` next to the workflow or in its parent.
-fn load_calendar(workflow: &Path, id: &str, dir: Option<&Path>) -> anyhow::Result<Calendar> {
+pub(crate) fn load_calendar(
+    workflow: &Path,
+    id: &str,
+    dir: Option<&Path>,
+) -> anyhow::Result<Calendar> {
     let here = workflow.parent().unwrap_or(Path::new("."));
     let candidates: Vec<PathBuf> = match dir {
         Some(d) => vec![d.join(format!("{id}.yaml"))],
