@@ -231,3 +231,22 @@ reject: 30%
     let bad = Population::from_yaml("start: 2027-01-04\nper_month: 3\nmonths: 2\nspeed: 9\n");
     assert!(bad.is_err());
 }
+
+/// The population file in docs/whatif.md and the shipped one read and fit provincial-major.
+#[test]
+fn the_documented_and_shipped_populations_fit_the_shipped_workflow() {
+    let def = definition(PROVINCIAL);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let doc = std::fs::read_to_string(root.join("docs/whatif.md")).expect("docs/whatif.md");
+    let block = doc
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a yaml block in docs/whatif.md");
+    let shipped = std::fs::read_to_string(root.join("workflows/populations/provincial-major.yaml"))
+        .expect("the shipped population");
+    for src in [block, shipped.as_str()] {
+        let cohort = population(src, &def);
+        assert_eq!(cohort.projects.len(), 480, "40 a month for 12 months");
+    }
+}
