@@ -22,8 +22,8 @@ use shenpi_engine::calendar::Calendar;
 use shenpi_engine::compile::{Definition, Party, compile};
 use shenpi_engine::model::RawLimit;
 use shenpi_engine::parse::parse_workflow;
-use shenpi_engine::runtime::event::{ClockRef, Decision, TaskKind, TimerKind};
-use shenpi_engine::runtime::state::{PromiseStatus, Status, StepStatus, Task};
+use shenpi_engine::runtime::event::{ClockRef, Decision, SignOrder, TaskKind, TimerKind};
+use shenpi_engine::runtime::state::{PromiseStatus, Status, StepStatus, Task, TaskStatus};
 use shenpi_engine::runtime::{
     Actor, Command, CommandEnvelope, Event, InstanceState, TaskId, TimerId, apply, decide, replay,
 };
@@ -154,7 +154,7 @@ struct Op {
 
 fn op() -> impl Strategy<Value = Op> {
     (
-        0u8..20,
+        0u8..26,
         any::<u8>(),
         any::<u8>(),
         any::<u8>(),
@@ -252,6 +252,21 @@ impl Run {
                 return Err(r.to_string());
             }
         };
+        if let Command::TakeBack { task } = &env.command {
+            // 拿回 never reopens a decision after the next node acted: nothing but
+            // verification was decided after it, and the task itself stays closed.
+            let seq = before.task(*task).map_or(0, |t| t.decided_seq);
+            let later = before.tasks.iter().find(|t| {
+                t.status == TaskStatus::Decided
+                    && t.spec.kind != TaskKind::Verify
+                    && t.decided_seq > seq
+            });
+            assert!(
+                later.is_none(),
+                "task {task} taken back after {:?} was decided",
+                later.map(|t| &t.spec.label)
+            );
+        }
         let tasks_before = self.state.tasks.len();
         let verifying: Vec<TaskId> = self
             .state
@@ -262,6 +277,16 @@ impl Run {
         for e in &events {
             apply(&mut self.state, e);
             self.log.push(e.clone());
+        }
+        if let Command::TakeBack { task } = &env.command {
+            assert!(
+                self.state.task(*task).is_some_and(|t| !t.is_open()),
+                "a task taken back is open again"
+            );
+            assert!(
+                self.state.tasks.len() > tasks_before,
+                "a task taken back has no stand-in"
+            );
         }
         self.check_batch(&events, tasks_before, &verifying);
         Ok(())
@@ -418,10 +443,55 @@ impl Run {
                 to: SmolStr::new(["liu", "ra", "zhao"][usize::from(o.extra) % 3]),
                 transfer: o.extra.is_multiple_of(2),
             },
-            9 => Command::AddCosigner {
+            9 | 22 => Command::AddCosigner {
                 task,
-                user: SmolStr::new(["liu", "wu"][usize::from(o.extra) % 2]),
+                user: SmolStr::new(["liu", "wu", "ra"][usize::from(o.extra) % 3]),
+                order: [SignOrder::With, SignOrder::Before, SignOrder::After]
+                    [usize::from(o.extra / 3) % 3],
             },
+            19 => {
+                // 拿回 of a decided task, mostly by the one who decided it.
+                let decided: Vec<&Task> = self
+                    .state
+                    .tasks
+                    .iter()
+                    .filter(|t| t.status == TaskStatus::Decided)
+                    .collect();
+                if let Some(t) = decided.get(usize::from(o.extra) % decided.len().max(1)) {
+                    let actor = match (&t.decided_by, o.rightful) {
+                        (Some(by), true) => Actor::new(by, None, &[]),
+                        _ => actor,
+                    };
+                    let _ = self.exec(actor, Command::TakeBack { task: t.spec.task });
+                    return;
+                }
+                Command::TakeBack { task }
+            }
+            20 => Command::Consult {
+                task,
+                to: SmolStr::new(["liu", "ra", "zhang"][usize::from(o.extra) % 3]),
+                text: None,
+            },
+            21 => {
+                let consulted = self.state.task(task).and_then(|t| t.consulting.clone());
+                let actor = match (consulted, o.rightful) {
+                    (Some(c), true) => Actor::new(&c, None, &[]),
+                    _ => actor,
+                };
+                let _ = self.exec(
+                    actor,
+                    Command::AnswerConsult {
+                        task,
+                        opinion: "同意".into(),
+                    },
+                );
+                return;
+            }
+            23 => Command::RemoveCosigner {
+                task,
+                user: SmolStr::new(["liu", "wu", "ra"][usize::from(o.extra) % 3]),
+            },
+            24 => Command::ReadCopies,
             10 if o.extra.is_multiple_of(16) => Command::Withdraw { reason: None },
             10 | 11 => Command::Urge { task, text: None },
             12 => Command::Comment {
@@ -511,7 +581,20 @@ impl Run {
                 return false;
             };
             let (id, actor, kind, suspended) = (t.spec.task, rightful(t), t.spec.kind, t.suspended);
-            let cmd = if suspended {
+            let consulted = t.consulting.clone();
+            let (actor, cmd) = match consulted {
+                Some(c) => (
+                    Actor::new(&c, None, &[]),
+                    Command::AnswerConsult {
+                        task: id,
+                        opinion: "同意".into(),
+                    },
+                ),
+                None => (actor, Command::Resume { task: None }),
+            };
+            let cmd = if matches!(cmd, Command::AnswerConsult { .. }) {
+                cmd
+            } else if suspended {
                 Command::Resume { task: Some(id) }
             } else if kind == TaskKind::Verify {
                 Command::VerifyMaterial {
