@@ -46,7 +46,7 @@ pub struct BatchRequest {
 
 /// What became of one task of a batch: the result of its command, or its refusal as the
 /// single command would have answered it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BatchResult {
     pub instance: String,
     pub task: u32,
