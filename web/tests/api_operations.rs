@@ -64,7 +64,7 @@ async fn holders(s: &Server, inst: &str, task: u64) -> Vec<&'static str> {
 #[tokio::test]
 async fn each_operation_changes_the_inbox_of_exactly_the_right_people() {
     let s = server("operations").await;
-    let (_, inst) = s.start_project("一般").await;
+    let (_, inst) = s.start_project("中长期库").await;
     let library = s.task_at(&inst, "library").await.expect("library");
     assert_eq!(holders(&s, &inst, library).await, ["li"]);
 
@@ -174,7 +174,7 @@ async fn a_batch_approval_gives_per_task_what_the_single_commands_give() {
     for _ in 0..2 {
         let mut t = Vec::new();
         for _ in 0..3 {
-            let (_, i) = s.start_project("一般").await;
+            let (_, i) = s.start_project("中长期库").await;
             s.attach_required(&i, "mouhua").await;
             let task = s.task_at(&i, "library").await.expect("library");
             t.push((i, task));

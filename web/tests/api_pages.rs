@@ -477,7 +477,7 @@ async fn batch_take_back_and_read_marks_on_the_pages() {
     let s = server("pages-operations").await;
     let mut tasks = Vec::new();
     for _ in 0..2 {
-        let (_, inst) = s.start_project("一般").await;
+        let (_, inst) = s.start_project("中长期库").await;
         s.attach_required(&inst, "mouhua").await;
         let lib = s.task_at(&inst, "library").await.expect("library");
         tasks.push((inst, lib));
