@@ -432,6 +432,10 @@ mod tests {
         ("with_applicant", 409),
         ("cosigners_open", 409),
         ("already_cosigner", 409),
+        ("consulting", 409),
+        ("awaiting_signer", 409),
+        ("signer_decided", 409),
+        ("cannot_take_back", 409),
         ("internal", 500),
     ];
 
