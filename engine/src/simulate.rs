@@ -543,17 +543,15 @@ impl Sim<'_> {
                 to: user("`user` (who to delegate to) is required")?,
                 transfer: s.transfer || s.action == "transfer",
             },
-            "add_cosigner" | "cosign" | "cosign_before" | "cosign_after" => {
-                Command::AddCosigner {
-                    task: task(),
-                    user: user("`user` (the co-signer) is required")?,
-                    order: match s.action.as_str() {
-                        "cosign_before" => SignOrder::Before,
-                        "cosign_after" => SignOrder::After,
-                        _ => SignOrder::With,
-                    },
-                }
-            }
+            "add_cosigner" | "cosign" | "cosign_before" | "cosign_after" => Command::AddCosigner {
+                task: task(),
+                user: user("`user` (the co-signer) is required")?,
+                order: match s.action.as_str() {
+                    "cosign_before" => SignOrder::Before,
+                    "cosign_after" => SignOrder::After,
+                    _ => SignOrder::With,
+                },
+            },
             "remove_cosigner" => Command::RemoveCosigner {
                 task: task(),
                 user: user("`user` (the signer to remove) is required")?,

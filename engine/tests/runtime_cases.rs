@@ -1787,7 +1787,10 @@ fn decided_once(c: &Case) {
             *seen.entry(*task).or_insert(0) += 1;
         }
     }
-    assert!(seen.values().all(|n| *n == 1), "a task decided twice: {seen:?}");
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "a task decided twice: {seen:?}"
+    );
 }
 
 /// The open task of this label addressed to `who` (a stand-in after 拿回 is the decider's).
@@ -1802,7 +1805,11 @@ fn take_back_reopens_ones_own_approval_until_the_next_node_acts() {
     let mut c = Case::started(ALL);
     c.attach("funds");
     let first = c.task("intake");
-    let opened_at = c.state.task(first).and_then(|t| t.spec.clock.clone()).map(|k| k.opened_at);
+    let opened_at = c
+        .state
+        .task(first)
+        .and_then(|t| t.spec.clock.clone())
+        .map(|k| k.opened_at);
     c.at("2026-03-03T10:00:00+08:00");
     c.approve("li", "intake");
     assert_eq!(c.open(), ["pre"]);
@@ -1814,7 +1821,11 @@ fn take_back_reopens_ones_own_approval_until_the_next_node_acts() {
     let again = c.task("intake");
     assert_ne!(again, first, "a stand-in, not the decided task reopened");
     let t = c.state.task(again).expect("stand-in");
-    assert_eq!(t.spec.assignment, Party::User("li".into()), "the task is li's again");
+    assert_eq!(
+        t.spec.assignment,
+        Party::User("li".into()),
+        "the task is li's again"
+    );
     assert_eq!(
         t.spec.clock.as_ref().map(|k| k.opened_at),
         opened_at,
@@ -1824,10 +1835,18 @@ fn take_back_reopens_ones_own_approval_until_the_next_node_acts() {
         c.state.task(first).and_then(|t| t.cancelled),
         Some(CancelReason::TakenBack)
     );
-    assert!(c.state.tasks.iter().any(|t| t.spec.label == "pre" && t.cancelled == Some(CancelReason::TakenBack)));
+    assert!(
+        c.state
+            .tasks
+            .iter()
+            .any(|t| t.spec.label == "pre" && t.cancelled == Some(CancelReason::TakenBack))
+    );
     assert_eq!(c.state.at.as_deref(), Some("intake"));
     // A second take-back of the same decision: it no longer stands.
-    assert_eq!(c.err("li", Command::TakeBack { task: first }).code(), "cannot_take_back");
+    assert_eq!(
+        c.err("li", Command::TakeBack { task: first }).code(),
+        "cannot_take_back"
+    );
 
     // Decided again; once the next node decided, it cannot be taken back.
     c.approve("li", "intake");
@@ -1880,14 +1899,21 @@ fn take_back_a_vote_while_the_step_is_open_and_after_it_fired_the_join() {
     let step = c.state.steps.last().expect("step");
     assert_eq!(step.status, shenpi_engine::runtime::state::StepStatus::Open);
     assert_eq!(step.tasks.len(), 3, "the round keeps three branches");
-    assert!(c.state.timers.iter().any(|t| t.kind
-        == shenpi_engine::runtime::event::TimerKind::Due {
-            target: ClockRef::Step(step.id)
-        }), "the step's clock runs again");
+    assert!(
+        c.state.timers.iter().any(|t| t.kind
+            == shenpi_engine::runtime::event::TimerKind::Due {
+                target: ClockRef::Step(step.id)
+            }),
+        "the step's clock runs again"
+    );
     // c's vote now completes the join once more.
     c.approve("rc", "review.c");
     assert_eq!(c.open(), ["final"]);
-    assert_eq!(c.count("join_fired"), 2, "one per time the result was reached");
+    assert_eq!(
+        c.count("join_fired"),
+        2,
+        "one per time the result was reached"
+    );
     // After the next node acted, nothing is taken back.
     c.approve("chief", "final");
     decided_once(&c);
@@ -1898,9 +1924,21 @@ fn take_back_a_vote_while_the_step_is_open_and_after_it_fired_the_join() {
 fn consult_goes_to_the_delegate_and_comes_back_to_the_delegator() {
     let mut c = Case::started(ALL);
     let t = c.task("intake");
-    for (to, code) in [("li", "ineligible_user"), ("zhang", "ineligible_user"), ("wang", "ineligible_user")] {
+    for (to, code) in [
+        ("li", "ineligible_user"),
+        ("zhang", "ineligible_user"),
+        ("wang", "ineligible_user"),
+    ] {
         assert_eq!(
-            c.err("li", Command::Consult { task: t, to: to.into(), text: None }).code(),
+            c.err(
+                "li",
+                Command::Consult {
+                    task: t,
+                    to: to.into(),
+                    text: None
+                }
+            )
+            .code(),
             code,
             "{to}"
         );
@@ -1914,16 +1952,56 @@ fn consult_goes_to_the_delegate_and_comes_back_to_the_delegator() {
         },
     );
     assert_eq!(addressed(&c, "intake"), vec![Party::User("liu".into())]);
-    assert_eq!(c.err("li", Command::Approve { task: t, comment: None }).code(), "consulting");
-    assert_eq!(c.err("liu", Command::Approve { task: t, comment: None }).code(), "wrong_task_kind");
     assert_eq!(
-        c.err("li2", Command::AnswerConsult { task: t, opinion: "x".into() }).code(),
+        c.err(
+            "li",
+            Command::Approve {
+                task: t,
+                comment: None
+            }
+        )
+        .code(),
+        "consulting"
+    );
+    assert_eq!(
+        c.err(
+            "liu",
+            Command::Approve {
+                task: t,
+                comment: None
+            }
+        )
+        .code(),
+        "wrong_task_kind"
+    );
+    assert_eq!(
+        c.err(
+            "li2",
+            Command::AnswerConsult {
+                task: t,
+                opinion: "x".into()
+            }
+        )
+        .code(),
         "not_assigned"
     );
-    c.ok("liu", Command::AnswerConsult { task: t, opinion: "环评无问题".into() });
+    c.ok(
+        "liu",
+        Command::AnswerConsult {
+            task: t,
+            opinion: "环评无问题".into(),
+        },
+    );
     assert_eq!(addressed(&c, "intake"), vec![Party::Role("clerk".into())]);
     assert_eq!(
-        c.err("li", Command::AnswerConsult { task: t, opinion: "x".into() }).code(),
+        c.err(
+            "li",
+            Command::AnswerConsult {
+                task: t,
+                opinion: "x".into()
+            }
+        )
+        .code(),
         "not_consulted"
     );
     c.attach("funds");
@@ -1934,9 +2012,22 @@ fn consult_goes_to_the_delegate_and_comes_back_to_the_delegator() {
     let mut c = Case::started("{ policy: vote, share: 2/3 }");
     c.reach_review();
     let a = c.task("review.a");
-    c.ok("ra", Command::Consult { task: a, to: "liu".into(), text: None });
+    c.ok(
+        "ra",
+        Command::Consult {
+            task: a,
+            to: "liu".into(),
+            text: None,
+        },
+    );
     assert_eq!(addressed(&c, "review.a"), vec![Party::User("liu".into())]);
-    c.ok("liu", Command::AnswerConsult { task: a, opinion: "同意".into() });
+    c.ok(
+        "liu",
+        Command::AnswerConsult {
+            task: a,
+            opinion: "同意".into(),
+        },
+    );
     c.approve("ra", "review.a");
     c.check_replay();
 }
@@ -1947,12 +2038,35 @@ fn signers_before_and_after_the_holder_and_removing_one() {
     let mut c = Case::started(ALL);
     c.attach("funds");
     let t = c.task("intake");
-    let add = |user: &str, order| Command::AddCosigner { task: t, user: user.into(), order };
+    let add = |user: &str, order| Command::AddCosigner {
+        task: t,
+        user: user.into(),
+        order,
+    };
     c.ok("li", add("liu", SignOrder::Before));
-    assert!(addressed(&c, "intake").is_empty(), "the holder's task waits, out of every inbox");
-    assert_eq!(c.err("li", Command::Approve { task: t, comment: None }).code(), "awaiting_signer");
+    assert!(
+        addressed(&c, "intake").is_empty(),
+        "the holder's task waits, out of every inbox"
+    );
+    assert_eq!(
+        c.err(
+            "li",
+            Command::Approve {
+                task: t,
+                comment: None
+            }
+        )
+        .code(),
+        "awaiting_signer"
+    );
     let signer = TaskId(t.0 + 1);
-    c.ok("liu", Command::Approve { task: signer, comment: None });
+    c.ok(
+        "liu",
+        Command::Approve {
+            task: signer,
+            comment: None,
+        },
+    );
     assert_eq!(addressed(&c, "intake"), vec![Party::Role("clerk".into())]);
     c.approve("li", "intake");
     assert_eq!(c.open(), ["pre"]);
@@ -1961,44 +2075,123 @@ fn signers_before_and_after_the_holder_and_removing_one() {
     let mut c = Case::started(ALL);
     c.attach("funds");
     let t = c.task("intake");
-    c.ok("li", Command::AddCosigner { task: t, user: "liu".into(), order: SignOrder::After });
+    c.ok(
+        "li",
+        Command::AddCosigner {
+            task: t,
+            user: "liu".into(),
+            order: SignOrder::After,
+        },
+    );
     assert_eq!(c.open(), ["intake"], "no task of the signer yet");
     assert_eq!(
-        c.err("li", Command::AddCosigner { task: t, user: "liu".into(), order: SignOrder::With }).code(),
+        c.err(
+            "li",
+            Command::AddCosigner {
+                task: t,
+                user: "liu".into(),
+                order: SignOrder::With
+            }
+        )
+        .code(),
         "already_cosigner"
     );
     c.approve("li", "intake");
     assert_eq!(c.open(), ["intake"], "the signer's task, after the holder");
-    let signer = c.state.open_tasks().next().map(|t| t.spec.task).expect("signer");
-    c.ok("liu", Command::Approve { task: signer, comment: None });
+    let signer = c
+        .state
+        .open_tasks()
+        .next()
+        .map(|t| t.spec.task)
+        .expect("signer");
+    c.ok(
+        "liu",
+        Command::Approve {
+            task: signer,
+            comment: None,
+        },
+    );
     assert_eq!(c.open(), ["pre"]);
 
     // 减签 of a signer after the holder, by the holder who approved: the flow goes on.
     let mut c = Case::started(ALL);
     c.attach("funds");
     let t = c.task("intake");
-    c.ok("li", Command::AddCosigner { task: t, user: "liu".into(), order: SignOrder::After });
+    c.ok(
+        "li",
+        Command::AddCosigner {
+            task: t,
+            user: "liu".into(),
+            order: SignOrder::After,
+        },
+    );
     c.approve("li", "intake");
     assert_eq!(
-        c.err("li", Command::RemoveCosigner { task: t, user: "nobody".into() }).code(),
+        c.err(
+            "li",
+            Command::RemoveCosigner {
+                task: t,
+                user: "nobody".into()
+            }
+        )
+        .code(),
         "not_a_signer"
     );
-    c.ok("li", Command::RemoveCosigner { task: t, user: "liu".into() });
+    c.ok(
+        "li",
+        Command::RemoveCosigner {
+            task: t,
+            user: "liu".into(),
+        },
+    );
     assert_eq!(c.open(), ["pre"]);
 
     // 减签 of a signer beside the holder before anyone decided; one who decided stays.
     let mut c = Case::started(ALL);
     c.attach("funds");
     let t = c.task("intake");
-    c.ok("li", Command::AddCosigner { task: t, user: "liu".into(), order: SignOrder::With });
-    c.ok("li", Command::AddCosigner { task: t, user: "wu".into(), order: SignOrder::With });
+    c.ok(
+        "li",
+        Command::AddCosigner {
+            task: t,
+            user: "liu".into(),
+            order: SignOrder::With,
+        },
+    );
+    c.ok(
+        "li",
+        Command::AddCosigner {
+            task: t,
+            user: "wu".into(),
+            order: SignOrder::With,
+        },
+    );
     let wu = TaskId(t.0 + 2);
-    c.ok("wu", Command::Approve { task: wu, comment: None });
+    c.ok(
+        "wu",
+        Command::Approve {
+            task: wu,
+            comment: None,
+        },
+    );
     assert_eq!(
-        c.err("li", Command::RemoveCosigner { task: t, user: "wu".into() }).code(),
+        c.err(
+            "li",
+            Command::RemoveCosigner {
+                task: t,
+                user: "wu".into()
+            }
+        )
+        .code(),
         "signer_decided"
     );
-    c.ok("li", Command::RemoveCosigner { task: t, user: "liu".into() });
+    c.ok(
+        "li",
+        Command::RemoveCosigner {
+            task: t,
+            user: "liu".into(),
+        },
+    );
     assert_eq!(
         c.state.task(TaskId(t.0 + 1)).and_then(|t| t.cancelled),
         Some(CancelReason::SignerRemoved)
@@ -2010,10 +2203,38 @@ fn signers_before_and_after_the_holder_and_removing_one() {
     let mut c = Case::started("{ policy: vote, share: 2/3 }");
     c.reach_review();
     let a = c.task("review.a");
-    c.ok("ra", Command::AddCosigner { task: a, user: "liu".into(), order: SignOrder::Before });
-    assert_eq!(c.err("ra", Command::Approve { task: a, comment: None }).code(), "awaiting_signer");
-    let signer = c.state.open_tasks().find(|t| t.spec.kind == TaskKind::Cosign).map(|t| t.spec.task).expect("signer");
-    c.ok("liu", Command::Approve { task: signer, comment: None });
+    c.ok(
+        "ra",
+        Command::AddCosigner {
+            task: a,
+            user: "liu".into(),
+            order: SignOrder::Before,
+        },
+    );
+    assert_eq!(
+        c.err(
+            "ra",
+            Command::Approve {
+                task: a,
+                comment: None
+            }
+        )
+        .code(),
+        "awaiting_signer"
+    );
+    let signer = c
+        .state
+        .open_tasks()
+        .find(|t| t.spec.kind == TaskKind::Cosign)
+        .map(|t| t.spec.task)
+        .expect("signer");
+    c.ok(
+        "liu",
+        Command::Approve {
+            task: signer,
+            comment: None,
+        },
+    );
     c.approve("ra", "review.a");
     c.approve("rb", "review.b");
     assert_eq!(c.open(), ["final"]);
@@ -2025,13 +2246,23 @@ fn signers_before_and_after_the_holder_and_removing_one() {
 fn copies_are_marked_read_by_their_recipients() {
     let mut c = Case::started(ALL);
     let t = c.task("intake");
-    c.ok("li", Command::Cc { task: Some(t), to: vec!["chief".into(), "rb".into()], text: Some("请阅".into()) });
+    c.ok(
+        "li",
+        Command::Cc {
+            task: Some(t),
+            to: vec!["chief".into(), "rb".into()],
+            text: Some("请阅".into()),
+        },
+    );
     assert_eq!(c.state.copies.len(), 1);
     assert!(c.state.copies[0].read_by.is_empty());
     c.ok("chief", Command::ReadCopies);
     assert_eq!(c.state.copies[0].read_by, vec![SmolStr::new("chief")]);
     assert!(c.ok("chief", Command::ReadCopies).is_empty(), "read once");
-    assert!(c.ok("ra", Command::ReadCopies).is_empty(), "not a recipient: nothing to mark");
+    assert!(
+        c.ok("ra", Command::ReadCopies).is_empty(),
+        "not a recipient: nothing to mark"
+    );
     c.ok("rb", Command::ReadCopies);
     assert_eq!(c.state.copies[0].read_by.len(), 2);
     c.check_replay();

@@ -283,15 +283,17 @@ impl Run {
             let taken = before.task(*task);
             let seq = taken.map_or(0, |t| t.decided_seq);
             let unit = |t: &Task| t.spec.parent.unwrap_or(t.spec.task);
-            let open_step = taken
-                .and_then(|t| t.spec.step)
-                .filter(|s| before.step(*s).is_some_and(|s| s.status == StepStatus::Open));
+            let open_step = taken.and_then(|t| t.spec.step).filter(|s| {
+                before
+                    .step(*s)
+                    .is_some_and(|s| s.status == StepStatus::Open)
+            });
             let later = before.tasks.iter().find(|t| {
                 t.status == TaskStatus::Decided
                     && t.spec.kind != TaskKind::Verify
                     && t.decided_seq > seq
                     && !(open_step.is_some() && t.spec.step == open_step)
-                    && !taken.is_some_and(|k| unit(k) == unit(t))
+                    && taken.is_none_or(|k| unit(k) != unit(t))
             });
             assert!(
                 later.is_none(),
@@ -491,7 +493,7 @@ impl Run {
                     .collect();
                 // Mostly the latest decision (the one most likely still open to taking back).
                 decided.sort_by_key(|t| std::cmp::Reverse(t.decided_seq));
-                let pick = if o.extra % 4 == 0 {
+                let pick = if o.extra.is_multiple_of(4) {
                     usize::from(o.extra) % decided.len().max(1)
                 } else {
                     0

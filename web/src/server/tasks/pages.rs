@@ -350,7 +350,7 @@ fn render_task(
                         button type="submit" { "确定" }
                     }))
                 }
-                @if deciding && allowed(Action::Cosign) || !awaiting.is_empty() && may_act && allowed(Action::Cosign) {
+                @if may_act && !consulted && allowed(Action::Cosign) {
                     (action_form(user, "act-cosign", "cosign", None, html! {
                         label { "加签人 " (user_select("user", staff)) }
                         label.check { input type="radio" name="order" value="before"; "前加签（对方先办理）" }
