@@ -414,21 +414,25 @@ impl Machine for EngineMachine {
         let tasks = v
             .tasks
             .iter()
-            .map(|t| {
+            .filter_map(|t| {
                 let task = state.task(t.id);
                 let spec = task.map(|x| &x.spec);
-                InboxRow {
+                // The policy's addressees: `role: applicant` reaches this instance's applicant
+                // only, a task out for an opinion (委派) the one consulted, and a holder waiting
+                // for a signer added before them (前加签) no one (delegates: see the inbox query).
+                let to = match task {
+                    Some(task) => policy::addressees(task, &state.applicant)
+                        .into_iter()
+                        .next(),
+                    None => Some(t.assignment.clone()),
+                }?;
+                Some(InboxRow {
                     instance: meta.id.clone(),
                     task_id: t.id.to_string(),
                     workflow_id: meta.workflow_id.clone(),
                     node: t.node.to_string(),
                     stage: stage.clone(),
-                    // The policy's addressee, so `role: applicant` reaches this instance's
-                    // applicant only (delegates: see the inbox query).
-                    assignee: Some(match task {
-                        Some(task) => party(&policy::addressee(task, &state.applicant)),
-                        None => party(&t.assignment),
-                    }),
+                    assignee: Some(party(&to)),
                     department: t.department.as_ref().map(|d| d.to_string()),
                     colour: name(&t.colour),
                     due: t.clock.as_ref().and_then(|c| c.due).map(millis),
@@ -437,7 +441,7 @@ impl Machine for EngineMachine {
                     opened_at: spec
                         .and_then(|s| s.clock.as_ref())
                         .map_or(now, |c| millis(c.opened_at)),
-                }
+                })
             })
             .collect();
         let promises = v

@@ -47,7 +47,7 @@ use smol_str::SmolStr;
 use crate::calendar::Calendar;
 use crate::compile::Definition;
 use crate::model::RawLimit;
-use crate::runtime::event::TaskKind;
+use crate::runtime::event::{SignOrder, TaskKind};
 use crate::runtime::state::Task;
 use crate::runtime::{
     Actor, Colour, Command, CommandEnvelope, Event, InstanceState, InstanceView, TaskId, apply,
@@ -543,10 +543,30 @@ impl Sim<'_> {
                 to: user("`user` (who to delegate to) is required")?,
                 transfer: s.transfer || s.action == "transfer",
             },
-            "add_cosigner" | "cosign" => Command::AddCosigner {
+            "add_cosigner" | "cosign" | "cosign_before" | "cosign_after" => Command::AddCosigner {
                 task: task(),
                 user: user("`user` (the co-signer) is required")?,
+                order: match s.action.as_str() {
+                    "cosign_before" => SignOrder::Before,
+                    "cosign_after" => SignOrder::After,
+                    _ => SignOrder::With,
+                },
             },
+            "remove_cosigner" => Command::RemoveCosigner {
+                task: task(),
+                user: user("`user` (the signer to remove) is required")?,
+            },
+            "consult" => Command::Consult {
+                task: task(),
+                to: user("`user` (who to ask for an opinion) is required")?,
+                text,
+            },
+            "answer_consult" => Command::AnswerConsult {
+                task: task(),
+                opinion: text.or(reason).unwrap_or_default(),
+            },
+            "take_back" => Command::TakeBack { task: task() },
+            "read_copies" => Command::ReadCopies,
             "withdraw" => Command::Withdraw { reason },
             "urge" => Command::Urge { task: task(), text },
             "comment" => Command::Comment {
@@ -591,8 +611,9 @@ impl Sim<'_> {
                 return Err(bad(&format!(
                     "unknown command `{other}`; use claim, approve, reject, return, \
                      approve_conditional, supply_material, verify_material, delegate, transfer, \
-                     add_cosigner, withdraw, urge, comment, cc, attach_element, suspend, resume, \
-                     extend or tick"
+                     consult, answer_consult, add_cosigner, cosign_before, cosign_after, \
+                     remove_cosigner, take_back, withdraw, urge, comment, cc, read_copies, \
+                     attach_element, suspend, resume, extend or tick"
                 )));
             }
         })

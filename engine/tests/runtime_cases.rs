@@ -8,7 +8,7 @@ use shenpi_engine::compile::{Definition, Party, compile};
 use shenpi_engine::limit::Limit;
 use shenpi_engine::model::Outcome;
 use shenpi_engine::parse::parse_workflow;
-use shenpi_engine::runtime::event::{ClockRef, TaskKind};
+use shenpi_engine::runtime::event::{CancelReason, ClockRef, SignOrder, TaskKind};
 use shenpi_engine::runtime::state::{PromiseStatus, Status, TaskStatus};
 use shenpi_engine::runtime::{
     Actor, Clock, Colour, Command, CommandEnvelope, Event, InstanceState, Rejection, TaskId, apply,
@@ -833,6 +833,7 @@ fn cosigner_must_also_approve() {
         Command::AddCosigner {
             task: t,
             user: "liu".into(),
+            order: SignOrder::With,
         },
     );
     let r = c.err(
@@ -840,6 +841,7 @@ fn cosigner_must_also_approve() {
         Command::AddCosigner {
             task: t,
             user: "liu".into(),
+            order: SignOrder::With,
         },
     );
     assert_eq!(r.code(), "already_cosigner");
@@ -886,6 +888,7 @@ fn cosigner_must_also_approve() {
         Command::AddCosigner {
             task: t,
             user: "liu".into(),
+            order: SignOrder::With,
         },
     );
     let cos = TaskId(t.0 + 1);
@@ -1662,6 +1665,7 @@ fn reject_back_keeps_verification_tasks() {
         Command::AddCosigner {
             task: a,
             user: "wu".into(),
+            order: SignOrder::With,
         },
     );
     let b = c.task("review.b");
@@ -1770,5 +1774,496 @@ fn times_serialise_at_china_offset() {
     assert_eq!(due, "2026-03-07T00:00:00+08:00");
     let sj = serde_json::to_string(&c.state).expect("state serializes");
     assert!(!sj.contains("Z\""), "no UTC instants in the state: {sj}");
+    c.check_replay();
+}
+
+// --- The office operations: 拿回, 委派, 前/后加签 and 减签, 抄送 read marks -----------------
+
+/// How many times each task was decided in the log.
+fn decided_once(c: &Case) {
+    let mut seen = std::collections::HashMap::new();
+    for e in &c.log {
+        if let Event::TaskDecided { task, .. } = e {
+            *seen.entry(*task).or_insert(0) += 1;
+        }
+    }
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "a task decided twice: {seen:?}"
+    );
+}
+
+/// The open task of this label addressed to `who` (a stand-in after 拿回 is the decider's).
+fn addressed(c: &Case, label: &str) -> Vec<Party> {
+    let t = c.task(label);
+    let task = c.state.task(t).expect("task");
+    shenpi_engine::runtime::policy::addressees(task, &c.state.applicant)
+}
+
+#[test]
+fn take_back_reopens_ones_own_approval_until_the_next_node_acts() {
+    let mut c = Case::started(ALL);
+    c.attach("funds");
+    let first = c.task("intake");
+    let opened_at = c
+        .state
+        .task(first)
+        .and_then(|t| t.spec.clock.clone())
+        .map(|k| k.opened_at);
+    c.at("2026-03-03T10:00:00+08:00");
+    c.approve("li", "intake");
+    assert_eq!(c.open(), ["pre"]);
+    // Someone else cannot take li's decision back.
+    let r = c.err("li2", Command::TakeBack { task: first });
+    assert_eq!(r.code(), "cannot_take_back");
+    c.ok("li", Command::TakeBack { task: first });
+    assert_eq!(c.open(), ["intake"], "the next node's task is withdrawn");
+    let again = c.task("intake");
+    assert_ne!(again, first, "a stand-in, not the decided task reopened");
+    let t = c.state.task(again).expect("stand-in");
+    assert_eq!(
+        t.spec.assignment,
+        Party::User("li".into()),
+        "the task is li's again"
+    );
+    assert_eq!(
+        t.spec.clock.as_ref().map(|k| k.opened_at),
+        opened_at,
+        "on the clock it had: taking back buys no time"
+    );
+    assert_eq!(
+        c.state.task(first).and_then(|t| t.cancelled),
+        Some(CancelReason::TakenBack)
+    );
+    assert!(
+        c.state
+            .tasks
+            .iter()
+            .any(|t| t.spec.label == "pre" && t.cancelled == Some(CancelReason::TakenBack))
+    );
+    assert_eq!(c.state.at.as_deref(), Some("intake"));
+    // A second take-back of the same decision: it no longer stands.
+    assert_eq!(
+        c.err("li", Command::TakeBack { task: first }).code(),
+        "cannot_take_back"
+    );
+
+    // Decided again; once the next node decided, it cannot be taken back.
+    c.approve("li", "intake");
+    c.approve("wang", "pre");
+    assert_eq!(
+        c.err("li", Command::TakeBack { task: again }),
+        Rejection::CannotTakeBack {
+            task: again,
+            reason: shenpi_engine::runtime::rejection::TakeBackBlock::NextActed
+        }
+    );
+    // wang's approval led into another stage: 驳回 is the way back from there.
+    let pre = c
+        .state
+        .tasks
+        .iter()
+        .rev()
+        .find(|t| t.spec.label == "pre")
+        .map(|t| t.spec.task)
+        .expect("pre");
+    assert_eq!(
+        c.err("wang", Command::TakeBack { task: pre }),
+        Rejection::CannotTakeBack {
+            task: pre,
+            reason: shenpi_engine::runtime::rejection::TakeBackBlock::LeftStage
+        }
+    );
+    decided_once(&c);
+    c.check_replay();
+}
+
+#[test]
+fn take_back_a_vote_while_the_step_is_open_and_after_it_fired_the_join() {
+    // 票签 2/3 of 3: two approvals fire the join.
+    let mut c = Case::started("{ policy: vote, share: 2/3 }");
+    c.reach_review();
+    let a = c.task("review.a");
+    c.approve("ra", "review.a");
+    c.ok("ra", Command::TakeBack { task: a });
+    assert_eq!(c.open(), ["review.a", "review.b", "review.c"]);
+    c.approve("ra", "review.a");
+    let b = c.task("review.b");
+    c.approve("rb", "review.b");
+    assert_eq!(c.open(), ["final"], "the second vote fired the join");
+    // rb's vote fired it; nobody acted on `final`: rb takes it back, the step opens again with
+    // ra's vote standing and c's branch back.
+    c.ok("rb", Command::TakeBack { task: b });
+    assert_eq!(c.open(), ["review.b", "review.c"]);
+    assert_eq!(c.state.at.as_deref(), Some("review"));
+    let step = c.state.steps.last().expect("step");
+    assert_eq!(step.status, shenpi_engine::runtime::state::StepStatus::Open);
+    assert_eq!(step.tasks.len(), 3, "the round keeps three branches");
+    assert!(
+        c.state.timers.iter().any(|t| t.kind
+            == shenpi_engine::runtime::event::TimerKind::Due {
+                target: ClockRef::Step(step.id)
+            }),
+        "the step's clock runs again"
+    );
+    // c's vote now completes the join once more.
+    c.approve("rc", "review.c");
+    assert_eq!(c.open(), ["final"]);
+    assert_eq!(
+        c.count("join_fired"),
+        2,
+        "one per time the result was reached"
+    );
+    // After the next node acted, nothing is taken back.
+    c.approve("chief", "final");
+    decided_once(&c);
+    c.check_replay();
+}
+
+#[test]
+fn consult_goes_to_the_delegate_and_comes_back_to_the_delegator() {
+    let mut c = Case::started(ALL);
+    let t = c.task("intake");
+    for (to, code) in [
+        ("li", "ineligible_user"),
+        ("zhang", "ineligible_user"),
+        ("wang", "ineligible_user"),
+    ] {
+        assert_eq!(
+            c.err(
+                "li",
+                Command::Consult {
+                    task: t,
+                    to: to.into(),
+                    text: None
+                }
+            )
+            .code(),
+            code,
+            "{to}"
+        );
+    }
+    c.ok(
+        "li",
+        Command::Consult {
+            task: t,
+            to: "liu".into(),
+            text: Some("请看环评".into()),
+        },
+    );
+    assert_eq!(addressed(&c, "intake"), vec![Party::User("liu".into())]);
+    assert_eq!(
+        c.err(
+            "li",
+            Command::Approve {
+                task: t,
+                comment: None
+            }
+        )
+        .code(),
+        "consulting"
+    );
+    assert_eq!(
+        c.err(
+            "liu",
+            Command::Approve {
+                task: t,
+                comment: None
+            }
+        )
+        .code(),
+        "wrong_task_kind"
+    );
+    assert_eq!(
+        c.err(
+            "li2",
+            Command::AnswerConsult {
+                task: t,
+                opinion: "x".into()
+            }
+        )
+        .code(),
+        "not_assigned"
+    );
+    c.ok(
+        "liu",
+        Command::AnswerConsult {
+            task: t,
+            opinion: "环评无问题".into(),
+        },
+    );
+    assert_eq!(addressed(&c, "intake"), vec![Party::Role("clerk".into())]);
+    assert_eq!(
+        c.err(
+            "li",
+            Command::AnswerConsult {
+                task: t,
+                opinion: "x".into()
+            }
+        )
+        .code(),
+        "not_consulted"
+    );
+    c.attach("funds");
+    c.approve("li", "intake");
+    assert_eq!(c.open(), ["pre"]);
+
+    // On a parallel branch, likewise.
+    let mut c = Case::started("{ policy: vote, share: 2/3 }");
+    c.reach_review();
+    let a = c.task("review.a");
+    c.ok(
+        "ra",
+        Command::Consult {
+            task: a,
+            to: "liu".into(),
+            text: None,
+        },
+    );
+    assert_eq!(addressed(&c, "review.a"), vec![Party::User("liu".into())]);
+    c.ok(
+        "liu",
+        Command::AnswerConsult {
+            task: a,
+            opinion: "同意".into(),
+        },
+    );
+    c.approve("ra", "review.a");
+    c.check_replay();
+}
+
+#[test]
+fn signers_before_and_after_the_holder_and_removing_one() {
+    // 前加签: the holder waits for the signer.
+    let mut c = Case::started(ALL);
+    c.attach("funds");
+    let t = c.task("intake");
+    let add = |user: &str, order| Command::AddCosigner {
+        task: t,
+        user: user.into(),
+        order,
+    };
+    c.ok("li", add("liu", SignOrder::Before));
+    assert!(
+        addressed(&c, "intake").is_empty(),
+        "the holder's task waits, out of every inbox"
+    );
+    assert_eq!(
+        c.err(
+            "li",
+            Command::Approve {
+                task: t,
+                comment: None
+            }
+        )
+        .code(),
+        "awaiting_signer"
+    );
+    let signer = TaskId(t.0 + 1);
+    c.ok(
+        "liu",
+        Command::Approve {
+            task: signer,
+            comment: None,
+        },
+    );
+    assert_eq!(addressed(&c, "intake"), vec![Party::Role("clerk".into())]);
+    c.approve("li", "intake");
+    assert_eq!(c.open(), ["pre"]);
+
+    // 后加签: the signer's task opens when the holder approves, and the flow waits for it.
+    let mut c = Case::started(ALL);
+    c.attach("funds");
+    let t = c.task("intake");
+    c.ok(
+        "li",
+        Command::AddCosigner {
+            task: t,
+            user: "liu".into(),
+            order: SignOrder::After,
+        },
+    );
+    assert_eq!(c.open(), ["intake"], "no task of the signer yet");
+    assert_eq!(
+        c.err(
+            "li",
+            Command::AddCosigner {
+                task: t,
+                user: "liu".into(),
+                order: SignOrder::With
+            }
+        )
+        .code(),
+        "already_cosigner"
+    );
+    c.approve("li", "intake");
+    assert_eq!(c.open(), ["intake"], "the signer's task, after the holder");
+    let signer = c
+        .state
+        .open_tasks()
+        .next()
+        .map(|t| t.spec.task)
+        .expect("signer");
+    c.ok(
+        "liu",
+        Command::Approve {
+            task: signer,
+            comment: None,
+        },
+    );
+    assert_eq!(c.open(), ["pre"]);
+
+    // 减签 of a signer after the holder, by the holder who approved: the flow goes on.
+    let mut c = Case::started(ALL);
+    c.attach("funds");
+    let t = c.task("intake");
+    c.ok(
+        "li",
+        Command::AddCosigner {
+            task: t,
+            user: "liu".into(),
+            order: SignOrder::After,
+        },
+    );
+    c.approve("li", "intake");
+    assert_eq!(
+        c.err(
+            "li",
+            Command::RemoveCosigner {
+                task: t,
+                user: "nobody".into()
+            }
+        )
+        .code(),
+        "not_a_signer"
+    );
+    c.ok(
+        "li",
+        Command::RemoveCosigner {
+            task: t,
+            user: "liu".into(),
+        },
+    );
+    assert_eq!(c.open(), ["pre"]);
+
+    // 减签 of a signer beside the holder before anyone decided; one who decided stays.
+    let mut c = Case::started(ALL);
+    c.attach("funds");
+    let t = c.task("intake");
+    c.ok(
+        "li",
+        Command::AddCosigner {
+            task: t,
+            user: "liu".into(),
+            order: SignOrder::With,
+        },
+    );
+    c.ok(
+        "li",
+        Command::AddCosigner {
+            task: t,
+            user: "wu".into(),
+            order: SignOrder::With,
+        },
+    );
+    let wu = TaskId(t.0 + 2);
+    c.ok(
+        "wu",
+        Command::Approve {
+            task: wu,
+            comment: None,
+        },
+    );
+    assert_eq!(
+        c.err(
+            "li",
+            Command::RemoveCosigner {
+                task: t,
+                user: "wu".into()
+            }
+        )
+        .code(),
+        "signer_decided"
+    );
+    c.ok(
+        "li",
+        Command::RemoveCosigner {
+            task: t,
+            user: "liu".into(),
+        },
+    );
+    assert_eq!(
+        c.state.task(TaskId(t.0 + 1)).and_then(|t| t.cancelled),
+        Some(CancelReason::SignerRemoved)
+    );
+    c.approve("li", "intake");
+    assert_eq!(c.open(), ["pre"]);
+
+    // On a 票签 branch: a signer before the department's reviewer.
+    let mut c = Case::started("{ policy: vote, share: 2/3 }");
+    c.reach_review();
+    let a = c.task("review.a");
+    c.ok(
+        "ra",
+        Command::AddCosigner {
+            task: a,
+            user: "liu".into(),
+            order: SignOrder::Before,
+        },
+    );
+    assert_eq!(
+        c.err(
+            "ra",
+            Command::Approve {
+                task: a,
+                comment: None
+            }
+        )
+        .code(),
+        "awaiting_signer"
+    );
+    let signer = c
+        .state
+        .open_tasks()
+        .find(|t| t.spec.kind == TaskKind::Cosign)
+        .map(|t| t.spec.task)
+        .expect("signer");
+    c.ok(
+        "liu",
+        Command::Approve {
+            task: signer,
+            comment: None,
+        },
+    );
+    c.approve("ra", "review.a");
+    c.approve("rb", "review.b");
+    assert_eq!(c.open(), ["final"]);
+    decided_once(&c);
+    c.check_replay();
+}
+
+#[test]
+fn copies_are_marked_read_by_their_recipients() {
+    let mut c = Case::started(ALL);
+    let t = c.task("intake");
+    c.ok(
+        "li",
+        Command::Cc {
+            task: Some(t),
+            to: vec!["chief".into(), "rb".into()],
+            text: Some("请阅".into()),
+        },
+    );
+    assert_eq!(c.state.copies.len(), 1);
+    assert!(c.state.copies[0].read_by.is_empty());
+    c.ok("chief", Command::ReadCopies);
+    assert_eq!(c.state.copies[0].read_by, vec![SmolStr::new("chief")]);
+    assert!(c.ok("chief", Command::ReadCopies).is_empty(), "read once");
+    assert!(
+        c.ok("ra", Command::ReadCopies).is_empty(),
+        "not a recipient: nothing to mark"
+    );
+    c.ok("rb", Command::ReadCopies);
+    assert_eq!(c.state.copies[0].read_by.len(), 2);
     c.check_replay();
 }

@@ -3,7 +3,11 @@
 //! step, 容缺, 驳回 across the parallel step, stages and elements. After every command:
 //!
 //! - nothing panics, and a rejected command changes nothing;
-//! - a task is decided at most once; a parallel step's join fires at most once;
+//! - a task is decided at most once; a parallel step's join fires at most once per opening (a
+//!   拿回 of the approval that fired it opens it again);
+//! - 拿回 never reopens a decision after the next node acted (only verification, a peer's vote
+//!   in the same open step or a signer of the same task decided after it), and the task taken
+//!   back stays closed, a stand-in taking its place;
 //! - a pre-approval turns formal only when every promised material is verified;
 //! - after a 驳回 no task of the abandoned path opened before it stays open (no branch, co-signer
 //!   or review task), while verification tasks of promises stay open (they belong to the
@@ -22,8 +26,8 @@ use shenpi_engine::calendar::Calendar;
 use shenpi_engine::compile::{Definition, Party, compile};
 use shenpi_engine::model::RawLimit;
 use shenpi_engine::parse::parse_workflow;
-use shenpi_engine::runtime::event::{ClockRef, Decision, TaskKind, TimerKind};
-use shenpi_engine::runtime::state::{PromiseStatus, Status, StepStatus, Task};
+use shenpi_engine::runtime::event::{ClockRef, Decision, SignOrder, TaskKind, TimerKind};
+use shenpi_engine::runtime::state::{PromiseStatus, Status, StepStatus, Task, TaskStatus};
 use shenpi_engine::runtime::{
     Actor, Command, CommandEnvelope, Event, InstanceState, TaskId, TimerId, apply, decide, replay,
 };
@@ -154,7 +158,7 @@ struct Op {
 
 fn op() -> impl Strategy<Value = Op> {
     (
-        0u8..20,
+        0u8..26,
         any::<u8>(),
         any::<u8>(),
         any::<u8>(),
@@ -181,6 +185,26 @@ fn promise_op() -> impl Strategy<Value = Op> {
         any::<u8>(),
         any::<u8>(),
         prop_oneof![2 => Just(0u8), 1 => 1u8..=120],
+    )
+        .prop_map(|(kind, who, task, extra, wait)| Op {
+            kind,
+            who,
+            task,
+            extra,
+            wait,
+            rightful: true,
+        })
+}
+
+/// The office operations, by rightful users, between approvals and 驳回: 拿回 right after a
+/// decision or later, 委派 and its answer, 加签 in every order and 减签.
+fn office_op() -> impl Strategy<Value = Op> {
+    (
+        prop::sample::select(vec![0u8, 0, 1, 3, 9, 19, 19, 19, 20, 21, 22, 23, 24, 18]),
+        any::<u8>(),
+        any::<u8>(),
+        any::<u8>(),
+        prop_oneof![4 => Just(0u8), 1 => 1u8..48],
     )
         .prop_map(|(kind, who, task, extra, wait)| Op {
             kind,
@@ -252,6 +276,31 @@ impl Run {
                 return Err(r.to_string());
             }
         };
+        if let Command::TakeBack { task } = &env.command {
+            // 拿回 never reopens a decision after the next node acted: what was decided after it
+            // is verification, or a peer's vote in the same parallel step while it is still
+            // open, or a signer of the same task; and the task itself stays closed.
+            let taken = before.task(*task);
+            let seq = taken.map_or(0, |t| t.decided_seq);
+            let unit = |t: &Task| t.spec.parent.unwrap_or(t.spec.task);
+            let open_step = taken.and_then(|t| t.spec.step).filter(|s| {
+                before
+                    .step(*s)
+                    .is_some_and(|s| s.status == StepStatus::Open)
+            });
+            let later = before.tasks.iter().find(|t| {
+                t.status == TaskStatus::Decided
+                    && t.spec.kind != TaskKind::Verify
+                    && t.decided_seq > seq
+                    && !(open_step.is_some() && t.spec.step == open_step)
+                    && taken.is_none_or(|k| unit(k) != unit(t))
+            });
+            assert!(
+                later.is_none(),
+                "task {task} taken back after {:?} was decided",
+                later.map(|t| &t.spec.label)
+            );
+        }
         let tasks_before = self.state.tasks.len();
         let verifying: Vec<TaskId> = self
             .state
@@ -262,6 +311,16 @@ impl Run {
         for e in &events {
             apply(&mut self.state, e);
             self.log.push(e.clone());
+        }
+        if let Command::TakeBack { task } = &env.command {
+            assert!(
+                self.state.task(*task).is_some_and(|t| !t.is_open()),
+                "a task taken back is open again"
+            );
+            assert!(
+                self.state.tasks.len() > tasks_before,
+                "a task taken back has no stand-in"
+            );
         }
         self.check_batch(&events, tasks_before, &verifying);
         Ok(())
@@ -418,10 +477,62 @@ impl Run {
                 to: SmolStr::new(["liu", "ra", "zhao"][usize::from(o.extra) % 3]),
                 transfer: o.extra.is_multiple_of(2),
             },
-            9 => Command::AddCosigner {
+            9 | 22 => Command::AddCosigner {
                 task,
-                user: SmolStr::new(["liu", "wu"][usize::from(o.extra) % 2]),
+                user: SmolStr::new(["liu", "wu", "ra"][usize::from(o.extra) % 3]),
+                order: [SignOrder::With, SignOrder::Before, SignOrder::After]
+                    [usize::from(o.extra / 3) % 3],
             },
+            19 => {
+                // 拿回 of a decided task, mostly by the one who decided it.
+                let mut decided: Vec<&Task> = self
+                    .state
+                    .tasks
+                    .iter()
+                    .filter(|t| t.status == TaskStatus::Decided)
+                    .collect();
+                // Mostly the latest decision (the one most likely still open to taking back).
+                decided.sort_by_key(|t| std::cmp::Reverse(t.decided_seq));
+                let pick = if o.extra.is_multiple_of(4) {
+                    usize::from(o.extra) % decided.len().max(1)
+                } else {
+                    0
+                };
+                if let Some(t) = decided.get(pick) {
+                    let actor = match (&t.decided_by, o.rightful) {
+                        (Some(by), true) => Actor::new(by, None, &[]),
+                        _ => actor,
+                    };
+                    let _ = self.exec(actor, Command::TakeBack { task: t.spec.task });
+                    return;
+                }
+                Command::TakeBack { task }
+            }
+            20 => Command::Consult {
+                task,
+                to: SmolStr::new(["liu", "ra", "zhang"][usize::from(o.extra) % 3]),
+                text: None,
+            },
+            21 => {
+                let consulted = self.state.task(task).and_then(|t| t.consulting.clone());
+                let actor = match (consulted, o.rightful) {
+                    (Some(c), true) => Actor::new(&c, None, &[]),
+                    _ => actor,
+                };
+                let _ = self.exec(
+                    actor,
+                    Command::AnswerConsult {
+                        task,
+                        opinion: "同意".into(),
+                    },
+                );
+                return;
+            }
+            23 => Command::RemoveCosigner {
+                task,
+                user: SmolStr::new(["liu", "wu", "ra"][usize::from(o.extra) % 3]),
+            },
+            24 => Command::ReadCopies,
             10 if o.extra.is_multiple_of(16) => Command::Withdraw { reason: None },
             10 | 11 => Command::Urge { task, text: None },
             12 => Command::Comment {
@@ -452,7 +563,7 @@ impl Run {
             },
             18 => Command::Cc {
                 task: Some(task),
-                to: vec!["boss".into()],
+                to: vec![["boss", "chief", "rb"][usize::from(o.extra) % 3].into()],
                 text: None,
             },
             _ => Command::TimerFired {
@@ -511,7 +622,20 @@ impl Run {
                 return false;
             };
             let (id, actor, kind, suspended) = (t.spec.task, rightful(t), t.spec.kind, t.suspended);
-            let cmd = if suspended {
+            let consulted = t.consulting.clone();
+            let (actor, cmd) = match consulted {
+                Some(c) => (
+                    Actor::new(&c, None, &[]),
+                    Command::AnswerConsult {
+                        task: id,
+                        opinion: "同意".into(),
+                    },
+                ),
+                None => (actor, Command::Resume { task: None }),
+            };
+            let cmd = if matches!(cmd, Command::AnswerConsult { .. }) {
+                cmd
+            } else if suspended {
                 Command::Resume { task: Some(id) }
             } else if kind == TaskKind::Verify {
                 Command::VerifyMaterial {
@@ -534,14 +658,28 @@ impl Run {
 
     fn check_history(&self) {
         let mut decided: HashMap<TaskId, usize> = HashMap::new();
-        let mut joins: HashMap<u32, usize> = HashMap::new();
+        // Whether each step's join has fired: once per opening (a 拿回 of the approval that
+        // fired it opens the step again).
+        let mut fired: HashMap<u32, bool> = HashMap::new();
         for e in &self.log {
             match e {
                 Event::TaskDecided { task, decision, .. } => {
                     *decided.entry(*task).or_default() += 1;
                     let _ = matches!(decision, Decision::Approve);
                 }
-                Event::JoinFired { step, .. } => *joins.entry(step.0).or_default() += 1,
+                Event::JoinFired { step, .. } => {
+                    let f = fired.entry(step.0).or_default();
+                    assert!(!*f, "the join of step {step} fired twice in one opening");
+                    *f = true;
+                }
+                Event::TakenBack {
+                    reopened: Some(step),
+                    ..
+                } => {
+                    let f = fired.entry(step.0).or_default();
+                    assert!(*f, "step {step} reopened though its join had not fired");
+                    *f = false;
+                }
                 _ => {}
             }
         }
@@ -552,7 +690,6 @@ impl Run {
             eprintln!("{:?} {}", self.state.outcome, k.join(","));
         }
         assert!(decided.values().all(|n| *n == 1), "a task decided twice");
-        assert!(joins.values().all(|n| *n == 1), "a join fired twice");
         let rebuilt = replay(&self.log);
         assert_eq!(rebuilt, self.state, "replay rebuilds the state");
         let json = serde_json::to_string(&self.log).unwrap_or_default();
@@ -586,6 +723,21 @@ proptest! {
 
     #[test]
     fn promise_lifecycle_keeps_the_invariants(ops in prop::collection::vec(promise_op(), 1..40)) {
+        let mut r = Run::new(false);
+        for o in &ops {
+            r.step(o);
+        }
+        r.check_history();
+        prop_assert!(r.drive_to_end(), "the instance could not reach an end");
+        r.check_history();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, max_shrink_iters: 200, .. ProptestConfig::default() })]
+
+    #[test]
+    fn office_operations_keep_the_invariants(ops in prop::collection::vec(office_op(), 1..60)) {
         let mut r = Run::new(false);
         for o in &ops {
             r.step(o);

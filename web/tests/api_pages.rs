@@ -467,3 +467,124 @@ async fn dashboard_projects_and_applicant_pages() {
         StatusCode::FORBIDDEN
     );
 }
+
+/// The office operations on the pages: the inbox's selection approves the ticked tasks with one
+/// opinion and lists what became of each; the decider's task page offers 拿回 (confirmed) while
+/// the next node has not acted; a copy's recipient opening the instance marks it read, which
+/// the sender sees.
+#[tokio::test]
+async fn batch_take_back_and_read_marks_on_the_pages() {
+    let s = server("pages-operations").await;
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let (_, inst) = s.start_project("中长期库").await;
+        s.attach_required(&inst, "mouhua").await;
+        let lib = s.task_at(&inst, "library").await.expect("library");
+        tasks.push((inst, lib));
+    }
+    let li = Browser::login(&s, "li").await;
+    let inbox = li.get("/inbox").await;
+    let csrf = between(&inbox.text, "name=\"csrf\" value=\"", "\"")
+        .expect("csrf")
+        .to_string();
+    let picks: Vec<String> = tasks.iter().map(|(i, t)| format!("{i}/{t}")).collect();
+    for p in &picks {
+        assert!(
+            inbox.text.contains(&format!("value=\"{p}\"")),
+            "a selection box per row"
+        );
+    }
+    let r = li
+        .post(
+            "/inbox/batch",
+            &[
+                ("csrf", &csrf),
+                ("idem", "b1"),
+                ("pick", &picks[0]),
+                ("pick", &picks[1]),
+                ("comment", "同意入库"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("2 项已办理，0 项未能办理"), "{}", r.text);
+    assert!(
+        r.text.contains("测试项目 · 中长期重大项目库入库审核"),
+        "named, not ids: {}",
+        r.text
+    );
+    let (inst, lib) = &tasks[0];
+
+    // li's approval of 入库审核 led to 事前会商, li's too, which nobody has acted on: 拿回. The
+    // stage moved (谋划 → 生成), so the engine refuses and the page does not offer it.
+    let page = li.get(&format!("/instances/{inst}/tasks/{lib}")).await;
+    assert!(
+        !page.text.contains("act-take-back"),
+        "across a stage: no 拿回"
+    );
+    let pre = s.task_at(inst, "pre_consult").await.expect("pre_consult");
+    let r = s
+        .req(
+            "POST",
+            &format!("/api/instances/{inst}/tasks/{pre}/actions"),
+            Some("li"),
+            Some(serde_json::json!({"type": "approve"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let page = li.get(&format!("/instances/{inst}/tasks/{pre}")).await;
+    assert!(
+        page.text.contains("act-take-back") && page.text.contains("确认拿回"),
+        "{}",
+        page.text
+    );
+    // Unconfirmed, it is refused and nothing changes.
+    let path = format!("/instances/{inst}/tasks/{pre}");
+    let r = li
+        .post(&path, &[("csrf", &csrf), ("action", "take_back")])
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("请勾选确认后再拿回"), "{}", r.text);
+    assert!(s.task_at(inst, "intake").await.is_some());
+    let r = li
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("action", "take_back"),
+                ("confirm", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert!(
+        s.task_at(inst, "intake").await.is_none(),
+        "受理审查 withdrawn"
+    );
+    assert!(
+        s.task_at(inst, "pre_consult").await.is_some(),
+        "事前会商 is li's again"
+    );
+
+    // 抄送: zhao opens the instance, and li sees zhao has read it.
+    let again = s.task_at(inst, "pre_consult").await.expect("pre_consult");
+    let r = s
+        .req(
+            "POST",
+            &format!("/api/instances/{inst}/tasks/{again}/actions"),
+            Some("li"),
+            Some(serde_json::json!({"type": "cc", "to": ["zhao"], "text": "请阅"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let page = li.get(&format!("/instances/{inst}")).await;
+    assert!(page.text.contains("zhao（未读）"), "{}", page.text);
+    let zhao = Browser::login(&s, "zhao").await;
+    let opened = zhao.get(&format!("/instances/{inst}")).await;
+    assert_eq!(opened.status, StatusCode::OK);
+    let page = li.get(&format!("/instances/{inst}")).await;
+    assert!(page.text.contains("zhao（已读）"), "{}", page.text);
+    assert!(page.text.contains("zhao 已阅抄送"), "in the history too");
+}

@@ -10,7 +10,7 @@ use smol_str::SmolStr;
 
 use crate::model::RawLimit;
 
-use super::event::{TaskId, TimerId};
+use super::event::{SignOrder, TaskId, TimerId};
 
 /// Who sends a command: a user with their department and roles (from the auth layer), or the
 /// engine itself for timers ([`Actor::system`]).
@@ -110,8 +110,32 @@ pub enum Command {
         #[serde(default)]
         transfer: bool,
     },
-    /// 加签: `user` gets their own task; the step completes when both have decided.
-    AddCosigner { task: TaskId, user: SmolStr },
+    /// 委派: ask `to` for an opinion on the task; it is theirs until they answer, then it
+    /// returns to the holder, who decides.
+    Consult {
+        task: TaskId,
+        to: SmolStr,
+        #[serde(default)]
+        text: Option<String>,
+    },
+    /// The one consulted (委派) gives their opinion; the task goes back to its holder.
+    AnswerConsult { task: TaskId, opinion: String },
+    /// 加签: `user` gets their own task and must approve too: beside the holder (`with`, the
+    /// default), before them (`before`, 前加签: the holder decides after) or after them
+    /// (`after`, 后加签: the signer's task opens once the holder approves).
+    AddCosigner {
+        task: TaskId,
+        user: SmolStr,
+        #[serde(default)]
+        order: SignOrder,
+    },
+    /// 减签: remove an added signer of the task who has not decided.
+    RemoveCosigner { task: TaskId, user: SmolStr },
+    /// 拿回: the decider takes back their approval of `task` while the next node has not acted;
+    /// the task is theirs again.
+    TakeBack { task: TaskId },
+    /// The actor opened the instance: every copy (抄送) sent to them is marked read.
+    ReadCopies,
     /// The applicant withdraws; the instance ends `withdrawn`.
     Withdraw {
         #[serde(default)]
@@ -177,7 +201,11 @@ impl Command {
             | Command::ApproveConditional { task, .. }
             | Command::VerifyMaterial { task, .. }
             | Command::Delegate { task, .. }
+            | Command::Consult { task, .. }
+            | Command::AnswerConsult { task, .. }
             | Command::AddCosigner { task, .. }
+            | Command::RemoveCosigner { task, .. }
+            | Command::TakeBack { task }
             | Command::Urge { task, .. }
             | Command::Suspend { task, .. }
             | Command::Extend { task, .. } => Some(*task),

@@ -68,6 +68,29 @@ id_type!(
     /// An element carried out of a closed stage (outstanding item).
     OutstandingId
 );
+id_type!(
+    /// One 抄送 (copy) of an instance: its index among the instance's copies, counted from 0.
+    CopyId
+);
+
+/// When an added signer (加签) decides, relative to the holder of the task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignOrder {
+    /// 并加签: beside the holder, in any order; both must approve.
+    #[default]
+    With,
+    /// 前加签: before the holder, who decides only once the added signer has.
+    Before,
+    /// 后加签: after the holder; the signer's task opens when the holder approves.
+    After,
+}
+
+impl SignOrder {
+    pub fn is_with(&self) -> bool {
+        *self == SignOrder::With
+    }
+}
 
 /// What a limited thing is; names the clock a timer or a warning belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -194,6 +217,10 @@ pub enum CancelReason {
     ParentClosed,
     /// The instance ended (withdrawn, rejected, revoked, approved).
     InstanceEnded,
+    /// 拿回: the decision that opened it was taken back before anyone acted on it.
+    TakenBack,
+    /// 减签: the holder removed the added signer before they decided.
+    SignerRemoved,
 }
 
 /// Data for a notification's template.
@@ -254,6 +281,13 @@ pub struct OpenedTask {
     pub lead: bool,
     #[serde(default)]
     pub priority: i32,
+    /// For a co-signer's task: when it decides relative to the holder (absent: beside).
+    #[serde(default, skip_serializing_if = "SignOrder::is_with")]
+    pub order: SignOrder,
+    /// 拿回: the task this one stands in for (taken back, or closed by the join the taking
+    /// back undid); it takes the old task's place in its step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<TaskId>,
 }
 
 /// One event of an instance's history.
@@ -340,6 +374,46 @@ pub enum Event {
     TaskCancelled {
         task: TaskId,
         reason: CancelReason,
+    },
+    /// 委派: the holder asks `to` for an opinion; the task is theirs until they answer, then it
+    /// returns to the holder, who decides.
+    Consulted {
+        task: TaskId,
+        to: SmolStr,
+        by: SmolStr,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    /// The one consulted gave their opinion; the task is back with its holder.
+    ConsultAnswered {
+        task: TaskId,
+        by: SmolStr,
+        opinion: String,
+    },
+    /// 加签: `user` signs the task too, before, beside or after its holder.
+    SignerAdded {
+        task: TaskId,
+        user: SmolStr,
+        order: SignOrder,
+        by: SmolStr,
+    },
+    /// 减签: an added signer who had not decided is removed.
+    SignerRemoved {
+        task: TaskId,
+        user: SmolStr,
+        by: SmolStr,
+    },
+    /// 拿回: the decider took back their approval of `task` before the next node acted. The
+    /// task closes (its decision no longer counts) and a new task stands in for it; a parallel
+    /// step whose join that approval fired opens again (`reopened`), the steps it led into are
+    /// withdrawn.
+    TakenBack {
+        task: TaskId,
+        by: SmolStr,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reopened: Option<StepId>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        withdrawn: Vec<StepId>,
     },
     /// 补正: the case goes back to the applicant; the listed clocks stop.
     ReturnedToApplicant {
@@ -501,6 +575,11 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         text: Option<String>,
     },
+    /// The recipient of copies opened the instance: those copies are read.
+    CopyRead {
+        copies: Vec<CopyId>,
+        by: SmolStr,
+    },
     /// The applicant withdrew the application.
     Withdrawn {
         by: SmolStr,
@@ -537,6 +616,11 @@ impl Event {
             Event::TaskDelegated { .. } => "task_delegated",
             Event::TaskDecided { .. } => "task_decided",
             Event::TaskCancelled { .. } => "task_cancelled",
+            Event::Consulted { .. } => "consulted",
+            Event::ConsultAnswered { .. } => "consult_answered",
+            Event::SignerAdded { .. } => "signer_added",
+            Event::SignerRemoved { .. } => "signer_removed",
+            Event::TakenBack { .. } => "taken_back",
             Event::ReturnedToApplicant { .. } => "returned_to_applicant",
             Event::ApplicantResubmitted { .. } => "applicant_resubmitted",
             Event::Suspended { .. } => "suspended",
@@ -564,6 +648,7 @@ impl Event {
             Event::Urged { .. } => "urged",
             Event::Commented { .. } => "commented",
             Event::CarbonCopied { .. } => "carbon_copied",
+            Event::CopyRead { .. } => "copy_read",
             Event::Withdrawn { .. } => "withdrawn",
             Event::EndReached { .. } => "end_reached",
             Event::InstanceEnded { .. } => "instance_ended",

@@ -11,7 +11,8 @@
 //!   assigned to `role: applicant` (the construction permit's `build`) belongs to the instance's
 //!   applicant alone, never to every holder of the role.
 //! - [`addressee`] / [`addressees`]: whom a task is addressed to in inboxes, with the same
-//!   resolution, so an inbox shows exactly the tasks its owner may act on.
+//!   resolution, so an inbox shows exactly the tasks its owner may act on: the one consulted
+//!   while a 委派 is open, no one while the holder waits for a 前加签 signer.
 //! - [`may_take_part`]: who may comment on an instance or send a copy (抄送) from it: its
 //!   applicant parties, whoever holds or held one of its tasks (assigned user, role holder,
 //!   pool member, claimer, delegate, decider), members of a department one of its tasks belongs
@@ -67,8 +68,17 @@ fn assignment(task: &Task, applicant: &str) -> Party {
     }
 }
 
-/// Everyone a task is addressed to: its [`addressee`], then each delegate.
+/// Everyone a task is addressed to: its [`addressee`], then each delegate. While the task is
+/// with someone for an opinion (委派) it is addressed to them alone; while its holder waits for
+/// a signer added before them (前加签) it is addressed to no one (the signer has a task of
+/// their own).
 pub fn addressees(task: &Task, applicant: &str) -> Vec<Party> {
+    if let Some(c) = &task.consulting {
+        return vec![Party::User(c.clone())];
+    }
+    if task.is_awaiting() {
+        return Vec::new();
+    }
     let mut out = Vec::with_capacity(1 + task.delegates.len());
     out.push(addressee(task, applicant));
     for d in &task.delegates {
@@ -90,8 +100,18 @@ fn is_in(party: &Party, actor: &Actor) -> bool {
 }
 
 /// The one authorisation rule for acting on a task of the instance whose applicant is
-/// `applicant`: `actor` is one of its [`addressees`].
+/// `applicant`: `actor` is one of its [`addressees`] — or, while it waits for a signer added
+/// before them (前加签), its holder (who may comment or remove the signer, not decide). While
+/// the task is with someone for an opinion (委派), only they may act (they answer).
 pub fn may_act(task: &Task, actor: &Actor, applicant: &str) -> bool {
+    if let Some(c) = &task.consulting {
+        return *c == actor.name;
+    }
+    is_holder(task, actor, applicant)
+}
+
+/// Whether `actor` holds the task, leaving aside a 委派 in progress: its addressee or a delegate.
+pub fn is_holder(task: &Task, actor: &Actor, applicant: &str) -> bool {
     task.delegates.contains(&actor.name) || is_in(&addressee(task, applicant), actor)
 }
 

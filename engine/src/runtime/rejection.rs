@@ -81,6 +81,20 @@ pub enum Rejection {
     CosignersOpen { task: TaskId },
     #[error("`{user}` already co-signs task {task}")]
     AlreadyCosigner { task: TaskId, user: SmolStr },
+    #[error("task {task} is with `{with}` for an opinion (委派); it comes back when they answer")]
+    Consulting { task: TaskId, with: SmolStr },
+    #[error("task {task} was not given to anyone for an opinion")]
+    NotConsulted { task: TaskId },
+    #[error("task {task} waits for `{signer}`, who signs before its holder (前加签)")]
+    AwaitingSigner { task: TaskId, signer: SmolStr },
+    #[error("`{user}` is not an added signer of task {task} who could be removed")]
+    NotASigner { task: TaskId, user: SmolStr },
+    #[error("`{user}` has already decided on task {task}")]
+    SignerDecided { task: TaskId, user: SmolStr },
+    #[error("`{user}` cannot take this task: {reason:?}")]
+    IneligibleUser { user: SmolStr, reason: Ineligible },
+    #[error("the decision on task {task} cannot be taken back: {reason:?}")]
+    CannotTakeBack { task: TaskId, reason: TakeBackBlock },
     #[error("timer {timer} is not due until {due}")]
     TimerNotDue { timer: TimerId, due: String },
     #[error("the assignee rule of node `{node}` failed: {reason}")]
@@ -92,6 +106,37 @@ pub enum Rejection {
     /// A definition/state mismatch the validator should have made impossible.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Why a user named as delegate, signer or new holder cannot take the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ineligible {
+    /// The actor named themselves.
+    Themselves,
+    /// The user stands for the applicant of this instance: they cannot review their own case.
+    ApplicantSide,
+    /// The user already holds the task (or is consulted on it, or signs it).
+    AlreadyOnTask,
+}
+
+/// Why a decision cannot be taken back (拿回).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TakeBackBlock {
+    /// The task was not decided, or decided by someone else.
+    NotYourDecision,
+    /// Only an approval is taken back (a 驳回 or a 容缺 has already gone its way).
+    NotAnApproval,
+    /// Someone acted after it: the next node decided, claimed, delegated, suspended, or the
+    /// case went to the applicant.
+    NextActed,
+    /// The case has moved into another stage (驳回 is the way back then).
+    LeftStage,
+    /// The flow has reached its end.
+    FlowEnded,
+    /// The parallel step the approval belonged to was decided against (驳回 or rejected).
+    StepRejected,
 }
 
 /// The sort of refusal a [`Rejection`] is: what the one who sent the command can do about it.
@@ -127,7 +172,11 @@ impl Rejection {
             | Rejection::AlreadyClaimed { .. }
             | Rejection::WithApplicant
             | Rejection::CosignersOpen { .. }
-            | Rejection::AlreadyCosigner { .. } => K::Conflict,
+            | Rejection::AlreadyCosigner { .. }
+            | Rejection::Consulting { .. }
+            | Rejection::AwaitingSigner { .. }
+            | Rejection::SignerDecided { .. }
+            | Rejection::CannotTakeBack { .. } => K::Conflict,
             Rejection::NotStarted
             | Rejection::InvalidProject { .. }
             | Rejection::UnknownChannel { .. }
@@ -151,6 +200,9 @@ impl Rejection {
             | Rejection::TimerNotDue { .. }
             | Rejection::AssigneeRule { .. }
             | Rejection::NoRoute { .. }
+            | Rejection::NotConsulted { .. }
+            | Rejection::NotASigner { .. }
+            | Rejection::IneligibleUser { .. }
             | Rejection::OutsideCalendar(_) => K::Invalid,
             Rejection::Internal(_) => K::Internal,
         }
@@ -190,6 +242,13 @@ impl Rejection {
             Rejection::NoLimit { .. } => "no_limit",
             Rejection::CosignersOpen { .. } => "cosigners_open",
             Rejection::AlreadyCosigner { .. } => "already_cosigner",
+            Rejection::Consulting { .. } => "consulting",
+            Rejection::NotConsulted { .. } => "not_consulted",
+            Rejection::AwaitingSigner { .. } => "awaiting_signer",
+            Rejection::NotASigner { .. } => "not_a_signer",
+            Rejection::SignerDecided { .. } => "signer_decided",
+            Rejection::IneligibleUser { .. } => "ineligible_user",
+            Rejection::CannotTakeBack { .. } => "cannot_take_back",
             Rejection::TimerNotDue { .. } => "timer_not_due",
             Rejection::AssigneeRule { .. } => "assignee_rule",
             Rejection::NoRoute { .. } => "no_route",

@@ -14,8 +14,8 @@ use crate::model::Outcome;
 
 use super::clock::{Clock, Colour};
 use super::event::{
-    CancelReason, ClockRef, Decision, Event, OpenedTask, OutstandingId, PreApprovalId, PromiseId,
-    StageVisitId, StepId, TaskId, TaskKind, Timer, TimerId,
+    CancelReason, ClockRef, CopyId, Decision, Event, OpenedTask, OutstandingId, PreApprovalId,
+    PromiseId, SignOrder, StageVisitId, StepId, TaskId, TaskKind, Timer, TimerId,
 };
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -61,11 +61,47 @@ pub struct Task {
     /// Co-signers' tasks (加签) of this task.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cosigners: Vec<TaskId>,
+    /// 委派: the user asked for an opinion; the task is theirs until they answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consulting: Option<SmolStr>,
+    /// 前加签: the open tasks of signers who decide before the holder; the holder waits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub awaiting: Vec<TaskId>,
+    /// 后加签: the users whose tasks open when the holder approves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_signers: Vec<SmolStr>,
 }
 
 impl Task {
     pub fn is_open(&self) -> bool {
         self.status == TaskStatus::Open
+    }
+
+    /// Whether the holder waits for a signer added before them (前加签).
+    pub fn is_awaiting(&self) -> bool {
+        !self.awaiting.is_empty()
+    }
+}
+
+/// One 抄送: who sent it to whom, and who of them has opened the instance since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarbonCopy {
+    pub id: CopyId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskId>,
+    pub to: Vec<SmolStr>,
+    pub by: SmolStr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The recipients who have read it, in the order they did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_by: Vec<SmolStr>,
+}
+
+impl CarbonCopy {
+    /// Whether `user` received this copy and has not read it yet.
+    pub fn unread_by(&self, user: &str) -> bool {
+        self.to.iter().any(|u| u == user) && !self.read_by.iter().any(|u| u == user)
     }
 }
 
@@ -75,6 +111,8 @@ pub enum StepStatus {
     Open,
     Approved,
     Rejected,
+    /// 拿回: the approval that led into the step was taken back before anyone acted in it.
+    Withdrawn,
 }
 
 /// One opening (round) of a parallel step.
@@ -239,6 +277,9 @@ pub struct InstanceState {
     /// Credit marks (信用记录) recorded against the applicant.
     #[serde(default)]
     pub credit_marks: Vec<(PromiseId, SmolStr)>,
+    /// Copies sent (抄送), with their read marks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<CarbonCopy>,
 }
 
 impl InstanceState {
@@ -388,14 +429,30 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
             if spec.kind == TaskKind::Work
                 && let Some(step) = spec.step.and_then(|st| s.steps.get_mut(st.ix()))
             {
-                step.tasks.push(id);
+                // A stand-in (拿回) takes the place of the task it replaces in the step's round.
+                match spec
+                    .replaces
+                    .and_then(|r| step.tasks.iter().position(|t| *t == r))
+                {
+                    Some(pos) => step.tasks[pos] = id,
+                    None => step.tasks.push(id),
+                }
             }
             if let Some(p) = spec.parent.and_then(|p| s.tasks.get_mut(p.ix())) {
                 p.cosigners.push(id);
+                if spec.order == SignOrder::Before {
+                    p.awaiting.push(id);
+                }
             }
             if let Some(p) = spec.promise.and_then(|p| s.promises.get_mut(p.ix())) {
                 p.verify_task = Some(id);
             }
+            // A stand-in (拿回) keeps the signers its task was to have after its holder.
+            let after_signers = spec
+                .replaces
+                .and_then(|r| s.tasks.get(r.ix()))
+                .map(|r| r.after_signers.clone())
+                .unwrap_or_default();
             s.tasks.push(Task {
                 spec: spec.clone(),
                 status: TaskStatus::Open,
@@ -408,6 +465,9 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
                 delegates: Vec::new(),
                 suspended: false,
                 cosigners: Vec::new(),
+                consulting: None,
+                awaiting: Vec::new(),
+                after_signers,
             });
         }
         Event::TaskClaimed { task, by } => {
@@ -436,21 +496,27 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
             ..
         } => {
             let seq = s.version;
+            let mut parent = None;
             if let Some(t) = s.tasks.get_mut(task.ix()) {
                 t.status = TaskStatus::Decided;
                 t.decision = Some(*decision);
                 t.decided_by = Some(by.clone());
                 t.reject_to = to.clone();
                 t.decided_seq = seq;
+                parent = t.spec.parent;
             }
+            stop_awaiting(s, parent, *task);
         }
         Event::TaskCancelled { task, reason } => {
             let mut promise = None;
+            let mut parent = None;
             if let Some(t) = s.tasks.get_mut(task.ix()) {
                 t.status = TaskStatus::Cancelled;
                 t.cancelled = Some(*reason);
                 promise = t.spec.promise;
+                parent = t.spec.parent;
             }
+            stop_awaiting(s, parent, *task);
             // A cancelled verification sends its promise back to waiting for the material.
             if let Some(p) = promise.and_then(|p| s.promises.get_mut(p.ix()))
                 && p.verify_task == Some(*task)
@@ -458,6 +524,62 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
                 p.verify_task = None;
                 if p.status == PromiseStatus::Supplied {
                     p.status = PromiseStatus::Open;
+                }
+            }
+        }
+        Event::Consulted { task, to, .. } => {
+            if let Some(t) = s.tasks.get_mut(task.ix()) {
+                t.consulting = Some(to.clone());
+            }
+        }
+        Event::ConsultAnswered { task, .. } => {
+            if let Some(t) = s.tasks.get_mut(task.ix()) {
+                t.consulting = None;
+            }
+        }
+        Event::SignerAdded {
+            task, user, order, ..
+        } => {
+            if *order == SignOrder::After
+                && let Some(t) = s.tasks.get_mut(task.ix())
+                && !t.after_signers.contains(user)
+            {
+                t.after_signers.push(user.clone());
+            }
+        }
+        Event::SignerRemoved { task, user, .. } => {
+            if let Some(t) = s.tasks.get_mut(task.ix()) {
+                t.after_signers.retain(|u| u != user);
+            }
+        }
+        Event::TakenBack {
+            task,
+            reopened,
+            withdrawn,
+            ..
+        } => {
+            let mut parent = None;
+            if let Some(t) = s.tasks.get_mut(task.ix()) {
+                t.status = TaskStatus::Cancelled;
+                t.cancelled = Some(CancelReason::TakenBack);
+                parent = t.spec.parent;
+            }
+            stop_awaiting(s, parent, *task);
+            if let Some(st) = reopened.and_then(|r| s.steps.get_mut(r.ix())) {
+                st.status = StepStatus::Open;
+            }
+            for w in withdrawn {
+                if let Some(st) = s.steps.get_mut(w.ix()) {
+                    st.status = StepStatus::Withdrawn;
+                }
+            }
+        }
+        Event::CopyRead { copies, by } => {
+            for c in copies {
+                if let Some(c) = s.copies.get_mut(c.ix())
+                    && c.unread_by(by)
+                {
+                    c.read_by.push(by.clone());
                 }
             }
         }
@@ -622,11 +744,21 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
         Event::TimerFired { timer } | Event::TimerCancelled { timer } => {
             s.timers.retain(|t| t.id != *timer);
         }
+        Event::CarbonCopied { task, to, by, text } => {
+            let id = CopyId(u32::try_from(s.copies.len()).unwrap_or(u32::MAX));
+            s.copies.push(CarbonCopy {
+                id,
+                task: *task,
+                to: to.clone(),
+                by: by.clone(),
+                text: text.clone(),
+                read_by: Vec::new(),
+            });
+        }
         Event::NotificationRequested { .. }
         | Event::Retimed { .. }
         | Event::Urged { .. }
         | Event::Commented { .. }
-        | Event::CarbonCopied { .. }
         | Event::Withdrawn { .. } => {}
         Event::EndReached { node, outcome } => {
             s.at = Some(node.clone());
@@ -636,5 +768,12 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
             s.status = Status::Ended;
             s.outcome = Some(*outcome);
         }
+    }
+}
+
+/// A co-signer's task closed: its holder no longer waits for it (前加签).
+fn stop_awaiting(s: &mut InstanceState, parent: Option<TaskId>, task: TaskId) {
+    if let Some(p) = parent.and_then(|p| s.tasks.get_mut(p.ix())) {
+        p.awaiting.retain(|t| *t != task);
     }
 }

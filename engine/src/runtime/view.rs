@@ -13,7 +13,7 @@ use crate::model::Outcome;
 
 use super::clock::{Clock, Colour, Reading, colour};
 use super::event::{PreApprovalId, PromiseId, StepId, TaskId, TaskKind, Timer};
-use super::state::{InstanceState, PromiseStatus, Status, StepStatus};
+use super::state::{CarbonCopy, InstanceState, PromiseStatus, Status, StepStatus};
 
 /// Colour and time left of one clock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +158,9 @@ pub struct InstanceView {
     pub supervised: Vec<TaskId>,
     pub credit_marks: Vec<SmolStr>,
     pub timers: Vec<Timer>,
+    /// The copies sent (抄送), with who has read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<CarbonCopy>,
     /// Clocks whose dates the calendar does not cover (their colour could not be read).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calendar_errors: Vec<String>,
@@ -364,6 +367,7 @@ pub fn view(def: &Definition, cal: &Calendar, st: &InstanceState, now: Timestamp
         supervised: st.supervised.clone(),
         credit_marks: st.credit_marks.iter().map(|(_, m)| m.clone()).collect(),
         timers: st.timers.clone(),
+        copies: st.copies.clone(),
         calendar_errors: r.errors,
     }
 }

@@ -217,6 +217,12 @@ pub mod policy {
         })
     }
 
+    /// Who may be named to take part in a task (委托, 转办, 委派, 加签): anyone working for the
+    /// administration; an applicant's account reviews nothing.
+    pub fn may_take_tasks(u: &User) -> bool {
+        u.is_staff()
+    }
+
     /// Checks a command before it goes to the engine, for what only the server knows: an
     /// instance is started through `POST /api/instances`, and timers are fired and re-timed by
     /// the engine alone. Everything else — who is the applicant, who may act on a task, who may

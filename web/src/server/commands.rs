@@ -140,6 +140,7 @@ pub async fn run_command_with(
         return Err(ApiError::forbidden("这不是您的项目，无权办理。"));
     }
     policy::check_command(&cmd)?;
+    check_named_users(app, &cmd).await?;
     let action = command_name(&cmd);
     let started = Instant::now();
     let res = app
@@ -199,6 +200,30 @@ pub async fn run_start(
     }
 }
 
+/// The user a command names to take part in a task (delegate, new holder, the one consulted,
+/// an added signer) must have an account that may act on tasks: what only the server knows.
+/// Whether they may take this task (not the actor, not the applicant side, not already on it)
+/// is the engine's (`ineligible_user`).
+async fn check_named_users(app: &App, cmd: &Command) -> ApiResult<()> {
+    let named = match cmd {
+        Command::Delegate { to, .. } | Command::Consult { to, .. } => to,
+        Command::AddCosigner { user, .. } => user,
+        _ => return Ok(()),
+    };
+    let user = app.accounts.user(named).await.map_err(ApiError::internal)?;
+    match user {
+        None => Err(ApiError::invalid(format!(
+            "用户「{named}」不存在：请从名单中选择已有的办理人员。"
+        ))
+        .with_code("unknown_user")),
+        Some(u) if !policy::may_take_tasks(&u) => Err(ApiError::invalid(format!(
+            "用户「{named}」是申报单位的账号，不能办理审批任务。"
+        ))
+        .with_code("user_cannot_act")),
+        Some(_) => Ok(()),
+    }
+}
+
 /// A refusal worded with the names of the instance's workflow version and of its tasks.
 async fn refusal_named(app: &App, instance: &str, r: &Rejection) -> ApiError {
     match app.instance(instance).await {
@@ -219,6 +244,11 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::VerifyMaterial { .. } => "verify_material",
         Command::Delegate { .. } => "delegate",
         Command::AddCosigner { .. } => "add_cosigner",
+        Command::Consult { .. } => "consult",
+        Command::AnswerConsult { .. } => "answer_consult",
+        Command::RemoveCosigner { .. } => "remove_cosigner",
+        Command::TakeBack { .. } => "take_back",
+        Command::ReadCopies => "read_copies",
         Command::Withdraw { .. } => "withdraw",
         Command::Urge { .. } => "urge",
         Command::Comment { .. } => "comment",
@@ -246,6 +276,11 @@ pub fn command_label_zh(name: &str) -> &'static str {
         "verify_material" => "核验材料",
         "delegate" => "委托或转办",
         "add_cosigner" => "加签",
+        "consult" => "委派",
+        "answer_consult" => "回复委派意见",
+        "remove_cosigner" => "减签",
+        "take_back" => "拿回",
+        "read_copies" => "阅读抄送",
         "withdraw" => "撤回申报",
         "urge" => "催办",
         "comment" => "填写意见",
@@ -261,7 +296,7 @@ pub fn command_label_zh(name: &str) -> &'static str {
 pub fn parse_command(value: serde_json::Value) -> ApiResult<Command> {
     serde_json::from_value(value).map_err(|e| {
         ApiError::invalid(format!("not a valid command: {e}")).with_details(serde_json::json!({
-            "hint": "a JSON object with `type` (approve, reject, return, approve_conditional, claim, delegate, add_cosigner, comment, cc, urge, suspend, resume, extend, supply_material, verify_material, attach_element, withdraw) and its fields"
+            "hint": "a JSON object with `type` (approve, reject, return, approve_conditional, claim, delegate, consult, answer_consult, add_cosigner, remove_cosigner, take_back, comment, cc, read_copies, urge, suspend, resume, extend, supply_material, verify_material, attach_element, withdraw) and its fields"
         }))
     })
 }

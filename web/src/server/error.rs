@@ -46,6 +46,12 @@ impl ApiError {
         }
     }
 
+    /// The same error under a more precise stable code than its status's.
+    pub fn with_code(mut self, code: &str) -> ApiError {
+        self.body.error = code.to_string();
+        self
+    }
+
     pub fn with_details(mut self, details: serde_json::Value) -> ApiError {
         self.body.details = details;
         self

@@ -21,6 +21,7 @@ use super::chrome::{colour_badge, days_text, due_date, fail, page, provisional_m
 use super::engine::{EngineCtx, assignee_label, colour_name, timestamp};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract;
+use super::form::hidden;
 use super::routes::{Routes, operation};
 use super::state::App;
 
@@ -235,11 +236,18 @@ async fn inbox_page(
         @if items.is_empty() {
             p.empty { "没有待办事项。" }
         } @else {
+            // 批量通过: the ticked rows, one opinion, one command each (tasks::batch).
+            form #batch method="post" action="/inbox/batch" {
+                (hidden(&user))
+                label { "批量通过，意见 " input name="comment" size="30" placeholder="同意"; }
+                button type="submit" { "批量通过所选" }
+            }
             table.inbox {
-                thead { tr { th { "预警" } th { "时限" } th { "项目" } th { "环节" } th { "阶段" } th { "流程" } th { "办理人" } th {} } }
+                thead { tr { th { "选择" } th { "预警" } th { "时限" } th { "项目" } th { "环节" } th { "阶段" } th { "流程" } th { "办理人" } th {} } }
                 tbody {
                     @for it in &items {
                         tr class={"row-" (it.colour)} {
+                            td { input type="checkbox" form="batch" name="pick" value={(it.instance) "/" (it.task)} title="选择以批量通过"; }
                             td { (colour_badge(&it.colour)) }
                             td.days { (days_text(it.days_left)) @if let Some(d) = it.due { br; small { "截止 " (due_date(d)) (provisional_mark(it.provisional, Some(d))) } } }
                             td {

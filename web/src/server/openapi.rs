@@ -24,6 +24,7 @@ use super::projects::NewProject;
 use super::reports::api::{DashboardData, RunReport};
 use super::routes::{Routes, operation};
 use super::tasks::api::VerifyRequest;
+use super::tasks::batch::{BatchRequest, BatchResult, BatchTask};
 
 struct BearerAuth;
 
@@ -52,6 +53,7 @@ impl Modify for BearerAuth {
         StartRequest, CommandResult, VerifyRequest, AttachRequest, HistoryEntry, MaterialStatus,
         InstanceDetail, InboxItem, DefinitionSummary, ValidationResult, Published, VersionInfo,
         DiffResult, DashboardData, RunReport, DeadLetter, CalendarInfo, RevisionInfo, ImportBody,
+        BatchRequest, BatchTask, BatchResult,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -11,6 +11,7 @@ use shenpi_adapters::machine;
 use shenpi_engine::compile::Definition;
 use shenpi_engine::limit::{Limit, Unit};
 use shenpi_engine::model::{Action, RawLimit};
+use shenpi_engine::runtime::rejection::{Ineligible, TakeBackBlock};
 use shenpi_engine::runtime::{InstanceState, Rejection, RejectionKind, TaskId};
 
 use super::error::{ApiError, rejection_status};
@@ -103,8 +104,8 @@ fn action_zh(a: Action) -> &'static str {
         Action::Reject => "驳回",
         Action::Return => "退回补正",
         Action::Conditional => "容缺受理",
-        Action::Delegate => "委托或转办",
-        Action::Cosign => "加签会签人",
+        Action::Delegate => "委托、委派或转办",
+        Action::Cosign => "加签或减签",
         Action::Comment => "填写意见",
         Action::Extend => "延长时限",
         Action::Suspend => "中止计时",
@@ -197,6 +198,44 @@ pub fn rejection_message_zh(r: &Rejection, n: &Names<'_>) -> String {
         Rejection::AlreadyCosigner { task, user } => {
             format!("{user} 已是{}的会签人。", n.task(*task))
         }
+        Rejection::Consulting { task, with } => format!(
+            "{}已委派给 {with} 征求意见，须待其回复后再由您办理。",
+            n.task(*task)
+        ),
+        Rejection::NotConsulted { task } => {
+            format!("{}没有委派给任何人征求意见。", n.task(*task))
+        }
+        Rejection::AwaitingSigner { task, signer } => format!(
+            "{}已前加签 {signer}，须待其先办理后您才能作出决定。",
+            n.task(*task)
+        ),
+        Rejection::NotASigner { task, user } => {
+            format!("{user} 不是{}尚未表态的加签人，无从减签。", n.task(*task))
+        }
+        Rejection::SignerDecided { task, user } => {
+            format!("{user} 已在{}上表态，不能再减签。", n.task(*task))
+        }
+        Rejection::IneligibleUser { user, reason } => match reason {
+            Ineligible::Themselves => "不能委派、转办或加签给自己。".to_string(),
+            Ineligible::ApplicantSide => {
+                format!("{user} 是本申报的申请方，不能审批自己的申报。")
+            }
+            Ineligible::AlreadyOnTask => format!("{user} 已在办理该任务。"),
+        },
+        Rejection::CannotTakeBack { task, reason } => format!(
+            "不能拿回{}：{}",
+            n.task(*task),
+            match reason {
+                TakeBackBlock::NotYourDecision => "只有办理该任务的本人才能拿回自己的审批。",
+                TakeBackBlock::NotAnApproval =>
+                    "只能拿回审批通过；驳回与容缺通过已生效，不能拿回。",
+                TakeBackBlock::NextActed =>
+                    "下一环节已经办理（或已认领、委派、加签、中止计时、退回补正）。",
+                TakeBackBlock::LeftStage => "案件已进入下一阶段，请由下一环节驳回。",
+                TakeBackBlock::FlowEnded => "流程已经办结。",
+                TakeBackBlock::StepRejected => "该并联审批已作出不通过的结论。",
+            }
+        ),
         Rejection::TimerNotDue { timer, due } => {
             format!("定时器 {timer} 尚未到期（{due} 到期）。")
         }
@@ -311,6 +350,31 @@ mod tests {
             Rejection::NotSuspended { task: t },
             Rejection::NoLimit { task: t },
             Rejection::CosignersOpen { task: t },
+            Rejection::Consulting {
+                task: t,
+                with: "u".into(),
+            },
+            Rejection::NotConsulted { task: t },
+            Rejection::AwaitingSigner {
+                task: t,
+                signer: "u".into(),
+            },
+            Rejection::NotASigner {
+                task: t,
+                user: "u".into(),
+            },
+            Rejection::SignerDecided {
+                task: t,
+                user: "u".into(),
+            },
+            Rejection::IneligibleUser {
+                user: "u".into(),
+                reason: Ineligible::ApplicantSide,
+            },
+            Rejection::CannotTakeBack {
+                task: t,
+                reason: TakeBackBlock::NextActed,
+            },
             Rejection::AlreadyCosigner {
                 task: t,
                 user: "u".into(),
@@ -368,6 +432,10 @@ mod tests {
         ("with_applicant", 409),
         ("cosigners_open", 409),
         ("already_cosigner", 409),
+        ("consulting", 409),
+        ("awaiting_signer", 409),
+        ("signer_decided", 409),
+        ("cannot_take_back", 409),
         ("internal", 500),
     ];
 

@@ -91,6 +91,7 @@ impl<'a> Cx<'a> {
             });
             self.arm_clock(ClockRef::Promise(promise), &clock)?;
         }
+        self.open_after_signers(id)?;
         self.after_decision(id)
     }
 
@@ -180,6 +181,8 @@ impl<'a> Cx<'a> {
                 clock: None,
                 lead: false,
                 priority: self.priority,
+                order: Default::default(),
+                replaces: None,
             })?;
             return Ok(());
         }

@@ -31,6 +31,7 @@
 //! | this one | the entry point, the context and its overlay lookups, who is who, notifications |
 //! | [`walk`] | starting, walking the graph from node to node, routing, 驳回, ending |
 //! | [`tasks`] | opening, deciding and cancelling tasks, co-signing (会签/加签), task commands |
+//! | [`operations`] | 委派, 前/后加签 and 减签, 拿回, read marks of 抄送 |
 //! | [`parallel`] | parallel steps (并联审批) and their joins |
 //! | [`materials`] | 补正 (return to the applicant), 容缺 promises, supply and verification |
 //! | [`stages`] | stages, elements and outstanding items carried past a stage |
@@ -53,6 +54,7 @@ use super::rejection::Rejection;
 use super::state::{InstanceState, PromiseStatus, Status, StepStatus, Task, TaskStatus};
 
 mod materials;
+mod operations;
 mod parallel;
 mod stages;
 mod tasks;
@@ -115,6 +117,12 @@ struct Cx<'a> {
     timers_closed: Vec<TimerId>,
     timers_armed: Vec<(TimerId, TimerKind)>,
     joins_fired: Vec<StepId>,
+    /// Steps opened again (拿回 of the approval that fired their join) and withdrawn (拿回 of
+    /// the approval that led into them).
+    steps_reopened: Vec<StepId>,
+    steps_withdrawn: Vec<StepId>,
+    /// Decisions taken back (拿回): they no longer count.
+    taken_back: Vec<TaskId>,
     verified: Vec<PromiseId>,
     /// The next stage move goes backwards (驳回): leave the stage instead of closing it.
     backwards: bool,
@@ -168,6 +176,9 @@ impl<'a> Cx<'a> {
             timers_closed: Vec::new(),
             timers_armed: Vec::new(),
             joins_fired: Vec::new(),
+            steps_reopened: Vec::new(),
+            steps_withdrawn: Vec::new(),
+            taken_back: Vec::new(),
             verified: Vec::new(),
             backwards: false,
             ended: false,
@@ -195,6 +206,8 @@ impl<'a> Cx<'a> {
             Status::Ended => {
                 return match cmd {
                     Command::TimerFired { .. } | Command::Recalendar { .. } => Ok(()),
+                    // A copy is read after the case is closed too.
+                    Command::ReadCopies => self.read_copies(),
                     _ => Err(Rejection::InstanceEnded),
                 };
             }
@@ -223,7 +236,12 @@ impl<'a> Cx<'a> {
                 reason,
             } => self.verify(*task, *accepted, reason),
             Command::Delegate { task, to, transfer } => self.delegate(*task, to, *transfer),
-            Command::AddCosigner { task, user } => self.add_cosigner(*task, user),
+            Command::Consult { task, to, text } => self.consult(*task, to, text),
+            Command::AnswerConsult { task, opinion } => self.answer_consult(*task, opinion),
+            Command::AddCosigner { task, user, order } => self.add_cosigner(*task, user, *order),
+            Command::RemoveCosigner { task, user } => self.remove_cosigner(*task, user),
+            Command::TakeBack { task } => self.take_back(*task),
+            Command::ReadCopies => self.read_copies(),
             Command::Withdraw { reason } => self.withdraw(reason),
             Command::Urge { task, text } => self.urge(*task, text),
             Command::Comment { task, text } => self.comment(*task, text),
@@ -309,7 +327,7 @@ impl<'a> Cx<'a> {
             return Some((*d, to.clone(), self.st.version + 1 + pos as u64));
         }
         let t = self.st.task(id)?;
-        if t.status == TaskStatus::Decided {
+        if t.status == TaskStatus::Decided && !self.taken_back.contains(&id) {
             return t.decision.map(|d| (d, t.reject_to.clone(), t.decided_seq));
         }
         None
@@ -377,8 +395,11 @@ impl<'a> Cx<'a> {
             }
         }
         for s in &after.steps {
-            let was_closed = st.step(s.id).is_some_and(|x| x.status != StepStatus::Open);
-            let closed = was_closed || self.joins_fired.contains(&s.id);
+            let was_closed = st.step(s.id).is_some_and(|x| x.status != StepStatus::Open)
+                && !self.steps_reopened.contains(&s.id);
+            let closed = was_closed
+                || self.joins_fired.contains(&s.id)
+                || self.steps_withdrawn.contains(&s.id);
             if closed != (s.status != StepStatus::Open) {
                 return Some(format!("step {}: closed is {closed}", s.id));
             }

@@ -55,6 +55,8 @@ impl<'a> Cx<'a> {
                 clock: b.limits.get(self.channel).map(|l| Clock::new(self.now, l)),
                 lead: n.lead.as_ref() == Some(&b.id),
                 priority: self.priority,
+                order: Default::default(),
+                replaces: None,
             })?;
             opened += 1;
         }

@@ -8,7 +8,7 @@ use crate::compile::{NodePlan, Party};
 use crate::model::{Action, NotificationEvent};
 use crate::runtime::clock::Clock;
 use crate::runtime::event::{
-    CancelReason, ClockRef, Decision, Event, NoticeData, OpenedTask, TaskId, TaskKind,
+    CancelReason, ClockRef, Decision, Event, NoticeData, OpenedTask, SignOrder, TaskId, TaskKind,
 };
 use crate::runtime::rejection::Rejection;
 use crate::runtime::state::{Task, TaskStatus};
@@ -49,6 +49,8 @@ impl<'a> Cx<'a> {
             clock,
             lead: false,
             priority: self.priority,
+            order: SignOrder::With,
+            replaces: None,
         })
     }
 
@@ -230,7 +232,34 @@ impl<'a> Cx<'a> {
                 }
             }
         }
+        if let Some(c) = &t.consulting {
+            if *c == self.actor.name {
+                if action != Action::Comment {
+                    return Err(Rejection::WrongTaskKind {
+                        task: id,
+                        reason: "受委派人回复意见后，由委派人作出决定".into(),
+                    });
+                }
+            } else if policy::is_holder(t, self.actor, &self.st.applicant) {
+                return Err(Rejection::Consulting {
+                    task: id,
+                    with: c.clone(),
+                });
+            }
+        }
         self.check_may_act(t)?;
+        if let Some(first) = t.awaiting.first()
+            && matches!(
+                action,
+                Action::Approve | Action::Reject | Action::Conditional | Action::Return
+            )
+        {
+            let signer = match self.st.task(*first).map(|s| &s.spec.assignment) {
+                Some(Party::User(u)) => u.clone(),
+                _ => SmolStr::default(),
+            };
+            return Err(Rejection::AwaitingSigner { task: id, signer });
+        }
         if t.suspended && action != Action::Comment {
             return Err(Rejection::Suspended { task: id });
         }
@@ -282,6 +311,7 @@ impl<'a> Cx<'a> {
     pub(super) fn approve(&mut self, id: TaskId, comment: Option<String>) -> Result<(), Rejection> {
         self.actionable(id, Action::Approve)?;
         self.record_decision(id, Decision::Approve, None, comment);
+        self.open_after_signers(id)?;
         self.after_decision(id)
     }
 
@@ -321,6 +351,7 @@ impl<'a> Cx<'a> {
             }
             self.check_may_act(t)?;
         }
+        self.check_eligible(t, to)?;
         self.emit(Event::TaskDelegated {
             task: id,
             to: to.clone(),
@@ -338,43 +369,6 @@ impl<'a> Cx<'a> {
             },
         );
         Ok(())
-    }
-
-    pub(super) fn add_cosigner(&mut self, id: TaskId, user: &SmolStr) -> Result<(), Rejection> {
-        let t = self.actionable(id, Action::Cosign)?;
-        if t.spec.kind != TaskKind::Work {
-            return Err(Rejection::WrongTaskKind {
-                task: id,
-                reason: "co-signers are added to a step's own task".into(),
-            });
-        }
-        for c in self.cosigners_of(id) {
-            if let Some(ct) = self.st.task(c)
-                && ct.spec.assignment == Party::User(user.clone())
-                && self.is_open(c)
-            {
-                return Err(Rejection::AlreadyCosigner {
-                    task: id,
-                    user: user.clone(),
-                });
-            }
-        }
-        let task = self.new_task_id();
-        self.open_task(OpenedTask {
-            task,
-            node: t.spec.node.clone(),
-            label: t.spec.label.clone(),
-            kind: TaskKind::Cosign,
-            branch: t.spec.branch.clone(),
-            step: t.spec.step,
-            parent: Some(id),
-            promise: None,
-            assignment: Party::User(user.clone()),
-            department: t.spec.department.clone(),
-            clock: None,
-            lead: false,
-            priority: t.spec.priority,
-        })
     }
 
     pub(super) fn urge(&mut self, id: TaskId, text: &Option<String>) -> Result<(), Rejection> {

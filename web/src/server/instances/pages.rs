@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
-use shenpi_engine::runtime::event::{Decision, TimerKind};
+use shenpi_engine::runtime::event::{Decision, SignOrder, TimerKind};
 use shenpi_engine::runtime::policy as engine_policy;
 use shenpi_engine::runtime::state::PromiseStatus;
 use shenpi_engine::runtime::view::{TaskView, outcome_name};
@@ -151,6 +151,26 @@ fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
         Event::Urged { by, .. } => format!("{by} 催办"),
         Event::Commented { by, text, .. } => format!("{by} 意见：{text}"),
         Event::CarbonCopied { by, to, .. } => format!("{by} 抄送 {}", to.join("、")),
+        Event::CopyRead { by, .. } => format!("{by} 已阅抄送"),
+        Event::Consulted { to, by, text, .. } => format!(
+            "{by} 委派 {to} 征求意见{}",
+            text.as_ref().map(|t| format!("：{t}")).unwrap_or_default()
+        ),
+        Event::ConsultAnswered { by, opinion, .. } => {
+            format!("{by} 回复委派意见：{opinion}（任务交回委派人）")
+        }
+        Event::SignerAdded {
+            user, order, by, ..
+        } => format!(
+            "{by} {} {user}",
+            match order {
+                SignOrder::Before => "前加签",
+                SignOrder::With => "加签",
+                SignOrder::After => "后加签",
+            }
+        ),
+        Event::SignerRemoved { user, by, .. } => format!("{by} 减签 {user}"),
+        Event::TakenBack { by, task, .. } => format!("{by} 拿回任务 {task} 的审批，重新办理"),
         Event::Withdrawn { by, .. } => format!("{by} 撤回申报"),
         Event::EndReached { node, .. } => format!("流程到达「{}」", node_name(node)),
         Event::InstanceEnded { outcome } => format!("办结：{}", outcome_name(*outcome)),
@@ -181,6 +201,51 @@ pub async fn load(app: &App, user: &User, id: &str) -> Result<Loaded, ApiError> 
         ctx,
         view,
     })
+}
+
+/// Opening an instance (its page or one of its task pages) marks the copies sent to the user
+/// read (抄送): a `read_copies` command through the bus when there is one to mark, and the
+/// page then shows the state after it.
+pub async fn read_copies(app: &App, user: &PageUser, id: &str, l: Loaded) -> Loaded {
+    if !l.st.copies.iter().any(|c| c.unread_by(&user.user.name)) {
+        return l;
+    }
+    let cmd = shenpi_engine::runtime::Command::ReadCopies;
+    if run_command_with(app, &page_caller(user), id, cmd, None, None)
+        .await
+        .is_err()
+    {
+        return l;
+    }
+    load(app, &user.user, id).await.unwrap_or(l)
+}
+
+/// The copies sent from the instance (抄送): from whom, to whom, and who has read them.
+pub fn copies_block(l: &Loaded) -> Markup {
+    if l.st.copies.is_empty() {
+        return html! {};
+    }
+    html! {
+        section.copies {
+            h2 { "抄送" }
+            table.copies {
+                thead { tr { th { "抄送人" } th { "抄送给" } th { "附言" } } }
+                tbody { @for c in &l.st.copies {
+                    tr {
+                        td { (c.by) }
+                        td { @for u in &c.to {
+                            @let read = c.read_by.contains(u);
+                            span class=(if read { "copy-read" } else { "copy-unread" }) data-user=(u) {
+                                (u) "（" (if read { "已读" } else { "未读" }) "）"
+                            }
+                            " "
+                        } }
+                        td { (c.text.clone().unwrap_or_default()) }
+                    }
+                } }
+            }
+        }
+    }
 }
 
 /// The instance's diagram, current nodes highlighted and passed ones marked.
@@ -308,6 +373,7 @@ pub async fn instance_page(
         Ok(l) => l,
         Err(e) => return fail(&user, e),
     };
+    let l = read_copies(&app, &user, &id, l).await;
     let flash = q.done.map(|d| Flash {
         ok: true,
         text: format!("已办理：{}", command_label_zh(&d)),
@@ -355,6 +421,7 @@ pub async fn instance_page(
         // The diagram carries its own legend.
         section { h2 { "流程图" } div.diagram { (diagram_svg(&l)) } }
         section { h2 { "要素台账" } (elements_block(&l)) }
+        (copies_block(&l))
         @if is_party || user.user.has("admin") {
             section.applicant {
                 h2 { "申请人操作" }

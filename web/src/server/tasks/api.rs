@@ -14,6 +14,7 @@ use super::super::commands::{CommandResult, json_body, parse_command, run_comman
 use super::super::error::{ApiError, ApiResult, ErrorBody};
 use super::super::extract::{self, Path};
 use super::super::state::App;
+use super::batch::{BatchRequest, BatchResult, approve_each};
 
 /// Act on a task: the body is the command without its `task` field, e.g.
 /// `{"type": "approve"}`, `{"type": "reject", "to": "intake"}`,
@@ -65,4 +66,32 @@ pub async fn verify_material(
         reason: req.reason,
     };
     Ok(Json(run_command(&app, &caller, &id, cmd, &headers).await?))
+}
+
+/// 批量审批: approve several tasks with one opinion. Each task is its own `approve` command
+/// with its own idempotency key (the task's `key`, else the request's `Idempotency-Key`
+/// followed by `/instance/task`), decided as if sent alone; the answer holds one result per
+/// task, in the order asked: the command's result, or the refusal the single command would
+/// have given (its status, code and Chinese message). A batch of no task or more than 100 is
+/// refused as a whole and changes nothing.
+#[utoipa::path(post, path = "/api/tasks/batch", tag = "tasks", request_body = BatchRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "the base of each task's key; a retry of the batch applies each task once")),
+    responses((status = 200, body = [BatchResult]), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn batch_approve(
+    State(app): State<App>,
+    caller: Caller,
+    headers: HeaderMap,
+    extract::Json(req): extract::Json<BatchRequest>,
+) -> ApiResult<Json<Vec<BatchResult>>> {
+    let base = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::invalid("Idempotency-Key 只能由可见的 ASCII 字符组成。"))?
+                .to_string(),
+        ),
+    };
+    Ok(Json(
+        approve_each(&app, &caller, &req, base.as_deref()).await?,
+    ))
 }

@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 use shenpi_engine::model::RawLimit;
+use shenpi_engine::runtime::event::SignOrder;
 use shenpi_engine::runtime::{Command, TaskId};
 
 use super::super::form::{self, FormError, required};
@@ -40,16 +41,41 @@ pub enum TaskForm {
         #[serde(default, deserialize_with = "form::list")]
         materials: Vec<String>,
     },
+    /// 委派 (`mode=consult`, the default), 转办 (`transfer`) or 委托 (`entrust`) to `to`.
     Delegate {
         #[serde(default, deserialize_with = "form::text")]
         to: Option<String>,
-        /// 转办 (hand over) rather than 委托.
+        #[serde(default, deserialize_with = "form::text")]
+        mode: Option<String>,
+        /// 转办 (hand over), as the older form posted it.
         #[serde(default, deserialize_with = "form::checked")]
         transfer: bool,
+        #[serde(default, deserialize_with = "form::text")]
+        text: Option<String>,
     },
+    /// The one consulted (委派) answers.
+    Answer {
+        #[serde(default, deserialize_with = "form::text")]
+        opinion: Option<String>,
+    },
+    /// 加签 before (`order=before`), beside (`with`, the default) or after (`after`) the holder.
     Cosign {
         #[serde(default, deserialize_with = "form::text")]
         user: Option<String>,
+        #[serde(default, deserialize_with = "form::text")]
+        order: Option<String>,
+    },
+    /// 减签.
+    Uncosign {
+        #[serde(default, deserialize_with = "form::text")]
+        user: Option<String>,
+        #[serde(default, deserialize_with = "form::checked")]
+        confirm: bool,
+    },
+    /// 拿回, confirmed.
+    TakeBack {
+        #[serde(default, deserialize_with = "form::checked")]
+        confirm: bool,
     },
     Extend {
         #[serde(default, deserialize_with = "form::text")]
@@ -106,15 +132,57 @@ impl TaskForm {
                 reason: required(reason, "reason", "补正原因")?,
                 materials: materials.into_iter().map(Into::into).collect(),
             },
-            TaskForm::Delegate { to, transfer } => Command::Delegate {
-                task,
-                to: required(to, "to", "委托对象")?.into(),
+            TaskForm::Delegate {
+                to,
+                mode,
                 transfer,
+                text,
+            } => {
+                let to = required(to, "to", "委派、转办或委托的对象")?.into();
+                match (mode.as_deref(), transfer) {
+                    (Some("transfer"), _) | (None, true) => Command::Delegate {
+                        task,
+                        to,
+                        transfer: true,
+                    },
+                    (Some("entrust"), _) => Command::Delegate {
+                        task,
+                        to,
+                        transfer: false,
+                    },
+                    (Some("consult") | None, false) => Command::Consult { task, to, text },
+                    (Some(_), _) => {
+                        return Err(FormError::new("mode", "请选择委派、转办或委托"));
+                    }
+                }
+            }
+            TaskForm::Answer { opinion } => Command::AnswerConsult {
+                task,
+                opinion: required(opinion, "opinion", "意见")?,
             },
-            TaskForm::Cosign { user } => Command::AddCosigner {
+            TaskForm::Cosign { user, order } => Command::AddCosigner {
                 task,
                 user: required(user, "user", "加签人")?.into(),
+                order: match order.as_deref() {
+                    None | Some("with") => SignOrder::With,
+                    Some("before") => SignOrder::Before,
+                    Some("after") => SignOrder::After,
+                    Some(_) => return Err(FormError::new("order", "请选择前加签、并加签或后加签")),
+                },
             },
+            TaskForm::Uncosign { user, confirm } => {
+                let user = required(user, "user", "减签人")?.into();
+                if !confirm {
+                    return Err(FormError::new("confirm", "请勾选确认后再减签"));
+                }
+                Command::RemoveCosigner { task, user }
+            }
+            TaskForm::TakeBack { confirm } => {
+                if !confirm {
+                    return Err(FormError::new("confirm", "请勾选确认后再拿回"));
+                }
+                Command::TakeBack { task }
+            }
             TaskForm::Extend { limit, reason } => Command::Extend {
                 task,
                 limit: RawLimit::Text(required(limit, "limit", "延长时限")?),
@@ -183,6 +251,72 @@ mod tests {
         ));
         let c = command("action=verify&accepted=true").unwrap();
         assert!(matches!(c, Command::VerifyMaterial { accepted: true, .. }));
+    }
+
+    #[test]
+    fn the_delegation_form_asks_for_an_opinion_unless_told_to_hand_over() {
+        let c = command("action=delegate&to=wu").unwrap();
+        assert!(
+            matches!(c, Command::Consult { ref to, .. } if to == "wu"),
+            "{c:?}"
+        );
+        let c = command("action=delegate&to=wu&mode=transfer").unwrap();
+        assert!(
+            matches!(c, Command::Delegate { transfer: true, .. }),
+            "{c:?}"
+        );
+        let c = command("action=delegate&to=wu&transfer=true").unwrap();
+        assert!(
+            matches!(c, Command::Delegate { transfer: true, .. }),
+            "{c:?}"
+        );
+        let c = command("action=delegate&to=wu&mode=entrust").unwrap();
+        assert!(
+            matches!(
+                c,
+                Command::Delegate {
+                    transfer: false,
+                    ..
+                }
+            ),
+            "{c:?}"
+        );
+        let e = command("action=delegate&to=wu&mode=fly").unwrap_err();
+        assert_eq!(e, FormError::new("mode", "请选择委派、转办或委托"));
+    }
+
+    #[test]
+    fn a_signer_is_added_in_the_order_chosen_and_removed_only_when_confirmed() {
+        let c = command("action=cosign&user=wu&order=before").unwrap();
+        assert!(
+            matches!(
+                c,
+                Command::AddCosigner {
+                    order: SignOrder::Before,
+                    ..
+                }
+            ),
+            "{c:?}"
+        );
+        let c = command("action=cosign&user=wu").unwrap();
+        assert!(
+            matches!(
+                c,
+                Command::AddCosigner {
+                    order: SignOrder::With,
+                    ..
+                }
+            ),
+            "{c:?}"
+        );
+        let e = command("action=uncosign&user=wu").unwrap_err();
+        assert_eq!(e, FormError::new("confirm", "请勾选确认后再减签"));
+        let c = command("action=uncosign&user=wu&confirm=true").unwrap();
+        assert!(matches!(c, Command::RemoveCosigner { .. }), "{c:?}");
+        let e = command("action=take_back").unwrap_err();
+        assert_eq!(e, FormError::new("confirm", "请勾选确认后再拿回"));
+        let c = command("action=take_back&confirm=true").unwrap();
+        assert!(matches!(c, Command::TakeBack { task: TaskId(3) }), "{c:?}");
     }
 
     #[test]

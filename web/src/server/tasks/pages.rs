@@ -10,8 +10,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use shenpi_engine::compile::Party;
 use shenpi_engine::model::{Action, NodeType, RawLimit};
-use shenpi_engine::runtime::TaskId;
-use shenpi_engine::runtime::event::TaskKind;
+use shenpi_engine::runtime::event::{SignOrder, TaskKind};
+use shenpi_engine::runtime::{self, Command, CommandEnvelope, TaskId};
 
 use super::super::auth::PageUser;
 use super::super::chrome::{
@@ -19,11 +19,15 @@ use super::super::chrome::{
 };
 use shenpi_engine::runtime::policy;
 
+use super::super::accounts::User;
+use super::super::auth::policy as auth_policy;
 use super::super::commands::{command_name, page_caller, run_command_with};
+use super::super::engine::timestamp;
 use super::super::form::{Fields, hidden};
 use super::super::instances::detail::materials_of;
 use super::super::instances::pages::{
-    Loaded, diagram_svg, elements_block, facts, history, load, promises_table,
+    Loaded, copies_block, diagram_svg, elements_block, facts, history, load, promises_table,
+    read_copies,
 };
 use super::super::names::WorkflowNames;
 use super::super::state::App;
@@ -57,7 +61,98 @@ pub async fn task_page(
         Ok(l) => l,
         Err(e) => return fail(&user, e),
     };
-    render_task(&user, &l, &id, task, None).into_response()
+    let l = read_copies(&app, &user, &id, l).await;
+    let staff = staff_users(&app, &user).await;
+    render_task(&user, &l, &id, task, None, &staff).into_response()
+}
+
+/// The users a task may be handed to, consulted on or signed by (picked, not typed): every
+/// account that may take tasks, but the user themselves.
+async fn staff_users(app: &App, user: &PageUser) -> Vec<User> {
+    app.accounts
+        .users()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|u| auth_policy::may_take_tasks(u) && u.name != user.user.name)
+        .collect()
+}
+
+/// Whether the engine would accept `cmd` from this user now: what an action is offered on
+/// (the engine decides, the page only asks it).
+fn engine_accepts(user: &PageUser, l: &Loaded, cmd: Command) -> bool {
+    let env = CommandEnvelope {
+        actor: user.user.actor(),
+        command: cmd,
+    };
+    runtime::decide(&l.ctx.def, &l.ctx.cal, &l.st, &env, timestamp(user.now)).is_ok()
+}
+
+/// A select of the users a task may be given to.
+fn user_select(name: &str, users: &[User]) -> Markup {
+    html! {
+        select name=(name) required {
+            option value="" { "请选择" }
+            @for u in users {
+                option value=(u.name) { (u.name) @if let Some(d) = &u.department { "（" (d) "）" } }
+            }
+        }
+    }
+}
+
+fn order_name(o: SignOrder) -> &'static str {
+    match o {
+        SignOrder::Before => "前加签",
+        SignOrder::With => "并加签",
+        SignOrder::After => "后加签",
+    }
+}
+
+/// The signers added to task `task` (加签) who have not decided, with a 减签 form each when
+/// the engine would accept it from this user.
+fn signers_block(user: &PageUser, l: &Loaded, task: TaskId) -> Markup {
+    let Some(t) = l.st.task(task) else {
+        return html! {};
+    };
+    let mut signers: Vec<(String, &'static str)> = t
+        .cosigners
+        .iter()
+        .filter_map(|c| l.st.task(*c))
+        .filter(|c| c.is_open())
+        .filter_map(|c| match &c.spec.assignment {
+            Party::User(u) => Some((u.to_string(), order_name(c.spec.order))),
+            _ => None,
+        })
+        .collect();
+    if t.is_open() {
+        signers.extend(
+            t.after_signers
+                .iter()
+                .map(|u| (u.to_string(), "后加签（待本人通过后办理）")),
+        );
+    }
+    if signers.is_empty() {
+        return html! {};
+    }
+    html! {
+        section.signers {
+            h2 { "加签人" }
+            table { tbody { @for (u, order) in &signers {
+                tr {
+                    td { (u) } td { (order) } td { "尚未表态" }
+                    td {
+                        @if engine_accepts(user, l, Command::RemoveCosigner { task, user: u.as_str().into() }) {
+                            (action_form(user, "act-uncosign", "uncosign", Some("inline"), html! {
+                                input type="hidden" name="user" value=(u);
+                                label.check { input type="checkbox" name="confirm" value="true" required; "确认减签" }
+                                button type="submit" class="danger" { "减签" }
+                            }))
+                        }
+                    }
+                }
+            } } }
+        }
+    }
 }
 
 fn render_task(
@@ -66,6 +161,7 @@ fn render_task(
     id: &str,
     task: u32,
     flash: Option<&Flash>,
+    staff: &[User],
 ) -> Html<String> {
     let t = l.view.tasks.iter().find(|t| t.id == TaskId(task));
     let spec = l.st.task(TaskId(task));
@@ -88,6 +184,22 @@ fn render_task(
     // The engine's policy says whether this user may act here (an applicant on a task assigned
     // to the applicant, an approver on their own): the actions are offered only then.
     let may_act = spec.is_some_and(|s| policy::may_act(s, &user.user.actor(), &l.st.applicant));
+    // 委派 in progress: the one consulted answers; the holder waits. 前加签: the holder waits.
+    let consulting = spec.and_then(|s| s.consulting.clone());
+    let consulted = consulting.as_deref() == Some(user.user.name.as_str());
+    let awaiting: Vec<String> = spec
+        .map(|s| {
+            s.awaiting
+                .iter()
+                .filter_map(|a| l.st.task(*a))
+                .map(|a| WorkflowNames(&l.ctx.def).party(&a.spec.assignment))
+                .collect()
+        })
+        .unwrap_or_default();
+    let deciding = may_act && !consulted && awaiting.is_empty();
+    let take_back = t.is_none()
+        && spec.is_some()
+        && engine_accepts(user, l, Command::TakeBack { task: TaskId(task) });
     let pool =
         spec.is_some_and(|s| !matches!(policy::addressee(s, &l.st.applicant), Party::User(_)));
     let conditional = node.and_then(|n| n.conditional.as_ref());
@@ -114,6 +226,27 @@ fn render_task(
             }
             None => { p.warn { "该任务已办结或不存在。" a href={"/instances/" (id)} { "查看实例" } } }
         }
+        @if let Some(c) = &consulting {
+            @if consulted {
+                p.notice { "该任务委派给您征求意见：请回复意见，由委派人作出决定。" }
+            } @else {
+                p.notice { "已委派给 " (c) " 征求意见，待其回复后交回办理人。" }
+            }
+        }
+        @if !awaiting.is_empty() {
+            p.notice { "已前加签 " (awaiting.join("、")) "，待其办理后再由办理人决定。" }
+        }
+        @if take_back {
+            section.actions {
+                h2 { "拿回" }
+                p { "您已办理本任务，下一环节尚未办理：可以拿回重新办理。" }
+                (action_form(user, "act-take-back", "take_back", None, html! {
+                    label.check { input type="checkbox" name="confirm" value="true" required; "确认拿回（下一环节的待办将撤销）" }
+                    button type="submit" class="danger" { "拿回" }
+                }))
+            }
+        }
+        (signers_block(user, l, TaskId(task)))
         div.grid {
             section { h2 { "项目信息" } (facts(l)) }
             section {
@@ -150,19 +283,25 @@ fn render_task(
                         button type="submit" name="accepted" value="false" class="danger" { "核验不通过" }
                     }))
                 }
-                @if is_cosign {
+                @if consulted {
+                    (action_form(user, "act-answer", "answer", None, html! {
+                        label { "意见 " textarea name="opinion" rows="3" cols="50" required {} }
+                        button type="submit" { "回复意见" }
+                    }))
+                }
+                @if is_cosign && deciding {
                     (action_form(user, "act-cosign-decide", "approve", None, html! {
                         label { "意见 " input name="comment" size="40"; }
                         button type="submit" { "会签同意" }
                     }))
                 }
-                @if allowed(Action::Approve) {
+                @if deciding && allowed(Action::Approve) {
                     (action_form(user, "act-approve", "approve", None, html! {
                         label { "审批意见 " input name="comment" size="50" placeholder="同意"; }
                         button type="submit" { "审批通过" }
                     }))
                 }
-                @if allowed(Action::Conditional) {
+                @if deciding && allowed(Action::Conditional) {
                     @if let Some(c) = conditional {
                         (action_form(user, "act-conditional", "conditional", Some("conditional"), html! {
                             fieldset {
@@ -182,7 +321,7 @@ fn render_task(
                         }))
                     }
                 }
-                @if allowed(Action::Reject) {
+                @if deciding && allowed(Action::Reject) {
                     (action_form(user, "act-reject", "reject", None, html! {
                         label { "驳回至 " select name="to" {
                             @for r in node.map(|n| n.reject_to.clone()).unwrap_or_default() {
@@ -194,34 +333,40 @@ fn render_task(
                         button type="submit" class="danger" { "驳回" }
                     }))
                 }
-                @if allowed(Action::Return) {
+                @if deciding && allowed(Action::Return) {
                     (action_form(user, "act-return", "return", None, html! {
                         label { "补正原因 " input name="reason" size="40" required; }
                         @for m in &materials { label.check { input type="checkbox" name="materials" value=(m.material); (m.name.clone().unwrap_or_else(|| m.material.clone())) } }
                         button type="submit" { "退回补正" }
                     }))
                 }
-                @if allowed(Action::Delegate) {
+                @if deciding && allowed(Action::Delegate) {
                     (action_form(user, "act-delegate", "delegate", None, html! {
-                        label { "委托给（用户名） " input name="to" size="12" required; }
-                        label.check { input type="checkbox" name="transfer" value="true"; "转办（移交）" }
-                        button type="submit" { "委托" }
+                        label { "交给 " (user_select("to", staff)) }
+                        label.check { input type="radio" name="mode" value="consult" checked; "委派（征求意见后交回我决定）" }
+                        label.check { input type="radio" name="mode" value="transfer"; "转办（移交对方办理）" }
+                        label.check { input type="radio" name="mode" value="entrust"; "委托（对方可代为办理）" }
+                        label { "说明 " input name="text" size="30"; }
+                        button type="submit" { "确定" }
                     }))
                 }
-                @if allowed(Action::Cosign) {
+                @if may_act && !consulted && allowed(Action::Cosign) {
                     (action_form(user, "act-cosign", "cosign", None, html! {
-                        label { "加签人（用户名） " input name="user" size="12" required; }
+                        label { "加签人 " (user_select("user", staff)) }
+                        label.check { input type="radio" name="order" value="before"; "前加签（对方先办理）" }
+                        label.check { input type="radio" name="order" value="with" checked; "并加签（同时办理）" }
+                        label.check { input type="radio" name="order" value="after"; "后加签（我通过后对方办理）" }
                         button type="submit" { "加签" }
                     }))
                 }
-                @if allowed(Action::Extend) {
+                @if deciding && allowed(Action::Extend) {
                     (action_form(user, "act-extend", "extend", None, html! {
                         label { "延长 " input name="limit" size="5" value="5wd"; }
                         label { "理由 " input name="reason" size="30" required; }
                         button type="submit" { "延长时限" }
                     }))
                 }
-                @if allowed(Action::Suspend) {
+                @if deciding && allowed(Action::Suspend) {
                     (action_form(user, "act-suspend", "suspend", None, html! {
                         label { "中止原因（听证/专家评审/检测） " input name="reason" size="30" required; }
                         button type="submit" { "中止计时" }
@@ -235,6 +380,7 @@ fn render_task(
         }
         section { h2 { "流程图" } div.diagram { (diagram_svg(l)) } }
         section { h2 { "要素台账" } (elements_block(l)) }
+        (copies_block(l))
         section { h2 { "办理历程" } (history(l)) }
     };
     page(&node_name, Some(user), flash, body)
@@ -287,7 +433,12 @@ pub async fn task_act(
                     ok: false,
                     text: format!("未能办理：{}（{}）", e.body.message, e.body.error),
                 };
-                (e.status, render_task(&user, &l, &id, task, Some(&flash))).into_response()
+                let staff = staff_users(&app, &user).await;
+                (
+                    e.status,
+                    render_task(&user, &l, &id, task, Some(&flash), &staff),
+                )
+                    .into_response()
             }
             Err(_) => fail(&user, e),
         },
