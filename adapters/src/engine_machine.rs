@@ -417,18 +417,23 @@ impl Machine for EngineMachine {
             .map(|t| {
                 let task = state.task(t.id);
                 let spec = task.map(|x| &x.spec);
+                let addressees: Vec<String> = match task {
+                    Some(task) => policy::addressees(task, &state.applicant)
+                        .iter()
+                        .map(party)
+                        .collect(),
+                    None => vec![party(&t.assignment)],
+                };
                 InboxRow {
                     instance: meta.id.clone(),
                     task_id: t.id.to_string(),
                     workflow_id: meta.workflow_id.clone(),
                     node: t.node.to_string(),
                     stage: stage.clone(),
-                    // The policy's addressee, so `role: applicant` reaches this instance's
-                    // applicant only (delegates: see the inbox query).
-                    assignee: Some(match task {
-                        Some(task) => party(&policy::addressee(task, &state.applicant)),
-                        None => party(&t.assignment),
-                    }),
+                    // The policy's addressees, so `role: applicant` reaches this instance's
+                    // applicant only and a delegated task its delegates too.
+                    assignee: addressees.first().cloned(),
+                    addressees,
                     department: t.department.as_ref().map(|d| d.to_string()),
                     colour: name(&t.colour),
                     due: t.clock.as_ref().and_then(|c| c.due).map(millis),
