@@ -78,7 +78,8 @@ impl Catalog {
         now: i64,
         machine: Arc<EngineMachine>,
     ) -> Result<Catalog, CatalogError> {
-        let files = loader::load(&[dir.to_path_buf()], &LoadOptions::default())?;
+        // Against the registry's context: the calendars and templates it read at start.
+        let files = loader::load_in(&[dir.to_path_buf()], machine.validate_context())?;
         let mut rendered = String::new();
         for f in &files {
             if let Err(diags) = &f.result {
