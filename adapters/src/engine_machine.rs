@@ -307,7 +307,6 @@ fn render_diags(d: Vec<Diagnostic>) -> String {
         .join("\n")
 }
 
-
 /// A short stable string of a serde unit enum (`green`, `running` ...).
 fn name<T: Serialize>(t: &T) -> String {
     match serde_json::to_value(t) {

@@ -16,7 +16,13 @@ async fn act(s: &Server, inst: &str, task: &str, user: &str, body: Value) -> Res
 
 async fn version(s: &Server, inst: &str) -> i64 {
     let r = s
-        .req("GET", &format!("/api/instances/{inst}"), Some("zhao"), None, &[])
+        .req(
+            "GET",
+            &format!("/api/instances/{inst}"),
+            Some("zhao"),
+            None,
+            &[],
+        )
         .await;
     r.json["version"].as_i64().expect("version")
 }
@@ -37,11 +43,22 @@ async fn a_delegated_task_is_in_the_inbox_of_exactly_its_addressees() {
     let s = server("delegation").await;
     let (_, inst) = s.start_project("省级重大").await;
     // 入库审核 is addressed to the role fgw_planner, which li holds.
-    let task = s.task_at(&inst, "library").await.expect("library").to_string();
+    let task = s
+        .task_at(&inst, "library")
+        .await
+        .expect("library")
+        .to_string();
     assert_eq!(holders(&s, &inst, &task).await, ["li"]);
 
     // 委托 to zhou (another department): zhou now has it too, li keeps it.
-    let r = act(&s, &inst, &task, "li", json!({"type": "delegate", "to": "zhou"})).await;
+    let r = act(
+        &s,
+        &inst,
+        &task,
+        "li",
+        json!({"type": "delegate", "to": "zhou"}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(holders(&s, &inst, &task).await, ["li", "zhou"]);
     // The inbox page shows it to the delegate as well, with the link to act on it.
@@ -54,7 +71,11 @@ async fn a_delegated_task_is_in_the_inbox_of_exactly_its_addressees() {
         page.text
     );
     let page = Browser::login(&s, "ma").await.get("/inbox").await;
-    assert!(!page.text.contains(&format!("/instances/{inst}/tasks/{task}")));
+    assert!(
+        !page
+            .text
+            .contains(&format!("/instances/{inst}/tasks/{task}"))
+    );
 
     // 转办 to ma by the delegate: the task is ma's alone; li's role and zhou's delegation no
     // longer reach it.
@@ -82,7 +103,11 @@ async fn a_delegated_task_is_in_the_inbox_of_exactly_its_addressees() {
 async fn a_task_is_not_given_to_a_user_who_does_not_exist_or_could_not_act() {
     let s = server("delegation-refused").await;
     let (_, inst) = s.start_project("省级重大").await;
-    let task = s.task_at(&inst, "library").await.expect("library").to_string();
+    let task = s
+        .task_at(&inst, "library")
+        .await
+        .expect("library")
+        .to_string();
     let before = version(&s, &inst).await;
     for (body, code, words) in [
         (
@@ -113,7 +138,12 @@ async fn a_task_is_not_given_to_a_user_who_does_not_exist_or_could_not_act() {
         ),
     ] {
         let r = act(&s, &inst, &task, "li", body.clone()).await;
-        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", r.text);
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            r.text
+        );
         assert_eq!(r.json["error"], code, "{body}");
         let message = r.json["message"].as_str().unwrap_or_default();
         assert!(message.contains(words), "{body}: {message}");

@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use shenpi_adapters::bus::Submit;
 use shenpi_engine::runtime::state::TaskStatus;
 use shenpi_engine::runtime::{Command, TimerKind};
-use shenpi_web::server::accounts::User;
 
 /// Every role of the construction permit's departments, held by one clerk with no department,
 /// so the test can walk the instance to `build` without naming each reviewer.

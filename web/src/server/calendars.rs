@@ -7,7 +7,6 @@
 //! so a crash in the middle or two nodes doing it at once record each move once. A revision is
 //! marked re-timed (with its summary) only after every instance answered.
 
-use std::path::Path;
 use std::time::Duration;
 
 use axum::Json;
@@ -26,7 +25,7 @@ use shenpi_engine::runtime::{Actor, Command, CommandEnvelope, Event, decide};
 use utoipa::ToSchema;
 
 use super::auth::{Caller, PageUser};
-use super::catalog::{Catalog, yaml_hash};
+use super::catalog::yaml_hash;
 use super::chrome::{Flash, datetime, due_date, fail, page};
 use super::engine::{CalendarFile, EngineMachine, timestamp};
 use super::error::ErrorBody;
@@ -70,10 +69,7 @@ pub async fn seed(
         // Recorded relative to the workflows folder, the same on every node and machine.
         let shown = file.shown.as_str();
         let hash = yaml_hash(text);
-        let revisions = db
-            .calendar_revisions(id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let revisions = db.calendar_revisions(id).await.map_err(|e| e.to_string())?;
         let from_file = revisions
             .iter()
             .find(|r| r.origin == "file" && r.origin_detail == shown);
@@ -105,10 +101,8 @@ pub async fn seed(
             // The file is the revision in force: what was read at start, at its number.
             Some(latest) if latest.hash == hash => {
                 let number = u32::try_from(latest.revision).unwrap_or(u32::MAX);
-                machine.put_calendar(
-                    file.calendar.clone().with_revision(number),
-                    latest.revision,
-                )?;
+                machine
+                    .put_calendar(file.calendar.clone().with_revision(number), latest.revision)?;
             }
             Some(latest) => put_in_force(machine, &latest)?,
             None => {}

@@ -217,12 +217,7 @@ async fn check_recipient(app: &App, instance: &str, cmd: &Command) -> ApiResult<
         Command::AddCosigner { task, user } => (task, user, "加签"),
         _ => return Ok(()),
     };
-    let Some(user) = app
-        .accounts
-        .user(name)
-        .await
-        .map_err(ApiError::internal)?
-    else {
+    let Some(user) = app.accounts.user(name).await.map_err(ApiError::internal)? else {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_user",
