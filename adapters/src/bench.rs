@@ -25,6 +25,7 @@ use shenpi_engine::runtime::{self, Actor, Command, CommandEnvelope, InstanceStat
 use crate::bus::{BusOptions, CommandBus, Submit};
 use crate::engine_machine::{EngineMachine, timestamp};
 use crate::machine::{Machine, SystemClock, now_millis};
+use crate::store::sql::{Arg, Backend};
 use crate::store::{
     Batch, Db, DefinitionStore, EventStore, InstanceMeta, InstanceWrite, Projection, TimerRow,
 };
@@ -471,31 +472,20 @@ async fn timers(b: &TimerBench) -> Result<String, BenchError> {
 
 /// `fired_at - due` of the fired `d*` timers of this run.
 async fn lateness(db: &Db, prefix: &str) -> Result<Vec<i64>, BenchError> {
-    use sqlx::Row;
     let like = format!("{prefix}%");
-    let rows = match db {
-        Db::Sqlite(s) => sqlx::query(
-            "SELECT fired_at - due FROM timers WHERE state = 'fired' AND instance LIKE ?1 AND timer_id LIKE 'd%'",
-        )
-        .bind(like)
-        .fetch_all(s.pool())
-        .await
-        .map_err(crate::store::StoreError::Db)?
-        .iter()
-        .filter_map(|r| r.try_get::<i64, _>(0).ok())
-        .collect(),
-        Db::Postgres(s) => sqlx::query(
-            "SELECT fired_at - due FROM timers WHERE state = 'fired' AND instance LIKE $1 AND timer_id LIKE 'd%'",
-        )
-        .bind(like)
-        .fetch_all(s.pool())
-        .await
-        .map_err(crate::store::StoreError::Db)?
-        .iter()
-        .filter_map(|r| r.try_get::<i64, _>(0).ok())
-        .collect(),
-    };
-    Ok(rows)
+    Ok(match db {
+        Db::Sqlite(s) => lateness_in(s, &like).await?,
+        Db::Postgres(s) => lateness_in(s, &like).await?,
+    })
+}
+
+/// [`lateness`] on one backend: the statement is the same on both.
+async fn lateness_in<S: Backend>(s: &S, like: &str) -> crate::store::Result<Vec<i64>> {
+    const SQL: &str = "SELECT fired_at - due FROM timers
+         WHERE state = 'fired' AND instance LIKE $1 AND timer_id LIKE 'd%'";
+    let mut c = s.pool().acquire().await?;
+    let rows = S::rows(&mut c, SQL, &[Arg::Text(like)]).await?;
+    Ok(rows.iter().filter_map(|r| S::int(r, 0).ok()).collect())
 }
 
 /// Where `workflows/` is when not given: next to the current directory.

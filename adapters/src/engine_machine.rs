@@ -29,6 +29,7 @@ use shenpi_engine::runtime::{
 };
 use shenpi_engine::validate::ValidateContext;
 
+use crate::loader::{self, LoadError};
 use crate::machine::{Effects, Machine, Notification, Rejection};
 use crate::store::{
     DefinitionRow, ElementRow, InboxRow, InstanceMeta, Millis, Projection, PromiseRow, TimerRow,
@@ -44,6 +45,69 @@ pub enum EngineSetupError {
     },
     #[error("calendar {0} is invalid: {1}")]
     Calendar(String, String),
+}
+
+/// A calendar file of a workflow folder: its id (the file's stem), its text and what it says.
+#[derive(Debug, Clone)]
+pub struct CalendarFile {
+    pub id: String,
+    /// Relative to the workflow folder: `calendars/<id>.yaml`.
+    pub shown: String,
+    pub text: String,
+    pub calendar: Calendar,
+}
+
+/// What a node reads of its workflow folder before it runs, read once: `calendars/*.yaml`
+/// (text and parsed) and the names of `templates/*.hbs`.
+#[derive(Debug, Clone)]
+pub struct WorkflowDir {
+    pub calendars: Vec<CalendarFile>,
+    pub templates: Vec<String>,
+}
+
+impl WorkflowDir {
+    pub fn read(dir: &Path) -> Result<WorkflowDir, EngineSetupError> {
+        let listed = |sub: &str, ext: &str| {
+            loader::named_files(&dir.join(sub), ext).map_err(|e| match e {
+                LoadError::Read { path, source } => EngineSetupError::Read {
+                    path: path.display().to_string(),
+                    source,
+                },
+                other => EngineSetupError::Read {
+                    path: dir.join(sub).display().to_string(),
+                    source: std::io::Error::other(other.to_string()),
+                },
+            })
+        };
+        let mut calendars = Vec::new();
+        for (id, path) in listed("calendars", "yaml")? {
+            let text = std::fs::read_to_string(&path).map_err(|source| EngineSetupError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let calendar = Calendar::from_yaml(&id, &text).map_err(|d| {
+                let name = path.display().to_string();
+                EngineSetupError::Calendar(
+                    id.clone(),
+                    d.iter().map(|d| d.render(&name, &text)).collect(),
+                )
+            })?;
+            calendars.push(CalendarFile {
+                shown: format!("calendars/{id}.yaml"),
+                id,
+                text,
+                calendar,
+            });
+        }
+        let templates = listed("templates", "hbs")?
+            .into_iter()
+            .map(|(stem, _)| stem)
+            .collect();
+        Ok(WorkflowDir {
+            calendars,
+            templates,
+        })
+    }
 }
 
 /// A compiled definition version with its calendar.
@@ -83,26 +147,13 @@ impl EngineMachine {
 
     /// Reads `DIR/calendars/*.yaml` and the template names of `DIR/templates/*.hbs`.
     pub fn from_dir(dir: &Path) -> Result<EngineMachine, EngineSetupError> {
-        let mut calendars = Vec::new();
-        for (stem, path) in files_with(&dir.join("calendars"), "yaml")? {
-            let src = std::fs::read_to_string(&path).map_err(|source| EngineSetupError::Read {
-                path: path.display().to_string(),
-                source,
-            })?;
-            let cal = Calendar::from_yaml(&stem, &src).map_err(|d| {
-                let name = path.display().to_string();
-                EngineSetupError::Calendar(
-                    stem.clone(),
-                    d.iter().map(|d| d.render(&name, &src)).collect(),
-                )
-            })?;
-            calendars.push(cal);
-        }
-        let templates = files_with(&dir.join("templates"), "hbs")?
-            .into_iter()
-            .map(|(stem, _)| stem)
-            .collect();
-        Ok(EngineMachine::new(calendars, templates))
+        Ok(EngineMachine::from_files(&WorkflowDir::read(dir)?))
+    }
+
+    /// The registry of a workflow folder already read: its calendars, its template names.
+    pub fn from_files(dir: &WorkflowDir) -> EngineMachine {
+        let calendars = dir.calendars.iter().map(|f| f.calendar.clone()).collect();
+        EngineMachine::new(calendars, dir.templates.clone())
     }
 
     /// What validation knows of this node: its calendar and template names.
@@ -256,24 +307,6 @@ fn render_diags(d: Vec<Diagnostic>) -> String {
         .join("\n")
 }
 
-fn files_with(
-    dir: &Path,
-    ext: &str,
-) -> Result<Vec<(String, std::path::PathBuf)>, EngineSetupError> {
-    let rd = std::fs::read_dir(dir).map_err(|source| EngineSetupError::Read {
-        path: dir.display().to_string(),
-        source,
-    })?;
-    let mut out: Vec<(String, std::path::PathBuf)> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == ext))
-        .filter_map(|p| Some((p.file_stem()?.to_string_lossy().into_owned(), p)))
-        .collect();
-    out.sort();
-    Ok(out)
-}
-
 /// A short stable string of a serde unit enum (`green`, `running` ...).
 fn name<T: Serialize>(t: &T) -> String {
     match serde_json::to_value(t) {
@@ -418,21 +451,27 @@ impl Machine for EngineMachine {
                 let task = state.task(t.id);
                 let spec = task.map(|x| &x.spec);
                 // The policy's addressees: `role: applicant` reaches this instance's applicant
-                // only, a task out for an opinion (委派) the one consulted, and a holder waiting
-                // for a signer added before them (前加签) no one (delegates: see the inbox query).
-                let to = match task {
+                // only, a delegated task its delegates too, a task out for an opinion (委派) the
+                // one consulted, and a holder waiting for a signer added before them (前加签) no
+                // one (no row).
+                let addressees: Vec<String> = match task {
                     Some(task) => policy::addressees(task, &state.applicant)
-                        .into_iter()
-                        .next(),
-                    None => Some(t.assignment.clone()),
-                }?;
+                        .iter()
+                        .map(party)
+                        .collect(),
+                    None => vec![party(&t.assignment)],
+                };
+                if addressees.is_empty() {
+                    return None;
+                }
                 Some(InboxRow {
                     instance: meta.id.clone(),
                     task_id: t.id.to_string(),
                     workflow_id: meta.workflow_id.clone(),
                     node: t.node.to_string(),
                     stage: stage.clone(),
-                    assignee: Some(party(&to)),
+                    assignee: addressees.first().cloned(),
+                    addressees,
                     department: t.department.as_ref().map(|d| d.to_string()),
                     colour: name(&t.colour),
                     due: t.clock.as_ref().and_then(|c| c.due).map(millis),

@@ -112,15 +112,20 @@ fn files_with(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>, 
     Ok(out)
 }
 
+/// The files in `dir` with extension `ext`, with their stems, sorted by stem.
+pub fn named_files(dir: &Path, ext: &str) -> Result<Vec<(String, PathBuf)>, LoadError> {
+    let mut out: Vec<(String, PathBuf)> =
+        files_with(dir, |p| p.extension().and_then(|e| e.to_str()) == Some(ext))?
+            .into_iter()
+            .filter_map(|p| Some((p.file_stem()?.to_str()?.to_string(), p)))
+            .collect();
+    out.sort();
+    Ok(out)
+}
+
 /// Stems of the files in `dir` with extension `ext`, sorted.
 fn stems(dir: &Path, ext: &str) -> Result<Vec<String>, LoadError> {
-    let mut names: Vec<String> =
-        files_with(dir, |p| p.extension().and_then(|e| e.to_str()) == Some(ext))?
-            .iter()
-            .filter_map(|p| p.file_stem().and_then(|s| s.to_str()).map(str::to_string))
-            .collect();
-    names.sort();
-    Ok(names)
+    Ok(named_files(dir, ext)?.into_iter().map(|(s, _)| s).collect())
 }
 
 /// The directory `name` next to `file`, or in the directory above.
@@ -176,11 +181,20 @@ pub fn context_near(file: &Path, opts: &LoadOptions) -> Result<ValidateContext, 
 
 /// Reads, parses, validates and compiles one workflow file.
 pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<LoadedFile, LoadError> {
+    let (ctx, calendars_found) = context_for(path, opts)?;
+    load_file_in(path, &ctx, calendars_found)
+}
+
+/// [`load_file`] against a context already known (a server's, whose calendars are read once).
+fn load_file_in(
+    path: &Path,
+    ctx: &ValidateContext,
+    calendars_found: bool,
+) -> Result<LoadedFile, LoadError> {
     let bytes = fs::read(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let (ctx, calendars_found) = context_for(path, opts)?;
     let text = source_text(&bytes).map(str::to_owned).map_err(|d| vec![d]);
     // A file that is not UTF-8 is shown as far as it reads, with the located error.
     let source = match &text {
@@ -202,14 +216,14 @@ pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<LoadedFile, LoadErro
                     ),
                 ));
             }
-            match compile(workflow, &ctx) {
+            match compile(workflow, ctx) {
                 Ok(def) if missing_calendar.is_empty() => {
                     // Warnings do not stop compilation; recompute them for display.
-                    let warnings = shenpi_engine::validate::validate(&def.workflow, &ctx);
+                    let warnings = shenpi_engine::validate::validate(&def.workflow, ctx);
                     (Ok(def), warnings)
                 }
                 Ok(def) => {
-                    let mut diags = shenpi_engine::validate::validate(&def.workflow, &ctx);
+                    let mut diags = shenpi_engine::validate::validate(&def.workflow, ctx);
                     diags.extend(missing_calendar);
                     (Err(diags), Vec::new())
                 }
@@ -235,6 +249,19 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<Vec<LoadedFile>, Lo
     for p in paths {
         for f in workflow_files(p)? {
             files.push(load_file(&f, opts)?);
+        }
+    }
+    reject_duplicate_ids(&mut files);
+    Ok(files)
+}
+
+/// [`load`] against one context for every file: what a server knows of its calendars and
+/// templates (`EngineMachine::validate_context`), read once at its start.
+pub fn load_in(paths: &[PathBuf], ctx: &ValidateContext) -> Result<Vec<LoadedFile>, LoadError> {
+    let mut files = Vec::new();
+    for p in paths {
+        for f in workflow_files(p)? {
+            files.push(load_file_in(&f, ctx, !ctx.calendars.is_empty())?);
         }
     }
     reject_duplicate_ids(&mut files);

@@ -195,6 +195,11 @@ impl Machine for Counter {
             t if t >= 50 => "yellow",
             _ => "green",
         };
+        let assignee = meta
+            .project
+            .get("assignee")
+            .and_then(|v| v.as_str())
+            .map(|a| format!("user:{a}"));
         Projection {
             status: if state.started { "running" } else { "new" }.into(),
             stage: Some("counting".into()),
@@ -205,11 +210,8 @@ impl Machine for Counter {
                 workflow_id: meta.workflow_id.clone(),
                 node: "count".into(),
                 stage: Some("counting".into()),
-                assignee: meta
-                    .project
-                    .get("assignee")
-                    .and_then(|v| v.as_str())
-                    .map(|a| format!("user:{a}")),
+                assignee: assignee.clone(),
+                addressees: assignee.into_iter().collect(),
                 department: Some("dept".into()),
                 colour: colour.into(),
                 due: Some(now + 86_400_000),

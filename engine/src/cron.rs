@@ -302,98 +302,105 @@ mod tests {
         date(y, m, d).at(h, min, 0, 0)
     }
 
+    /// Each case: a schedule, an instant, and its next slot after the instant.
+    fn check_next(cases: &[(&str, DateTime, DateTime)]) {
+        for (expr, from, want) in cases {
+            let s = Schedule::parse(expr).unwrap();
+            assert_eq!(
+                s.next_after_local(*from),
+                Some(*want),
+                "{expr} after {from}"
+            );
+        }
+    }
+
+    /// Each case: a schedule, an instant, and its latest slot at or before the instant.
+    fn check_latest(cases: &[(&str, DateTime, DateTime)]) {
+        for (expr, from, want) in cases {
+            let s = Schedule::parse(expr).unwrap();
+            assert_eq!(
+                s.latest_at_or_before_local(*from),
+                Some(*want),
+                "{expr} at or before {from}"
+            );
+        }
+    }
+
     #[test]
     fn weekday_one_is_monday_and_seven_is_sunday() {
         // 2026-12-02 is a Wednesday.
-        let monday = Schedule::parse("0 9 * * 1").unwrap();
         let now = at(2026, 12, 2, 10, 0);
-        assert_eq!(
-            monday.latest_at_or_before_local(now),
-            Some(at(2026, 11, 30, 9, 0))
-        );
-        assert_eq!(monday.next_after_local(now), Some(at(2026, 12, 7, 9, 0)));
         assert_eq!(date(2026, 12, 7).weekday(), jiff::civil::Weekday::Monday);
-        for sunday in ["0 9 * * 0", "0 9 * * 7", "0 9 * * SUN"] {
-            let s = Schedule::parse(sunday).unwrap();
-            assert_eq!(
-                s.next_after_local(now),
-                Some(at(2026, 12, 6, 9, 0)),
-                "{sunday}"
-            );
-        }
-        let weekdays = Schedule::parse("30 8 * * 1-5").unwrap();
-        assert_eq!(
-            weekdays.next_after_local(at(2026, 12, 4, 9, 0)),
-            Some(at(2026, 12, 7, 8, 30))
-        );
-        let weekend = Schedule::parse("0 9 * * 6-7").unwrap();
-        assert_eq!(weekend.next_after_local(now), Some(at(2026, 12, 5, 9, 0)));
-        assert_eq!(
-            weekend.next_after_local(at(2026, 12, 5, 9, 0)),
-            Some(at(2026, 12, 6, 9, 0))
-        );
+        check_latest(&[("0 9 * * 1", now, at(2026, 11, 30, 9, 0))]);
+        check_next(&[
+            ("0 9 * * 1", now, at(2026, 12, 7, 9, 0)),
+            ("0 9 * * 0", now, at(2026, 12, 6, 9, 0)),
+            ("0 9 * * 7", now, at(2026, 12, 6, 9, 0)),
+            ("0 9 * * SUN", now, at(2026, 12, 6, 9, 0)),
+            (
+                "30 8 * * 1-5",
+                at(2026, 12, 4, 9, 0),
+                at(2026, 12, 7, 8, 30),
+            ),
+            ("0 9 * * 6-7", now, at(2026, 12, 5, 9, 0)),
+            ("0 9 * * 6-7", at(2026, 12, 5, 9, 0), at(2026, 12, 6, 9, 0)),
+        ]);
     }
 
     #[test]
     fn slots_at_and_around_the_boundary() {
-        let s = Schedule::parse("0 9 1,16 * *").unwrap();
         // Exactly at a slot: it is the latest at or before, and not after.
-        assert_eq!(
-            s.latest_at_or_before_local(at(2026, 12, 16, 9, 0)),
-            Some(at(2026, 12, 16, 9, 0))
-        );
-        assert_eq!(
-            s.latest_at_or_before_local(at(2026, 12, 16, 8, 59)),
-            Some(at(2026, 12, 1, 9, 0))
-        );
-        assert_eq!(
-            s.next_after_local(at(2026, 12, 16, 9, 0)),
-            Some(at(2027, 1, 1, 9, 0))
-        );
-        let every = Schedule::parse("*/15 8-9 * * *").unwrap();
-        assert_eq!(
-            every.next_after_local(at(2026, 12, 2, 9, 45)),
-            Some(at(2026, 12, 3, 8, 0))
-        );
-        assert_eq!(
-            every.latest_at_or_before_local(at(2026, 12, 2, 9, 44)),
-            Some(at(2026, 12, 2, 9, 30))
-        );
-        // `a/n` runs to the end of the field.
-        let from = Schedule::parse("5/20 9 * * *").unwrap();
-        assert_eq!(
-            from.next_after_local(at(2026, 12, 2, 9, 25)),
-            Some(at(2026, 12, 2, 9, 45))
-        );
+        check_latest(&[
+            (
+                "0 9 1,16 * *",
+                at(2026, 12, 16, 9, 0),
+                at(2026, 12, 16, 9, 0),
+            ),
+            (
+                "0 9 1,16 * *",
+                at(2026, 12, 16, 8, 59),
+                at(2026, 12, 1, 9, 0),
+            ),
+            (
+                "*/15 8-9 * * *",
+                at(2026, 12, 2, 9, 44),
+                at(2026, 12, 2, 9, 30),
+            ),
+        ]);
+        check_next(&[
+            ("0 9 1,16 * *", at(2026, 12, 16, 9, 0), at(2027, 1, 1, 9, 0)),
+            (
+                "*/15 8-9 * * *",
+                at(2026, 12, 2, 9, 45),
+                at(2026, 12, 3, 8, 0),
+            ),
+            // `a/n` runs to the end of the field.
+            (
+                "5/20 9 * * *",
+                at(2026, 12, 2, 9, 25),
+                at(2026, 12, 2, 9, 45),
+            ),
+        ]);
     }
 
     #[test]
     fn both_day_fields_restricted_match_either() {
-        // The 1st of the month or any Friday.
-        let s = Schedule::parse("0 9 1 * FRI").unwrap();
-        assert_eq!(
-            s.next_after_local(at(2026, 12, 2, 10, 0)),
-            Some(at(2026, 12, 4, 9, 0))
-        );
-        assert_eq!(
-            s.next_after_local(at(2026, 12, 25, 10, 0)),
-            Some(at(2027, 1, 1, 9, 0))
-        );
-        // `*` in the day field: weekday alone decides.
-        let w = Schedule::parse("0 9 * DEC FRI").unwrap();
-        assert_eq!(
-            w.next_after_local(at(2026, 12, 25, 10, 0)),
-            Some(at(2027, 12, 3, 9, 0))
-        );
+        check_next(&[
+            // The 1st of the month or any Friday.
+            ("0 9 1 * FRI", at(2026, 12, 2, 10, 0), at(2026, 12, 4, 9, 0)),
+            ("0 9 1 * FRI", at(2026, 12, 25, 10, 0), at(2027, 1, 1, 9, 0)),
+            // `*` in the day field: weekday alone decides.
+            (
+                "0 9 * DEC FRI",
+                at(2026, 12, 25, 10, 0),
+                at(2027, 12, 3, 9, 0),
+            ),
+        ]);
     }
 
     #[test]
     fn leap_day_and_never() {
-        let s = Schedule::parse("0 9 29 2 *").unwrap();
-        assert_eq!(
-            s.next_after_local(at(2026, 12, 2, 0, 0)),
-            Some(at(2028, 2, 29, 9, 0))
-        );
+        check_next(&[("0 9 29 2 *", at(2026, 12, 2, 0, 0), at(2028, 2, 29, 9, 0))]);
         assert!(Schedule::parse("0 9 31 2 *").is_err());
         assert!(Schedule::parse("0 9 30,31 2 *").is_err());
         // With a weekday as well, it fires on the weekday.

@@ -302,29 +302,42 @@ fn start_position(def: &Definition) -> Option<usize> {
 /// HTML-like entity codes `#name;` / `#NNN;`, so `"` and `#` itself (which would start one) are
 /// written as codes, as are characters that mean something in labels or HTML.
 pub fn escape_mermaid(text: &str) -> String {
+    escaped(text, |c| match c {
+        '"' => Some("#quot;"),
+        '#' => Some("#35;"),
+        '<' => Some("#lt;"),
+        '>' => Some("#gt;"),
+        '&' => Some("#amp;"),
+        '|' => Some("#124;"),
+        '`' => Some("#96;"),
+        '\n' | '\r' => Some(" "),
+        _ => None,
+    })
+}
+
+fn mermaid_label(lines: &[String]) -> String {
+    label(lines, escape_mermaid, "<br/>")
+}
+
+/// `text` with each character `code` names written as that text instead.
+fn escaped(text: &str, code: impl Fn(char) -> Option<&'static str>) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        match c {
-            '"' => out.push_str("#quot;"),
-            '#' => out.push_str("#35;"),
-            '<' => out.push_str("#lt;"),
-            '>' => out.push_str("#gt;"),
-            '&' => out.push_str("#amp;"),
-            '|' => out.push_str("#124;"),
-            '`' => out.push_str("#96;"),
-            '\n' | '\r' => out.push(' '),
-            c => out.push(c),
+        match code(c) {
+            Some(s) => out.push_str(s),
+            None => out.push(c),
         }
     }
     out
 }
 
-fn mermaid_label(lines: &[String]) -> String {
+/// A box's lines as one label: each escaped, joined with the dialect's line break.
+fn label(lines: &[String], escape: fn(&str) -> String, line_break: &str) -> String {
     lines
         .iter()
-        .map(|l| escape_mermaid(l))
+        .map(|l| escape(l))
         .collect::<Vec<_>>()
-        .join("<br/>")
+        .join(line_break)
 }
 
 fn mermaid_node(i: usize, s: &Shape) -> String {
@@ -424,25 +437,17 @@ fn one_line(s: &str) -> String {
 /// Escapes text for a double-quoted DOT string: `\` and `"` get a backslash (Graphviz reads
 /// `\l`, `\N` … inside labels, so a literal backslash must be doubled), line breaks become `\n`.
 pub fn escape_dot(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => {}
-            c => out.push(c),
-        }
-    }
-    out
+    escaped(text, |c| match c {
+        '\\' => Some("\\\\"),
+        '"' => Some("\\\""),
+        '\n' => Some("\\n"),
+        '\r' => Some(""),
+        _ => None,
+    })
 }
 
 fn dot_label(lines: &[String]) -> String {
-    lines
-        .iter()
-        .map(|l| escape_dot(l))
-        .collect::<Vec<_>>()
-        .join("\\n")
+    label(lines, escape_dot, "\\n")
 }
 
 fn dot_node(i: usize, s: &Shape, mark: Option<&str>) -> String {

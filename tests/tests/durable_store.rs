@@ -22,13 +22,15 @@ fn task(
     colour: &str,
     due: i64,
 ) -> InboxRow {
+    let assignee = assignee.map_or(format!("dept:{dept}"), |a| format!("user:{a}"));
     InboxRow {
         instance: instance.into(),
         task_id: id.into(),
         workflow_id: "wf".into(),
         node: id.into(),
         stage: Some("审批".into()),
-        assignee: Some(assignee.map_or(format!("dept:{dept}"), |a| format!("user:{a}"))),
+        assignee: Some(assignee.clone()),
+        addressees: vec![assignee],
         department: Some(dept.into()),
         colour: colour.into(),
         due: Some(due),
@@ -643,6 +645,40 @@ async fn dialects_agree(db: Db) {
         "{name}"
     );
     assert!(db.inbox_for(&[], 10).await.unwrap().is_empty(), "{name}");
+    // A delegated task is addressed to its assignee and its delegate: either finds it, once,
+    // and its addressees read back as written.
+    let mut shared = task("o2", "shared", Some("wu"), dept, "green", 40);
+    shared.addressees.push("user:qian".into());
+    db.commit(&Batch {
+        instances: vec![new_instance("o2", 1, vec![shared.clone()])],
+        events: vec![event("o2", 1)],
+        ..Batch::default()
+    })
+    .await
+    .unwrap();
+    let delegate = db.inbox_for(&["user:qian".into()], 10).await.unwrap();
+    assert_eq!(delegate, [shared.clone()], "{name}");
+    assert_eq!(
+        db.inbox(Some("user:qian"), &[], 10).await.unwrap(),
+        [shared.clone()],
+        "{name}"
+    );
+    let both = db
+        .inbox_for(&["user:wu".into(), "user:qian".into(), "role:x".into()], 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        both.iter().filter(|r| r.task_id == "shared").count(),
+        1,
+        "{name}"
+    );
+    assert!(
+        db.inbox_for(&["user:zhu".into()], 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}"
+    );
     assert!(db.lookup_keys(&[]).await.unwrap().is_empty(), "{name}");
 
     // Two publishes of different texts at once: each gets its own version.

@@ -1,11 +1,11 @@
 //! The engine, the inbox projection and `decide` agree on who may act, over the shipped
-//! workflows: each instance is walked from its start by a clerk holding every role (claiming and
-//! delegating some tasks on the way), and at every step, for every open task and every kind of
-//! user (the applicant, another applicant, the service officer, a holder of each role, a member
-//! of each department, a delegate), the inbox row the projection writes reaches the user exactly
-//! when `policy::may_act` says so (a delegate is the exception the inbox cannot express with one
-//! addressee per row, and is left out of that half), and `decide` accepts a comment on the task
-//! exactly when it says so.
+//! workflows and one that co-signs: each instance is walked from its start by whoever may act
+//! (a clerk holding every role, else the applicant, a delegate or a co-signer), claiming,
+//! delegating (委托), handing over (转办) and co-signing (加签) some tasks on the way, and at every
+//! step, for every open task and every kind of user (the applicant, another applicant, the
+//! service officer, a holder of each role, a member of each department, the delegate, the
+//! co-signer), the inbox row the projection writes reaches the user exactly when
+//! `policy::may_act` says so, and `decide` accepts a comment on the task exactly when it says so.
 
 use std::path::Path;
 
@@ -14,6 +14,8 @@ use serde_json::json;
 use shenpi_adapters::engine_machine::{EngineContext, EngineMachine};
 use shenpi_adapters::machine::Machine;
 use shenpi_adapters::store::InstanceMeta;
+use shenpi_engine::compile::Party;
+use shenpi_engine::runtime::event::TaskKind;
 use shenpi_engine::runtime::state::TaskStatus;
 use shenpi_engine::runtime::{
     Actor, Command, CommandEnvelope, InstanceState, Rejection, TimerKind, apply, decide, policy,
@@ -47,7 +49,19 @@ fn addresses(a: &Actor) -> Vec<String> {
         .collect()
 }
 
-/// Checks every open task of `st` for every actor; returns how many pairs were checked.
+/// What the checks covered.
+#[derive(Default)]
+struct Checked {
+    pairs: usize,
+    /// Pairs of a delegated task and its delegate.
+    delegates: usize,
+    /// Pairs of a task handed over (转办) and the user it went to.
+    transfers: usize,
+    /// Pairs of a co-signer's task and its co-signer.
+    cosigners: usize,
+}
+
+/// Checks every open task of `st` for every actor.
 fn check_step(
     m: &EngineMachine,
     ctx: &EngineContext,
@@ -55,25 +69,29 @@ fn check_step(
     st: &InstanceState,
     actors: &[Actor],
     now: Timestamp,
-) -> usize {
+    checked: &mut Checked,
+) {
     let rows = m.project(ctx, meta, st, now.as_millisecond()).tasks;
-    let mut checked = 0;
     for t in st.tasks.iter().filter(|t| t.status == TaskStatus::Open) {
         let row = rows.iter().find(|r| r.task_id == t.spec.task.to_string());
         for a in actors {
             let may = policy::may_act(t, a, &st.applicant);
-            if let Some(row) = row
-                && !t.delegates.contains(&a.name)
-            {
-                let shown = row
-                    .assignee
-                    .as_ref()
-                    .is_some_and(|x| addresses(a).contains(x));
+            if let Some(row) = row {
+                let shown = row.addressees.iter().any(|x| addresses(a).contains(x));
                 assert_eq!(
                     shown, may,
-                    "{} task {} ({}) for {a:?}: inbox vs policy",
-                    meta.workflow_id, t.spec.task, t.spec.node
+                    "{} task {} ({}) for {a:?}: inbox {:?} vs policy",
+                    meta.workflow_id, t.spec.task, t.spec.node, row.addressees
                 );
+                assert_eq!(row.assignee.as_ref(), row.addressees.first());
+                let user = Party::User(a.name.clone());
+                if t.delegates.contains(&a.name) {
+                    checked.delegates += 1;
+                } else if t.spec.kind == TaskKind::Cosign && t.spec.assignment == user {
+                    checked.cosigners += 1;
+                } else if t.spec.assignment == user {
+                    checked.transfers += 1;
+                }
             }
             let cmd = CommandEnvelope {
                 actor: a.clone(),
@@ -91,24 +109,50 @@ fn check_step(
                 "{} task {} ({}) for {a:?}: decide vs policy",
                 meta.workflow_id, t.spec.task, t.spec.node
             );
-            checked += 1;
+            checked.pairs += 1;
         }
     }
-    checked
 }
+
+/// A workflow whose step takes co-signers (加签); none of the shipped ones does.
+const COSIGNING: &str = "id: cosigning
+name: 加签测试
+calendar: cn-mainland
+start: review
+roles:
+  - {id: reviewer}
+nodes:
+  - id: review
+    name: 审查
+    type: task
+    assignee: {role: reviewer}
+    actions: [approve, delegate, cosign, comment]
+    next: sign
+  - id: sign
+    name: 签发
+    type: task
+    assignee: {role: reviewer}
+    actions: [approve, delegate, cosign, comment]
+    next: done
+  - {id: done, type: end, outcome: approved}
+";
 
 #[test]
 fn policy_projection_and_decide_agree_on_the_shipped_workflows() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
     let m = EngineMachine::from_dir(&dir).expect("workflows load");
-    let mut total = 0;
+    let mut checked = Checked::default();
     let mut applicant_tasks = 0;
     for id in [
         "construction-permit",
         "enterprise-filing",
         "provincial-major",
+        "cosigning",
     ] {
-        let yaml = std::fs::read_to_string(dir.join(format!("{id}.yaml"))).expect("yaml");
+        let yaml = match id {
+            "cosigning" => COSIGNING.to_string(),
+            _ => std::fs::read_to_string(dir.join(format!("{id}.yaml"))).expect("yaml"),
+        };
         let def = m.compile(&yaml).expect("compiles");
         let ctx = m.insert(id, 900, def).expect("registers");
         let wf = &ctx.def.workflow;
@@ -118,6 +162,7 @@ fn policy_projection_and_decide_agree_on_the_shipped_workflows() {
             Actor::new("liu", None, &["applicant"]),
             Actor::new("sun", None, &["service_officer"]),
             Actor::new("deleg", None, &["approver"]),
+            Actor::new("cosig", None, &["approver"]),
         ];
         for r in &roles {
             actors.push(Actor::new(&format!("holder-{r}"), None, &[r]));
@@ -148,18 +193,34 @@ fn policy_projection_and_decide_agree_on_the_shipped_workflows() {
             for e in &events {
                 apply(&mut st, e);
             }
-            total += check_step(&m, &ctx, &meta, &st, &actors, now);
-            let open = st.tasks.iter().find(|t| t.status == TaskStatus::Open);
+            check_step(&m, &ctx, &meta, &st, &actors, now, &mut checked);
+            // The newest open task first, so a co-signer's task is decided before its parent.
+            let open = st.tasks.iter().rev().find(|t| t.status == TaskStatus::Open);
             let mut tries = Vec::new();
             match open {
                 Some(t) => {
-                    // Delegate some tasks and claim others, so both are checked too; then decide.
+                    // Hand over, delegate, co-sign some tasks and claim others, so each is
+                    // checked too; then decide.
                     let id = t.spec.task;
+                    let work = t.spec.kind == TaskKind::Work;
+                    if work && id.0 % 5 == 0 && t.spec.assignment != Party::User("deleg".into()) {
+                        tries.push(Command::Delegate {
+                            task: id,
+                            to: "deleg".into(),
+                            transfer: true,
+                        });
+                    }
                     if t.delegates.is_empty() && id.0 % 2 == 0 {
                         tries.push(Command::Delegate {
                             task: id,
                             to: "deleg".into(),
                             transfer: false,
+                        });
+                    }
+                    if work && t.cosigners.is_empty() {
+                        tries.push(Command::AddCosigner {
+                            task: id,
+                            user: "cosig".into(),
                         });
                     }
                     if t.claimed_by.is_none() && id.0 % 3 == 0 {
@@ -182,11 +243,18 @@ fn policy_projection_and_decide_agree_on_the_shipped_workflows() {
                     None => break,
                 },
             }
-            // The one who may: the clerk holds every role but is not the applicant.
+            // The one who may: the clerk holds every role but is not the applicant, a delegate
+            // or a co-signer.
             let actor = match open {
                 Some(t) if !policy::may_act(t, &clerk, &st.applicant) => {
-                    applicant_tasks += 1;
-                    actors[0].clone()
+                    let who = actors
+                        .iter()
+                        .find(|a| policy::may_act(t, a, &st.applicant))
+                        .unwrap_or(&actors[0]);
+                    if who.name == actors[0].name {
+                        applicant_tasks += 1;
+                    }
+                    who.clone()
                 }
                 _ => clerk.clone(),
             };
@@ -205,7 +273,10 @@ fn policy_projection_and_decide_agree_on_the_shipped_workflows() {
             }
         }
     }
-    assert!(total > 100, "only {total} checks ran");
+    assert!(checked.pairs > 100, "only {} checks ran", checked.pairs);
+    assert!(checked.delegates > 0, "no delegated task was checked");
+    assert!(checked.transfers > 0, "no handed-over task was checked");
+    assert!(checked.cosigners > 0, "no co-signer's task was checked");
     assert!(
         applicant_tasks > 0,
         "the walk never reached a task of the applicant"

@@ -97,7 +97,7 @@ async fn each_operation_changes_the_inbox_of_exactly_the_right_people() {
         json!({"type": "consult", "to": "chen"}),
     )
     .await;
-    assert_eq!(r.json["error"], "user_cannot_act", "{}", r.text);
+    assert_eq!(r.json["error"], "recipient_cannot_act", "{}", r.text);
     let r = act(
         &s,
         "li",

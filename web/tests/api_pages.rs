@@ -4,130 +4,38 @@
 
 mod api_common;
 
-use api_common::server;
+use api_common::{Browser, between, form, login_form, server};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 
-fn form(pairs: &[(&str, &str)]) -> String {
-    fn enc(s: &str) -> String {
-        let mut o = String::new();
-        for b in s.bytes() {
-            match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => o.push(b as char),
-                b' ' => o.push('+'),
-                _ => o.push_str(&format!("%{b:02X}")),
-            }
+/// The login form refuses a post without its cookie (login CSRF) and a wrong password, and its
+/// session cookie is `HttpOnly` and `SameSite=Lax`.
+#[tokio::test]
+async fn the_login_form_checks_its_cookie_and_the_password() {
+    let s = server("pages-login").await;
+    let (login_cookie, csrf) = login_form(&s).await;
+    let post = |cookie: Option<&str>, password: &str| {
+        let mut b = Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c);
         }
-        o
-    }
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let i = text.find(start)? + start.len();
-    let j = text.get(i..)?.find(end)? + i;
-    text.get(i..j)
-}
-
-struct Browser<'a> {
-    s: &'a api_common::Server,
-    cookie: String,
-}
-
-impl<'a> Browser<'a> {
-    async fn login(s: &'a api_common::Server, name: &str) -> Browser<'a> {
-        let page = s
-            .send(Request::get("/login").body(Body::empty()).expect("req"))
-            .await;
-        assert_eq!(page.status, StatusCode::OK);
-        let set = page.headers[header::SET_COOKIE]
-            .to_str()
-            .expect("cookie")
-            .to_string();
-        let login_cookie = set.split(';').next().expect("pair").to_string();
-        let csrf = between(&page.text, "name=\"csrf\" value=\"", "\"")
-            .expect("csrf")
-            .to_string();
-        // Without the cookie the login form is refused (login CSRF).
-        let r = s
-            .send(
-                Request::post("/login")
-                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(Body::from(form(&[
-                        ("csrf", &csrf),
-                        ("name", name),
-                        ("password", "password-123"),
-                    ])))
-                    .expect("req"),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::FORBIDDEN);
-        let bad = s
-            .send(
-                Request::post("/login")
-                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .header(header::COOKIE, &login_cookie)
-                    .body(Body::from(form(&[
-                        ("csrf", &csrf),
-                        ("name", name),
-                        ("password", "nope"),
-                    ])))
-                    .expect("req"),
-            )
-            .await;
-        assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
-        assert!(bad.text.contains("用户名或密码错误"));
-        let r = s
-            .send(
-                Request::post("/login")
-                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .header(header::COOKIE, &login_cookie)
-                    .body(Body::from(form(&[
-                        ("csrf", &csrf),
-                        ("name", name),
-                        ("password", "password-123"),
-                    ])))
-                    .expect("req"),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
-        let set = r.headers[header::SET_COOKIE]
-            .to_str()
-            .expect("cookie")
-            .to_string();
-        assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"));
-        Browser {
-            s,
-            cookie: set.split(';').next().expect("pair").to_string(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> api_common::Resp {
-        self.s
-            .send(
-                Request::get(path)
-                    .header(header::COOKIE, &self.cookie)
-                    .body(Body::empty())
-                    .expect("req"),
-            )
-            .await
-    }
-
-    async fn post(&self, path: &str, pairs: &[(&str, &str)]) -> api_common::Resp {
-        self.s
-            .send(
-                Request::post(path)
-                    .header(header::COOKIE, &self.cookie)
-                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(Body::from(form(pairs)))
-                    .expect("req"),
-            )
-            .await
-    }
+        b.body(Body::from(form(&[
+            ("csrf", &csrf),
+            ("name", "zhang"),
+            ("password", password),
+        ])))
+        .expect("req")
+    };
+    let r = s.send(post(None, "password-123")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let bad = s.send(post(Some(&login_cookie), "nope")).await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    assert!(bad.text.contains("用户名或密码错误"));
+    let r = s.send(post(Some(&login_cookie), "password-123")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let set = r.headers[header::SET_COOKIE].to_str().expect("cookie");
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"));
 }
 
 #[tokio::test]

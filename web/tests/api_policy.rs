@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use shenpi_adapters::bus::Submit;
 use shenpi_engine::runtime::state::TaskStatus;
 use shenpi_engine::runtime::{Command, TimerKind};
-use shenpi_web::server::accounts::User;
 
 /// Every role of the construction permit's departments, held by one clerk with no department,
 /// so the test can walk the instance to `build` without naming each reviewer.
@@ -35,29 +34,6 @@ const ROLES: &[&str] = &[
     "expert_cost",
 ];
 
-async fn add_user(
-    s: &api_common::Server,
-    name: &str,
-    dept: Option<&str>,
-    roles: &[&str],
-) -> String {
-    let u = User {
-        name: name.to_string(),
-        department: dept.map(str::to_string),
-        roles: roles.iter().map(|r| r.to_string()).collect(),
-    };
-    s.app
-        .accounts
-        .upsert_user(&u, Some("password-123"), T0)
-        .await
-        .expect("user");
-    s.app
-        .accounts
-        .create_token(name, None, T0)
-        .await
-        .expect("token")
-}
-
 #[tokio::test]
 async fn the_applicant_completes_the_task_assigned_to_the_applicant() {
     let mut s = server("policy").await;
@@ -65,8 +41,7 @@ async fn the_applicant_completes_the_task_assigned_to_the_applicant() {
         ("clerk", None, ROLES),
         ("qian", Some("jyj"), &["approver"][..]),
     ] {
-        let t = add_user(&s, name, dept, roles).await;
-        s.tokens.insert(name.to_string(), t);
+        s.add_user(name, dept, roles).await;
     }
     let p = s
         .req(

@@ -1,5 +1,8 @@
 //! The embedded migrations of both backends, in one list so that a change made on both carries
-//! the same version number on both (the files are under `adapters/migrations/{sqlite,postgres}/`).
+//! the same version number on both. A migration whose text is the same in both dialects is one
+//! file under `adapters/migrations/shared/`; one that differs has a file per backend under
+//! `adapters/migrations/{sqlite,postgres}/`. (A migration's checksum is its text, so moving an
+//! identical text between folders changes nothing for a database that already ran it.)
 
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -20,6 +23,14 @@ macro_rules! both {
             Some(include_str!(concat!("../../migrations/postgres/", $file))),
         )
     };
+}
+
+/// One text for both backends.
+macro_rules! shared {
+    ($file:literal) => {{
+        const SQL: &str = include_str!(concat!("../../migrations/shared/", $file));
+        (Some(SQL), Some(SQL))
+    }};
 }
 
 const fn step(
@@ -51,10 +62,11 @@ const MIGRATIONS: &[Step] = &[
     step(
         5,
         "calendar revisions",
-        both!("0005_calendar_revisions.sql"),
+        shared!("0005_calendar_revisions.sql"),
     ),
-    step(6, "server tables", both!("0006_server_tables.sql")),
-    step(7, "event format", both!("0007_event_format.sql")),
+    step(6, "server tables", shared!("0006_server_tables.sql")),
+    step(7, "event format", shared!("0007_event_format.sql")),
+    step(8, "inbox addressees", both!("0008_inbox_addressees.sql")),
 ];
 
 /// Which backend's texts to run.

@@ -227,8 +227,14 @@ pub struct InboxRow {
     pub workflow_id: String,
     pub node: String,
     pub stage: Option<String>,
-    /// Who may act: `user:NAME`, `role:ID` or `dept:ID`.
+    /// Whom the task is addressed to before delegates (its claimer, else its assignment):
+    /// `user:NAME`, `role:ID` or `dept:ID`; what the inbox shows as 办理人.
     pub assignee: Option<String>,
+    /// Everyone the task is addressed to, as parties like `assignee`: `engine::runtime::policy::
+    /// addressees` (the assignee, then each delegate). An inbox shows the row to whoever is one
+    /// of them, so a delegated task reaches its delegates and its own addressee alike.
+    #[serde(default)]
+    pub addressees: Vec<String>,
     pub department: Option<String>,
     /// `green`, `yellow`, `red`.
     pub colour: String,
@@ -502,15 +508,16 @@ pub trait OutboxStore {
 
 /// Read models.
 pub trait ProjectionStore {
-    /// Open tasks assigned to any of `parties` (a user's `user:NAME`, `role:ID` for each of
-    /// their roles, `dept:ID` for their department), most urgent first, in one query.
+    /// Open tasks addressed to any of `parties` (a user's `user:NAME`, `role:ID` for each of
+    /// their roles, `dept:ID` for their department): one of the row's `addressees` is among
+    /// them. Most urgent first, in one query; each row once.
     fn inbox_for(
         &self,
         parties: &[String],
         limit: i64,
     ) -> impl Future<Output = Result<Vec<InboxRow>>> + Send;
-    /// Open tasks whose assignee is exactly `assignee` (a party string), or unassigned in one of
-    /// `departments`, most urgent first.
+    /// Open tasks addressed to `assignee` (a party string, one of the row's `addressees`), or
+    /// unassigned in one of `departments`, most urgent first.
     fn inbox(
         &self,
         assignee: Option<&str>,

@@ -18,12 +18,12 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{ConnectOptions, Connection};
 
 use super::sql::{
-    Backend, COMMIT_ORDER, ConnOf, Step, TimerClaim, bind_arg, driver_calls, inbox_where,
-    outbox_cols,
+    Backend, COMMIT_ORDER, ConnOf, Step, TimerClaim, addressees_json, bind_arg, driver_calls,
+    inbox_where, outbox_cols,
 };
 use super::*;
 
-/// The embedded migrations (the files under `adapters/migrations/postgres/`).
+/// The embedded migrations (the files under `adapters/migrations/postgres/` and `shared/`).
 pub fn migrator() -> Migrator {
     super::migrations::migrator(super::migrations::Dialect::Postgres)
 }
@@ -109,11 +109,12 @@ impl Backend for PgStore {
     const TIMER_STATES: &'static str = "SELECT t.instance, t.timer_id, t.state FROM timers t
         JOIN UNNEST($1::text[], $2::text[]) AS u(instance, timer_id)
           ON t.instance = u.instance AND t.timer_id = u.timer_id";
+    /// `?` and `?|` on the JSONB addressees, which the GIN index `inbox_addressees` answers.
     const INBOX: &'static str = inbox_where!(
-        "assignee = $1 OR (assignee IS NULL AND department = ANY($2))",
+        "addressees ? $1 OR (assignee IS NULL AND department = ANY($2))",
         "$3"
     );
-    const INBOX_FOR: &'static str = inbox_where!("assignee = ANY($1)", "$2");
+    const INBOX_FOR: &'static str = inbox_where!("addressees ?| $1", "$2");
     /// `SKIP LOCKED`: nodes never wait on each other's claims.
     const CLAIM_OUTBOX: &'static str = concat!(
         "UPDATE outbox SET state = 'sending', claimed_by = $1, lease_until = $2
@@ -403,10 +404,12 @@ async fn write_step(tx: &mut PgConnection, step: Step, b: &Batch) -> Result<()> 
                 if !tasks.is_empty() {
                     sqlx::query(
                         "INSERT INTO inbox (instance, task_id, workflow_id, node, stage, assignee,
-                             department, colour, due, priority, supervised, opened_at)
-                             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
+                             department, colour, due, priority, supervised, opened_at, addressees)
+                             SELECT i, t, w, n, s, a, d, c, due, p, sv, o, CAST(ad AS JSONB)
+                             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
                                $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[],
-                               $10::bigint[], $11::bool[], $12::bigint[])",
+                               $10::bigint[], $11::bool[], $12::bigint[], $13::text[])
+                               AS u(i, t, w, n, s, a, d, c, due, p, sv, o, ad)",
                     )
                     .bind(
                         tasks
@@ -445,6 +448,13 @@ async fn write_step(tx: &mut PgConnection, step: Step, b: &Batch) -> Result<()> 
                     )
                     .bind(tasks.iter().map(|t| t.supervised).collect::<Vec<_>>())
                     .bind(tasks.iter().map(|t| t.opened_at).collect::<Vec<_>>())
+                    .bind(
+                        tasks
+                            .iter()
+                            .copied()
+                            .map(addressees_json)
+                            .collect::<Result<Vec<_>>>()?,
+                    )
                     .execute(&mut *tx)
                     .await?;
                 }

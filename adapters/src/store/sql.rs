@@ -57,10 +57,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
     const KEYS: &'static str;
     /// `(instance, timer_id, state)` of timers: `$1` instances and `$2` timer ids, pairwise.
     const TIMER_STATES: &'static str;
-    /// Inbox rows ([`inbox_cols!`]): `$1` the assignee, `$2` departments (a list) whose
-    /// unassigned tasks count too, `$3` the limit.
+    /// Inbox rows ([`inbox_cols!`]): `$1` one of the row's addressees, `$2` departments (a
+    /// list) whose unassigned tasks count too, `$3` the limit.
     const INBOX: &'static str;
-    /// Inbox rows ([`inbox_cols!`]): `$1` parties (a list), `$2` the limit.
+    /// Inbox rows ([`inbox_cols!`]): `$1` parties (a list), one of which is among the row's
+    /// addressees, `$2` the limit.
     const INBOX_FOR: &'static str;
     /// Claims outbox rows ([`outbox_cols!`]): `$1` node, `$2` lease end, `$3` now, `$4` limit.
     const CLAIM_OUTBOX: &'static str;
@@ -190,7 +191,7 @@ pub(super) use bind_arg;
 macro_rules! inbox_cols {
     () => {
         "instance, task_id, workflow_id, node, stage, assignee, department, colour, due, \
-         priority, supervised, opened_at"
+         priority, supervised, opened_at, CAST(addressees AS TEXT)"
     };
 }
 pub(super) use inbox_cols;
@@ -290,7 +291,15 @@ fn inbox_row<S: Backend>(r: &RowOf<S>) -> Result<InboxRow> {
         priority: c.int()?.try_into().unwrap_or(i32::MAX),
         supervised: c.flag()?,
         opened_at: c.int()?,
+        addressees: serde_json::from_value(c.json()?)
+            .map_err(|e| StoreError::Corrupt(format!("inbox addressees: {e}")))?,
     })
+}
+
+/// A row's addressees as the JSON array text both backends store.
+pub fn addressees_json(t: &InboxRow) -> Result<String> {
+    serde_json::to_string(&t.addressees)
+        .map_err(|e| StoreError::Corrupt(format!("inbox addressees: {e}")))
 }
 
 fn outbox_message<S: Backend>(r: &RowOf<S>) -> Result<OutboxMessage> {

@@ -25,7 +25,7 @@ use super::sql::{
 use super::sqlite_commit::CommitThread;
 use super::*;
 
-/// The embedded migrations (the files under `adapters/migrations/sqlite/`).
+/// The embedded migrations (the files under `adapters/migrations/sqlite/` and `shared/`).
 pub fn migrator() -> Migrator {
     super::migrations::migrator(super::migrations::Dialect::Sqlite)
 }
@@ -134,13 +134,18 @@ impl Backend for SqliteStore {
         JOIN (SELECT i.value AS instance, d.value AS timer_id
               FROM json_each($1) i JOIN json_each($2) d ON d.key = i.key) u
           ON t.instance = u.instance AND t.timer_id = u.timer_id";
+    /// The addressees are a JSON array read with `json_each` (SQLite indexes no array: the
+    /// open tasks are scanned).
     const INBOX: &'static str = inbox_where!(
-        "assignee = $1
+        "EXISTS (SELECT 1 FROM json_each(addressees) a WHERE a.value = $1)
          OR (assignee IS NULL AND department IN (SELECT value FROM json_each($2)))",
         "$3"
     );
-    const INBOX_FOR: &'static str =
-        inbox_where!("assignee IN (SELECT value FROM json_each($1))", "$2");
+    const INBOX_FOR: &'static str = inbox_where!(
+        "EXISTS (SELECT 1 FROM json_each(addressees) a
+                 WHERE a.value IN (SELECT value FROM json_each($1)))",
+        "$2"
+    );
     /// One `UPDATE`, atomic under SQLite's single writer: no `SKIP LOCKED` needed.
     const CLAIM_OUTBOX: &'static str = concat!(
         "UPDATE outbox SET state = 'sending', claimed_by = $1, lease_until = $2

@@ -18,7 +18,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::sql::{COMMIT_ORDER, Step};
+use super::sql::{COMMIT_ORDER, Step, addressees_json};
 use super::{Batch, Result, StoreError};
 
 struct Job {
@@ -288,8 +288,8 @@ fn write_projections(tx: &rusqlite::Transaction<'_>, b: &Batch) -> Result<()> {
     let mut task = tx
         .prepare_cached(
             "INSERT INTO inbox (instance, task_id, workflow_id, node, stage, assignee, department,
-             colour, due, priority, supervised, opened_at)
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+             colour, due, priority, supervised, opened_at, addressees)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
         )
         .map_err(native)?;
     let mut promise = tx
@@ -337,7 +337,8 @@ fn write_projections(tx: &rusqlite::Transaction<'_>, b: &Batch) -> Result<()> {
                 t.due,
                 t.priority,
                 t.supervised,
-                t.opened_at
+                t.opened_at,
+                addressees_json(t)?
             ])
             .map_err(native)?;
         }

@@ -60,12 +60,18 @@ pub fn addressee(task: &Task, applicant: &str) -> Party {
     }
 }
 
+/// Whether the workflow addresses the task to the applicant side (`role: applicant`) rather
+/// than to the administration.
+pub fn is_applicants_task(task: &Task) -> bool {
+    matches!(&task.spec.assignment, Party::Role(r) if r == APPLICANT_ROLE)
+}
+
 /// A task's assignment with `role: applicant` resolved to the instance's applicant.
 fn assignment(task: &Task, applicant: &str) -> Party {
-    match &task.spec.assignment {
-        Party::Role(r) if r == APPLICANT_ROLE => Party::User(SmolStr::new(applicant)),
-        p => p.clone(),
+    if is_applicants_task(task) {
+        return Party::User(SmolStr::new(applicant));
     }
+    task.spec.assignment.clone()
 }
 
 /// Everyone a task is addressed to: its [`addressee`], then each delegate. While the task is

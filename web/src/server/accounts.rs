@@ -2,7 +2,7 @@
 //! report runs and colour snapshots for the dashboard chart.
 //!
 //! They live in the same database as the durable runtime's tables (prefixed `web_`) and are
-//! created by its migrations (`adapters/migrations/*/0006_server_tables.sql`), under the
+//! created by its migrations (`adapters/migrations/shared/0006_server_tables.sql`), under the
 //! migration lock, so that nodes starting together on an empty database do not race to create
 //! them. Every statement is written once and runs on both backends (`$1` placeholders, `BIGINT`
 //! times in milliseconds, JSON as text) through [`on_pool!`].

@@ -7,7 +7,6 @@
 //! so a crash in the middle or two nodes doing it at once record each move once. A revision is
 //! marked re-timed (with its summary) only after every instance answered.
 
-use std::path::Path;
 use std::time::Duration;
 
 use axum::Json;
@@ -26,9 +25,9 @@ use shenpi_engine::runtime::{Actor, Command, CommandEnvelope, Event, decide};
 use utoipa::ToSchema;
 
 use super::auth::{Caller, PageUser};
-use super::catalog::{Catalog, yaml_hash};
+use super::catalog::yaml_hash;
 use super::chrome::{Flash, datetime, due_date, fail, page};
-use super::engine::{EngineMachine, timestamp};
+use super::engine::{CalendarFile, EngineMachine, timestamp};
 use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
 use super::extract;
@@ -60,28 +59,23 @@ pub fn may_publish(u: &super::accounts::User) -> bool {
 /// newest revision of every calendar in force. Returns what it has to say (one line each).
 pub async fn seed(
     db: &Db,
-    dir: &Path,
-    catalog: &Catalog,
+    files: &[CalendarFile],
     machine: &EngineMachine,
     now: Millis,
 ) -> Result<Vec<String>, String> {
     let mut notes = Vec::new();
-    for (id, _) in catalog.calendars() {
+    for file in files {
+        let (id, text) = (file.id.as_str(), file.text.as_str());
         // Recorded relative to the workflows folder, the same on every node and machine.
-        let shown = format!("calendars/{id}.yaml");
-        let path = dir.join(&shown);
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{shown}: {e}"))?;
-        let hash = yaml_hash(&text);
-        let revisions = db
-            .calendar_revisions(&id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let shown = file.shown.as_str();
+        let hash = yaml_hash(text);
+        let revisions = db.calendar_revisions(id).await.map_err(|e| e.to_string())?;
         let from_file = revisions
             .iter()
             .find(|r| r.origin == "file" && r.origin_detail == shown);
         match (revisions.first(), from_file) {
             (None, _) => {
-                seed_publish(db, &id, &text, &hash, &shown, now).await?;
+                seed_publish(db, id, text, &hash, shown, now).await?;
             }
             (Some(_), Some(f)) if f.hash == hash => {}
             (Some(latest), _) if latest.origin != "file" => notes.push(format!(
@@ -95,7 +89,7 @@ pub async fn seed(
                 latest.revision
             )),
             (Some(_), _) => {
-                if let Some(r) = seed_publish(db, &id, &text, &hash, &shown, now).await? {
+                if let Some(r) = seed_publish(db, id, text, &hash, shown, now).await? {
                     notes.push(format!(
                         "calendar {id}: {shown} changed; published as revision {}",
                         r.revision
@@ -103,8 +97,15 @@ pub async fn seed(
                 }
             }
         }
-        if let Some(latest) = db.latest_calendar(&id).await.map_err(|e| e.to_string())? {
-            put_in_force(machine, &latest)?;
+        match db.latest_calendar(id).await.map_err(|e| e.to_string())? {
+            // The file is the revision in force: what was read at start, at its number.
+            Some(latest) if latest.hash == hash => {
+                let number = u32::try_from(latest.revision).unwrap_or(u32::MAX);
+                machine
+                    .put_calendar(file.calendar.clone().with_revision(number), latest.revision)?;
+            }
+            Some(latest) => put_in_force(machine, &latest)?,
+            None => {}
         }
     }
     Ok(notes)

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use jiff::civil::Date;
 use sha2::{Digest, Sha256};
 use shenpi_adapters::engine_machine::EngineMachine;
-use shenpi_adapters::loader::{self, LoadOptions};
+use shenpi_adapters::loader;
 use shenpi_adapters::store::{Db, DefinitionStore};
 use shenpi_engine::calendar::{Calendar, local_date};
 use shenpi_engine::compile::Definition;
@@ -78,7 +78,8 @@ impl Catalog {
         now: i64,
         machine: Arc<EngineMachine>,
     ) -> Result<Catalog, CatalogError> {
-        let files = loader::load(&[dir.to_path_buf()], &LoadOptions::default())?;
+        // Against the registry's context: the calendars and templates it read at start.
+        let files = loader::load_in(&[dir.to_path_buf()], machine.validate_context())?;
         let mut rendered = String::new();
         for f in &files {
             if let Err(diags) = &f.result {

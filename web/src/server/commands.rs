@@ -17,7 +17,7 @@ use shenpi_adapters::bus::{CommandError, Receipt, Submit};
 use shenpi_adapters::machine::Rejection;
 use shenpi_adapters::store::InstanceMeta;
 use shenpi_engine::compile::Definition;
-use shenpi_engine::runtime::{Command, CommandEnvelope};
+use shenpi_engine::runtime::{self, Command, CommandEnvelope};
 use utoipa::ToSchema;
 
 use super::auth::{Caller, PageUser, policy};
@@ -140,7 +140,7 @@ pub async fn run_command_with(
         return Err(ApiError::forbidden("这不是您的项目，无权办理。"));
     }
     policy::check_command(&cmd)?;
-    check_named_users(app, &cmd).await?;
+    check_recipient(app, instance, &cmd).await?;
     let action = command_name(&cmd);
     let started = Instant::now();
     let res = app
@@ -200,28 +200,59 @@ pub async fn run_start(
     }
 }
 
-/// The user a command names to take part in a task (delegate, new holder, the one consulted,
-/// an added signer) must have an account that may act on tasks: what only the server knows.
-/// Whether they may take this task (not the actor, not the applicant side, not already on it)
-/// is the engine's (`ineligible_user`).
-async fn check_named_users(app: &App, cmd: &Command) -> ApiResult<()> {
-    let named = match cmd {
-        Command::Delegate { to, .. } | Command::Consult { to, .. } => to,
-        Command::AddCosigner { user, .. } => user,
+/// The user a task is delegated, handed over (转办), sent for an opinion (委派) or added to as a
+/// co-signer (加签) must exist
+/// and be able to act on it: the engine takes any name, and a task given to nobody, or to an
+/// applicant's account for an administration's step, would sit where no one can act on it.
+/// A task the workflow addresses to the applicant goes only to the applicant side (the
+/// applicant, the project's service officer: `policy::applicant_parties`); any other, only to
+/// staff. Refused before the bus, so nothing changes.
+async fn check_recipient(app: &App, instance: &str, cmd: &Command) -> ApiResult<()> {
+    let (task, name, what) = match cmd {
+        Command::Delegate {
+            task,
+            to,
+            transfer: true,
+        } => (task, to, "转办"),
+        Command::Delegate { task, to, .. } => (task, to, "委托"),
+        Command::Consult { task, to, .. } => (task, to, "委派"),
+        Command::AddCosigner { task, user, .. } => (task, user, "加签"),
         _ => return Ok(()),
     };
-    let user = app.accounts.user(named).await.map_err(ApiError::internal)?;
-    match user {
-        None => Err(ApiError::invalid(format!(
-            "用户「{named}」不存在：请从名单中选择已有的办理人员。"
-        ))
-        .with_code("unknown_user")),
-        Some(u) if !policy::may_take_tasks(&u) => Err(ApiError::invalid(format!(
-            "用户「{named}」是申报单位的账号，不能办理审批任务。"
-        ))
-        .with_code("user_cannot_act")),
-        Some(_) => Ok(()),
+    let Some(user) = app.accounts.user(name).await.map_err(ApiError::internal)? else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_user",
+            format!("没有名为「{name}」的用户，无法{what}：用户不存在，请从名单中选择已有的办理人员。"),
+        ));
+    };
+    // The task and the instance are the engine's to find: a missing one is its refusal.
+    let Some((row, st, _, ctx)) = app.instance(instance).await? else {
+        return Ok(());
+    };
+    let Some(t) = st.task(*task) else {
+        return Ok(());
+    };
+    let applicants_task = runtime::policy::is_applicants_task(t);
+    let could_act = if applicants_task {
+        runtime::policy::applicant_parties(&ctx.def.plan, &st.applicant, &row.meta.project)
+            .any(|u| u == user.name)
+    } else {
+        user.is_staff()
+    };
+    if could_act {
+        return Ok(());
     }
+    let why = if applicants_task {
+        "这是申请人一方办理的事项，只能交给本项目的申请人或帮办专员"
+    } else {
+        "这是审批部门办理的事项，申请人账户不能办理"
+    };
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "recipient_cannot_act",
+        format!("「{name}」不能办理此任务，无法{what}：{why}。"),
+    ))
 }
 
 /// A refusal worded with the names of the instance's workflow version and of its tasks.

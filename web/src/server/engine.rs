@@ -2,7 +2,7 @@
 //! decide/evolve behind the command bus), and the few conversions the pages need.
 
 pub use shenpi_adapters::engine_machine::{
-    EngineContext as EngineCtx, EngineMachine, millis, timestamp,
+    CalendarFile, EngineContext as EngineCtx, EngineMachine, WorkflowDir, millis, timestamp,
 };
 use shenpi_engine::runtime::Colour;
 

@@ -79,9 +79,10 @@ fn colour_rank(c: &str) -> u8 {
 
 pub async fn inbox_items(app: &App, user: &User, q: &InboxQuery) -> ApiResult<Vec<InboxItem>> {
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);
-    // The projection addresses a task to `user:NAME`, `role:ID` or `dept:ID`: "mine" is what is
-    // addressed to me or to one of my roles (a role's pool belongs to its department), and the
-    // department scope is what is addressed to my department as a whole.
+    // The projection addresses a task to the policy's addressees (`user:NAME`, `role:ID`,
+    // `dept:ID`; a delegate as `user:NAME`): "mine" is what is addressed to me, to one of my
+    // roles (a role's pool belongs to its department) or to my department, and the department
+    // scope is what is addressed to my department as a whole.
     let keys: Vec<String> = match q.scope.as_deref() {
         Some("department") => user
             .department
@@ -98,10 +99,7 @@ pub async fn inbox_items(app: &App, user: &User, q: &InboxQuery) -> ApiResult<Ve
             )));
         }
     };
-    let mut rows: Vec<InboxRow> = Vec::new();
-    for k in &keys {
-        rows.extend(app.db.inbox(Some(k), &[], limit * 2).await?);
-    }
+    let rows: Vec<InboxRow> = app.db.inbox_for(&keys, limit * 2).await?;
     let now = app.now();
     let mut names: HashMap<String, Option<Project>> = HashMap::new();
     // Colour, days left and due are read off the engine's view of each instance at `now`, the

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::accounts::{Accounts, AuditEntry, User};
 use super::catalog::Catalog;
-use super::engine::{EngineCtx, EngineMachine};
+use super::engine::{EngineCtx, EngineMachine, WorkflowDir};
 use super::error::{ApiError, ApiResult};
 use super::metrics::Metrics;
 
@@ -109,12 +109,14 @@ impl AppState {
         let db = Db::connect(cfg.db).await?;
         let accounts = Accounts::new(&db);
         let now = cfg.clock.now();
-        let machine = Arc::new(
-            EngineMachine::from_dir(cfg.workflows).map_err(|e| StartError::Other(e.to_string()))?,
-        );
+        // The calendar files and template names, read once for the registry, the workflows'
+        // validation and the seeding below.
+        let folder =
+            WorkflowDir::read(cfg.workflows).map_err(|e| StartError::Other(e.to_string()))?;
+        let machine = Arc::new(EngineMachine::from_files(&folder));
         let catalog = Arc::new(Catalog::load(cfg.workflows, &db, now, machine.clone()).await?);
         // Calendars are data: the files seed the database, the newest revision is in force.
-        for note in super::calendars::seed(&db, cfg.workflows, &catalog, &machine, now)
+        for note in super::calendars::seed(&db, &folder.calendars, &machine, now)
             .await
             .map_err(StartError::Other)?
         {

@@ -260,6 +260,144 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Adds a user with the test password and an API token the requests can use.
+    pub async fn add_user(&mut self, name: &str, dept: Option<&str>, roles: &[&str]) {
+        let u = User {
+            name: name.to_string(),
+            department: dept.map(str::to_string),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        };
+        self.app
+            .accounts
+            .upsert_user(&u, Some("password-123"), T0)
+            .await
+            .expect("user");
+        let t = self
+            .app
+            .accounts
+            .create_token(name, None, T0)
+            .await
+            .expect("token");
+        self.tokens.insert(name.to_string(), t);
+    }
+
+    /// The ids of the tasks in `user`'s inbox (`GET /api/tasks`, scope mine) for `instance`.
+    pub async fn inbox_tasks(&self, user: &str, instance: &str) -> Vec<String> {
+        let r = self.req("GET", "/api/tasks", Some(user), None, &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.json
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter(|t| t["instance"] == instance)
+            .map(|t| t["task"].as_str().expect("task id").to_string())
+            .collect()
+    }
+}
+
+/// A form body, `application/x-www-form-urlencoded`.
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    fn enc(s: &str) -> String {
+        let mut o = String::new();
+        for b in s.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => o.push(b as char),
+                b' ' => o.push('+'),
+                _ => o.push_str(&format!("%{b:02X}")),
+            }
+        }
+        o
+    }
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The text between the first `start` and the next `end` after it.
+pub fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let i = text.find(start)? + start.len();
+    let j = text.get(i..)?.find(end)? + i;
+    text.get(i..j)
+}
+
+/// A signed-in browser: the session cookie the login form set.
+pub struct Browser<'a> {
+    pub s: &'a Server,
+    pub cookie: String,
+}
+
+impl<'a> Browser<'a> {
+    /// Signs in through the login form (its CSRF token and cookie, the test password).
+    pub async fn login(s: &'a Server, name: &str) -> Browser<'a> {
+        let (login_cookie, csrf) = login_form(s).await;
+        let r = s
+            .send(
+                Request::post("/login")
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .header(header::COOKIE, &login_cookie)
+                    .body(Body::from(form(&[
+                        ("csrf", &csrf),
+                        ("name", name),
+                        ("password", "password-123"),
+                    ])))
+                    .expect("req"),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        let set = r.headers[header::SET_COOKIE]
+            .to_str()
+            .expect("cookie")
+            .to_string();
+        Browser {
+            s,
+            cookie: set.split(';').next().expect("pair").to_string(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.s
+            .send(
+                Request::get(path)
+                    .header(header::COOKIE, &self.cookie)
+                    .body(Body::empty())
+                    .expect("req"),
+            )
+            .await
+    }
+
+    pub async fn post(&self, path: &str, pairs: &[(&str, &str)]) -> Resp {
+        self.s
+            .send(
+                Request::post(path)
+                    .header(header::COOKIE, &self.cookie)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(Body::from(form(pairs)))
+                    .expect("req"),
+            )
+            .await
+    }
+}
+
+/// The login page's cookie (`name=value`) and the CSRF token of its form.
+pub async fn login_form(s: &Server) -> (String, String) {
+    let page = s
+        .send(Request::get("/login").body(Body::empty()).expect("req"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let set = page.headers[header::SET_COOKIE]
+        .to_str()
+        .expect("cookie")
+        .to_string();
+    let cookie = set.split(';').next().expect("pair").to_string();
+    let csrf = between(&page.text, "name=\"csrf\" value=\"", "\"")
+        .expect("csrf")
+        .to_string();
+    (cookie, csrf)
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
