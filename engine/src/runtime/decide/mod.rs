@@ -191,10 +191,14 @@ impl<'a> Cx<'a> {
                     _ => Err(Rejection::NotStarted),
                 };
             }
-            // A timer of an ended instance was cancelled with it; firing it is a no-op.
+            // A timer of an ended instance was cancelled with it; firing it is a no-op. A leader
+            // may still resolve (销号) what was under supervision when the case ended.
             Status::Ended => {
                 return match cmd {
                     Command::TimerFired { .. } | Command::Recalendar { .. } => Ok(()),
+                    Command::ResolveSupervision { target, note } => {
+                        self.resolve_supervision(target, note)
+                    }
                     _ => Err(Rejection::InstanceEnded),
                 };
             }
@@ -238,6 +242,7 @@ impl<'a> Cx<'a> {
                 reason,
                 step,
             } => self.extend(*task, limit, reason, *step),
+            Command::ResolveSupervision { target, note } => self.resolve_supervision(target, note),
             Command::TimerFired { timer } => self.timer_fired(*timer),
             Command::Recalendar { calendar, revision } => self.recalendar(calendar, *revision),
         }
