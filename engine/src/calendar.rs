@@ -810,6 +810,38 @@ impl Calendar {
             .map_err(|_| self.past_end())
     }
 
+    /// The first working day on or after `d`: `d` itself when it is one.
+    pub fn working_day_from(&self, d: Date) -> Result<Date, CalendarError> {
+        if self.is_workday(d)? {
+            Ok(d)
+        } else {
+            self.add_working_days(d, 1)
+        }
+    }
+
+    /// The day a wait for `date` that starts on `from` ends: the date itself, or the next
+    /// occurrence after `from` of a yearly date, moved to the first working day on or after it
+    /// when it is a rest day. An absolute date already reached gives `from`'s own day.
+    pub fn wait_ends(&self, from: Date, date: DateSpec) -> Result<Date, CalendarError> {
+        let day = match date {
+            DateSpec::On(d) => d.max(from),
+            DateSpec::Yearly { month, day } => {
+                // The first year after `from` that has the day (29 February: a leap year).
+                let mut found = None;
+                for year in from.year()..from.year().saturating_add(9) {
+                    if let Ok(d) = Date::new(year, month, day)
+                        && d > from
+                    {
+                        found = Some(d);
+                        break;
+                    }
+                }
+                found.ok_or_else(|| self.past_end())?
+            }
+        };
+        self.working_day_from(day)
+    }
+
     /// Number of working days in (from, to]; 0 when to <= from. Both dates must be covered.
     pub fn working_days_between(&self, from: Date, to: Date) -> Result<u32, CalendarError> {
         let a = self.cumulative(from)?;
@@ -946,6 +978,37 @@ pub mod china_time {
     }
 }
 
+/// A calendar date a wait runs until, as `wait_until` writes it: `"01-10"` (every year's
+/// 1 月 10 日, the next one) or `"2027-01-10"` (that day).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateSpec {
+    Yearly { month: i8, day: i8 },
+    On(Date),
+}
+
+impl DateSpec {
+    pub fn parse(text: &str) -> Result<DateSpec, String> {
+        let t = text.trim();
+        let bad = || {
+            format!(
+                "`{t}` is not a date: write `MM-DD` for the next such day (e.g. `01-10`) or `YYYY-MM-DD` for one day (e.g. `2027-01-10`)"
+            )
+        };
+        let parts: Vec<&str> = t.split('-').collect();
+        match parts.as_slice() {
+            [m, d] => {
+                let month: i8 = m.parse().map_err(|_| bad())?;
+                let day: i8 = d.parse().map_err(|_| bad())?;
+                // Any day that exists in some year (2024 is a leap year).
+                Date::new(2024, month, day).map_err(|_| bad())?;
+                Ok(DateSpec::Yearly { month, day })
+            }
+            [_, _, _] => t.parse::<Date>().map(DateSpec::On).map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// The local (China, UTC+08:00) date of an instant.
 pub fn local_date(ts: Timestamp) -> Date {
     CHINA.to_datetime(ts).date()
@@ -1003,6 +1066,37 @@ mod tests {
 
     fn cn() -> Calendar {
         shipped_for_tests()
+    }
+
+    #[test]
+    fn a_wait_until_a_date_ends_on_its_next_working_day() {
+        let cal = cn();
+        let yearly = |s| DateSpec::parse(s).unwrap_or_else(|e| panic!("{e}"));
+        let ends = |from, spec| cal.wait_ends(from, spec).unwrap_or_else(|e| panic!("{e}"));
+        // 10 月征集，次年 1 月印发: 2027-01-10 is a Sunday, so Monday 01-11 (provisional 2027).
+        assert_eq!(ends(date(2026, 10, 12), yearly("01-10")), date(2027, 1, 11));
+        assert!(cal.is_provisional(date(2027, 1, 11)));
+        // Across the year end: 元旦 2027 is a Friday off, then the weekend: Monday 01-04.
+        assert_eq!(ends(date(2026, 12, 1), yearly("01-01")), date(2027, 1, 4));
+        // The next occurrence is strictly after the day the wait starts.
+        assert_eq!(ends(date(2027, 1, 11), yearly("01-11")), date(2028, 1, 11));
+        // 2031-02-10 is a Monday, a working day of the provisional 2031: that very day when
+        // written as a date, the next year's when written as a yearly date entered on it.
+        assert_eq!(
+            ends(date(2031, 2, 1), yearly("2031-02-10")),
+            date(2031, 2, 10)
+        );
+        assert_eq!(ends(date(2031, 2, 10), yearly("01-10")), date(2032, 1, 12));
+        // A date already passed ends the wait the day it starts.
+        assert_eq!(
+            ends(date(2026, 12, 1), yearly("2026-11-02")),
+            date(2026, 12, 1)
+        );
+        // 29 February: the next leap year.
+        assert_eq!(ends(date(2026, 3, 1), yearly("02-29")), date(2028, 2, 29));
+        for bad in ["13-01", "02-30", "1月10日", "2027-02-29", "", "01"] {
+            assert!(DateSpec::parse(bad).is_err(), "{bad}");
+        }
     }
 
     fn codes(src: &str) -> Vec<(&'static str, u32)> {

@@ -19,7 +19,7 @@ use crate::diag::Diagnostic;
 use crate::expr::Expr;
 use crate::limit::{Limit, Unit, parse_share};
 use crate::model::{
-    Action, Assignee, BreachAction, Delivery, FieldType, JoinPolicy, Node, NodeType,
+    Action, Assignee, BreachAction, Delivery, Escalated, FieldType, JoinPolicy, Node, NodeType,
     NotificationEvent, Outcome, RawLimit, RejectPolicy, RungAction, Workflow,
 };
 use crate::span::Pos;
@@ -167,6 +167,8 @@ pub struct NodePlan {
     /// Gateway routes in order; `None` condition is the default.
     pub routes: Vec<(Option<Expr>, usize)>,
     pub wait: Option<Limit>,
+    /// `wait_until`: the calendar date the wait runs to.
+    pub wait_until: Option<crate::calendar::DateSpec>,
     pub notify: Option<NotifyPlan>,
     pub outcome: Option<Outcome>,
 }
@@ -195,11 +197,15 @@ pub struct StageElementPlan {
     pub within: Option<Limit>,
     pub may_carry: bool,
     pub carry_limit: Option<Limit>,
+    /// Only an attachment made in this stage counts for it.
+    pub fresh: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct StagePlan {
     pub id: SmolStr,
+    /// The department answering for the stage's limit (its escalations).
+    pub department: Option<SmolStr>,
     pub limits: ChannelLimits,
     pub elements: Vec<StageElementPlan>,
 }
@@ -229,6 +235,8 @@ pub struct ElementKindPlan {
     pub owner: SmolStr,
     /// (field id, type, required)
     pub fields: Vec<(SmolStr, FieldType, bool)>,
+    /// Stage ids it may be attached in; empty: any time.
+    pub attach_in: Vec<SmolStr>,
 }
 
 /// Everything the runtime looks up, resolved once per definition.
@@ -241,6 +249,8 @@ pub struct Plan {
     /// Yellow once `used ≥ ceil(limit × yellow_permille / 1000)`.
     pub yellow_permille: u32,
     pub rungs: Vec<RungPlan>,
+    /// What the ladder covers (`warnings.escalate`).
+    pub escalate: Vec<Escalated>,
     /// Material id → red-line.
     pub materials: HashMap<SmolStr, bool>,
     /// Role id → its department.
@@ -270,6 +280,11 @@ impl Plan {
 
     pub fn stage_ix(&self, id: &str) -> Option<usize> {
         self.stages.iter().position(|s| s.id == id)
+    }
+
+    /// Whether the escalation ladder covers this kind of limited thing.
+    pub fn escalates(&self, kind: Escalated) -> bool {
+        !self.rungs.is_empty() && self.escalate.contains(&kind)
     }
 }
 
@@ -576,6 +591,16 @@ impl Planner<'_> {
                 }
             }
             let wait = n.wait.as_ref().and_then(|l| self.limit(l, false));
+            let wait_until = match &n.wait_until {
+                Some(d) => match crate::calendar::DateSpec::parse(&d.value) {
+                    Ok(x) => Some(x),
+                    Err(e) => {
+                        self.fail(d.pos, e);
+                        None
+                    }
+                },
+                None => None,
+            };
             let notify = n.notify.as_ref().map(|s| NotifyPlan {
                 to: s.to.iter().filter_map(|a| self.assignee(a)).collect(),
                 template: SmolStr::new(&s.template.value),
@@ -598,6 +623,7 @@ impl Planner<'_> {
                 join,
                 routes,
                 wait,
+                wait_until,
                 notify,
                 outcome: n.outcome.as_ref().map(|o| o.value),
             });
@@ -646,10 +672,12 @@ impl Planner<'_> {
                     within: e.within.as_ref().and_then(|l| self.limit(l, false)),
                     may_carry: e.may_carry,
                     carry_limit: e.carry_limit.as_ref().and_then(|l| self.limit(l, false)),
+                    fresh: e.fresh,
                 });
             }
             stages.push(StagePlan {
                 id: SmolStr::new(&s.id.value),
+                department: s.department.as_ref().map(|d| SmolStr::new(&d.value)),
                 limits,
                 elements,
             });
@@ -711,6 +739,7 @@ impl Planner<'_> {
             stages,
             yellow_permille,
             rungs,
+            escalate: wf.warnings.escalate.iter().map(|e| e.value).collect(),
             materials: wf
                 .materials
                 .iter()
@@ -751,6 +780,7 @@ impl Planner<'_> {
                                 .iter()
                                 .map(|f| (SmolStr::new(&f.id.value), f.ty.value, f.required))
                                 .collect(),
+                            attach_in: k.attach_in.iter().map(|s| SmolStr::new(&s.value)).collect(),
                         },
                     )
                 })

@@ -269,6 +269,77 @@ pub fn check_detailed(
     Ok(found)
 }
 
+/// The optional fields (not `required`) an expression reads without testing them with
+/// `has(project.<field>)` anywhere in it, in the order they are read. An assignee rule must
+/// name someone for every project, so validation refuses a rule that would fail on a project
+/// that leaves such a field unset (a condition need not: one that cannot be evaluated does not
+/// hold). Empty when the source does not parse (the syntax error is reported on its own).
+pub fn unguarded_optional_reads(src: &str, fields: &[FieldDef]) -> Vec<String> {
+    let Ok(program) = env().compile(src) else {
+        return Vec::new();
+    };
+    let (mut read, mut tested) = (Vec::new(), HashSet::new());
+    project_reads(program.expression(), &mut read, &mut tested);
+    let optional = |name: &str| fields.iter().any(|f| f.id.value == name && !f.required);
+    let mut out: Vec<String> = Vec::new();
+    for f in read {
+        if optional(&f) && !tested.contains(&f) && !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// Collects `project.<field>` reads and `has(project.<field>)` tests of a subtree.
+fn project_reads(e: &IdedExpr, read: &mut Vec<String>, tested: &mut HashSet<String>) {
+    match &e.expr {
+        Ast::Select(s) => {
+            if matches!(&s.operand.expr, Ast::Ident(n) if n == PROJECT) {
+                if s.test {
+                    tested.insert(s.field.clone());
+                } else {
+                    read.push(s.field.clone());
+                }
+            } else {
+                project_reads(&s.operand, read, tested);
+            }
+        }
+        Ast::Call(c) => {
+            if let Some(t) = &c.target {
+                project_reads(t, read, tested);
+            }
+            for a in &c.args {
+                project_reads(a, read, tested);
+            }
+        }
+        Ast::List(l) => {
+            for x in &l.elements {
+                project_reads(x, read, tested);
+            }
+        }
+        Ast::Map(m) => {
+            for entry in &m.entries {
+                if let cel::common::ast::EntryExpr::MapEntry(me) = &entry.expr {
+                    project_reads(&me.key, read, tested);
+                    project_reads(&me.value, read, tested);
+                }
+            }
+        }
+        Ast::Comprehension(c) => {
+            for x in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
+                project_reads(x, read, tested);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The checker's own types: richer than [`ExprType`] so that enum and date literals can be
 /// checked against the field they are compared with.
 #[derive(Debug, Clone)]
@@ -949,6 +1020,23 @@ mod tests {
             Ok(t) => panic!("{src} passed as {t}"),
             Err(e) => assert!(e.contains(needle), "{src}: {e}"),
         }
+    }
+
+    #[test]
+    fn optional_fields_read_without_has_are_found() {
+        let mut fs = fields();
+        if let Some(t) = fs.iter_mut().find(|f| f.id.value == "tier") {
+            t.required = true;
+        }
+        let reads = |src: &str| unguarded_optional_reads(src, &fs);
+        assert_eq!(reads("project.officer"), vec!["officer".to_string()]);
+        assert_eq!(
+            reads(r#"project.investment >= 500000.0 ? "role:a" : project.officer"#),
+            vec!["investment".to_string(), "officer".to_string()]
+        );
+        assert!(reads(r#"has(project.officer) ? project.officer : "role:clerk""#).is_empty());
+        // A required field needs no test.
+        assert!(reads(r#"project.tier == "一般" ? "role:a" : "role:b""#).is_empty());
     }
 
     #[test]

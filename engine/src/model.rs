@@ -147,6 +147,12 @@ pub struct ElementKind {
     pub owner: Sp<String>,
     #[serde(default)]
     pub fields: Vec<FieldDef>,
+    /// The stages in which this element may be attached; empty: any time. "先入库，后保障":
+    /// `attach_in: [shenpi, jianshe]` keeps land, funds or energy from being guaranteed
+    /// before the project is in the library. Attaching it elsewhere is refused
+    /// (`element_not_in_stage`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attach_in: Vec<Sp<String>>,
 }
 
 /// The eight element categories of 要素跟着项目走.
@@ -180,6 +186,10 @@ pub struct Stage {
     /// Overall limit for the stage, counted from entering it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<Sp<RawLimit>>,
+    /// The department that answers for the stage's limit: its supervisor and leader receive the
+    /// stage's escalations (when `warnings.escalate` lists `stage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<Sp<String>>,
     /// Elements that must be attached before the stage closes.
     #[serde(default)]
     pub elements: Vec<StageElement>,
@@ -202,6 +212,10 @@ pub struct StageElement {
     pub may_carry: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carry_limit: Option<Sp<RawLimit>>,
+    /// Only an attachment made while the project is in this stage counts for it: one attached
+    /// in an earlier stage must be attached again (a fresh 用地 or 资金 confirmation per stage).
+    #[serde(default)]
+    pub fresh: bool,
 }
 
 /// A green channel (绿色通道).
@@ -241,13 +255,22 @@ pub struct Warnings {
     /// Share of a limit used at which the colour turns yellow, e.g. `75%`.
     #[serde(default = "default_yellow")]
     pub yellow_at: Sp<String>,
-    /// Rungs after a task goes red (overdue), in order.
+    /// Rungs after a limited thing goes red (overdue), in order.
     #[serde(default)]
     pub escalation: Vec<Rung>,
+    /// What the ladder applies to: `task` (the default), `step` (a parallel step's overall
+    /// limit), `promise` (a 容缺 commitment, from its breach), `stage` (a stage's limit) and
+    /// `outstanding` (an element carried past its stage, 问题清单).
+    #[serde(default = "default_escalate")]
+    pub escalate: Vec<Sp<Escalated>>,
 }
 
 fn default_yellow() -> Sp<String> {
     Sp::new("75%".to_string())
+}
+
+fn default_escalate() -> Vec<Sp<Escalated>> {
+    vec![Sp::new(Escalated::Task)]
 }
 
 impl Default for Warnings {
@@ -255,8 +278,26 @@ impl Default for Warnings {
         Warnings {
             yellow_at: default_yellow(),
             escalation: Vec::new(),
+            escalate: default_escalate(),
         }
     }
+}
+
+/// The kinds of limited things the escalation ladder may cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Escalated {
+    /// A task's limit (the default).
+    Task,
+    /// A parallel step's overall limit: the lead branch's department is escalated to.
+    Step,
+    /// A 容缺 commitment, from its breach until the material is verified: the department of
+    /// the step that pre-approved.
+    Promise,
+    /// A stage's limit: the stage's `department`.
+    Stage,
+    /// An element carried past its stage (问题清单): the element's owner department.
+    Outstanding,
 }
 
 /// One rung of the escalation ladder.
@@ -337,7 +378,8 @@ pub enum Action {
     Approve,
     /// 驳回 to a named earlier node (one of `reject_to`), or a final rejection when none.
     Reject,
-    /// 补正: return to the applicant for supplement; the clock stops.
+    /// 补正: return to the applicant for supplement; the clocks of the open tasks, parallel steps
+    /// and the current stage stop (promises keep running).
     Return,
     /// 容缺: approve with waivable materials missing against a commitment.
     Conditional,
@@ -410,6 +452,11 @@ pub struct Node {
     /// How long to wait.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<Sp<RawLimit>>,
+    /// Wait until a calendar date instead: `"01-10"` is the next 1 月 10 日 after the wait
+    /// starts (「10 月征集，次年 1 月印发」), `"2027-01-10"` that day. The wait ends at the start
+    /// of that day, or of the first working day after it when it is a rest day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_until: Option<Sp<String>>,
 
     // --- notify ---
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -476,7 +523,8 @@ pub struct Branch {
 #[serde(deny_unknown_fields)]
 pub struct Join {
     pub policy: Sp<JoinPolicy>,
-    /// For `vote`: the share of approvals needed, e.g. `2/3` or `67%`.
+    /// For `vote`: the share of approvals needed, `2/3` or `67%`; `ceil(share × branches)`
+    /// approvals, so with 6 branches `2/3` needs 4 and `67%` needs 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share: Option<Sp<String>>,
     #[serde(default)]

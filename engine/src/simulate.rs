@@ -21,7 +21,8 @@
 //!     do: approve                     # claim, approve, reject, return, approve_conditional,
 //!                                     # supply_material, verify_material, delegate, transfer,
 //!                                     # add_cosigner, withdraw, urge, comment, cc,
-//!                                     # attach_element, suspend, resume, extend, tick
+//!                                     # attach_element, suspend, resume, extend,
+//!                                     # resolve_supervision, tick
 //!     task: intake                    # node id, node.branch, verify / verify.<material>, or id
 //!     expect_error: not_assigned      # optional: the step must be rejected with this code
 //! expect:
@@ -47,7 +48,7 @@ use smol_str::SmolStr;
 use crate::calendar::Calendar;
 use crate::compile::Definition;
 use crate::model::RawLimit;
-use crate::runtime::event::{SignOrder, TaskKind};
+use crate::runtime::event::{ClockRef, SignOrder, TaskKind};
 use crate::runtime::state::Task;
 use crate::runtime::{
     Actor, Colour, Command, CommandEnvelope, Event, InstanceState, InstanceView, TaskId, apply,
@@ -154,6 +155,11 @@ pub struct ScenarioStep {
     /// For `extend`: extend the parallel step's overall limit rather than the task's.
     #[serde(default)]
     pub step: bool,
+    /// For `resolve_supervision` (销号): what is resolved, `kind:name`: `task:<task>`,
+    /// `step:<node>`, `promise:<material>`, `stage:<stage>`, `outstanding:<element>` (the
+    /// latest of that name).
+    #[serde(default)]
+    pub supervision: Option<String>,
     #[serde(default)]
     pub expect_error: Option<String>,
     /// Free text for the reader.
@@ -607,16 +613,64 @@ impl Sim<'_> {
                 reason: reason.unwrap_or_default(),
                 step: s.step,
             },
+            "resolve_supervision" => Command::ResolveSupervision {
+                target: self
+                    .supervision_target(s.supervision.as_deref(), actor)
+                    .map_err(|r| bad(&r))?,
+                note: reason.unwrap_or_default(),
+            },
             other => {
                 return Err(bad(&format!(
                     "unknown command `{other}`; use claim, approve, reject, return, \
                      approve_conditional, supply_material, verify_material, delegate, transfer, \
                      consult, answer_consult, add_cosigner, cosign_before, cosign_after, \
                      remove_cosigner, take_back, withdraw, urge, comment, cc, read_copies, \
-                     attach_element, suspend, resume, extend or tick"
+                     attach_element, suspend, resume, extend, resolve_supervision or tick"
                 )));
             }
         })
+    }
+
+    /// The thing a `supervision: kind:name` names (the latest of that name).
+    fn supervision_target(&self, r: Option<&str>, actor: &Actor) -> Result<ClockRef, String> {
+        let r = r.ok_or("`supervision` (e.g. `step:joint_review`) is required")?;
+        let (kind, name) = r
+            .split_once(':')
+            .ok_or_else(|| format!("`supervision: {r}` is not `kind:name`"))?;
+        let st = &self.state;
+        let found = match kind {
+            "task" => Some(ClockRef::Task(self.find_task(Some(name), actor, None))),
+            "step" => st
+                .steps
+                .iter()
+                .rev()
+                .find(|s| s.node == name)
+                .map(|s| ClockRef::Step(s.id)),
+            "promise" => st
+                .promises
+                .iter()
+                .rev()
+                .find(|p| p.material == name)
+                .map(|p| ClockRef::Promise(p.id)),
+            "stage" => st
+                .stages
+                .iter()
+                .rev()
+                .find(|v| v.stage == name)
+                .map(|v| ClockRef::Stage(v.id)),
+            "outstanding" => st
+                .outstanding
+                .iter()
+                .rev()
+                .find(|o| o.element == name)
+                .map(|o| ClockRef::Outstanding(o.id)),
+            other => {
+                return Err(format!(
+                    "`{other}` is not task, step, promise, stage or outstanding"
+                ));
+            }
+        };
+        found.ok_or_else(|| format!("the instance has no {kind} `{name}`"))
     }
 
     fn check(&self, e: &Expect) -> Result<(), SimError> {

@@ -272,6 +272,26 @@ pub const DUPLICATE_WORKFLOW: Rule = error(
     "two workflow files declare the same workflow `id` (reported by the loader)",
     "each file is one workflow; give each a distinct `id` (versions of one workflow are published, not kept side by side)",
 );
+pub const OPTIONAL_FIELD_IN_ASSIGNEE: Rule = error(
+    "E043",
+    "a task's assignee depends on an optional project field that a project may leave unset",
+    "make the field `required: true`, or test it in the rule: `has(project.officer) ? project.officer : \"role:fgw_reviewer\"`",
+);
+pub const BAD_WAIT_UNTIL: Rule = error(
+    "E044",
+    "a `wait_until` that is not a date, or set beside `wait`",
+    "write `wait_until: \"01-10\"` (the next 1 月 10 日) or `wait_until: \"2027-01-10\"` (that day), and drop `wait`",
+);
+pub const ELEMENT_NOT_IN_STAGE: Rule = error(
+    "E045",
+    "a stage requires an element that its `attach_in` does not allow in that stage",
+    "add the stage to the element's `attach_in`, or require the element in a stage it lists",
+);
+pub const STAGE_LADDER_WITHOUT_DEPARTMENT: Rule = warning(
+    "W007",
+    "the escalation ladder covers stages, but a stage with a limit names no `department`",
+    "give the stage `department: fgw` so its supervisor and leader are reached, or give the rungs a `to`",
+);
 pub const BLOCK_WITHOUT_CONDITIONAL: Rule = warning(
     "W001",
     "a `conditional:` block on a step that does not allow the `conditional` action",
@@ -347,12 +367,16 @@ pub const RULES: &[Rule] = &[
     RUNGS_OUT_OF_ORDER,
     BAD_WORKFLOW_ID,
     DUPLICATE_WORKFLOW,
+    OPTIONAL_FIELD_IN_ASSIGNEE,
+    BAD_WAIT_UNTIL,
+    ELEMENT_NOT_IN_STAGE,
     BLOCK_WITHOUT_CONDITIONAL,
     NO_DEFAULT_ROUTE,
     SHARE_WITHOUT_VOTE,
     VALUES_WITHOUT_ENUM,
     REJECT_TO_WITHOUT_REJECT,
     LIMIT_WITHOUT_CARRY,
+    STAGE_LADDER_WITHOUT_DEPARTMENT,
 ];
 
 impl Rule {
@@ -575,6 +599,15 @@ impl<'w> Validator<'w> {
     fn elements(&mut self) {
         for e in &self.wf.elements {
             self.department_ref(&e.owner, &format!("owner of element `{}`", e.id.value));
+            for s in &e.attach_in {
+                if !self.names.stages.contains(s.value.as_str()) {
+                    let msg = format!(
+                        "`attach_in` of element `{}` names unknown stage `{}`",
+                        e.id.value, s.value
+                    );
+                    self.report(UNKNOWN_STAGE, s.pos, msg);
+                }
+            }
         }
     }
 
@@ -589,7 +622,46 @@ impl<'w> Validator<'w> {
         if let Some(l) = &s.limit {
             self.limit(l, &who, false);
         }
+        if let Some(d) = &s.department {
+            self.department_ref(d, &format!("`department` of {who}"));
+        }
+        let ladder = &self.wf.warnings;
+        let covered = ladder
+            .escalate
+            .iter()
+            .any(|e| e.value == crate::model::Escalated::Stage);
+        let reaches_department = ladder
+            .escalation
+            .iter()
+            .any(|r| r.to.is_none() && r.action.value != crate::model::RungAction::Remind);
+        if covered
+            && reaches_department
+            && s.department.is_none()
+            && let Some(l) = &s.limit
+        {
+            let msg = format!(
+                "{who} has a limit under the escalation ladder but no `department`: its supervisor and leader rungs reach nobody"
+            );
+            self.report(STAGE_LADDER_WITHOUT_DEPARTMENT, l.pos, msg);
+        }
         for el in &s.elements {
+            let kind = self
+                .wf
+                .elements
+                .iter()
+                .find(|k| k.id.value == el.element.value);
+            if let Some(k) = kind
+                && !k.attach_in.is_empty()
+                && !k.attach_in.iter().any(|a| a.value == s.id.value)
+            {
+                let allowed: Vec<&str> = k.attach_in.iter().map(|a| a.value.as_str()).collect();
+                let msg = format!(
+                    "{who} requires element `{}`, which may be attached only in {}",
+                    el.element.value,
+                    allowed.join(", ")
+                );
+                self.report(ELEMENT_NOT_IN_STAGE, el.element.pos, msg);
+            }
             if !self.names.elements.contains(el.element.value.as_str()) {
                 let msg = format!("{who} requires unknown element `{}`", el.element.value);
                 self.report(UNKNOWN_ELEMENT, el.element.pos, msg);
@@ -727,12 +799,21 @@ impl<'w> Validator<'w> {
         }
         if let Some(a) = &n.assignee {
             self.assignee(a, n.id.pos, &format!("assignee of {who}"));
+            self.names_someone_always(a, &format!("assignee of {who}"));
         }
         if let Some(l) = &n.limit {
             self.limit(l, &format!("limit of {who}"), false);
         }
         if let Some(w) = &n.wait {
             self.limit(w, &format!("`wait` of {who}"), false);
+        }
+        if let Some(d) = &n.wait_until {
+            if let Err(e) = crate::calendar::DateSpec::parse(&d.value) {
+                self.report(BAD_WAIT_UNTIL, d.pos, format!("`wait_until` of {who}: {e}"));
+            } else if n.wait.is_some() {
+                let msg = format!("{who} sets both `wait` and `wait_until`: keep one");
+                self.report(BAD_WAIT_UNTIL, d.pos, msg);
+            }
         }
         for cl in &n.channel_limits {
             if !self.names.channels.contains(cl.channel.value.as_str()) {
@@ -774,7 +855,7 @@ impl<'w> Validator<'w> {
                 "branches" | "lead" => ty == NodeType::Parallel,
                 "join" => true, // reported by its own rule below
                 "routes" => ty == NodeType::Gateway,
-                "wait" => ty == NodeType::Wait,
+                "wait" | "wait_until" => ty == NodeType::Wait,
                 "notify" => ty == NodeType::Notify,
                 "outcome" => ty == NodeType::End,
                 _ => true,
@@ -805,7 +886,7 @@ impl<'w> Validator<'w> {
             NodeType::Task => &["assignee", "actions", "next"],
             NodeType::Parallel => &["branches", "next"],
             NodeType::Gateway => &["routes"],
-            NodeType::Wait => &["wait", "next"],
+            NodeType::Wait => &["next"],
             NodeType::Notify => &["notify", "next"],
             NodeType::End => &["outcome"],
         };
@@ -814,6 +895,17 @@ impl<'w> Validator<'w> {
                 let msg = format!("{} node `{}` has no `{name}`", type_name(ty), n.id.value);
                 self.report(MISSING_FOR_TYPE, n.id.pos, msg);
             }
+        }
+        if ty == NodeType::Wait
+            && !present
+                .iter()
+                .any(|(p, _)| *p == "wait" || *p == "wait_until")
+        {
+            let msg = format!(
+                "wait node `{}` has no `wait` (nor `wait_until`)",
+                n.id.value
+            );
+            self.report(MISSING_FOR_TYPE, n.id.pos, msg);
         }
     }
 
@@ -864,6 +956,7 @@ impl<'w> Validator<'w> {
         self.limit(&c.limit, &format!("commitment limit of {who}"), false);
         if let Some(v) = &c.verify_by {
             self.assignee(v, c.limit.pos, &format!("`verify_by` of {who}"));
+            self.names_someone_always(v, &format!("`verify_by` of {who}"));
         }
     }
 
@@ -952,6 +1045,7 @@ impl<'w> Validator<'w> {
         self.department_ref(&b.department, &bwho);
         if let Some(a) = &b.assignee {
             self.assignee(a, b.id.pos, &bwho);
+            self.names_someone_always(a, &bwho);
         }
         if let Some(l) = &b.limit {
             self.limit(l, &format!("limit of {bwho}"), false);
@@ -1183,6 +1277,34 @@ impl<'w> Validator<'w> {
         }
     }
 
+    /// A task's assignee must name someone for every project that can start: a rule may read
+    /// an optional field only after testing it with `has()`, and a `service_officer` must name
+    /// a required field. (A notification recipient that names nobody is skipped instead.)
+    fn names_someone_always(&mut self, a: &Assignee, what: &str) {
+        if let Some(f) = &a.service_officer
+            && let Some(def) = self.names.fields.get(f.value.as_str())
+            && def.ty.value == FieldType::User
+            && !def.required
+        {
+            let msg = format!(
+                "`service_officer` of {what} names field `{}`, which is not required: a project without it could not start",
+                f.value
+            );
+            self.report(OPTIONAL_FIELD_IN_ASSIGNEE, f.pos, msg);
+        }
+        // A rule that does not check is reported as such, once.
+        if let Some(r) = &a.rule
+            && expr::check_detailed(&r.value, &self.wf.fields, ExprType::String).is_ok()
+        {
+            for field in expr::unguarded_optional_reads(&r.value, &self.wf.fields) {
+                let msg = format!(
+                    "rule of {what} reads `project.{field}`, which is not required, without `has(project.{field})`: a project without it could not start"
+                );
+                self.report(OPTIONAL_FIELD_IN_ASSIGNEE, r.pos, msg);
+            }
+        }
+    }
+
     fn assignee(&mut self, a: &Assignee, fallback: Pos, what: &str) {
         let set: Vec<(&str, &Sp<String>)> = [
             ("role", &a.role),
@@ -1251,6 +1373,7 @@ fn present_fields(n: &Node) -> Vec<(&'static str, Pos)> {
     add("join", n.join.as_ref().map(|j| j.policy.pos));
     add("routes", n.routes.first().map(|r| r.to.pos));
     add("wait", n.wait.as_ref().map(|x| x.pos));
+    add("wait_until", n.wait_until.as_ref().map(|x| x.pos));
     add("notify", n.notify.as_ref().map(|x| x.template.pos));
     add("outcome", n.outcome.as_ref().map(|x| x.pos));
     out

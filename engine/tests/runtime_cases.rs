@@ -28,7 +28,7 @@ calendar: cn-mainland
 start: intake
 fields:
   - { id: tier, type: enum, values: [一般, 重点], required: true }
-  - { id: service_officer, type: user }
+  - { id: service_officer, type: user, required: true }
   - { id: fast, type: bool }
 departments:
   - { id: a, supervisor: chief, leader: leader }
@@ -391,7 +391,7 @@ fn start_rejections() {
     let r = c.err(
         "zhang",
         Command::Start {
-            project: serde_json::json!({"tier": "一般"}),
+            project: serde_json::json!({"tier": "一般", "service_officer": "wang"}),
             channel: Some("purple".into()),
         },
     );
@@ -1417,7 +1417,7 @@ fn outside_calendar_is_a_rejection() {
     let r = c.err(
         "zhang",
         Command::Start {
-            project: serde_json::json!({"tier": "一般"}),
+            project: serde_json::json!({"tier": "一般", "service_officer": "wang"}),
             channel: None,
         },
     );
@@ -2265,5 +2265,92 @@ fn copies_are_marked_read_by_their_recipients() {
     );
     c.ok("rb", Command::ReadCopies);
     assert_eq!(c.state.copies[0].read_by.len(), 2);
+    c.check_replay();
+}
+
+#[test]
+fn promises_breached_at_the_same_instant_are_all_breached_before_revocation() {
+    let mut c = Case::started(ALL);
+    let t = c.task("intake");
+    c.attach("funds");
+    c.ok(
+        "li",
+        Command::ApproveConditional {
+            task: t,
+            waive: vec!["plan".into(), "eia".into()],
+            limit: None,
+            comment: None,
+        },
+    );
+    assert_eq!(c.state.promises.len(), 2, "one promise per waived material");
+    // Both are due at the end of Mon 03-16 (10wd from Mon 03-02); `on_breach: [credit_mark,
+    // revoke]`: each is breached and credit-marked, then the instance is revoked, once.
+    c.at("2026-03-17T09:00:00+08:00");
+    assert_eq!(c.count("promise_breached"), 2, "{:#?}", c.log);
+    assert_eq!(c.count("credit_marked"), 2);
+    assert_eq!(c.count("instance_ended"), 1);
+    assert!(c.state.promises.iter().all(|p| p.breached));
+    let marked: Vec<&str> = c.state.credit_marks.iter().map(|m| m.1.as_str()).collect();
+    assert_eq!(marked, ["plan", "eia"]);
+    assert_eq!(c.state.outcome, Some(Outcome::Revoked));
+    // The instance ended after both breaches: nothing of it comes after the end.
+    let end = c.log.iter().position(|e| e.kind() == "instance_ended");
+    let last_breach = c.log.iter().rposition(|e| e.kind() == "credit_marked");
+    assert!(last_breach < end, "breaches are recorded before the end");
+    assert!(c.state.timers.is_empty());
+    c.check_replay();
+}
+
+/// The notifications of a parallel step's own clock (not its branches'): `(kind, recipients)`.
+fn step_notices(
+    c: &Case,
+    node: &str,
+) -> Vec<(shenpi_engine::model::NotificationEvent, Vec<Party>)> {
+    c.log
+        .iter()
+        .filter_map(|e| match e {
+            Event::NotificationRequested {
+                on: Some(on),
+                recipients,
+                data,
+                ..
+            } if data.node.as_deref() == Some(node) && data.task.is_none() => {
+                Some((*on, recipients.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_parallel_steps_own_limit_notifies_the_lead_and_the_open_branches() {
+    use shenpi_engine::model::NotificationEvent as N;
+    let mut c = Case::started(ALL);
+    c.reach_review();
+    // The step opened Mon 03-02 with 6wd: yellow once ceil(6 × 75%) = 5 working days are used,
+    // from 00:00 Mon 03-09 (the weekend counts for nothing); due at the end of Tue 03-10. The
+    // branches have 4wd each. Department b approves early.
+    c.approve("rb", "review.b");
+    c.at("2026-03-09T08:00:00+08:00");
+    let lead = Party::Role("ra".into());
+    let open_c = Party::Role("rc".into());
+    assert_eq!(
+        step_notices(&c, "review"),
+        vec![(N::Yellow, vec![lead.clone(), open_c.clone()])],
+        "yellow goes to the lead branch and the branches still open, not to b who decided"
+    );
+    c.approve("ra", "review.a");
+    c.at("2026-03-10T23:00:00+08:00");
+    assert_eq!(
+        step_notices(&c, "review").len(),
+        1,
+        "not red before its last day ends"
+    );
+    c.at("2026-03-11T08:00:00+08:00");
+    // Red: the lead (decided, but it answers for the step) and c, still open.
+    assert_eq!(
+        step_notices(&c, "review").last(),
+        Some(&(N::Overdue, vec![lead, open_c]))
+    );
     c.check_replay();
 }

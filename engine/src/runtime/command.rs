@@ -10,7 +10,7 @@ use smol_str::SmolStr;
 
 use crate::model::RawLimit;
 
-use super::event::{SignOrder, TaskId, TimerId};
+use super::event::{ClockRef, SignOrder, TaskId, TimerId};
 
 /// Who sends a command: a user with their department and roles (from the auth layer), or the
 /// engine itself for timers ([`Actor::system`]).
@@ -182,6 +182,9 @@ pub enum Command {
         #[serde(default)]
         step: bool,
     },
+    /// 销号: a leader resolves an item of their supervision list (挂牌督办) once the overdue
+    /// task, step, promise, stage or outstanding item is settled.
+    ResolveSupervision { target: ClockRef, note: String },
     /// A timer is due. Firing one that is cancelled or already fired does nothing.
     TimerFired { timer: TimerId },
     /// The working-day calendar was revised (a new official year imported, a holiday added):

@@ -118,6 +118,9 @@ pub enum TimerKind {
     Due { target: ClockRef },
     /// Rung `rung` of the escalation ladder for an overdue task.
     Escalation { task: TaskId, rung: u32 },
+    /// Rung `rung` of the escalation ladder for an overdue parallel step, stage or outstanding
+    /// item, or a breached promise (`warnings.escalate`).
+    Ladder { target: ClockRef, rung: u32 },
     /// A wait node's time is up.
     Wait { node: SmolStr },
 }
@@ -140,6 +143,15 @@ impl TimerKind {
     pub fn clock(&self) -> Option<&ClockRef> {
         match self {
             TimerKind::Yellow { target } | TimerKind::Due { target } => Some(target),
+            _ => None,
+        }
+    }
+
+    /// The limited thing an escalation timer is about (a task's rung or another's).
+    pub fn escalates(&self) -> Option<ClockRef> {
+        match self {
+            TimerKind::Escalation { task, .. } => Some(ClockRef::Task(*task)),
+            TimerKind::Ladder { target, .. } => Some(target.clone()),
             _ => None,
         }
     }
@@ -530,6 +542,19 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         leader: Option<SmolStr>,
     },
+    /// 挂牌督办 of a parallel step, promise, stage or outstanding item (a task's is
+    /// `Supervised`).
+    ItemSupervised {
+        target: ClockRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        leader: Option<SmolStr>,
+    },
+    /// 销号: an item on the supervision list is resolved and leaves it.
+    SupervisionResolved {
+        target: ClockRef,
+        by: SmolStr,
+        note: String,
+    },
     TimerArmed(Timer),
     /// A calendar revision moved armed timers: each move with the instant before and after. The
     /// timers themselves are re-armed by the `TimerCancelled`/`TimerArmed` events that follow.
@@ -640,6 +665,8 @@ impl Event {
             Event::CreditMarked { .. } => "credit_marked",
             Event::Warning { .. } => "warning",
             Event::Supervised { .. } => "supervised",
+            Event::ItemSupervised { .. } => "item_supervised",
+            Event::SupervisionResolved { .. } => "supervision_resolved",
             Event::TimerArmed(_) => "timer_armed",
             Event::Retimed { .. } => "retimed",
             Event::TimerFired { .. } => "timer_fired",

@@ -18,6 +18,9 @@
 //!   pool member, claimer, delegate, decider), members of a department one of its tasks belongs
 //!   to, and the supervisors and leaders the workflow names for its departments (they chase
 //!   overdue work, so they follow every instance). Anyone else is outside the file.
+//! - [`may_resolve_supervision`]: who may 销号 an item of the supervision list (挂牌督办): a
+//!   holder of the leader role it went to; when the workflow named none, a holder of any role
+//!   named as a department's leader.
 
 use serde_json::Value;
 use smol_str::SmolStr;
@@ -25,7 +28,7 @@ use smol_str::SmolStr;
 use crate::compile::{Party, Plan};
 
 use super::command::Actor;
-use super::state::{InstanceState, Task};
+use super::state::{InstanceState, Supervision, Task};
 
 /// The role a workflow names for "whoever applied": resolved per instance, never a pool.
 pub const APPLICANT_ROLE: &str = "applicant";
@@ -143,4 +146,16 @@ pub fn oversees(plan: &Plan, actor: &Actor) -> bool {
             .flatten()
             .any(|r| actor.has_role(r))
     })
+}
+
+/// Whether `actor` may resolve (销号) a supervised item (see the module docs).
+pub fn may_resolve_supervision(plan: &Plan, item: &Supervision, actor: &Actor) -> bool {
+    match &item.leader {
+        Some(role) => actor.has_role(role),
+        None => plan
+            .departments
+            .values()
+            .filter_map(|d| d.leader.as_ref())
+            .any(|r| actor.has_role(r)),
+    }
 }

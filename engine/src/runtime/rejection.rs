@@ -9,7 +9,7 @@ use smol_str::SmolStr;
 use crate::calendar::CalendarError;
 use crate::model::Action;
 
-use super::event::{TaskId, TimerId};
+use super::event::{ClockRef, TaskId, TimerId};
 
 /// As JSON it is `{"type": code, "detail": fields}` (adjacent tagging, so that the variants
 /// holding a bare string serialise too): the durable layer carries it beside the code to the web
@@ -63,6 +63,21 @@ pub enum Rejection {
     UnknownElement { element: SmolStr },
     #[error("element `{element}`: {reason}")]
     InvalidElement { element: SmolStr, reason: String },
+    /// 先入库，后保障: the element may be attached only in its `attach_in` stages.
+    #[error("element `{element}` may be attached only in stages {stages:?}")]
+    ElementNotInStage {
+        element: SmolStr,
+        stages: Vec<SmolStr>,
+    },
+    /// 销号 of something that is not on the supervision list (挂牌督办).
+    #[error("{target:?} is not under supervision (挂牌督办)")]
+    NotSupervised { target: ClockRef },
+    /// 销号 of an item already resolved.
+    #[error("the supervision of {target:?} has already been resolved (销号)")]
+    SupervisionResolved { target: ClockRef },
+    /// 销号 while the overdue thing is still open: settle it first.
+    #[error("{target:?} is still outstanding; it can be resolved (销号) once it is settled")]
+    SupervisionUnsettled { target: ClockRef },
     #[error("`{actor}` may not {what}")]
     NotAuthorised { actor: SmolStr, what: String },
     #[error("a reason is required")]
@@ -176,7 +191,8 @@ impl Rejection {
             | Rejection::Consulting { .. }
             | Rejection::AwaitingSigner { .. }
             | Rejection::SignerDecided { .. }
-            | Rejection::CannotTakeBack { .. } => K::Conflict,
+            | Rejection::CannotTakeBack { .. }
+            | Rejection::SupervisionResolved { .. } => K::Conflict,
             Rejection::NotStarted
             | Rejection::InvalidProject { .. }
             | Rejection::UnknownChannel { .. }
@@ -192,6 +208,9 @@ impl Rejection {
             | Rejection::StageCannotClose { .. }
             | Rejection::UnknownElement { .. }
             | Rejection::InvalidElement { .. }
+            | Rejection::ElementNotInStage { .. }
+            | Rejection::NotSupervised { .. }
+            | Rejection::SupervisionUnsettled { .. }
             | Rejection::ReasonRequired
             | Rejection::NotWithApplicant
             | Rejection::Suspended { .. }
@@ -233,6 +252,10 @@ impl Rejection {
             Rejection::StageCannotClose { .. } => "stage_cannot_close",
             Rejection::UnknownElement { .. } => "unknown_element",
             Rejection::InvalidElement { .. } => "invalid_element",
+            Rejection::ElementNotInStage { .. } => "element_not_in_stage",
+            Rejection::NotSupervised { .. } => "not_supervised",
+            Rejection::SupervisionResolved { .. } => "supervision_resolved",
+            Rejection::SupervisionUnsettled { .. } => "supervision_unsettled",
             Rejection::NotAuthorised { .. } => "not_authorised",
             Rejection::ReasonRequired => "reason_required",
             Rejection::WithApplicant => "with_applicant",

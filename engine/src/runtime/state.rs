@@ -203,6 +203,26 @@ pub struct Outstanding {
     pub resolved: bool,
 }
 
+/// One item put on a leader's supervision list (挂牌督办), until its 销号.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supervision {
+    pub target: ClockRef,
+    /// The leader role it went to (the department's `leader`), if the workflow names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<SmolStr>,
+    /// Who resolved it (销号), and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<SmolStr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Supervision {
+    pub fn is_resolved(&self) -> bool {
+        self.resolved_by.is_some()
+    }
+}
+
 /// A 补正 in progress: the case is with the applicant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Returned {
@@ -271,9 +291,13 @@ pub struct InstanceState {
     /// Materials supplied outside promises (during a 补正).
     #[serde(default)]
     pub supplied: Vec<SmolStr>,
-    /// Tasks on the leader's supervision list (挂牌督办).
+    /// Tasks on the leader's supervision list (挂牌督办), until resolved (销号).
     #[serde(default)]
     pub supervised: Vec<TaskId>,
+    /// Everything ever put under supervision (tasks, steps, promises, stages, outstanding
+    /// items), resolved or not, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supervision: Vec<Supervision>,
     /// Credit marks (信用记录) recorded against the applicant.
     #[serde(default)]
     pub credit_marks: Vec<(PromiseId, SmolStr)>,
@@ -306,6 +330,24 @@ impl InstanceState {
 
     pub fn timer(&self, id: TimerId) -> Option<&Timer> {
         self.timers.iter().find(|t| t.id == id)
+    }
+
+    /// The latest supervision (挂牌督办) of a thing, resolved or not.
+    pub fn supervision_of(&self, target: &ClockRef) -> Option<&Supervision> {
+        self.supervision.iter().rev().find(|s| s.target == *target)
+    }
+
+    /// Whether an element counts as attached for a stage: any attachment, or with `fresh_in`
+    /// (a stage whose element must be attached afresh) only one made in a visit of that stage.
+    pub fn has_element(&self, element: &str, fresh_in: Option<&str>) -> bool {
+        self.elements.iter().any(|e| {
+            e.element == element
+                && fresh_in.is_none_or(|stage| {
+                    e.stage
+                        .and_then(|v| self.stages.get(v.ix()))
+                        .is_some_and(|v| v.stage == stage)
+                })
+        })
     }
 
     /// The clock a reference names.
@@ -732,9 +774,35 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
                 }
             }
         }
-        Event::Supervised { task, .. } => {
+        Event::Supervised { task, leader } => {
             if !s.supervised.contains(task) {
                 s.supervised.push(*task);
+            }
+            s.supervision.push(Supervision {
+                target: ClockRef::Task(*task),
+                leader: leader.clone(),
+                resolved_by: None,
+                note: None,
+            });
+        }
+        Event::ItemSupervised { target, leader } => s.supervision.push(Supervision {
+            target: target.clone(),
+            leader: leader.clone(),
+            resolved_by: None,
+            note: None,
+        }),
+        Event::SupervisionResolved { target, by, note } => {
+            if let ClockRef::Task(t) = target {
+                s.supervised.retain(|x| x != t);
+            }
+            if let Some(item) = s
+                .supervision
+                .iter_mut()
+                .rev()
+                .find(|x| x.target == *target && !x.is_resolved())
+            {
+                item.resolved_by = Some(by.clone());
+                item.note = Some(note.clone());
             }
         }
         Event::TimerArmed(t) => {

@@ -156,6 +156,9 @@ pub struct InstanceView {
     pub elements: Vec<ElementView>,
     pub outstanding: Vec<OutstandingView>,
     pub supervised: Vec<TaskId>,
+    /// Everything ever put under supervision (挂牌督办), with its 销号 when resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supervision: Vec<crate::runtime::state::Supervision>,
     pub credit_marks: Vec<SmolStr>,
     pub timers: Vec<Timer>,
     /// The copies sent (抄送), with who has read them.
@@ -280,7 +283,8 @@ pub fn view(def: &Definition, cal: &Calendar, st: &InstanceState, now: Timestamp
                 sp.elements
                     .iter()
                     .map(|e| {
-                        let attached = st.elements.iter().any(|a| a.element == e.element);
+                        let attached =
+                            st.has_element(&e.element, e.fresh.then_some(sp.id.as_str()));
                         let clock = if attached {
                             None
                         } else {
@@ -365,6 +369,7 @@ pub fn view(def: &Definition, cal: &Calendar, st: &InstanceState, now: Timestamp
         elements,
         outstanding,
         supervised: st.supervised.clone(),
+        supervision: st.supervision.clone(),
         credit_marks: st.credit_marks.iter().map(|(_, m)| m.clone()).collect(),
         timers: st.timers.clone(),
         copies: st.copies.clone(),

@@ -288,6 +288,7 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::Suspend { .. } => "suspend",
         Command::Resume { .. } => "resume",
         Command::Extend { .. } => "extend",
+        Command::ResolveSupervision { .. } => "resolve_supervision",
         Command::TimerFired { .. } => "timer_fired",
         Command::Recalendar { .. } => "recalendar",
     }
@@ -320,6 +321,7 @@ pub fn command_label_zh(name: &str) -> &'static str {
         "suspend" => "中止计时",
         "resume" => "恢复计时",
         "extend" => "延长时限",
+        "resolve_supervision" => "督办销号",
         _ => "操作",
     }
 }
@@ -327,7 +329,7 @@ pub fn command_label_zh(name: &str) -> &'static str {
 pub fn parse_command(value: serde_json::Value) -> ApiResult<Command> {
     serde_json::from_value(value).map_err(|e| {
         ApiError::invalid(format!("not a valid command: {e}")).with_details(serde_json::json!({
-            "hint": "a JSON object with `type` (approve, reject, return, approve_conditional, claim, delegate, consult, answer_consult, add_cosigner, remove_cosigner, take_back, comment, cc, read_copies, urge, suspend, resume, extend, supply_material, verify_material, attach_element, withdraw) and its fields"
+            "hint": "a JSON object with `type` (approve, reject, return, approve_conditional, claim, delegate, consult, answer_consult, add_cosigner, remove_cosigner, take_back, comment, cc, read_copies, urge, suspend, resume, extend, supply_material, verify_material, attach_element, withdraw, resolve_supervision) and its fields"
         }))
     })
 }

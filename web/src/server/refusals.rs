@@ -12,6 +12,7 @@ use shenpi_engine::compile::Definition;
 use shenpi_engine::limit::{Limit, Unit};
 use shenpi_engine::model::{Action, RawLimit};
 use shenpi_engine::runtime::rejection::{Ineligible, TakeBackBlock};
+use shenpi_engine::runtime::event::ClockRef;
 use shenpi_engine::runtime::{InstanceState, Rejection, RejectionKind, TaskId};
 
 use super::error::{ApiError, rejection_status};
@@ -65,6 +66,32 @@ impl<'a> Names<'a> {
 
     fn department(&self, id: &str) -> String {
         self.plain(id, WorkflowNames::department)
+    }
+
+    /// What a limited thing is, for a refusal about its supervision (挂牌督办).
+    fn item(&self, target: &ClockRef) -> String {
+        let st = self.state;
+        match target {
+            ClockRef::Task(t) => self.task(*t),
+            ClockRef::Step(s) => st.and_then(|st| st.step(*s)).map_or_else(
+                || "并联审批".to_string(),
+                |s| format!("并联审批{}", self.node(&s.node)),
+            ),
+            ClockRef::Promise(p) => st.and_then(|st| st.promise(*p)).map_or_else(
+                || "容缺承诺".to_string(),
+                |p| format!("容缺承诺（材料{}）", self.material(&p.material)),
+            ),
+            ClockRef::Stage(v) | ClockRef::Element { stage: v, .. } => {
+                st.and_then(|st| st.stages.get(v.ix())).map_or_else(
+                    || "阶段".to_string(),
+                    |s| format!("阶段{}", self.stage(&s.stage)),
+                )
+            }
+            ClockRef::Outstanding(o) => st.and_then(|st| st.outstanding.get(o.ix())).map_or_else(
+                || "遗留事项".to_string(),
+                |o| format!("遗留事项（要素{}）", self.element(&o.element)),
+            ),
+        }
     }
 
     /// A task by what it is about: its node, a branch's department, the material it verifies.
@@ -176,6 +203,23 @@ pub fn rejection_message_zh(r: &Rejection, n: &Names<'_>) -> String {
         Rejection::UnknownElement { element } => format!("没有要素「{element}」。"),
         Rejection::InvalidElement { element, reason } => {
             format!("要素{}的内容有误：{reason}", n.element(element))
+        }
+        Rejection::ElementNotInStage { element, stages } => {
+            let names: Vec<String> = stages.iter().map(|s| n.stage(s)).collect();
+            format!(
+                "要素{}只能在{}阶段挂接（先入库，后保障）。",
+                n.element(element),
+                names.join("、")
+            )
+        }
+        Rejection::NotSupervised { target } => {
+            format!("{}不在挂牌督办清单上，无需销号。", n.item(target))
+        }
+        Rejection::SupervisionResolved { target } => {
+            format!("{}的挂牌督办已经销号。", n.item(target))
+        }
+        Rejection::SupervisionUnsettled { target } => {
+            format!("{}尚未办结，办结后方可销号。", n.item(target))
         }
         Rejection::NotAuthorised { actor, what } => {
             format!("{actor} 无权执行此操作（{what}）。")
@@ -339,6 +383,19 @@ mod tests {
                 element: "e".into(),
                 reason: "x".into(),
             },
+            Rejection::ElementNotInStage {
+                element: "e".into(),
+                stages: vec!["s".into()],
+            },
+            Rejection::NotSupervised {
+                target: ClockRef::Task(t),
+            },
+            Rejection::SupervisionResolved {
+                target: ClockRef::Step(shenpi_engine::runtime::event::StepId(0)),
+            },
+            Rejection::SupervisionUnsettled {
+                target: ClockRef::Stage(shenpi_engine::runtime::event::StageVisitId(0)),
+            },
             Rejection::NotAuthorised {
                 actor: "a".into(),
                 what: "x".into(),
@@ -436,6 +493,7 @@ mod tests {
         ("awaiting_signer", 409),
         ("signer_decided", 409),
         ("cannot_take_back", 409),
+        ("supervision_resolved", 409),
         ("internal", 500),
     ];
 

@@ -97,7 +97,9 @@ pub fn purpose(k: &TimerKind) -> String {
             target: ClockRef::Promise(_),
         } => "承诺到期".into(),
         TimerKind::Due { .. } => "超期（红色）".into(),
-        TimerKind::Escalation { rung, .. } => format!("第{}级升级", rung.saturating_add(1)),
+        TimerKind::Escalation { rung, .. } | TimerKind::Ladder { rung, .. } => {
+            format!("第{}级升级", rung.saturating_add(1))
+        }
         TimerKind::Wait { .. } => "等待期满".into(),
     }
 }
@@ -107,6 +109,7 @@ pub fn subject(k: &TimerKind, state: &InstanceState, ctx: &EngineCtx) -> String 
     let names = WorkflowNames(&ctx.def);
     let target = match k {
         TimerKind::Escalation { task, .. } => ClockRef::Task(*task),
+        TimerKind::Ladder { target, .. } => target.clone(),
         TimerKind::Wait { node: n } => return names.node(n),
         TimerKind::Yellow { target } | TimerKind::Due { target } => target.clone(),
     };

@@ -321,24 +321,57 @@ impl<'a> Cx<'a> {
         self.arm_clock(target, &c)
     }
 
-    /// The promise's deadline timer fired.
+    /// The promise's deadline timer fired. Every other promise whose deadline has passed by now
+    /// and whose material has not come is breached with it, in the same command: their timers
+    /// fire one by one, and a `revoke` by the first would otherwise end the instance before the
+    /// others are on record (each must be breached and bear its consequences, a credit mark per
+    /// material).
     pub(super) fn breach(&mut self, pid: PromiseId) -> Result<(), Rejection> {
         // Supplied in time and waiting for verification is not a breach (yet: if the material
         // is refused after the deadline, `promise_reopened` breaches then).
-        if self
-            .st
-            .promise(pid)
-            .is_none_or(|p| p.status != PromiseStatus::Open || p.breached)
-        {
+        let waiting =
+            |p: &crate::runtime::state::Promise| p.status == PromiseStatus::Open && !p.breached;
+        let st = self.st;
+        if st.promise(pid).is_none_or(|p| !waiting(p)) {
             return Ok(());
         }
-        self.breach_now(pid)
+        let mut due_now = vec![pid];
+        for q in &st.promises {
+            if q.id != pid
+                && waiting(q)
+                && q.clock.running()
+                && q.clock.due(self.cal)?.is_some_and(|d| d <= self.now)
+            {
+                due_now.push(q.id);
+            }
+        }
+        let mut revoke = false;
+        for p in due_now {
+            if p != pid {
+                self.cancel_clock_timers(&ClockRef::Promise(p));
+            }
+            revoke |= self.breach_consequences(p)?;
+        }
+        if revoke {
+            // Revocation ends the case last, so the other breach facts come first in the history.
+            self.end_instance(Outcome::Revoked);
+        }
+        Ok(())
     }
 
     pub(super) fn breach_now(&mut self, pid: PromiseId) -> Result<(), Rejection> {
+        if self.breach_consequences(pid)? {
+            self.end_instance(Outcome::Revoked);
+        }
+        Ok(())
+    }
+
+    /// Records a breach and the node's `on_breach` actions but `revoke`; says whether the
+    /// instance is to be revoked (the caller ends it after every breach of the command).
+    fn breach_consequences(&mut self, pid: PromiseId) -> Result<bool, Rejection> {
         let st = self.st;
         let Some(p) = st.promise(pid) else {
-            return Ok(());
+            return Ok(false);
         };
         self.emit(Event::PromiseBreached { promise: pid });
         self.emit(Event::Warning {
@@ -377,11 +410,12 @@ impl<'a> Cx<'a> {
                 }
             }
         }
-        if revoke {
-            // Revocation ends the case last, so the other breach facts come first in the history.
-            self.end_instance(Outcome::Revoked);
+        // A breach that does not revoke leaves the material owed: the ladder climbs from the
+        // deadline until it is verified (when `warnings.escalate` lists `promise`).
+        if !revoke && let Some(due) = p.clock.due(self.cal)? {
+            self.arm_ladder(&ClockRef::Promise(pid), due)?;
         }
-        Ok(())
+        Ok(revoke)
     }
 
     /// The applicant answers (`resume` with no task): a 补正 is resubmitted, or a wait node

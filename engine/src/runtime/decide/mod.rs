@@ -202,12 +202,16 @@ impl<'a> Cx<'a> {
                     _ => Err(Rejection::NotStarted),
                 };
             }
-            // A timer of an ended instance was cancelled with it; firing it is a no-op.
+            // A timer of an ended instance was cancelled with it; firing it is a no-op. A leader
+            // may still resolve (销号) what was under supervision when the case ended.
             Status::Ended => {
                 return match cmd {
                     Command::TimerFired { .. } | Command::Recalendar { .. } => Ok(()),
                     // A copy is read after the case is closed too.
                     Command::ReadCopies => self.read_copies(),
+                    Command::ResolveSupervision { target, note } => {
+                        self.resolve_supervision(target, note)
+                    }
                     _ => Err(Rejection::InstanceEnded),
                 };
             }
@@ -256,6 +260,7 @@ impl<'a> Cx<'a> {
                 reason,
                 step,
             } => self.extend(*task, limit, reason, *step),
+            Command::ResolveSupervision { target, note } => self.resolve_supervision(target, note),
             Command::TimerFired { timer } => self.timer_fired(*timer),
             Command::Recalendar { calendar, revision } => self.recalendar(calendar, *revision),
         }

@@ -4,6 +4,7 @@
 
 use smol_str::SmolStr;
 
+use crate::compile::{StageElementPlan, StagePlan};
 use crate::model::FieldType;
 use crate::runtime::clock::Clock;
 use crate::runtime::event::{ClockRef, Event, OutstandingId, StageVisitId};
@@ -42,8 +43,11 @@ impl<'a> Cx<'a> {
         }
     }
 
-    pub(super) fn element_attached(&self, element: &str) -> bool {
-        self.st.elements.iter().any(|e| e.element == element)
+    /// Whether an element a stage requires counts as attached for it
+    /// ([`crate::runtime::state::InstanceState::has_element`]: a `fresh` one only if attached in that stage).
+    pub(super) fn element_attached_for(&self, stage: &StagePlan, e: &StageElementPlan) -> bool {
+        self.st
+            .has_element(&e.element, e.fresh.then_some(stage.id.as_str()))
     }
 
     pub(super) fn enter_stage(&mut self, s: usize) -> Result<(), Rejection> {
@@ -58,7 +62,7 @@ impl<'a> Cx<'a> {
         let element_clocks: Vec<(SmolStr, Clock)> = sp
             .elements
             .iter()
-            .filter(|e| !self.element_attached(&e.element))
+            .filter(|e| !self.element_attached_for(sp, e))
             .filter_map(|e| {
                 e.within
                     .map(|w| (e.element.clone(), Clock::new(self.now, w)))
@@ -87,9 +91,9 @@ impl<'a> Cx<'a> {
     }
 
     pub(super) fn cancel_stage_timers(&mut self, visit: StageVisitId) {
-        self.cancel_timers_where(|k| match k.clock() {
-            Some(ClockRef::Stage(v)) => *v == visit,
-            Some(ClockRef::Element { stage, .. }) => *stage == visit,
+        self.cancel_timers_where(|k| match k.clock().cloned().or_else(|| k.escalates()) {
+            Some(ClockRef::Stage(v)) => v == visit,
+            Some(ClockRef::Element { stage, .. }) => stage == visit,
             _ => false,
         });
     }
@@ -104,7 +108,7 @@ impl<'a> Cx<'a> {
             .get(s)
             .ok_or_else(|| internal("stage index out of range"))?;
         for e in &sp.elements {
-            if self.element_attached(&e.element) {
+            if self.element_attached_for(sp, e) {
                 continue;
             }
             if !e.may_carry {
@@ -167,6 +171,16 @@ impl<'a> Cx<'a> {
                 actor: self.by(),
                 what: format!("attach element `{element}`: it comes from department `{from}`"),
             });
+        }
+        // 先入库，后保障: only in the stages the element kind allows.
+        if !kind.attach_in.is_empty() {
+            let here = self.stage.and_then(|(_, s)| self.p.stages.get(s));
+            if here.is_none_or(|sp| !kind.attach_in.contains(&sp.id)) {
+                return Err(Rejection::ElementNotInStage {
+                    element: element.clone(),
+                    stages: kind.attach_in.clone(),
+                });
+            }
         }
         let fields = check_element_fields(element, &kind.fields, fields)?;
         let visit = self.stage.map(|s| s.0);

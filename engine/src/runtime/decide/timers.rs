@@ -8,13 +8,14 @@ use smol_str::SmolStr;
 use crate::calendar::{end_of_day, local_date};
 use crate::compile::Party;
 use crate::limit::{Limit, Unit};
-use crate::model::{Action, NotificationEvent, RawLimit, RungAction};
+use crate::model::{Action, Escalated, NotificationEvent, RawLimit, RungAction};
 use crate::runtime::clock::{Clock, Colour};
 use crate::runtime::event::{
     ClockRef, Event, NoticeData, TaskId, Timer, TimerId, TimerKind, TimerMove,
 };
+use crate::runtime::policy;
 use crate::runtime::rejection::Rejection;
-use crate::runtime::state::{PromiseStatus, StepStatus, Task};
+use crate::runtime::state::{PromiseStatus, Status, StepStatus, Task};
 
 use super::{Cx, internal, u32_of};
 
@@ -57,9 +58,13 @@ impl<'a> Cx<'a> {
         }
     }
 
-    /// Cancels the yellow and due timers of a clock.
+    /// Cancels the yellow and due timers of a clock, and the escalation rungs of the thing it
+    /// belongs to (a task's own rungs go with the task).
     pub(super) fn cancel_clock_timers(&mut self, target: &ClockRef) {
-        self.cancel_timers_where(|k| k.clock() == Some(target));
+        self.cancel_timers_where(|k| {
+            k.clock() == Some(target)
+                || matches!(k, TimerKind::Ladder { target: t, .. } if t == target)
+        });
     }
 
     /// What a clock is, in the workflow's own names, for people (「环节「受理审查」」).
@@ -177,8 +182,9 @@ impl<'a> Cx<'a> {
             return Ok(());
         };
         let used = c.used_at(self.cal, self.now)?;
+        // A stopped clock keeps its escalation rungs, as a task's do: the overdue days stay.
         if c.running() {
-            self.cancel_clock_timers(&r);
+            self.cancel_timers_where(|k| k.clock() == Some(&r));
         }
         self.emit(Event::ClockStopped { target: r, used });
         Ok(())
@@ -280,7 +286,8 @@ impl<'a> Cx<'a> {
         match &timer.kind {
             TimerKind::Yellow { target } => self.yellow(target),
             TimerKind::Due { target } => self.due(target, timer.due),
-            TimerKind::Escalation { task, rung } => self.escalate(*task, *rung),
+            TimerKind::Escalation { task, rung } => self.escalate(&ClockRef::Task(*task), *rung),
+            TimerKind::Ladder { target, rung } => self.escalate(target, *rung),
             TimerKind::Wait { node } => {
                 if self.st.at.as_ref() != Some(node) {
                     return Ok(());
@@ -311,7 +318,7 @@ impl<'a> Cx<'a> {
                 None => (Vec::new(), NoticeData::default()),
             },
             ClockRef::Step(s) => (
-                Vec::new(),
+                self.step_parties(*s),
                 NoticeData {
                     node: st.step(*s).map(|s| s.node.clone()),
                     ..NoticeData::default()
@@ -326,7 +333,10 @@ impl<'a> Cx<'a> {
                 },
             ),
             ClockRef::Stage(v) => (
-                Vec::new(),
+                self.answering_department(target)
+                    .map(Party::Department)
+                    .into_iter()
+                    .collect(),
                 NoticeData {
                     stage: st.stages.get(v.ix()).map(|s| s.stage.clone()),
                     ..NoticeData::default()
@@ -365,6 +375,29 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// Who answers for a parallel step's overall limit: the holder of the lead branch (一家牵头
+    /// answers for the step, decided or not), then the holder of every branch still open (the
+    /// departments the step waits on), each once.
+    pub(super) fn step_parties(&self, s: crate::runtime::event::StepId) -> Vec<Party> {
+        let st = self.st;
+        let Some(step) = st.step(s) else {
+            return Vec::new();
+        };
+        let tasks: Vec<&Task> = step.tasks.iter().filter_map(|t| st.task(*t)).collect();
+        let lead = tasks.iter().filter(|t| t.spec.lead);
+        let open = tasks
+            .iter()
+            .filter(|t| !t.spec.lead && self.is_open(t.spec.task));
+        let mut out: Vec<Party> = Vec::new();
+        for t in lead.chain(open) {
+            let p = self.party_of(t);
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
     /// Whether the thing a clock belongs to still needs its warnings.
     pub(super) fn clock_live(&self, target: &ClockRef) -> bool {
         let st = self.st;
@@ -375,7 +408,22 @@ impl<'a> Cx<'a> {
                 .promise(*p)
                 .is_some_and(|p| p.status != PromiseStatus::Verified),
             ClockRef::Stage(v) => st.current_stage().is_some_and(|s| s.id == *v),
-            ClockRef::Element { element, .. } => !self.element_attached(element),
+            ClockRef::Element { stage, element } => {
+                let plan = st
+                    .stages
+                    .get(stage.ix())
+                    .and_then(|v| self.p.stages.iter().find(|s| s.id == v.stage));
+                let needed = plan.and_then(|sp| {
+                    sp.elements
+                        .iter()
+                        .find(|e| e.element == *element)
+                        .map(|e| (sp, e))
+                });
+                match needed {
+                    Some((sp, e)) => !self.element_attached_for(sp, e),
+                    None => !st.has_element(element, None),
+                }
+            }
             ClockRef::Outstanding(o) => st.outstanding.get(o.ix()).is_some_and(|o| !o.resolved),
         }
     }
@@ -418,20 +466,40 @@ impl<'a> Cx<'a> {
         let (natural, mut data) = self.clock_party(target);
         data.due = Some(due);
         self.notify(NotificationEvent::Overdue, natural, data);
-        if let ClockRef::Task(t) = target {
-            // The escalation ladder: rung k fires `after` units past the deadline.
-            for k in 0..self.p.rungs.len() {
-                let Some(at) = self.rung_at(due, k)? else {
-                    continue;
-                };
-                self.arm(
-                    at,
-                    TimerKind::Escalation {
-                        task: *t,
-                        rung: u32_of(k),
-                    },
-                );
-            }
+        self.arm_ladder(target, due)
+    }
+
+    /// Arms the escalation ladder of an overdue thing (a breached promise) whose deadline was
+    /// `due`, when `warnings.escalate` covers its kind: rung k fires `after` units past it.
+    pub(super) fn arm_ladder(
+        &mut self,
+        target: &ClockRef,
+        due: Timestamp,
+    ) -> Result<(), Rejection> {
+        let kind = match target {
+            ClockRef::Task(_) => Escalated::Task,
+            ClockRef::Step(_) => Escalated::Step,
+            ClockRef::Promise(_) => Escalated::Promise,
+            ClockRef::Stage(_) => Escalated::Stage,
+            ClockRef::Outstanding(_) => Escalated::Outstanding,
+            ClockRef::Element { .. } => return Ok(()),
+        };
+        if !self.p.escalates(kind) {
+            return Ok(());
+        }
+        for k in 0..self.p.rungs.len() {
+            let Some(at) = self.rung_at(due, k)? else {
+                continue;
+            };
+            let rung = u32_of(k);
+            let timer = match target {
+                ClockRef::Task(task) => TimerKind::Escalation { task: *task, rung },
+                other => TimerKind::Ladder {
+                    target: other.clone(),
+                    rung,
+                },
+            };
+            self.arm(at, timer);
         }
         Ok(())
     }
@@ -473,6 +541,17 @@ impl<'a> Cx<'a> {
             TimerKind::Escalation { task, rung } => {
                 let due = st
                     .clock(&ClockRef::Task(*task))
+                    .map(|c| c.due(self.cal))
+                    .transpose()?
+                    .flatten();
+                match due {
+                    Some(d) => self.rung_at(d, *rung as usize),
+                    None => Ok(None),
+                }
+            }
+            TimerKind::Ladder { target, rung } => {
+                let due = st
+                    .clock(target)
                     .map(|c| c.due(self.cal))
                     .transpose()?
                     .flatten();
@@ -541,32 +620,34 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
-    pub(super) fn escalate(&mut self, task: TaskId, rung: u32) -> Result<(), Rejection> {
-        let st = self.st;
-        let Some(t) = st.task(task).filter(|t| t.is_open()) else {
+    /// A rung of the escalation ladder fires for an overdue task, parallel step, stage or
+    /// outstanding item, or a breached promise. `remind` tells whoever holds it, `supervisor`
+    /// the supervisor role of the department that answers for it, `supervise` (挂牌督办) puts it
+    /// on the list of that department's leader; a rung's `to` stands in for the department's
+    /// role. Nothing happens once the thing is settled.
+    pub(super) fn escalate(&mut self, target: &ClockRef, rung: u32) -> Result<(), Rejection> {
+        if !self.clock_live(target) {
             return Ok(());
-        };
+        }
         let Some(r) = self.p.rungs.get(rung as usize) else {
             return Ok(());
         };
-        let dept = t
-            .spec
-            .department
-            .as_ref()
-            .and_then(|d| self.p.departments.get(d));
+        let dept = self
+            .answering_department(target)
+            .and_then(|d| self.p.departments.get(&d));
         let mut natural: Vec<Party> = Vec::new();
         if let Some(to) = r.to.as_ref().and_then(|a| self.resolve_quiet(a)) {
             natural.push(to);
         }
-        let data = NoticeData {
-            task: Some(task),
-            node: Some(t.spec.node.clone()),
-            text: Some(format!("rung {}", rung + 1)),
-            ..NoticeData::default()
-        };
+        let (holders, mut data) = self.clock_party(target);
+        data.text = Some(format!("rung {}", rung + 1));
         match r.action {
             RungAction::Remind => {
-                natural.insert(0, self.party_of(t));
+                for (i, h) in holders.into_iter().enumerate() {
+                    if !natural.contains(&h) {
+                        natural.insert(i.min(natural.len()), h);
+                    }
+                }
                 self.notify(NotificationEvent::Escalation, natural, data);
             }
             RungAction::Supervisor => {
@@ -579,10 +660,16 @@ impl<'a> Cx<'a> {
             }
             RungAction::Supervise => {
                 let leader = dept.and_then(|d| d.leader.clone());
-                self.emit(Event::Supervised {
-                    task,
-                    leader: leader.clone(),
-                });
+                match target {
+                    ClockRef::Task(task) => self.emit(Event::Supervised {
+                        task: *task,
+                        leader: leader.clone(),
+                    }),
+                    other => self.emit(Event::ItemSupervised {
+                        target: other.clone(),
+                        leader: leader.clone(),
+                    }),
+                }
                 if r.to.is_none()
                     && let Some(l) = leader
                 {
@@ -591,6 +678,85 @@ impl<'a> Cx<'a> {
                 self.notify(NotificationEvent::Supervise, natural, data);
             }
         }
+        Ok(())
+    }
+
+    /// The department that answers for a limited thing, whose supervisor and leader its
+    /// escalation reaches: a task's own; a parallel step's lead branch (else its first); the
+    /// department of the step that pre-approved a promise; a stage's `department`; an
+    /// outstanding item's element owner.
+    pub(super) fn answering_department(&self, target: &ClockRef) -> Option<SmolStr> {
+        let st = self.st;
+        match target {
+            ClockRef::Task(t) => st.task(*t).and_then(|t| t.spec.department.clone()),
+            ClockRef::Step(s) => {
+                let step = st.step(*s)?;
+                let tasks = || step.tasks.iter().filter_map(|t| st.task(*t));
+                tasks()
+                    .find(|t| t.spec.lead)
+                    .or_else(|| tasks().next())
+                    .and_then(|t| t.spec.department.clone())
+            }
+            ClockRef::Promise(p) => st
+                .promise(*p)
+                .and_then(|p| st.pre_approvals.get(p.pre.ix()))
+                .and_then(|pre| st.task(pre.task))
+                .and_then(|t| t.spec.department.clone()),
+            ClockRef::Stage(v) => st
+                .stages
+                .get(v.ix())
+                .and_then(|v| self.p.stages.iter().find(|s| s.id == v.stage))
+                .and_then(|s| s.department.clone()),
+            ClockRef::Element { .. } => None,
+            ClockRef::Outstanding(o) => st
+                .outstanding
+                .get(o.ix())
+                .and_then(|i| self.p.elements.get(&i.element))
+                .map(|k| k.owner.clone()),
+        }
+    }
+
+    /// 销号: the leader resolves an item of the supervision list once the thing is settled (or
+    /// the instance has ended, which settles everything).
+    pub(super) fn resolve_supervision(
+        &mut self,
+        target: &ClockRef,
+        note: &str,
+    ) -> Result<(), Rejection> {
+        let item = self
+            .st
+            .supervision_of(target)
+            .ok_or_else(|| Rejection::NotSupervised {
+                target: target.clone(),
+            })?;
+        if item.is_resolved() {
+            return Err(Rejection::SupervisionResolved {
+                target: target.clone(),
+            });
+        }
+        if !policy::may_resolve_supervision(self.p, item, self.actor) {
+            return Err(Rejection::NotAuthorised {
+                actor: self.by(),
+                what: format!(
+                    "resolve (销号) the supervision of {}: only its leader ({}) may",
+                    self.clock_label(target),
+                    item.leader.as_deref().unwrap_or("a department's leader")
+                ),
+            });
+        }
+        if note.trim().is_empty() {
+            return Err(Rejection::ReasonRequired);
+        }
+        if self.st.status != Status::Ended && self.clock_live(target) {
+            return Err(Rejection::SupervisionUnsettled {
+                target: target.clone(),
+            });
+        }
+        self.emit(Event::SupervisionResolved {
+            target: target.clone(),
+            by: self.by(),
+            note: note.trim().to_string(),
+        });
         Ok(())
     }
 }

@@ -7,6 +7,7 @@
 
 use smol_str::SmolStr;
 
+use crate::calendar::{local_date, start_of_day};
 use crate::compile::{NodePlan, Party, Plan};
 use crate::model::{Delivery, FieldType, NodeType, NotificationEvent, Outcome};
 use crate::runtime::clock::Clock;
@@ -118,6 +119,12 @@ impl<'a> Cx<'a> {
                 NodeType::Wait => {
                     if let Some(l) = n.wait {
                         let due = Clock::new(self.now, l).due(self.cal)?.unwrap_or(self.now);
+                        self.arm(due, TimerKind::Wait { node: n.id.clone() });
+                    } else if let Some(date) = n.wait_until {
+                        // The start of the date's day (the next working day when it rests),
+                        // on the calendar; a date already reached goes on at once.
+                        let day = self.cal.wait_ends(local_date(self.now), date)?;
+                        let due = start_of_day(day).max(self.now);
                         self.arm(due, TimerKind::Wait { node: n.id.clone() });
                     }
                     return Ok(());

@@ -124,7 +124,8 @@ fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
                 Colour::Green => "绿",
             }
         ),
-        Event::Supervised { .. } => "挂牌督办".to_string(),
+        Event::Supervised { .. } | Event::ItemSupervised { .. } => "挂牌督办".to_string(),
+        Event::SupervisionResolved { note, .. } => format!("督办销号：{note}"),
         Event::Retimed {
             revision, moves, ..
         } => format!(
@@ -136,7 +137,9 @@ fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
                     let (what, day): (&str, fn(i64) -> String) = match &m.kind {
                         TimerKind::Yellow { .. } => ("黄色预警", day_of),
                         TimerKind::Due { .. } => ("到期日", due_date),
-                        TimerKind::Escalation { .. } => ("超期督办", due_date),
+                        TimerKind::Escalation { .. } | TimerKind::Ladder { .. } => {
+                            ("超期督办", due_date)
+                        }
                         TimerKind::Wait { .. } => ("等待", due_date),
                     };
                     format!(
