@@ -55,6 +55,11 @@ const MIGRATIONS: &[Step] = &[
     ),
     step(6, "server tables", both!("0006_server_tables.sql")),
     step(7, "event format", both!("0007_event_format.sql")),
+    step(
+        14,
+        "message reads, demo clock",
+        both!("0014_messages_and_demo_clock.sql"),
+    ),
 ];
 
 /// Which backend's texts to run.

@@ -221,6 +221,7 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::AddCosigner { .. } => "add_cosigner",
         Command::Withdraw { .. } => "withdraw",
         Command::Urge { .. } => "urge",
+        Command::Supervise { .. } => "supervise",
         Command::Comment { .. } => "comment",
         Command::Cc { .. } => "cc",
         Command::AttachElement { .. } => "attach_element",
@@ -248,6 +249,7 @@ pub fn command_label_zh(name: &str) -> &'static str {
         "add_cosigner" => "加签",
         "withdraw" => "撤回申报",
         "urge" => "催办",
+        "supervise" => "挂牌督办",
         "comment" => "填写意见",
         "cc" => "抄送",
         "attach_element" => "挂接要素",
@@ -261,7 +263,7 @@ pub fn command_label_zh(name: &str) -> &'static str {
 pub fn parse_command(value: serde_json::Value) -> ApiResult<Command> {
     serde_json::from_value(value).map_err(|e| {
         ApiError::invalid(format!("not a valid command: {e}")).with_details(serde_json::json!({
-            "hint": "a JSON object with `type` (approve, reject, return, approve_conditional, claim, delegate, add_cosigner, comment, cc, urge, suspend, resume, extend, supply_material, verify_material, attach_element, withdraw) and its fields"
+            "hint": "a JSON object with `type` (approve, reject, return, approve_conditional, claim, delegate, add_cosigner, comment, cc, urge, supervise, suspend, resume, extend, supply_material, verify_material, attach_element, withdraw) and its fields"
         }))
     })
 }
