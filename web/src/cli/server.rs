@@ -123,20 +123,6 @@ fn init_tracing() {
 }
 
 pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
-    // Started from the wrong folder: say once what was looked for, and create nothing.
-    if !a.workflows.join(".").is_dir() {
-        let looked = std::env::current_dir()
-            .map(|d| d.join(&a.workflows))
-            .unwrap_or_else(|_| a.workflows.clone());
-        eprintln!(
-            "error: no workflows folder at {} (looked for `{}`): start shenpi from the folder that \
-             holds `workflows/` (the repository's root) or pass `--workflows DIR`; nothing was created",
-            looked.display(),
-            a.workflows.display()
-        );
-        return Ok(ExitCode::from(2));
-    }
-    ensure_sqlite_dir(&a.db)?;
     init_tracing();
     passwords::return_hash_memory_to_the_system();
     let directory = match &a.notify_directory {
@@ -174,9 +160,6 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             let t: jiff::Timestamp = DEMO_CLOCK_START
                 .parse()
                 .context("the demo start time does not parse")?;
-            eprintln!(
-                "demo: the clock starts at {DEMO_CLOCK_START} (pass --clock-start to change it)"
-            );
             Some(t)
         }
         (None, false) => None,
@@ -195,6 +178,20 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = a.login_workers {
         passwords.workers = usize::try_from(n).unwrap_or(usize::MAX);
     }
+    // Started from the wrong folder: say once what was looked for, and create nothing.
+    if !a.workflows.join(".").is_dir() {
+        let looked = std::env::current_dir()
+            .map(|d| d.join(&a.workflows))
+            .unwrap_or_else(|_| a.workflows.clone());
+        eprintln!(
+            "error: no workflows folder at {} (looked for `{}`): start shenpi from the folder that \
+             holds `workflows/` (the repository's root) or pass `--workflows DIR`; nothing was created",
+            looked.display(),
+            a.workflows.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    ensure_sqlite_dir(&a.db)?;
     let rt = runtime()?;
     let res = rt.block_on(serve(ServeOptions {
         db: a.db,

@@ -321,7 +321,7 @@ pub async fn seed(app: &App) -> anyhow::Result<()> {
 
 /// The demo's banner: the accounts, where the data is and where to open it. Printed last at
 /// start.
-pub fn banner(db: &str, url: &str) {
+pub fn banner(db: &str, url: &str, now: i64) {
     let bar = "!".repeat(78);
     eprintln!("{bar}");
     eprintln!("!! DEMO MODE: demo accounts exist in this database. Do not use in production.");
@@ -334,5 +334,9 @@ pub fn banner(db: &str, url: &str) {
         );
     }
     eprintln!("!! Data: {db} (delete it to start the demo afresh)");
+    eprintln!(
+        "!! Clock: {} (the demo clock; it goes on from here after a restart, --clock-start moves it on)",
+        super::chrome::today_zh(now)
+    );
     eprintln!("{bar}");
 }

@@ -247,7 +247,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 _ => break,
             }
         }
-        demo::banner(&opts.db, &public_url);
+        demo::banner(&opts.db, &public_url, app.now());
     }
     let shutdown_app = app.clone();
     security::serve(listener, router(app), opts.connections, async move {

@@ -102,22 +102,22 @@ impl Everywhere {
         Everywhere(machine.newest())
     }
 
-    /// The name most of the workflows that name `id` give it (the first of them on a tie).
+    /// The name the workflows give `id`; when they name it differently (`fgw` is the
+    /// 省发展改革委 of one workflow and the 市发展改革委 of another), every name, joined with 「／」,
+    /// since nothing outside an instance says which is meant.
     fn first(&self, id: &str, name: impl Fn(&WorkflowNames<'_>, &str) -> String) -> String {
-        let given: Vec<String> = self
-            .0
-            .iter()
-            .map(|c| name(&WorkflowNames(&c.def), id))
-            .filter(|n| n != id)
-            .collect();
-        let mut best: Option<(&String, usize)> = None;
-        for n in &given {
-            let count = given.iter().filter(|m| *m == n).count();
-            if best.is_none_or(|(_, c)| count > c) {
-                best = Some((n, count));
+        let mut given: Vec<String> = Vec::new();
+        for c in &self.0 {
+            let n = name(&WorkflowNames(&c.def), id);
+            if n != id && !given.contains(&n) {
+                given.push(n);
             }
         }
-        best.map_or_else(|| id.to_string(), |(n, _)| n.clone())
+        if given.is_empty() {
+            id.to_string()
+        } else {
+            given.join("／")
+        }
     }
 
     pub fn department(&self, id: &str) -> String {

@@ -325,7 +325,7 @@ pub async fn dashboard_page(
                     tbody { @for r in &refused { tr {
                         td { a href={"/instances/" (r.instance)} { (r.project_name) } }
                         td { (r.subject) } td { (r.purpose) } td { (datetime(r.due)) }
-                        td title=(r.message) { (r.reason) }
+                        td title={(r.code) "：" (r.message)} { (r.reason) }
                         td { (datetime(r.refused_at)) }
                         td { @match r.retry_at { Some(x) => (datetime(x)), None => "即将重试" } }
                     } } } } }
