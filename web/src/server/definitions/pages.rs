@@ -97,7 +97,7 @@ async fn editor_view(
                     li class={"diag " (if d.is_error() { "error" } else { "warning" })} data-line=(d.line) data-col=(d.col) {
                         a href="#" class="goto" { "第 " (d.line) " 行，第 " (d.col) " 列" } " "
                         code { (d.code) } " "
-                        @if let Some(t) = super::super::refusals::diagnostic_title_zh(&d.code) { strong { (t) } "：" }
+                        @if let Some(t) = super::super::refusals::diagnostic_title_zh(d.code) { strong { (t) } "：" }
                         (d.message)
                         @if let Some(h) = &d.help { br; small { "提示：" (h) } }
                     }
