@@ -272,6 +272,25 @@ impl EngineMachine {
             .cloned()
     }
 
+    /// The newest registered version of every workflow (the names a page gives a role or a
+    /// department that belongs to no one instance: the header, the dashboard's rows).
+    pub fn newest(&self) -> Vec<Arc<EngineContext>> {
+        let Ok(m) = self.defs.read() else {
+            return Vec::new();
+        };
+        let mut best: std::collections::BTreeMap<&str, (i64, &Arc<EngineContext>)> =
+            std::collections::BTreeMap::new();
+        for ((id, v), ctx) in m.iter() {
+            match best.get(id.as_str()) {
+                Some((bv, _)) if *bv >= *v => {}
+                _ => {
+                    best.insert(id.as_str(), (*v, ctx));
+                }
+            }
+        }
+        best.into_values().map(|(_, c)| c.clone()).collect()
+    }
+
     /// Ids of the workflows registered so far.
     pub fn workflow_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self

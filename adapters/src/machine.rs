@@ -125,6 +125,13 @@ pub trait Machine: Send + Sync + 'static {
 /// Reads time; the one place the durable layer asks for it, so tests can move it.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Millis;
+    /// Moves the clock forward by `by` ms and answers the new time, if this clock may be moved
+    /// (a demo's or a test's); the wall clock answers `None` and stays where it is. A clock
+    /// never moves back: a negative `by` is refused the same way.
+    fn advance(&self, by: Millis) -> Option<Millis> {
+        let _ = by;
+        None
+    }
 }
 
 /// Wall-clock time.

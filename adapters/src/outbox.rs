@@ -206,6 +206,12 @@ pub struct OutboxOptions {
     pub dingtalk_secret: Option<String>,
     pub http_timeout: Duration,
     pub smtp: Option<SmtpConfig>,
+    /// The address people reach the server at (`serve --public-url`): a message's `url` that
+    /// is a path on the server (`/instances/…`) is sent as an absolute link under it.
+    pub public_url: Option<String>,
+    /// A message on a channel its recipient has no address for is written to the log instead
+    /// of being dead-lettered (the demo, which has no directory of robots and mailboxes).
+    pub unaddressed_to_log: bool,
 }
 
 impl Default for OutboxOptions {
@@ -222,6 +228,8 @@ impl Default for OutboxOptions {
             dingtalk_secret: None,
             http_timeout: Duration::from_secs(10),
             smtp: None,
+            public_url: None,
+            unaddressed_to_log: false,
         }
     }
 }
@@ -291,7 +299,19 @@ enum Failure {
 
 impl Sender {
     async fn deliver(&self, m: &OutboxMessage) -> Result<(), Failure> {
-        let row = &m.row;
+        let mut absolute;
+        let mut row = &m.row;
+        if let Some(base) = &self.opts.public_url
+            && let Some(url) = row.payload.get("url").and_then(|u| u.as_str())
+            && url.starts_with('/')
+        {
+            absolute = m.row.clone();
+            let link = absolute_url(base, url);
+            if let Some(o) = absolute.payload.as_object_mut() {
+                o.insert("url".into(), link.into());
+            }
+            row = &absolute;
+        }
         let text = if row.channel == "webhook" && row.template.is_empty() {
             String::new()
         } else {
@@ -300,7 +320,12 @@ impl Sender {
                 .map_err(Failure::Permanent)?
         };
         let title = text.lines().next().unwrap_or("shenpi").to_string();
-        match row.channel.as_str() {
+        let channel = if self.opts.unaddressed_to_log && !self.addressed(row) {
+            "log"
+        } else {
+            row.channel.as_str()
+        };
+        match channel {
             "log" => {
                 tracing::info!(target: "shenpi::outbox", to = %row.recipient, "{text}");
                 Ok(())
@@ -344,6 +369,19 @@ impl Sender {
             }
             "email" => self.email(m, &title, &text).await,
             other => Err(Failure::Permanent(format!("unknown channel `{other}`"))),
+        }
+    }
+
+    /// Whether the message's channel can reach its recipient at all (an address in the
+    /// directory, an SMTP server for e-mail).
+    fn addressed(&self, row: &crate::store::OutboxRow) -> bool {
+        match row.channel.as_str() {
+            "log" => true,
+            "dingtalk" => self.directory.dingtalk(&row.recipient).is_some(),
+            "email" => {
+                self.mailer.is_some() && self.directory.address("email", &row.recipient).is_some()
+            }
+            ch => self.directory.address(ch, &row.recipient).is_some(),
         }
     }
 
@@ -426,6 +464,11 @@ impl Sender {
             .map(|_| ())
             .map_err(|e| Failure::Transient(e.to_string()))
     }
+}
+
+/// `path` (a path on the server, `/instances/…`) under `base` (`https://host/prefix/`).
+pub fn absolute_url(base: &str, path: &str) -> String {
+    format!("{}{path}", base.trim_end_matches('/'))
 }
 
 fn short(s: &str) -> String {

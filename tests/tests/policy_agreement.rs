@@ -221,6 +221,7 @@ fn policy_projection_and_decide_agree_on_the_shipped_workflows() {
                         tries.push(Command::AddCosigner {
                             task: id,
                             user: "cosig".into(),
+                            order: Default::default(),
                         });
                     }
                     if t.claimed_by.is_none() && id.0 % 3 == 0 {

@@ -20,6 +20,27 @@
       yaml.scrollTop = Math.max(0, (line - 5) * lh);
     });
   });
+  // Destructive actions (驳回, 退回补正, 撤回, 挂牌督办) ask first: a button with data-confirm
+  // submits only once the user says yes.
+  document.querySelectorAll("button[data-confirm]").forEach(function (b) {
+    b.addEventListener("click", function (ev) {
+      if (!window.confirm(b.getAttribute("data-confirm"))) {
+        ev.preventDefault();
+        ev.stopImmediatePropagation();
+      }
+    });
+  });
+  // 常用意见: a phrase button puts its text into the opinion of its form.
+  document.querySelectorAll("button.phrase").forEach(function (b) {
+    b.addEventListener("click", function () {
+      var f = b.closest("form");
+      var t = f && f.querySelector("textarea");
+      if (!t) return;
+      var p = b.getAttribute("data-phrase");
+      t.value = t.value ? t.value.replace(/\s*$/, "") + "\n" + p : p;
+      t.focus();
+    });
+  });
   // Every action form: disable its buttons once submitted (the idempotency key makes a second
   // submission harmless anyway; this just tells the user it is on its way).
   document.querySelectorAll("form[method=post]").forEach(function (f) {

@@ -57,7 +57,10 @@ fn inbox_page_rows(html: &str) -> Vec<(String, String, Option<i64>)> {
         .skip(1)
         .filter_map(|row| {
             let colour = row.split('"').next()?.to_string();
-            let days = between(row, "<td class=\"days\">", "<").and_then(days_of);
+            // The cell's text, whatever attributes it carries besides its class.
+            let days = between(row, "<td class=\"days\"", "<")
+                .and_then(|cell| cell.split_once('>'))
+                .and_then(|(_, text)| days_of(text));
             let link = between(row, "href=\"", "\"")?.to_string();
             Some((link, colour, days))
         })

@@ -496,3 +496,430 @@ async fn batch_take_back_and_read_marks_on_the_pages() {
     assert!(page.text.contains("zhao（已读）"), "{}", page.text);
     assert!(page.text.contains("zhao 已阅抄送"), "in the history too");
 }
+
+/// The visible text of a page: its tags (and their attributes), scripts and styles left out.
+fn visible(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(lt) = rest.find('<') {
+        out.push_str(&rest[..lt]);
+        let tag = &rest[lt..];
+        let skip_to = if tag.starts_with("<script") {
+            tag.find("</script>").map(|j| j + "</script>".len())
+        } else if tag.starts_with("<style") {
+            tag.find("</style>").map(|j| j + "</style>".len())
+        } else {
+            tag.find('>').map(|j| j + 1)
+        };
+        let Some(n) = skip_to else { break };
+        out.push(' ');
+        rest = &tag[n..];
+    }
+    out.push_str(rest);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The ids `text` shows among those of the shipped workflow's nodes, stages, roles, materials
+/// and departments (as whole words).
+fn ids_in(text: &str) -> Vec<String> {
+    let ids = [
+        "library",
+        "pre_consult",
+        "intake",
+        "joint_review",
+        "invest_gate",
+        "leader_review",
+        "decision",
+        "mouhua",
+        "shengcheng",
+        "shenpi",
+        "fgw_intake",
+        "fgw_planner",
+        "fgw_reviewer",
+        "zrzy_reviewer",
+        "sthj_reviewer",
+        "applicant",
+        "land_site",
+        "eia",
+        "social_risk",
+        "feasibility",
+        "provincial-major",
+        "enterprise-filing",
+        "fgw",
+        "zrzy",
+        "sthj",
+        "dsj",
+        "project_data",
+        "land_quota",
+    ];
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .filter(|w| ids.contains(w))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The inbox, the task page, the instance page and the 督办看板 speak the workflow's names:
+/// no node, stage, role, material, department or workflow id in what a person reads, and the
+/// header names the user's department and roles.
+#[tokio::test]
+async fn pages_show_names_not_ids() {
+    let s = server("pages-names").await;
+    let (_, inst) = s.start_project("重中之重").await;
+    s.attach_required(&inst, "mouhua").await;
+    let li = Browser::login(&s, "li").await;
+    let inbox = li.get("/inbox").await;
+    assert_eq!(inbox.status, StatusCode::OK);
+    let text = visible(&inbox.text);
+    assert!(text.contains("中长期重大项目库入库审核"), "{text}");
+    assert!(
+        text.contains("谋划") && text.contains("省级重大项目审批"),
+        "{text}"
+    );
+    assert!(
+        text.contains("发改委规划处（项目库）"),
+        "the header names the role: {text}"
+    );
+    assert!(
+        text.contains("省发展改革委"),
+        "the header names the department: {text}"
+    );
+    assert_eq!(ids_in(&text), Vec::<String>::new(), "{text}");
+    let task = s.task_at(&inst, "library").await.expect("the library task");
+    let page = li.get(&format!("/instances/{inst}/tasks/{task}")).await;
+    let text = visible(&page.text);
+    assert_eq!(ids_in(&text), Vec::<String>::new(), "{text}");
+    assert!(
+        text.contains("时限 5 个工作日"),
+        "the limit in Chinese (halved in the green channel): {text}"
+    );
+    let page = li.get(&format!("/instances/{inst}")).await;
+    let text = visible(&page.text);
+    assert_eq!(ids_in(&text), Vec::<String>::new(), "{text}");
+    assert!(text.contains("重大项目审批绿色通道"), "{text}");
+    assert!(text.contains("项目满足条件 「项目层级」 属于"), "{text}");
+    let zhao = Browser::login(&s, "zhao").await;
+    let d = zhao.get("/dashboard").await;
+    let text = visible(&d.text);
+    assert_eq!(ids_in(&text), Vec::<String>::new(), "{text}");
+    assert!(
+        text.contains("各部门按时率") && text.contains("省发展改革委"),
+        "{text}"
+    );
+}
+
+/// The inbox's tabs count what is in them: 待办 the open tasks, 已办 what I decided, 我发起的 my
+/// applications; search by a Chinese name and the green-channel filter narrow 待办.
+#[tokio::test]
+async fn inbox_tabs_count_and_filters_narrow() {
+    let s = server("pages-tabs").await;
+    let (_, green) = s.start_project("重中之重").await;
+    let (_, plain) = s.start_project("中长期库").await;
+    s.attach_required(&green, "mouhua").await;
+    let li = Browser::login(&s, "li").await;
+    let page = li.get("/inbox").await;
+    let text = visible(&page.text);
+    assert!(text.contains("待办 2") && text.contains("已办 0"), "{text}");
+    let only_green = visible(&li.get("/inbox?green=true").await.text);
+    assert!(only_green.contains("共 1 件"), "{only_green}");
+    let search = visible(&li.get("/inbox?q=%E6%B5%8B%E8%AF%95").await.text);
+    assert!(
+        search.contains("共 2 件"),
+        "searching 测试 (the project's name) finds both: {search}"
+    );
+    let none = visible(&li.get("/inbox?q=%E4%B8%8D%E5%AD%98%E5%9C%A8").await.text);
+    assert!(none.contains("没有待办事项"), "{none}");
+    let task = s.task_at(&green, "library").await.expect("task");
+    let r = s
+        .req(
+            "POST",
+            &format!("/api/instances/{green}/tasks/{task}/actions"),
+            Some("li"),
+            Some(serde_json::json!({"type": "approve", "comment": "同意"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // The audit trail is written off the request path, in batches.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let text = visible(&li.get("/inbox?tab=done").await.text);
+    assert!(text.contains("已办 1") && text.contains("待办 1"), "{text}");
+    assert!(text.contains("通过"), "{text}");
+    let chen = Browser::login(&s, "chen").await;
+    let mine = visible(&chen.get("/inbox?tab=mine").await.text);
+    assert!(mine.contains("我发起的 2"), "{mine}");
+    let _ = plain;
+}
+
+/// The message centre shows the notifications the outbox sends to me, my roles and my
+/// department, rendered with the outbox's templates; marking them read clears the count.
+#[tokio::test]
+async fn message_centre_counts_unread_and_marks_read() {
+    let s = server("pages-messages").await;
+    let (_, inst) = s.start_project("中长期库").await;
+    let m = s.req("GET", "/api/messages", Some("li"), None, &[]).await;
+    assert_eq!(m.status, StatusCode::OK, "{}", m.text);
+    let list = m.json.as_array().expect("a list").clone();
+    let assigned = list
+        .iter()
+        .find(|x| x["template"] == "task_assigned" && x["instance"] == inst.as_str())
+        .expect("the new task's notification reaches its role's holder");
+    assert!(
+        assigned["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("【待办提醒】")
+    );
+    assert_eq!(assigned["read"], false);
+    let li = Browser::login(&s, "li").await;
+    let page = li.get("/inbox").await;
+    assert!(
+        page.text.contains("class=\"count unread\""),
+        "the header counts unread messages"
+    );
+    let bad = s
+        .req(
+            "POST",
+            "/api/messages/read",
+            Some("li"),
+            Some(serde_json::json!({"ids": ["nope"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+    let ok = s
+        .req(
+            "POST",
+            "/api/messages/read",
+            Some("li"),
+            Some(serde_json::json!({})),
+            &[],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    assert_eq!(ok.json["unread"], 0);
+    let again = s.req("GET", "/api/messages", Some("li"), None, &[]).await;
+    assert!(
+        again
+            .json
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|x| x["read"] == true)
+    );
+    // Someone else's messages are not mine to see.
+    let other = s.req("GET", "/api/messages", Some("wang"), None, &[]).await;
+    assert!(
+        other
+            .json
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|x| x["instance"] != inst.as_str()),
+        "{}",
+        other.text
+    );
+}
+
+/// The demo clock moves forward by working days for an admin of a demo only, never back, and
+/// is stored so that a restarted demo goes on from it.
+#[tokio::test]
+async fn the_demo_clock_moves_forward_by_working_days() {
+    use shenpi_adapters::machine::Clock;
+    let s = server("pages-clock").await;
+    let body = serde_json::json!({"working_days": 4});
+    let r = s
+        .req(
+            "POST",
+            "/api/clock/advance",
+            Some("zhao"),
+            Some(body.clone()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "not a demo: {}", r.text);
+    s.app.demo.store(true, std::sync::atomic::Ordering::Relaxed);
+    let r = s
+        .req(
+            "POST",
+            "/api/clock/advance",
+            Some("zhao"),
+            Some(body.clone()),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "a supervisor is not an admin: {}",
+        r.text
+    );
+    let admin = shenpi_web::server::accounts::User {
+        name: "root".into(),
+        department: None,
+        roles: vec!["admin".into()],
+    };
+    // From Monday 2026-03-02, 4 working days on: Friday 2026-03-06, same time of day.
+    shenpi_web::server::demo_time::move_forward(&s.app, &admin, 4)
+        .await
+        .expect("moves");
+    assert_eq!(s.clock.now(), api_common::T0 + 4 * 86_400_000);
+    // 2026-04-03 (Friday) + 1 working day skips 清明 (04-04 to 04-06): Tuesday 04-07.
+    s.clock
+        .0
+        .store(1_775_181_600_000, std::sync::atomic::Ordering::Relaxed);
+    shenpi_web::server::demo_time::move_forward(&s.app, &admin, 1)
+        .await
+        .expect("moves");
+    assert_eq!(s.clock.now(), 1_775_181_600_000 + 4 * 86_400_000);
+    for bad in [0, 61] {
+        let e = shenpi_web::server::demo_time::move_forward(&s.app, &admin, bad)
+            .await
+            .expect_err("refused");
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(e.body.message.contains("1 至 60"), "{}", e.body.message);
+    }
+    // A restart on an earlier start goes on from the stored clock, not back.
+    let stored = s
+        .app
+        .accounts
+        .demo_clock_offset()
+        .await
+        .expect("reads")
+        .expect("stored");
+    let restarted = shenpi_web::server::state::OffsetClock::starting_at(api_common::T0);
+    shenpi_web::server::demo_time::restore(&s.app, &restarted).await;
+    assert_eq!(restarted.offset(), stored);
+    // A later start moves it on, and that is stored.
+    let later = shenpi_web::server::state::OffsetClock::starting_at(
+        shenpi_adapters::machine::now_millis() + stored + 86_400_000,
+    );
+    shenpi_web::server::demo_time::restore(&s.app, &later).await;
+    assert!(later.offset() > stored);
+    assert_eq!(
+        s.app.accounts.demo_clock_offset().await.expect("reads"),
+        Some(later.offset())
+    );
+}
+
+/// The new-project form refuses a workflow whose task roles no account holds, names them, and
+/// keeps no project; a supervisor may put an overdue task on 挂牌督办 from the board.
+#[tokio::test]
+async fn start_form_refuses_unheld_roles_and_keeps_no_project() {
+    let s = server("pages-unheld").await;
+    let chen = Browser::login(&s, "chen").await;
+    let list = chen.get("/projects?workflow=provincial-major").await;
+    let csrf = between(&list.text, "name=\"csrf\" value=\"", "\"")
+        .expect("csrf")
+        .to_string();
+    let before = s.req("GET", "/api/projects", Some("chen"), None, &[]).await;
+    let n = before.json.as_array().map_or(0, Vec::len);
+    let r = chen
+        .post(
+            "/projects",
+            &[
+                ("csrf", &csrf),
+                ("idem", "u1"),
+                ("workflow", "provincial-major"),
+                ("name", "无人办理的项目"),
+                ("f.tier", "中长期库"),
+                ("f.investment", "1000"),
+                ("f.funding", "政府投资"),
+                ("f.industry", "交通"),
+                ("f.service_officer", "sun"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    let text = visible(&r.text);
+    assert!(
+        text.contains("没有任何人员担任") && text.contains("财政厅审核人"),
+        "{text}"
+    );
+    assert_eq!(ids_in(&text), Vec::<String>::new(), "{text}");
+    let after = s.req("GET", "/api/projects", Some("chen"), None, &[]).await;
+    assert_eq!(
+        after.json.as_array().map_or(0, Vec::len),
+        n,
+        "no project was kept"
+    );
+    // A refused start keeps no project either (an invalid field value).
+    let ef = chen.get("/projects?workflow=enterprise-filing").await;
+    let csrf = between(&ef.text, "name=\"csrf\" value=\"", "\"")
+        .expect("csrf")
+        .to_string();
+    let r = chen
+        .post(
+            "/projects",
+            &[
+                ("csrf", &csrf),
+                ("idem", "u2"),
+                ("workflow", "enterprise-filing"),
+                ("name", "缺字段的项目"),
+            ],
+        )
+        .await;
+    assert_ne!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let after = s.req("GET", "/api/projects", Some("chen"), None, &[]).await;
+    assert_eq!(
+        after.json.as_array().map_or(0, Vec::len),
+        n,
+        "{}",
+        after.text
+    );
+}
+
+/// 挂牌督办 by hand: refused to who oversees no department, recorded once for a supervisor,
+/// and the task is on the board's 挂牌督办 list.
+#[tokio::test]
+async fn a_supervisor_puts_a_task_under_supervision() {
+    let s = server("pages-supervise").await;
+    let (_, inst) = s.start_project("中长期库").await;
+    let task = s.task_at(&inst, "library").await.expect("task");
+    let path = format!("/api/instances/{inst}/commands");
+    let cmd = serde_json::json!({"type": "supervise", "task": task, "reason": "超期"});
+    let r = s
+        .req("POST", &path, Some("zhao"), Some(cmd.clone()), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(r.json["error"], "not_authorised");
+    let boss = shenpi_web::server::accounts::User {
+        name: "boss".into(),
+        department: Some("szf".into()),
+        roles: vec!["supervisor".into(), "szf_office".into()],
+    };
+    s.app
+        .accounts
+        .upsert_user(&boss, None, api_common::T0)
+        .await
+        .expect("user");
+    let token = s
+        .app
+        .accounts
+        .create_token("boss", None, api_common::T0)
+        .await
+        .expect("token");
+    let send = || {
+        Request::post(&path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(cmd.to_string()))
+            .expect("req")
+    };
+    let r = s.send(send()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let again = s.send(send()).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.json["events"], 0, "supervised once: {}", again.text);
+    let d = s
+        .req("GET", "/api/dashboard", Some("zhao"), None, &[])
+        .await;
+    assert!(
+        d.json["supervised"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|r| r["instance"] == inst.as_str()),
+        "{}",
+        d.text
+    );
+}

@@ -78,6 +78,8 @@ async fn nodes_starting_together_on_a_fresh_postgres_database_all_come_up() {
             webhook_secret: Vec::new(),
             dingtalk_secret: None,
             smtp: None,
+            demo: false,
+            public_url: None,
         };
         let started = futures_join(NODES, || AppState::build(config())).await;
         let failures: Vec<String> = started

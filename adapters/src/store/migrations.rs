@@ -67,6 +67,11 @@ const MIGRATIONS: &[Step] = &[
     step(6, "server tables", shared!("0006_server_tables.sql")),
     step(7, "event format", shared!("0007_event_format.sql")),
     step(8, "inbox addressees", both!("0008_inbox_addressees.sql")),
+    step(
+        14,
+        "message reads, demo clock",
+        both!("0014_messages_and_demo_clock.sql"),
+    ),
 ];
 
 /// Which backend's texts to run.

@@ -504,6 +504,13 @@ pub trait OutboxStore {
         state: &str,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<OutboxMessage>>> + Send;
+    /// Messages addressed to any of `recipients` (`user:NAME`, `role:ID`, `dept:ID`), on every
+    /// channel, newest first: what the message centre shows.
+    fn outbox_for(
+        &self,
+        recipients: &[String],
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<OutboxMessage>>> + Send;
 }
 
 /// Read models.
@@ -732,6 +739,7 @@ delegate!(OutboxStore {
     fn mark_failed(&self, id: &str, error: &str, next_attempt_at: Millis, dead: bool) -> Result<()>;
     fn enqueue(&self, rows: &[OutboxRow]) -> Result<()>;
     fn outbox_in_state(&self, state: &str, limit: i64) -> Result<Vec<OutboxMessage>>;
+    fn outbox_for(&self, recipients: &[String], limit: i64) -> Result<Vec<OutboxMessage>>;
 });
 delegate!(ProjectionStore {
     fn inbox_for(&self, parties: &[String], limit: i64) -> Result<Vec<InboxRow>>;

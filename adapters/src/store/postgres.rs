@@ -115,6 +115,11 @@ impl Backend for PgStore {
         "$3"
     );
     const INBOX_FOR: &'static str = inbox_where!("addressees ?| $1", "$2");
+    const OUTBOX_FOR: &'static str = concat!(
+        "SELECT ",
+        outbox_cols!(),
+        " FROM outbox WHERE recipient = ANY($1) ORDER BY created_at DESC, id LIMIT $2"
+    );
     /// `SKIP LOCKED`: nodes never wait on each other's claims.
     const CLAIM_OUTBOX: &'static str = concat!(
         "UPDATE outbox SET state = 'sending', claimed_by = $1, lease_until = $2

@@ -65,6 +65,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
     const INBOX_FOR: &'static str;
     /// Claims outbox rows ([`outbox_cols!`]): `$1` node, `$2` lease end, `$3` now, `$4` limit.
     const CLAIM_OUTBOX: &'static str;
+    /// Outbox rows ([`outbox_cols!`]) addressed to any of `$1` (a list), newest first, `$2` limit.
+    const OUTBOX_FOR: &'static str;
 
     fn pool(&self) -> &Pool<Self::Db>;
 
@@ -712,6 +714,18 @@ impl<S: Backend> OutboxStore for S {
         );
         let mut c = self.pool().acquire().await?;
         let rows = S::rows(&mut c, SQL, &[Arg::Text(state), Arg::Int(limit)]).await?;
+        rows.iter().map(outbox_message::<S>).collect()
+    }
+
+    async fn outbox_for(&self, recipients: &[String], limit: i64) -> Result<Vec<OutboxMessage>> {
+        let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
+        let mut c = self.pool().acquire().await?;
+        let rows = S::rows(
+            &mut c,
+            S::OUTBOX_FOR,
+            &[Arg::Texts(&recipients), Arg::Int(limit)],
+        )
+        .await?;
         rows.iter().map(outbox_message::<S>).collect()
     }
 }

@@ -146,6 +146,12 @@ impl Backend for SqliteStore {
                  WHERE a.value IN (SELECT value FROM json_each($1)))",
         "$2"
     );
+    const OUTBOX_FOR: &'static str = concat!(
+        "SELECT ",
+        outbox_cols!(),
+        " FROM outbox WHERE recipient IN (SELECT value FROM json_each($1))
+         ORDER BY created_at DESC, id LIMIT $2"
+    );
     /// One `UPDATE`, atomic under SQLite's single writer: no `SKIP LOCKED` needed.
     const CLAIM_OUTBOX: &'static str = concat!(
         "UPDATE outbox SET state = 'sending', claimed_by = $1, lease_until = $2

@@ -147,6 +147,14 @@ pub enum Command {
         #[serde(default)]
         text: Option<String>,
     },
+    /// 挂牌督办 by hand: someone who oversees departments (a supervisor or leader role) puts an
+    /// open task on the leader's supervision list at once, as the escalation ladder's last rung
+    /// does when it fires; the department's leader is notified.
+    Supervise {
+        task: TaskId,
+        #[serde(default)]
+        reason: Option<String>,
+    },
     Comment {
         #[serde(default)]
         task: Option<TaskId>,
@@ -210,6 +218,7 @@ impl Command {
             | Command::RemoveCosigner { task, .. }
             | Command::TakeBack { task }
             | Command::Urge { task, .. }
+            | Command::Supervise { task, .. }
             | Command::Suspend { task, .. }
             | Command::Extend { task, .. } => Some(*task),
             Command::Comment { task, .. } | Command::Cc { task, .. } | Command::Resume { task } => {

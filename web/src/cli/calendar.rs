@@ -43,7 +43,7 @@ pub enum Command {
         /// The arrangement: a calendar file with the `years:` to import.
         file: PathBuf,
         /// The server's database.
-        #[arg(long, default_value = "sqlite://shenpi.db")]
+        #[arg(long, default_value_t = super::server::default_db())]
         db: String,
         /// The calendar to import into.
         #[arg(long = "id", default_value = "cn-mainland")]

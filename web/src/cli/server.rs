@@ -13,8 +13,10 @@ use shenpi_web::server::{ServeOptions, passwords, serve};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Database URL: `sqlite://FILE` (the default, embedded) or `postgres://...`.
-    #[arg(long, default_value = "sqlite://shenpi.db")]
+    /// Database URL: `sqlite://FILE` or `postgres://...`. The default is an embedded SQLite
+    /// file in the data directory (`$SHENPI_DATA_DIR`, else `$XDG_DATA_HOME/shenpi`, else
+    /// `~/.local/share/shenpi`), never in the source tree.
+    #[arg(long, default_value_t = default_db())]
     db: String,
     /// The workflows folder (YAML files, `calendars/`, `templates/`).
     #[arg(long, default_value = "./workflows")]
@@ -64,6 +66,41 @@ pub struct ServeArgs {
     /// `too_many_requests` and `Retry-After`.
     #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     login_wait: u64,
+}
+
+/// The data directory: `$SHENPI_DATA_DIR`, else `$XDG_DATA_HOME/shenpi`, else
+/// `~/.local/share/shenpi`, else `./shenpi-data` (no home at all).
+pub fn data_dir() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("SHENPI_DATA_DIR")
+        .or_else(|| env("XDG_DATA_HOME").map(|d| d.join("shenpi")))
+        .or_else(|| env("HOME").map(|h| h.join(".local/share/shenpi")))
+        .unwrap_or_else(|| PathBuf::from("shenpi-data"))
+}
+
+/// The default database: `shenpi.db` in the data directory.
+pub fn default_db() -> String {
+    format!("sqlite://{}", data_dir().join("shenpi.db").display())
+}
+
+/// Creates the folder a `sqlite://` URL's file lives in (the data directory on first use).
+pub fn ensure_sqlite_dir(db: &str) -> anyhow::Result<()> {
+    let Some(path) = db.strip_prefix("sqlite://") else {
+        return Ok(());
+    };
+    let path = path.split('?').next().unwrap_or(path);
+    if let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// Where `--demo` starts its clock unless `--clock-start` says otherwise.
@@ -123,9 +160,6 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             let t: jiff::Timestamp = DEMO_CLOCK_START
                 .parse()
                 .context("the demo start time does not parse")?;
-            eprintln!(
-                "demo: the clock starts at {DEMO_CLOCK_START} (pass --clock-start to change it)"
-            );
             Some(t)
         }
         (None, false) => None,
@@ -144,6 +178,20 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = a.login_workers {
         passwords.workers = usize::try_from(n).unwrap_or(usize::MAX);
     }
+    // Started from the wrong folder: say once what was looked for, and create nothing.
+    if !a.workflows.join(".").is_dir() {
+        let looked = std::env::current_dir()
+            .map(|d| d.join(&a.workflows))
+            .unwrap_or_else(|_| a.workflows.clone());
+        eprintln!(
+            "error: no workflows folder at {} (looked for `{}`): start shenpi from the folder that \
+             holds `workflows/` (the repository's root) or pass `--workflows DIR`; nothing was created",
+            looked.display(),
+            a.workflows.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    ensure_sqlite_dir(&a.db)?;
     let rt = runtime()?;
     let res = rt.block_on(serve(ServeOptions {
         db: a.db,
@@ -183,6 +231,7 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn accounts(db: &str) -> anyhow::Result<Accounts> {
+    ensure_sqlite_dir(db)?;
     let db = shenpi_adapters::store::Db::connect(db)
         .await
         .with_context(|| format!("cannot open database {db}"))?;
@@ -204,12 +253,12 @@ pub enum UserCommand {
         /// Read the password from standard input (first line).
         #[arg(long)]
         password_stdin: bool,
-        #[arg(long, default_value = "sqlite://shenpi.db")]
+        #[arg(long, default_value_t = default_db())]
         db: String,
     },
     /// List users.
     List {
-        #[arg(long, default_value = "sqlite://shenpi.db")]
+        #[arg(long, default_value_t = default_db())]
         db: String,
     },
 }
@@ -305,7 +354,7 @@ pub enum TokenCommand {
         name: String,
         #[arg(long)]
         label: Option<String>,
-        #[arg(long, default_value = "sqlite://shenpi.db")]
+        #[arg(long, default_value_t = default_db())]
         db: String,
     },
 }

@@ -247,6 +247,76 @@ impl Accounts {
             .collect()
     }
 
+    /// The message-centre messages (outbox row ids) among `ids` that `user` has read.
+    pub async fn read_messages(&self, user: &str, ids: &[String]) -> Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = "SELECT message_id FROM web_message_reads WHERE user_name = $1";
+        let read: Vec<String> = on_pool!(&self.pools, |p| {
+            let mut out = Vec::new();
+            for r in sqlx::query(sql).bind(user).fetch_all(p).await? {
+                out.push(r.try_get::<String, _>(0)?);
+            }
+            out
+        });
+        Ok(read.into_iter().filter(|id| ids.contains(id)).collect())
+    }
+
+    /// Marks messages read by `user` (already read ones keep their first time).
+    pub async fn mark_read(&self, user: &str, ids: &[String], now: i64) -> Result<()> {
+        let sql = "INSERT INTO web_message_reads (user_name, message_id, read_at) VALUES ($1, $2, $3) \
+                   ON CONFLICT (user_name, message_id) DO NOTHING";
+        for id in ids {
+            on_pool!(&self.pools, |p| sqlx::query(sql)
+                .bind(user)
+                .bind(id)
+                .bind(now)
+                .execute(p)
+                .await
+                .map(|_| ()))?;
+        }
+        Ok(())
+    }
+
+    /// Moves every session's end `by` ms later: the demo's clock went forward by as much, and
+    /// a session is counted on that clock, so nobody is logged out by a move of the clock.
+    pub async fn shift_sessions(&self, by: i64) -> Result<()> {
+        let sql = "UPDATE web_sessions SET expires_at = expires_at + $1";
+        on_pool!(&self.pools, |p| sqlx::query(sql)
+            .bind(by)
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// The demo clock's stored offset from the wall clock (ms), if a demo ran on this database.
+    pub async fn demo_clock_offset(&self) -> Result<Option<i64>> {
+        let sql = "SELECT offset_ms FROM web_demo_clock WHERE id = 1";
+        Ok(on_pool!(&self.pools, |p| {
+            match sqlx::query(sql).fetch_optional(p).await? {
+                Some(r) => Some(r.try_get::<i64, _>(0)?),
+                None => None,
+            }
+        }))
+    }
+
+    /// Stores the demo clock's offset; a smaller one than stored is ignored (the clock never
+    /// goes back).
+    pub async fn save_demo_clock_offset(&self, offset: i64, now: i64) -> Result<()> {
+        let sql = "INSERT INTO web_demo_clock (id, offset_ms, updated_at) VALUES (1, $1, $2) \
+                   ON CONFLICT (id) DO UPDATE SET offset_ms = excluded.offset_ms, updated_at = excluded.updated_at \
+                   WHERE excluded.offset_ms > web_demo_clock.offset_ms";
+        on_pool!(&self.pools, |p| sqlx::query(sql)
+            .bind(offset)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
     /// Creates an API token for a user; returns the secret (shown once).
     pub async fn create_token(&self, name: &str, label: Option<&str>, now: i64) -> Result<String> {
         if self.user(name).await?.is_none() {
@@ -346,6 +416,19 @@ impl Accounts {
             .bind(&fields)
             .bind(p.created_at)
             .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Removes a project that has no instance (its start was refused); one with an instance
+    /// stays.
+    pub async fn delete_unstarted_project(&self, id: &str) -> Result<()> {
+        let sql = "DELETE FROM web_projects WHERE id = $1 \
+                   AND NOT EXISTS (SELECT 1 FROM web_project_instances WHERE project_id = $1)";
+        on_pool!(&self.pools, |p| sqlx::query(sql)
+            .bind(id)
+            .execute(p)
             .await
             .map(|_| ()))?;
         Ok(())
@@ -516,6 +599,40 @@ impl Accounts {
             }
             out
         }))
+    }
+
+    /// What `user` decided on tasks (the audit trail's successful task actions), newest first,
+    /// one entry per instance: the 已办 tab of the inbox.
+    pub async fn done_by(&self, user: &str, limit: i64) -> Result<Vec<AuditEntry>> {
+        let sql = "SELECT at, user_name, remote, action, instance, outcome FROM web_audit \
+                   WHERE user_name = $1 AND outcome = 'ok' AND instance IS NOT NULL \
+                   AND action IN ('approve', 'reject', 'return', 'approve_conditional', 'verify_material', 'delegate', 'add_cosigner') \
+                   ORDER BY at DESC LIMIT $2";
+        let rows: Vec<AuditEntry> = on_pool!(&self.pools, |p| {
+            let mut out = Vec::new();
+            for r in sqlx::query(sql).bind(user).bind(limit).fetch_all(p).await? {
+                out.push(AuditEntry {
+                    at: r.try_get(0)?,
+                    user: r.try_get(1)?,
+                    remote: r.try_get(2)?,
+                    action: r.try_get(3)?,
+                    instance: r.try_get(4)?,
+                    outcome: r.try_get(5)?,
+                });
+            }
+            out
+        });
+        let mut seen: Vec<String> = Vec::new();
+        Ok(rows
+            .into_iter()
+            .filter(|e| match &e.instance {
+                Some(i) if !seen.contains(i) => {
+                    seen.push(i.clone());
+                    true
+                }
+                _ => false,
+            })
+            .collect())
     }
 
     pub async fn save_report(&self, r: &ReportRun) -> Result<()> {

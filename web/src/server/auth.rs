@@ -137,6 +137,11 @@ pub struct PageUser {
     pub remote: Option<String>,
     /// The server's clock when the request came in (ms): the date every page's header shows.
     pub now: i64,
+    /// The header's words for the user: their department's name and their roles' names.
+    pub department_name: Option<String>,
+    pub role_names: Vec<String>,
+    /// Messages in the message centre not yet read.
+    pub unread: i64,
 }
 
 pub struct ToLogin;
@@ -156,12 +161,25 @@ impl FromRequestParts<App> for PageUser {
         };
         let now = app.now();
         match app.accounts.session(&secret, now).await {
-            Ok(Some(s)) => Ok(PageUser {
-                user: s.user,
-                csrf: s.csrf,
-                remote: remote(parts, app),
-                now,
-            }),
+            Ok(Some(s)) => {
+                let names = super::names::Everywhere::of(&app.machine);
+                let department_name = s
+                    .user
+                    .department
+                    .as_deref()
+                    .map(|d| names.department_of(d, &s.user.roles));
+                let role_names = s.user.roles.iter().map(|r| names.role(r)).collect();
+                let unread = super::messages::unread(app, &s.user).await;
+                Ok(PageUser {
+                    user: s.user,
+                    csrf: s.csrf,
+                    remote: remote(parts, app),
+                    now,
+                    department_name,
+                    role_names,
+                    unread,
+                })
+            }
             Ok(None) => Err(ToLogin.into_response()),
             Err(e) => Err(ApiError::internal(e).into_response()),
         }

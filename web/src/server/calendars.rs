@@ -735,6 +735,7 @@ pub async fn page_preview(
             let flash = Flash {
                 ok: false,
                 text: format!("校验未通过：{} 个问题", d.len()),
+                code: None,
             };
             let mut r = calendars_view(&app, &user, &yaml, Some(m), Some(&flash)).await;
             *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
@@ -764,6 +765,7 @@ pub async fn page_publish(
                     "已发布第 {} 版；{} 个在办实例的 {} 个期限已重新计时",
                     rev.revision, inst, moved
                 ),
+                code: None,
             };
             calendars_view(&app, &user, "", None, Some(&flash)).await
         }

@@ -121,18 +121,6 @@ pub fn today_zh(now: i64) -> String {
     format!("今天：{}年{}月{}日 {weekday}", d.year(), d.month(), d.day())
 }
 
-fn role_label(r: &str) -> &str {
-    match r {
-        "applicant" => "项目单位",
-        "service_officer" => "帮办专员",
-        "approver" => "审批人员",
-        "supervisor" => "督办",
-        "policy_staff" => "政策法规",
-        "admin" => "管理员",
-        other => other,
-    }
-}
-
 pub fn page(
     title: &str,
     user: Option<&PageUser>,
@@ -153,7 +141,8 @@ pub fn page(
                     a.brand href="/" { "投资项目审批" }
                     @if let Some(u) = user {
                         nav {
-                            @if u.user.is_staff() { a href="/inbox" { "待办" } }
+                            a href="/inbox" { (if u.user.is_staff() { "待办" } else { "我的事项" }) }
+                            a href="/messages" { "消息" @if u.unread > 0 { " " span.count.unread title="未读消息" { (u.unread) } } }
                             a href="/projects" { "项目" }
                             @if policy::can_validate(&u.user) { a href="/workflows" { "流程规则" } }
                             @if u.user.is_staff() { a href="/calendars" { "工作日历" } }
@@ -162,8 +151,8 @@ pub fn page(
                         div.who {
                             span.today title="服务器时钟的日期，时限按此计算" { (today_zh(u.now)) }
                             span { (u.user.name) }
-                            @if let Some(d) = &u.user.department { span.dept { (d) } }
-                            span.roles { @for r in &u.user.roles { span.role { (role_label(r)) } } }
+                            @if let Some(d) = &u.department_name { span.dept { (d) } }
+                            span.roles { @for r in &u.role_names { span.role { (r) } } }
                             form method="post" action="/logout" class="inline" {
                                 input type="hidden" name="csrf" value=(u.csrf);
                                 button type="submit" class="link" { "退出" }
@@ -173,7 +162,7 @@ pub fn page(
                 }
                 main {
                     @if let Some(f) = flash {
-                        div class={"flash " (if f.ok { "ok" } else { "err" })} role="status" { (f.text) }
+                        div class={"flash " (if f.ok { "ok" } else { "err" })} role="status" data-code=[f.code.as_deref()] { (f.text) }
                     }
                     (body)
                 }
@@ -187,6 +176,8 @@ pub fn page(
 pub struct Flash {
     pub ok: bool,
     pub text: String,
+    /// The refusal's stable code, kept on the element for support and scripts (not shown).
+    pub code: Option<String>,
 }
 
 /// The page of a failure; `failure::failure` is what decides a browser gets it.
@@ -194,7 +185,7 @@ pub fn error_page(status: StatusCode, user: Option<&PageUser>, e: &ApiError) -> 
     let body = html! {
         h1 { "无法完成" }
         p.error { (e.body.message) }
-        p { code { (e.body.error) } }
+        p.muted { "错误代码：" code { (e.body.error) } }
         p { a href="/" { "返回首页" } }
     };
     (status, page("出错", user, None, body)).into_response()

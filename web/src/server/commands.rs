@@ -282,6 +282,7 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::ReadCopies => "read_copies",
         Command::Withdraw { .. } => "withdraw",
         Command::Urge { .. } => "urge",
+        Command::Supervise { .. } => "supervise",
         Command::Comment { .. } => "comment",
         Command::Cc { .. } => "cc",
         Command::AttachElement { .. } => "attach_element",
@@ -315,6 +316,7 @@ pub fn command_label_zh(name: &str) -> &'static str {
         "read_copies" => "阅读抄送",
         "withdraw" => "撤回申报",
         "urge" => "催办",
+        "supervise" => "挂牌督办",
         "comment" => "填写意见",
         "cc" => "抄送",
         "attach_element" => "挂接要素",
@@ -329,7 +331,7 @@ pub fn command_label_zh(name: &str) -> &'static str {
 pub fn parse_command(value: serde_json::Value) -> ApiResult<Command> {
     serde_json::from_value(value).map_err(|e| {
         ApiError::invalid(format!("not a valid command: {e}")).with_details(serde_json::json!({
-            "hint": "a JSON object with `type` (approve, reject, return, approve_conditional, claim, delegate, consult, answer_consult, add_cosigner, remove_cosigner, take_back, comment, cc, read_copies, urge, suspend, resume, extend, supply_material, verify_material, attach_element, withdraw, resolve_supervision) and its fields"
+            "hint": "a JSON object with `type` (approve, reject, return, approve_conditional, claim, delegate, consult, answer_consult, add_cosigner, remove_cosigner, take_back, comment, cc, read_copies, urge, supervise, suspend, resume, extend, supply_material, verify_material, attach_element, withdraw, resolve_supervision) and its fields"
         }))
     })
 }

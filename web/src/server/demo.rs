@@ -70,6 +70,67 @@ pub const DEMO_USERS: &[(&str, Option<&str>, &[&str], &str)] = &[
         &["supervisor", "szf_office", "zdb_coordinator"],
         "督办（省政府督查室）",
     ),
+    (
+        "he",
+        Some("szf"),
+        &["approver", "szf_leader"],
+        "省政府分管副省长（报省政府审定）",
+    ),
+    (
+        "lin",
+        Some("ny"),
+        &["approver", "ny_reviewer"],
+        "省能源局审核人",
+    ),
+    (
+        "liu",
+        Some("zwfw"),
+        &["approver", "window_clerk"],
+        "政务服务中心综合窗口（工程建设）",
+    ),
+    (
+        "gao",
+        Some("zjk"),
+        &[
+            "approver",
+            "expert_arch",
+            "expert_struct",
+            "expert_mep",
+            "expert_fire",
+            "expert_cost",
+        ],
+        "方案评审专家组",
+    ),
+    (
+        "xu",
+        Some("sw"),
+        &["approver", "sw_reviewer"],
+        "市水务局审核人",
+    ),
+    (
+        "tang",
+        Some("rf"),
+        &["approver", "rf_reviewer"],
+        "市人防办审核人",
+    ),
+    (
+        "song",
+        Some("cg"),
+        &["approver", "cg_reviewer"],
+        "市城市管理局审核人",
+    ),
+    (
+        "luo",
+        Some("qx"),
+        &["approver", "qx_reviewer"],
+        "市气象局审核人",
+    ),
+    (
+        "han",
+        Some("da"),
+        &["approver", "da_reviewer"],
+        "市城建档案馆审核人",
+    ),
     ("wang", None, &["policy_staff"], "政策法规处（规则编写）"),
     ("admin", None, &["admin"], "系统管理员"),
 ];
@@ -255,10 +316,16 @@ pub async fn seed(app: &App) -> anyhow::Result<()> {
             }), &[]).await?;
         }
     }
+    Ok(())
+}
+
+/// The demo's banner: the accounts, where the data is and where to open it. Printed last at
+/// start.
+pub fn banner(db: &str, url: &str, now: i64) {
     let bar = "!".repeat(78);
     eprintln!("{bar}");
     eprintln!("!! DEMO MODE: demo accounts exist in this database. Do not use in production.");
-    eprintln!("!! Every demo account's password is: {DEMO_PASSWORD}");
+    eprintln!("!! Open {url}/ and log in; every demo account's password is: {DEMO_PASSWORD}");
     for (name, dept, roles, what) in DEMO_USERS {
         eprintln!(
             "!!   {name:<6} {:<5} {:<40} {what}",
@@ -266,6 +333,10 @@ pub async fn seed(app: &App) -> anyhow::Result<()> {
             roles.join(",")
         );
     }
+    eprintln!("!! Data: {db} (delete it to start the demo afresh)");
+    eprintln!(
+        "!! Clock: {} (the demo clock; it goes on from here after a restart, --clock-start moves it on)",
+        super::chrome::today_zh(now)
+    );
     eprintln!("{bar}");
-    Ok(())
 }

@@ -30,7 +30,15 @@ pub struct ErrorBody {
 pub struct ApiError {
     pub status: StatusCode,
     pub body: ErrorBody,
+    /// The message in English, for a client that asks for it (`Accept-Language: en`); the
+    /// default is the Chinese `body.message`.
+    pub english: Option<String>,
 }
+
+/// The English message of an error response, carried to `failure::shape_errors`, which sends it
+/// instead of the Chinese one when the request asked for English.
+#[derive(Debug, Clone)]
+pub struct EnglishMessage(pub String);
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
@@ -43,12 +51,13 @@ impl ApiError {
                 message: message.into(),
                 details: serde_json::Value::Null,
             },
+            english: None,
         }
     }
 
-    /// The same error under a more precise stable code than its status's.
-    pub fn with_code(mut self, code: &str) -> ApiError {
-        self.body.error = code.to_string();
+    /// The same error with its message in English too.
+    pub fn in_english(mut self, message: impl Into<String>) -> ApiError {
+        self.english = Some(message.into());
         self
     }
 
@@ -63,6 +72,7 @@ impl ApiError {
             "unauthenticated",
             "请先登录：发送 `Authorization: Bearer <令牌>` 或会话 Cookie。",
         )
+        .in_english("log in first: send `Authorization: Bearer <token>` or the session cookie")
     }
 
     pub fn forbidden(message: impl Into<String>) -> ApiError {
@@ -88,6 +98,7 @@ impl ApiError {
             "internal",
             "服务器内部错误，详情见服务器日志。",
         )
+        .in_english("internal server error; the server log has the details")
     }
 }
 
@@ -99,7 +110,11 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut r = (self.status, Json(self.body)).into_response();
+        if let Some(en) = self.english {
+            r.extensions_mut().insert(EnglishMessage(en));
+        }
+        r
     }
 }
 

@@ -12,7 +12,59 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::chrome;
-use super::error::ApiError;
+use super::error::{ApiError, EnglishMessage};
+
+/// Whether a request asks for English before Chinese (`Accept-Language: en`, `en-US,zh;q=0.5`):
+/// the language tag of highest weight, the first among equals.
+pub fn wants_english(headers: &HeaderMap) -> bool {
+    let Some(v) = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mut best: Option<(f32, bool)> = None;
+    for part in v.split(',') {
+        let mut it = part.trim().split(';');
+        let tag = it.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = it
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+            })
+            .unwrap_or(1.0);
+        let en = tag == "en" || tag.starts_with("en-");
+        let zh = tag == "zh" || tag.starts_with("zh-");
+        if (en || zh) && best.is_none_or(|(b, _)| q > b) {
+            best = Some((q, en));
+        }
+    }
+    best.is_some_and(|(_, en)| en)
+}
+
+/// A JSON error response with its `message` replaced by the English one.
+async fn in_english(resp: Response, en: String) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = to_bytes(body, 1 << 20).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "").into_response();
+    };
+    let out = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(mut v) => {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("message".into(), en.into());
+            }
+            serde_json::to_vec(&v).unwrap_or_else(|_| bytes.to_vec())
+        }
+        Err(_) => bytes.to_vec(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_LANGUAGE,
+        header::HeaderValue::from_static("en"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(out))
+}
 
 /// The longest request target (path and query) served; longer ones get 414. Far above any
 /// URI the UI or a client writes (an inbox filter is under 200 characters), and below the
@@ -74,7 +126,14 @@ pub async fn shape_errors(req: Request, next: Next) -> Response {
         );
     }
     let method = req.method().clone();
-    let resp = next.run(req).await;
+    let english = wants_english(req.headers());
+    let mut resp = next.run(req).await;
+    if english
+        && audience == Audience::Api
+        && let Some(EnglishMessage(en)) = resp.extensions_mut().remove::<EnglishMessage>()
+    {
+        resp = in_english(resp, en).await;
+    }
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) || is_shaped(audience, &resp) {
         return resp;

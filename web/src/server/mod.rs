@@ -18,6 +18,7 @@ pub mod chrome;
 pub mod commands;
 pub mod definitions;
 pub mod demo;
+pub mod demo_time;
 pub mod diagrams;
 pub mod engine;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod form;
 pub mod inbox;
 pub mod instances;
 pub mod login;
+pub mod messages;
 pub mod metrics;
 pub mod names;
 pub mod openapi;
@@ -37,6 +39,7 @@ pub mod refusals;
 pub mod reports;
 pub mod routes;
 pub mod security;
+pub mod start;
 pub mod state;
 pub mod svg;
 pub mod tasks;
@@ -54,7 +57,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use shenpi_adapters::store::{ProjectionStore, TimerStore};
+use shenpi_adapters::store::{OutboxStore, ProjectionStore, TimerStore};
 
 pub use state::{App, AppState, Config};
 
@@ -71,6 +74,8 @@ pub fn resources() -> routes::Routes {
         .merge(reports::routes())
         .merge(calendars::routes())
         .merge(outbox::routes())
+        .merge(messages::routes())
+        .merge(demo_time::routes())
         .merge(openapi::routes())
 }
 
@@ -177,14 +182,22 @@ pub struct ServeOptions {
 /// Runs the server until SIGTERM or Ctrl-C. In-flight requests finish (their commands are
 /// committed before they are answered); then the process exits.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let offset_clock = opts
+        .clock_start
+        .map(|ms| std::sync::Arc::new(state::OffsetClock::starting_at(ms)));
+    let clock: std::sync::Arc<dyn shenpi_adapters::machine::Clock> = match &offset_clock {
+        Some(c) => c.clone(),
+        None => state::system_clock(),
+    };
+    let public_url = opts
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", opts.bind));
     let app = AppState::build(Config {
         db: &opts.db,
         workflows: &opts.workflows,
         scheduler: true,
-        clock: match opts.clock_start {
-            Some(ms) => std::sync::Arc::new(state::OffsetClock::starting_at(ms)),
-            None => state::system_clock(),
-        },
+        clock,
         secure_cookies: opts
             .public_url
             .as_deref()
@@ -195,18 +208,18 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         webhook_secret: opts.webhook_secret,
         dingtalk_secret: opts.dingtalk_secret,
         smtp: opts.smtp,
+        demo: opts.demo,
+        public_url: Some(public_url.clone()),
     })
     .await?;
     if opts.demo {
+        if let Some(c) = &offset_clock {
+            demo_time::restore(&app, c).await;
+        }
         demo::seed(&app).await?;
     }
     let listener = tokio::net::TcpListener::bind(opts.bind).await?;
     let addr = listener.local_addr()?;
-    eprintln!(
-        "shenpi serving on http://{addr}/ (database {}, workflows {})",
-        opts.db,
-        opts.workflows.display()
-    );
     for r in app.catalog.runways(app.now()) {
         if r.is_short() {
             eprintln!(
@@ -216,6 +229,25 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 r.calendar, r.last_day, r.days_left, r.provisional.0, r.provisional.1
             );
         }
+    }
+    for w in start::unheld_roles(&app).await {
+        eprintln!("shenpi: warning: {w}");
+    }
+    eprintln!(
+        "shenpi serving on http://{addr}/ (database {}, workflows {})",
+        opts.db,
+        opts.workflows.display()
+    );
+    if opts.demo {
+        // The last thing printed at start, so that it is not buried under the log: the demo's
+        // own notifications (written to the log) are delivered first, for 3 s at most.
+        for _ in 0..30 {
+            match app.db.outbox_in_state("pending", 1).await {
+                Ok(p) if !p.is_empty() => tokio::time::sleep(Duration::from_millis(100)).await,
+                _ => break,
+            }
+        }
+        demo::banner(&opts.db, &public_url, app.now());
     }
     let shutdown_app = app.clone();
     security::serve(listener, router(app), opts.connections, async move {

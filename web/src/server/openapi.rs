@@ -14,11 +14,13 @@ use super::commands::CommandResult;
 use super::definitions::api::{
     DefinitionSummary, DiffResult, Published, ValidationResult, VersionInfo,
 };
+use super::demo_time::{Advance, ClockState};
 use super::error::{ApiError, ErrorBody};
 use super::inbox::InboxItem;
 use super::instances::api::{AttachRequest, StartRequest};
 use super::instances::detail::{HistoryEntry, InstanceDetail, MaterialStatus};
 use super::login::{LoginRequest, LoginResponse};
+use super::messages::{MarkRead, Message, Unread};
 use super::outbox::DeadLetter;
 use super::projects::NewProject;
 use super::reports::api::{DashboardData, RunReport};
@@ -54,13 +56,15 @@ impl Modify for BearerAuth {
         InstanceDetail, InboxItem, DefinitionSummary, ValidationResult, Published, VersionInfo,
         DiffResult, DashboardData, RunReport, DeadLetter, CalendarInfo, RevisionInfo, ImportBody,
         BatchRequest, BatchTask, BatchResult,
+        Message, MarkRead, Unread, Advance, ClockState,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
         (name = "auth"), (name = "projects"), (name = "instances"), (name = "tasks"),
         (name = "materials"), (name = "elements"), (name = "definitions"), (name = "reports"),
-        (name = "outbox"), (name = "calendars"), (name = "meta"),
+        (name = "outbox"), (name = "calendars"), (name = "messages"), (name = "clock"),
+        (name = "meta"),
     )
 )]
 pub struct ApiDoc;

@@ -199,20 +199,26 @@ async fn projects_page(
         Some(w) => app.catalog.latest(&app.db, w).await.ok().flatten(),
         None => None,
     };
+    let names = super::names::Everywhere::of(&app.machine);
+    let users = app.accounts.users().await.unwrap_or_default();
     let body = html! {
         h1 { "项目" }
-        form.filters method="get" { label { "搜索 " input name="q" value=(q.q.clone().unwrap_or_default()); } button { "搜索" } }
+        form.filters method="get" { label { "搜索 " input name="q" value=(q.q.clone().unwrap_or_default()) placeholder="项目名称或编号"; } button { "搜索" } }
+        div.table-wrap.cards {
         table.projects {
-            thead { tr { th { "编号" } th { "名称" } th { "流程" } th { "申报单位" } th { "实例" } } }
+            thead { tr { th { "项目" } th { "流程" } th { "申报单位" } th { "办理" } } }
             tbody { @for p in &list { tr {
-                td { (p.id) } td { (p.name) } td { (p.workflow_id) } td { (p.owner) }
-                td { @for i in &p.instances { a href={"/instances/" (i)} { (i) } " " } }
+                td data-label="项目" { (p.name) br; small.muted { (p.id) } }
+                td data-label="流程" { (names.workflow(&p.workflow_id)) }
+                td data-label="申报单位" { (p.owner) }
+                td data-label="办理" { @for (n, i) in p.instances.iter().enumerate() { a href={"/instances/" (i)} { @if p.instances.len() > 1 { "第 " (n + 1) " 次申报" } @else { "查看进度" } } " " } }
             } } }
+        }
         }
         @if policy::can_start(&user.user) {
             h2 { "新项目申报" }
             form method="get" action="/projects" {
-                label { "流程 " select name="workflow" { @for id in app.catalog.workflow_ids() { option value=(id) selected[wf.as_deref() == Some(id.as_str())] { (id) } } } }
+                label { "流程 " select name="workflow" { @for (id, name) in names.workflows() { option value=(id) selected[wf.as_deref() == Some(id.as_str())] { (name) } } } }
                 button { "选择" }
             }
             @if let Some((_, d)) = &def {
@@ -226,8 +232,18 @@ async fn projects_page(
                                 (fd.label.clone().unwrap_or_else(|| fd.id.value.clone())) @if fd.required { " *" } " "
                                 @if !fd.values.is_empty() {
                                     select name={"f." (fd.id.value)} { option value="" { "—" } @for v in &fd.values { option value=(v.value) { (v.value) } } }
-                                } @else if matches!(fd.ty.value, shenpi_engine::model::FieldType::Bool) {
+                                } @else if matches!(fd.ty.value, FieldType::Bool) {
                                     select name={"f." (fd.id.value)} { option value="" { "—" } option value="true" { "是" } option value="false" { "否" } }
+                                } @else if matches!(fd.ty.value, FieldType::User) {
+                                    // A user is picked among the accounts, not typed.
+                                    select name={"f." (fd.id.value)} {
+                                        option value="" { "—" }
+                                        @for u in users.iter().filter(|u| u.has("service_officer") || fd.id.value != "service_officer") {
+                                            option value=(u.name) { (u.name) @if let Some(dn) = u.department.as_deref() { "（" (names.department(dn)) "）" } }
+                                        }
+                                    }
+                                } @else if matches!(fd.ty.value, FieldType::Number | FieldType::Int) {
+                                    input name={"f." (fd.id.value)} type="number" step="any" size="12";
                                 } @else {
                                     input name={"f." (fd.id.value)} size="20";
                                 }
@@ -271,21 +287,7 @@ impl ProjectForm {
             else {
                 continue;
             };
-            let value = match fd.ty.value {
-                FieldType::Number => v
-                    .parse::<f64>()
-                    .map(serde_json::Value::from)
-                    .unwrap_or(v.into()),
-                FieldType::Int => v
-                    .parse::<i64>()
-                    .map(serde_json::Value::from)
-                    .unwrap_or(v.into()),
-                FieldType::Bool => serde_json::Value::Bool(v == "true"),
-                FieldType::List => {
-                    serde_json::Value::Array(v.split(',').map(|s| s.trim().into()).collect())
-                }
-                _ => v.into(),
-            };
+            let value = form::typed_value(fd.ty.value, &v);
             fields.insert(fd.id.value.clone(), value);
         }
         fields
@@ -317,6 +319,9 @@ async fn project_create(State(app): State<App>, user: PageUser, body: Bytes) -> 
     let Ok(Some((_, def))) = app.catalog.latest(&app.db, &workflow).await else {
         return fail(&user, FormError::new("workflow", "未知流程").into());
     };
+    if let Err(e) = super::start::check_startable(&app, &def).await {
+        return fail(&user, e);
+    }
     let c = page_caller(&user);
     let req = NewProject {
         name: f.name.clone().unwrap_or_default(),
@@ -343,6 +348,12 @@ async fn project_create(State(app): State<App>, user: PageUser, body: Bytes) -> 
     };
     match instances::start(&app, &c, key, start).await {
         Ok(r) => Redirect::to(&format!("/instances/{}?done=start", r.instance)).into_response(),
-        Err(e) => fail(&user, e),
+        Err(e) => {
+            // Applying is one step: a project whose instance was refused is not kept.
+            if let Err(d) = app.accounts.delete_unstarted_project(&p.id).await {
+                tracing::warn!(project = %p.id, "cannot remove the project whose start was refused: {d}");
+            }
+            fail(&user, e)
+        }
     }
 }

@@ -113,8 +113,64 @@ impl<'a> Names<'a> {
     }
 }
 
+/// What each validation code means, in Chinese, for the pages (the workflow editor, the
+/// publish refusal); the API keeps the code and the engine's located message beside it.
+pub fn diagnostic_title_zh(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "E001" => "文件不是合法的 YAML，或键名、结构有误",
+        "E002" => "同类事物的 id 重复",
+        "E003" => "引用了不存在的环节",
+        "E004" => "引用了不存在的岗位（角色）",
+        "E005" => "引用了不存在的部门",
+        "E006" => "引用了不存在的材料",
+        "E007" => "引用了不存在的要素种类",
+        "E008" => "引用了不存在的阶段",
+        "E009" => "引用了不存在的绿色通道",
+        "E010" => "流程所用的工作日历不存在",
+        "E011" => "引用了不存在的消息模板",
+        "E012" => "引用了不存在的项目字段",
+        "E013" => "项目字段的类型与用法不符",
+        "E014" => "有环节从开始环节无法到达",
+        "E015" => "有环节无法到达任何结束环节",
+        "E016" => "非并联环节设置了汇总方式（join）",
+        "E017" => "并联审批的分支少于两个",
+        "E018" => "并联审批的牵头部门不是其分支之一",
+        "E019" => "票签汇总缺少有效的通过比例（share）",
+        "E020" => "红线材料被列为可容缺",
+        "E021" => "可容缺材料不在本环节的材料清单中",
+        "E022" => "时限为零、负数或无法识别",
+        "E023" => "黄色预警比例不在 0 到 100% 之间",
+        "E024" => "条件或办理人规则不是合法的 CEL 表达式",
+        "E025" => "条件或办理人规则与项目字段的类型不符",
+        "E026" => "环节设置了其类型不使用的字段",
+        "E027" => "环节缺少其类型必需的字段",
+        "E028" => "分支网关的默认路线（无条件）不在最后，或不止一条",
+        "E029" => "驳回目标不是本环节之前的环节",
+        "E030" => "环节允许容缺通过却没有容缺设置（conditional）",
+        "E031" => "绿色通道既无条件（when）也无标志字段（flag）",
+        "E032" => "绿色通道跳过了开始或结束环节",
+        "E033" => "绿色通道的时限比例不在 0 到 100% 之间",
+        "E034" => "枚举字段没有列出可选值",
+        "E035" => "报表的定时表达式（cron）无效",
+        "E036" => "可带缺项的要素缺少带缺项时限",
+        "E037" => "办理人须且只须指定岗位、部门、用户、帮办专员或规则之一",
+        "E038" => "结束环节不能再有下一环节",
+        "E039" => "驳回终止的去向不是结束环节",
+        "E040" => "升级督办的各级间隔不能递减",
+        "E041" => "流程 id 不能用于网址",
+        "E042" => "两个流程文件声明了同一个流程 id",
+        "W001" => "环节不允许容缺通过，却有容缺设置",
+        "W002" => "分支网关没有默认路线",
+        "W003" => "非票签的汇总设置了通过比例",
+        "W004" => "非枚举字段列出了可选值",
+        "W005" => "环节不允许驳回，却设置了驳回目标",
+        "W006" => "不可带缺项的要素设置了带缺项时限",
+        _ => return None,
+    })
+}
+
 /// `5wd` → 「5 个工作日」; text that is not a limit stays as it is.
-fn limit_zh(text: &str) -> String {
+pub fn limit_zh(text: &str) -> String {
     match Limit::parse(&RawLimit::Text(text.to_string()), true) {
         Ok(l) => match l.unit {
             Unit::WorkingDays => format!("{} 个工作日", l.amount),
@@ -309,6 +365,7 @@ pub fn refused(r: &machine::Rejection, names: &Names<'_>) -> ApiError {
         None => (RejectionKind::Invalid, r.message.clone()),
     };
     ApiError::new(rejection_status(kind), &r.code, message)
+        .in_english(r.message.clone())
         .with_details(serde_json::json!({ "rejection": r.code, "engine_message": r.message }))
 }
 
@@ -557,6 +614,16 @@ mod tests {
         assert_eq!(e.status.as_u16(), 422);
         assert_eq!(e.body.error, "not_assigned");
         assert_eq!(e.body.message, wire.message);
+    }
+
+    /// Every validation rule the engine knows has its Chinese title.
+    #[test]
+    fn every_validation_code_reads_in_chinese() {
+        for r in shenpi_engine::validate::RULES {
+            let t = diagnostic_title_zh(r.code)
+                .unwrap_or_else(|| panic!("{} has no Chinese title", r.code));
+            assert!(has_han(t), "{}: {t}", r.code);
+        }
     }
 
     #[test]

@@ -52,6 +52,12 @@ pub struct AppState {
     passwords: super::passwords::Hasher,
     /// Proxy trust and the body deadline (see `security.rs`).
     pub security: super::security::Settings,
+    /// A `serve --demo`: the demo-only controls (moving the clock forward) are on.
+    pub demo: AtomicBool,
+    /// The message templates the outbox renders, for the message centre.
+    pub templates: Arc<Templates>,
+    /// The address people reach the server at, for absolute links (`--public-url`).
+    pub public_url: Mutex<Option<String>>,
 }
 
 pub type App = Arc<AppState>;
@@ -75,6 +81,11 @@ pub struct Config<'a> {
     /// How many password checks run at once, and how long a login waits for one.
     pub passwords: super::passwords::Limits,
     pub security: super::security::Settings,
+    /// `serve --demo`: notifications without an address go to the log (and the message
+    /// centre), and the demo's clock control is on.
+    pub demo: bool,
+    /// `--public-url`: links in notifications are absolute under it.
+    pub public_url: Option<String>,
 }
 
 /// Why a server could not start.
@@ -131,6 +142,10 @@ impl AppState {
         // The calendars and definitions were just (re)loaded: a timer refused on the ones
         // before may fire now.
         retry_refused_timers(&bus, &db).await?;
+        let templates = Arc::new(
+            Templates::from_dir(&cfg.workflows.join("templates"))
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        );
         let (scheduler, outbox) = if cfg.scheduler {
             let (_handle, stats) = spawn_scheduler(
                 bus.clone(),
@@ -139,17 +154,17 @@ impl AppState {
                 SchedulerOptions::default(),
             );
             tokio::spawn(report_loop(db.clone(), machine.clone(), cfg.clock.clone()));
-            let templates = Templates::from_dir(&cfg.workflows.join("templates"))
-                .map_err(|e| StartError::Other(e.to_string()))?;
             let (_handle, ostats) = spawn_outbox_worker(
                 db.clone(),
-                Arc::new(templates),
+                templates.clone(),
                 Arc::new(cfg.directory),
                 cfg.clock.clone(),
                 OutboxOptions {
                     webhook_secret: cfg.webhook_secret,
                     dingtalk_secret: cfg.dingtalk_secret,
                     smtp: cfg.smtp,
+                    public_url: cfg.public_url.clone(),
+                    unaddressed_to_log: cfg.demo,
                     ..OutboxOptions::default()
                 },
                 Some(bus.outbox_queued.clone()),
@@ -181,6 +196,9 @@ impl AppState {
             logins: Default::default(),
             passwords,
             security: cfg.security,
+            demo: AtomicBool::new(cfg.demo),
+            templates,
+            public_url: Mutex::new(cfg.public_url),
         });
         // Re-time on revisions not yet re-timed (a crash in the middle, another node's import,
         // the CLI), now and every few seconds.
@@ -401,22 +419,45 @@ pub fn system_clock() -> Arc<dyn Clock> {
 }
 
 /// Wall-clock time shifted to start at a chosen instant (`serve --clock-start`): demos and
-/// browser tests run on a fixed date of the shipped calendar, while time still passes.
+/// browser tests run on a fixed date of the shipped calendar, while time still passes. Its
+/// offset only grows: [`Clock::advance`] moves it forward (the demo's clock control), and
+/// [`OffsetClock::at_least`] raises it to a stored one (a restarted demo goes on from where it
+/// was, never back).
 pub struct OffsetClock {
-    offset_ms: i64,
+    offset_ms: std::sync::atomic::AtomicI64,
 }
 
 impl OffsetClock {
     pub fn starting_at(start_ms: i64) -> OffsetClock {
         OffsetClock {
-            offset_ms: start_ms - SystemClock.now(),
+            offset_ms: std::sync::atomic::AtomicI64::new(start_ms - SystemClock.now()),
         }
+    }
+
+    /// How far ahead of the wall clock it runs (ms), to store.
+    pub fn offset(&self) -> i64 {
+        self.offset_ms.load(Ordering::SeqCst)
+    }
+
+    /// Raises the offset to `offset` if that is further ahead; answers the offset in force.
+    pub fn at_least(&self, offset: i64) -> i64 {
+        self.offset_ms
+            .fetch_max(offset, Ordering::SeqCst)
+            .max(offset)
     }
 }
 
 impl Clock for OffsetClock {
     fn now(&self) -> i64 {
-        SystemClock.now() + self.offset_ms
+        SystemClock.now() + self.offset_ms.load(Ordering::SeqCst)
+    }
+
+    fn advance(&self, by: i64) -> Option<i64> {
+        if by < 0 {
+            return None;
+        }
+        self.offset_ms.fetch_add(by, Ordering::SeqCst);
+        Some(self.now())
     }
 }
 

@@ -214,11 +214,17 @@ fn node(s: &mut String, b: &NodeBox, st: State) {
     let r = b.rect;
     let _ = write!(
         s,
-        r#"<g class="node {}" data-node="{}"><title>{} ({})</title>"#,
+        r#"<g class="node {}" data-node="{}"><title>{}{}</title>"#,
         st.class(),
         esc(&b.node),
         esc(&b.name),
-        esc(&b.node)
+        // The tooltip a person reads: the node's name and its state, not its id.
+        match st {
+            State::Current => "（当前环节）",
+            State::Done => "（已办结）",
+            State::Skipped => "（已跳过）",
+            _ => "",
+        }
     );
     let dashed = if st == State::Skipped {
         r#" stroke-dasharray="4 3""#

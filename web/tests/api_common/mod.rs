@@ -23,6 +23,10 @@ impl Clock for ManualClock {
     fn now(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    fn advance(&self, by: i64) -> Option<i64> {
+        (by >= 0).then(|| self.0.fetch_add(by, Ordering::Relaxed) + by)
+    }
 }
 
 /// 2026-03-02 10:00 +08:00, a Monday inside the shipped calendar.
@@ -39,7 +43,11 @@ pub struct Server {
 pub const USERS: &[(&str, Option<&str>, &[&str])] = &[
     ("chen", None, &["applicant"]),
     ("liu", None, &["applicant"]),
-    ("zhang", Some("fgw"), &["approver", "fgw_intake"]),
+    (
+        "zhang",
+        Some("fgw"),
+        &["approver", "fgw_intake", "fgw_filing"],
+    ),
     (
         "li",
         Some("fgw"),
@@ -82,6 +90,8 @@ pub async fn server_with(
         webhook_secret: Vec::new(),
         dingtalk_secret: None,
         smtp: None,
+        demo: false,
+        public_url: None,
     })
     .await
     .expect("server builds");

@@ -248,6 +248,7 @@ impl<'a> Cx<'a> {
             Command::ReadCopies => self.read_copies(),
             Command::Withdraw { reason } => self.withdraw(reason),
             Command::Urge { task, text } => self.urge(*task, text),
+            Command::Supervise { task, reason } => self.supervise(*task, reason),
             Command::Comment { task, text } => self.comment(*task, text),
             Command::Cc { task, to, text } => self.cc(*task, to, text),
             Command::AttachElement { element, fields } => self.attach(element, fields),

@@ -402,6 +402,51 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
+    /// 挂牌督办 by hand: only who oversees departments; a task already supervised stays so,
+    /// once.
+    pub(super) fn supervise(
+        &mut self,
+        id: TaskId,
+        reason: &Option<String>,
+    ) -> Result<(), Rejection> {
+        let t = self.open_task_ref(id)?;
+        if !policy::oversees(self.p, self.actor) {
+            return Err(Rejection::NotAuthorised {
+                actor: self.by(),
+                what: format!("挂牌督办任务 {id}：限督办人员与部门负责人、分管领导"),
+            });
+        }
+        if self.st.supervised.contains(&id) {
+            return Ok(());
+        }
+        let dept = t
+            .spec
+            .department
+            .as_ref()
+            .and_then(|d| self.p.departments.get(d));
+        let leader = dept.and_then(|d| d.leader.clone());
+        self.emit(Event::Supervised {
+            task: id,
+            leader: leader.clone(),
+        });
+        let mut to = vec![self.party_of(t)];
+        if let Some(l) = leader {
+            to.push(Party::Role(l));
+        }
+        self.notify(
+            NotificationEvent::Supervise,
+            to,
+            NoticeData {
+                task: Some(id),
+                node: Some(t.spec.node.clone()),
+                by: Some(self.by()),
+                text: reason.clone(),
+                ..NoticeData::default()
+            },
+        );
+        Ok(())
+    }
+
     /// Refuses an instance-level comment or copy from someone outside the file.
     fn take_part(&self, what: &str) -> Result<(), Rejection> {
         if self.may_take_part() {

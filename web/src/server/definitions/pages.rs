@@ -96,7 +96,9 @@ async fn editor_view(
                 ul id="diagnostics" { @for d in &s.diagnostics {
                     li class={"diag " (if d.is_error() { "error" } else { "warning" })} data-line=(d.line) data-col=(d.col) {
                         a href="#" class="goto" { "第 " (d.line) " 行，第 " (d.col) " 列" } " "
-                        code { (d.code) } " " (d.message)
+                        code { (d.code) } " "
+                        @if let Some(t) = super::super::refusals::diagnostic_title_zh(d.code) { strong { (t) } "：" }
+                        (d.message)
                         @if let Some(h) = &d.help { br; small { "提示：" (h) } }
                     }
                 } }
@@ -190,6 +192,7 @@ pub async fn editor_submit(State(app): State<App>, user: PageUser, body: Bytes) 
             let flash = Flash {
                 ok: false,
                 text: format!("校验未通过：{} 个问题", diags.len()),
+                code: None,
             };
             let v = editor_view(
                 &app,
@@ -226,7 +229,11 @@ pub async fn editor_submit(State(app): State<App>, user: PageUser, body: Bytes) 
             diagnostics: shenpi_engine::validate::validate(&def.workflow, app.catalog.ctx()),
             preview: Some(svg::render(&def, &Highlight::NONE)),
         },
-        Some(&Flash { ok: true, text }),
+        Some(&Flash {
+            ok: true,
+            text,
+            code: None,
+        }),
     )
     .await
     .into_response()

@@ -13,23 +13,25 @@ use shenpi_engine::runtime::event::{Decision, SignOrder, TimerKind};
 use shenpi_engine::runtime::policy as engine_policy;
 use shenpi_engine::runtime::state::PromiseStatus;
 use shenpi_engine::runtime::view::{TaskView, outcome_name};
-use shenpi_engine::runtime::{Colour, Event, InstanceState, InstanceView};
+use shenpi_engine::runtime::{Colour, Command, Event, InstanceState, InstanceView};
 
 use super::super::accounts::User;
 use super::super::auth::PageUser;
 use super::super::chrome::{
     Flash, clock_provisional, colour_mark, datetime, day_of, days_text, due_date, fail,
-    outcome_text, page, party,
+    outcome_text, page,
 };
 use super::super::commands::{command_label_zh, command_name, page_caller, run_command_with};
 use super::super::diagrams;
 use super::super::engine::{EngineCtx, timestamp};
 use super::super::error::ApiError;
-use super::super::form::{Fields, hidden};
+use super::super::form::{self, Fields, hidden};
+use super::super::inbox::task_name;
 use super::super::names::WorkflowNames;
 use super::super::state::App;
 use super::detail::{InstanceDetail, instance_detail};
 use super::forms::InstanceForm;
+use shenpi_engine::model::FieldType;
 
 fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
     let names = WorkflowNames(&ctx.def);
@@ -38,10 +40,18 @@ fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
         Event::InstanceStarted { by, .. } => format!("{by} 提交申报"),
         Event::ChannelChosen {
             channel, reason, ..
-        } => format!("进入绿色通道 {channel}：{reason}"),
+        } => format!(
+            "进入绿色通道「{}」：{}",
+            names.channel(channel),
+            channel_reason(&names, reason)
+        ),
         Event::NodeEntered { node } => format!("进入环节「{}」", node_name(node)),
         Event::NodeSkipped { node, channel } => {
-            format!("绿色通道 {channel} 跳过「{}」", node_name(node))
+            format!(
+                "绿色通道「{}」跳过「{}」",
+                names.channel(channel),
+                node_name(node)
+            )
         }
         Event::StageEntered { stage, .. } => format!("进入阶段「{}」", names.stage(stage)),
         Event::StageClosed { .. } => "阶段完成".to_string(),
@@ -86,7 +96,26 @@ fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
                 .map(|c| format!("：{c}"))
                 .unwrap_or_default()
         ),
-        Event::ReturnedToApplicant { by, reason, .. } => format!("{by} 退回补正：{reason}"),
+        Event::ReturnedToApplicant {
+            by,
+            reason,
+            materials,
+            ..
+        } => format!(
+            "{by} 退回补正：{reason}{}",
+            if materials.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "（需补正：{}）",
+                    materials
+                        .iter()
+                        .map(|m| names.material(m))
+                        .collect::<Vec<_>>()
+                        .join("、")
+                )
+            }
+        ),
         Event::ApplicantResubmitted { by } => format!("{by} 补正后重新提交"),
         Event::Suspended { by, reason, .. } => format!("{by} 中止计时：{reason}"),
         Event::Resumed { by, .. } => format!("{by} 恢复计时"),
@@ -104,18 +133,29 @@ fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
             if *approved { "通过" } else { "不通过" }
         ),
         Event::RejectedBack { to, by, .. } => format!("{by} 驳回至「{}」", node_name(to)),
-        Event::PreApproved { materials, by, .. } => {
-            format!("{by} 出具预批复（容缺材料：{}）", materials.join("、"))
+        Event::PreApproved { materials, by, .. } => format!(
+            "{by} 出具预批复（容缺材料：{}）",
+            materials
+                .iter()
+                .map(|m| names.material(m))
+                .collect::<Vec<_>>()
+                .join("、")
+        ),
+        Event::PromiseMade { material, .. } => {
+            format!("申请人承诺补交「{}」", names.material(material))
         }
-        Event::PromiseMade { material, .. } => format!("申请人承诺补交 {material}"),
-        Event::MaterialSupplied { material, by, .. } => format!("{by} 补交材料 {material}"),
+        Event::MaterialSupplied { material, by, .. } => {
+            format!("{by} 补交材料「{}」", names.material(material))
+        }
         Event::MaterialVerified { accepted, by, .. } => format!(
             "{by} 核验材料：{}",
             if *accepted { "通过" } else { "不通过" }
         ),
         Event::FormalApproval { .. } => "容缺材料全部核验，转为正式批复".to_string(),
         Event::PromiseBreached { .. } => "承诺逾期未履行".to_string(),
-        Event::CreditMarked { material, .. } => format!("记入信用记录（{material}）"),
+        Event::CreditMarked { material, .. } => {
+            format!("记入信用记录（{}）", names.material(material))
+        }
         Event::Warning { colour, .. } => format!(
             "预警：{}",
             match colour {
@@ -179,6 +219,45 @@ fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
         Event::InstanceEnded { outcome } => format!("办结：{}", outcome_name(*outcome)),
         _ => return None,
     })
+}
+
+/// Why a channel was chosen, as the engine recorded it (`chosen explicitly at start`, ``flag `F`
+/// is set``, ``condition `EXPR` holds``), in Chinese with the project's fields by their labels.
+fn channel_reason(names: &WorkflowNames<'_>, reason: &str) -> String {
+    let inner = |s: &str, pre: &str, post: &str| {
+        s.strip_prefix(pre)
+            .and_then(|r| r.strip_suffix(post))
+            .map(str::to_string)
+    };
+    if reason == "chosen explicitly at start" {
+        return "申报时指定".to_string();
+    }
+    if let Some(f) = inner(reason, "flag `", "` is set") {
+        return format!("「{}」为是", names.field(&f));
+    }
+    if let Some(expr) = inner(reason, "condition `", "` holds") {
+        let mut out = String::new();
+        let mut rest = expr.as_str();
+        while let Some(at) = rest.find("project.") {
+            out.push_str(&rest[..at]);
+            let tail = &rest[at + "project.".len()..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            out.push_str(&format!("「{}」", names.field(&tail[..end])));
+            rest = &tail[end..];
+        }
+        out.push_str(rest);
+        let out = out
+            .replace(" in ", " 属于 ")
+            .replace(" && ", " 且 ")
+            .replace(" || ", " 或 ")
+            .replace(">=", "≥")
+            .replace("<=", "≤")
+            .replace("==", "为");
+        return format!("项目满足条件 {out}");
+    }
+    reason.to_string()
 }
 
 /// An instance as its pages read it: the API's detail, the state, the definition it runs on,
@@ -273,7 +352,7 @@ pub fn facts(l: &Loaded) -> Markup {
                     }
                 }
             }
-            @if let Some(c) = &l.view.channel { tr { th { "通道" } td { span.green-channel { "绿色通道 " (c) } } } }
+            @if let Some(c) = &l.view.channel { tr { th { "通道" } td { span.green-channel { (WorkflowNames(&l.ctx.def).channel(c)) } } } }
         }
     }
 }
@@ -311,7 +390,7 @@ pub fn elements_block(l: &Loaded) -> Markup {
             table.elements {
                 thead { tr { th { "要素" } th { "责任部门" } th { "状态" } th { "时限" } } }
                 tbody { @for e in &s.elements {
-                    tr { td { (element_name(&e.element)) } td { (e.from) }
+                    tr { td { (element_name(&e.element)) } td { (names.department(&e.from)) }
                          td { @if e.attached { "已挂接" } @else if e.may_carry { "缺（可带缺项转入下阶段）" } @else { "缺" } }
                          td { @if let Some(c) = &e.clock { (colour_mark(c.colour)) " " (days_text(Some(c.days_left))) (clock_provisional(c)) } } }
                 } }
@@ -320,7 +399,7 @@ pub fn elements_block(l: &Loaded) -> Markup {
         @if !l.view.elements.is_empty() {
             h3 { "已挂接要素（按阶段）" }
             ul.ledger { @for e in &l.view.elements {
-                li { strong { (e.stage.as_deref().map(stage_name).unwrap_or_default()) } " · " (element_name(&e.element)) " · " (e.by) " · " code { (e.fields.to_string()) } }
+                li { strong { (e.stage.as_deref().map(stage_name).unwrap_or_default()) } " · " (element_name(&e.element)) " · " (e.by) " · " (element_fields(l, &e.element, &e.fields)) }
             } }
         }
         @if l.view.outstanding.iter().any(|o| !o.resolved) {
@@ -329,6 +408,29 @@ pub fn elements_block(l: &Loaded) -> Markup {
                 li { (stage_name(&o.stage)) " · " (element_name(&o.element)) @if let Some(c) = &o.clock { " " (colour_mark(c.colour)) " " (days_text(Some(c.days_left))) (clock_provisional(c)) } }
             } }
         }
+    }
+}
+
+/// An attached element's values, by the labels the element catalogue gives its fields.
+fn element_fields(l: &Loaded, element: &str, values: &serde_json::Value) -> Markup {
+    let kind = l
+        .ctx
+        .def
+        .workflow
+        .elements
+        .iter()
+        .find(|e| e.id.value == element);
+    let Some(obj) = values.as_object() else {
+        return html! {};
+    };
+    html! {
+        span.fields { @for (k, v) in obj {
+            @let label = kind
+                .and_then(|e| e.fields.iter().find(|f| f.id.value == *k))
+                .and_then(|f| f.label.clone())
+                .unwrap_or_else(|| k.clone());
+            span.field { (label) "：" (match v { serde_json::Value::String(s) => s.clone(), serde_json::Value::Bool(b) => (if *b { "是" } else { "否" }).to_string(), other => other.to_string() }) } " "
+        } }
     }
 }
 
@@ -353,10 +455,71 @@ pub fn history(l: &Loaded) -> Markup {
     }
 }
 
-fn task_row(t: &TaskView) -> Markup {
+fn task_row(l: &Loaded, t: &TaskView) -> Markup {
+    let names = WorkflowNames(&l.ctx.def);
     html! {
-        tr { td { (colour_mark(t.colour)) } td { (t.label) } td { (party(&t.assignment)) @if let Some(c) = &t.claimed_by { "（" (c) " 已认领）" } }
+        tr { td { (colour_mark(t.colour)) } td { (task_name(&names, &t.label)) } td { (names.party(&t.assignment)) @if let Some(c) = &t.claimed_by { "（" (c) " 已认领）" } }
              td { (days_text(t.days_left)) @if let Some(c) = &t.clock { @if let Some(d) = c.due { br; small { "截止 " (due_date(d.as_millisecond())) } } (clock_provisional(c)) } } }
+    }
+}
+
+/// For the applicant, at the top of the page: what the project still owes, why, and by when:
+/// the materials a 补正 asked for and its reason, the promised materials with their due dates,
+/// the current stage's elements not yet attached.
+fn what_is_missing(l: &Loaded) -> Markup {
+    let names = WorkflowNames(&l.ctx.def);
+    let returned = l.st.returned.as_ref().filter(|_| l.view.with_applicant);
+    let promises: Vec<_> = l
+        .view
+        .promises
+        .iter()
+        .filter(|p| matches!(p.status, PromiseStatus::Open))
+        .collect();
+    let elements: Vec<_> = l
+        .view
+        .stage
+        .iter()
+        .flat_map(|s| s.elements.iter())
+        .filter(|e| !e.attached)
+        .collect();
+    if returned.is_none() && promises.is_empty() && elements.is_empty() {
+        return html! {};
+    }
+    html! {
+        section.missing role="alert" {
+            h2 { "尚缺什么" }
+            ul {
+                @if let Some(r) = returned {
+                    li.returned {
+                        strong { "退回补正" } "：" (r.reason)
+                        @if !r.materials.is_empty() {
+                            "。请补正："
+                            (r.materials.iter().map(|m| format!("「{}」", names.material(m))).collect::<Vec<_>>().join("、"))
+                        }
+                        "（" (r.by) " 退回；补正期间审批计时中止，补正完毕后点「补正完毕，重新提交」继续计时）"
+                    }
+                }
+                @for p in &promises {
+                    li.promise {
+                        strong { "容缺承诺" } "：补交「" (names.material(&p.material)) "」"
+                        @if let Some(c) = &p.clock {
+                            @if let Some(d) = c.due { "，截止 " (due_date(d.as_millisecond())) }
+                            "（" (days_text(Some(c.days_left))) "）" " " (colour_mark(c.colour)) (clock_provisional(c))
+                        }
+                    }
+                }
+                @for e in &elements {
+                    li.element {
+                        strong { "要素" } "：「" (names.element(&e.element)) "」尚未挂接，由" (names.department(&e.from)) "提供"
+                        @if let Some(c) = &e.clock {
+                            @if let Some(d) = c.due { "，截止 " (due_date(d.as_millisecond())) }
+                            "（" (days_text(Some(c.days_left))) "）"
+                        }
+                        @if e.may_carry { "；可带缺项转入下一阶段" }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -380,6 +543,7 @@ pub async fn instance_page(
     let flash = q.done.map(|d| Flash {
         ok: true,
         text: format!("已办理：{}", command_label_zh(&d)),
+        code: None,
     });
     // The applicant's actions are offered to whom the engine's policy counts as this instance's
     // applicant side (its applicant, the service officer its project names).
@@ -401,9 +565,11 @@ pub async fn instance_page(
         .as_ref()
         .map(|p| p.name.clone())
         .unwrap_or_else(|| id.clone());
+    let names = WorkflowNames(&l.ctx.def);
     let body = html! {
         h1 { (title) }
-        p.status { "实例 " code { (id) } " · 流程 " (l.ctx.def.workflow.name) " v" (l.detail.def_version)
+        @if is_party { (what_is_missing(&l)) }
+        p.status { "流程 " (l.ctx.def.workflow.name) "（第 " (l.detail.def_version) " 版）"
             " · 状态：" strong.outcome { (outcome_text(&l.view.outcome)) }
             @if l.view.with_applicant { " · " span.warn { "已退回申请人补正" } } }
         div.grid {
@@ -411,13 +577,15 @@ pub async fn instance_page(
             section {
                 h2 { "当前待办" }
                 @if l.view.tasks.is_empty() { p.empty { "无。" } } @else {
-                    table { tbody { @for t in &l.view.tasks { (task_row(t)) } } }
-                    ul { @for t in &l.view.tasks { li { a href={"/instances/" (id) "/tasks/" (t.id)} { "办理「" (t.label) "」" } } } }
+                    div.table-wrap { table { tbody { @for t in &l.view.tasks { (task_row(&l, t)) } } } }
+                    @if user.user.is_staff() {
+                        ul { @for t in &l.view.tasks { li { a href={"/instances/" (id) "/tasks/" (t.id)} { "办理「" (task_name(&names, &t.label)) "」" } } } }
+                    }
                 }
                 h2 { "容缺承诺" }
                 (promises_table(&l))
                 @if !l.view.pre_approvals.is_empty() {
-                    p { @for p in &l.view.pre_approvals { span.preapproval { (if p.formal { "正式批复" } else { "预批复" }) "（" (p.node) "）" } " " } }
+                    p { @for p in &l.view.pre_approvals { span.preapproval { (if p.formal { "正式批复" } else { "预批复" }) "（" (names.node(&p.node)) "）" } " " } }
                 }
             }
         }
@@ -433,7 +601,7 @@ pub async fn instance_page(
                         (hidden(&user))
                         input type="hidden" name="action" value="supply";
                         input type="hidden" name="material" value=(p.material);
-                        button type="submit" { "补交材料 " (p.material) }
+                        button type="submit" { "补交材料「" (names.material(&p.material)) "」" }
                     }
                 }
                 @if l.view.with_applicant {
@@ -445,18 +613,41 @@ pub async fn instance_page(
                 @if l.view.outcome == "running" {
                     form method="post" action={"/instances/" (id)} class="inline" {
                         (hidden(&user)) input type="hidden" name="action" value="withdraw";
-                        button type="submit" class="danger" { "撤回申报" }
+                        button type="submit" class="danger" data-confirm="确定撤回本项目的申报吗？撤回后流程终止，不能恢复。" { "撤回申报" }
                     }
                 }
             }
         }
-        section {
-            h2 { "挂接要素" }
-            form method="post" action={"/instances/" (id)} {
-                (hidden(&user)) input type="hidden" name="action" value="attach";
-                label { "要素 " select name="element" { @for e in &l.ctx.def.workflow.elements { option value=(e.id.value) { (e.name.clone().unwrap_or_else(|| e.id.value.clone())) } } } }
-                label { "字段（JSON）" input name="fields" value="{}" size="40"; }
-                button type="submit" { "挂接" }
+        @if l.view.outcome == "running" && !l.ctx.def.workflow.elements.is_empty() {
+            section.attach {
+                h2 { "挂接要素" }
+                p.muted { "按要素目录填写各字段；由要素的责任部门或申请人挂接到当前阶段。" }
+                @for e in &l.ctx.def.workflow.elements {
+                    details.element-form {
+                        summary { (e.name.clone().unwrap_or_else(|| e.id.value.clone())) " · " (names.department(&e.owner.value)) }
+                        form method="post" action={"/instances/" (id)} {
+                            (hidden(&user)) input type="hidden" name="action" value="attach";
+                            input type="hidden" name="element" value=(e.id.value);
+                            @for f in &e.fields {
+                                label {
+                                    (f.label.clone().unwrap_or_else(|| f.id.value.clone())) @if f.required { " *" } " "
+                                    @if !f.values.is_empty() {
+                                        select name={"e." (f.id.value)} required[f.required] { option value="" { "—" } @for v in &f.values { option value=(v.value) { (v.value) } } }
+                                    } @else if matches!(f.ty.value, FieldType::Bool) {
+                                        select name={"e." (f.id.value)} required[f.required] { option value="" { "—" } option value="true" { "是" } option value="false" { "否" } }
+                                    } @else if matches!(f.ty.value, FieldType::Number | FieldType::Int) {
+                                        input name={"e." (f.id.value)} type="number" step="any" required[f.required];
+                                    } @else if matches!(f.ty.value, FieldType::Date) {
+                                        input name={"e." (f.id.value)} type="date" required[f.required];
+                                    } @else {
+                                        input name={"e." (f.id.value)} required[f.required];
+                                    }
+                                }
+                            }
+                            button type="submit" { "挂接" }
+                        }
+                    }
+                }
             }
         }
         section { h2 { "办理历程" } (history(&l)) }
@@ -475,13 +666,37 @@ pub async fn instance_act(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let cmd = match posted
+    let mut cmd = match posted
         .action::<InstanceForm>()
         .and_then(InstanceForm::command)
     {
         Ok(c) => c,
         Err(e) => return fail(&user, e.into()),
     };
+    // An element's form sends one `e.FIELD` per field of the element catalogue, typed here as
+    // the catalogue declares them.
+    if let Command::AttachElement { element, fields } = &mut cmd
+        && posted.first("fields").is_none()
+        && let Ok(Some((_, _, _, ctx))) = app.instance(&id).await
+        && let Some(kind) = ctx
+            .def
+            .workflow
+            .elements
+            .iter()
+            .find(|e| e.id.value == element.as_str())
+    {
+        let mut typed = serde_json::Map::new();
+        for f in &kind.fields {
+            if let Some(v) = posted
+                .first(&format!("e.{}", f.id.value))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+            {
+                typed.insert(f.id.value.clone(), form::typed_value(f.ty.value, v));
+            }
+        }
+        *fields = serde_json::Value::Object(typed);
+    }
     let label = command_name(&cmd);
     let key = posted.key(&user);
     match run_command_with(&app, &page_caller(&user), &id, cmd, key, None).await {

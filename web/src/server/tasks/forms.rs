@@ -102,6 +102,11 @@ pub enum TaskForm {
         #[serde(default, deserialize_with = "form::text")]
         text: Option<String>,
     },
+    /// 挂牌督办 (from the 督办看板).
+    Supervise {
+        #[serde(default, deserialize_with = "form::text")]
+        reason: Option<String>,
+    },
     #[serde(other)]
     Unknown,
 }
@@ -204,6 +209,7 @@ impl TaskForm {
                 text: required(text, "text", "意见")?,
             },
             TaskForm::Urge { text } => Command::Urge { task, text },
+            TaskForm::Supervise { reason } => Command::Supervise { task, reason },
             TaskForm::Unknown => return Err(FormError::unknown_action()),
         })
     }

@@ -15,11 +15,10 @@ use shenpi_engine::runtime::{self, Command, CommandEnvelope, TaskId};
 
 use super::super::auth::PageUser;
 use super::super::chrome::{
-    Flash, clock_provisional, colour_mark, days_text, due_date, fail, page, party,
+    Flash, clock_provisional, colour_mark, days_text, due_date, fail, page,
 };
 use shenpi_engine::runtime::policy;
 
-use super::super::accounts::User;
 use super::super::auth::policy as auth_policy;
 use super::super::commands::{command_name, page_caller, run_command_with};
 use super::super::engine::timestamp;
@@ -45,10 +44,18 @@ fn material_status(s: &str) -> &'static str {
     }
 }
 
+/// A limit as people write it (「20工作日」), which the form's limit fields read back.
 fn limit_text(l: &RawLimit) -> String {
-    match l {
-        RawLimit::Days(d) => format!("{d}wd"),
-        RawLimit::Text(t) => t.clone(),
+    match shenpi_engine::limit::Limit::parse(l, true) {
+        Ok(l) => match l.unit {
+            shenpi_engine::limit::Unit::WorkingDays => format!("{}工作日", l.amount),
+            shenpi_engine::limit::Unit::Days => format!("{}自然日", l.amount),
+            shenpi_engine::limit::Unit::Hours => format!("{}小时", l.amount),
+        },
+        Err(_) => match l {
+            RawLimit::Days(d) => format!("{d}工作日"),
+            RawLimit::Text(t) => t.clone(),
+        },
     }
 }
 
@@ -68,13 +75,22 @@ pub async fn task_page(
 
 /// The users a task may be handed to, consulted on or signed by (picked, not typed): every
 /// account that may take tasks, but the user themselves.
-async fn staff_users(app: &App, user: &PageUser) -> Vec<User> {
+/// Each as (name, how it reads: the name and the department's name).
+async fn staff_users(app: &App, user: &PageUser) -> Vec<(String, String)> {
+    let names = super::super::names::Everywhere::of(&app.machine);
     app.accounts
         .users()
         .await
         .unwrap_or_default()
         .into_iter()
         .filter(|u| auth_policy::may_take_tasks(u) && u.name != user.user.name)
+        .map(|u| {
+            let label = match &u.department {
+                Some(d) => format!("{}（{}）", u.name, names.department(d)),
+                None => u.name.clone(),
+            };
+            (u.name, label)
+        })
         .collect()
 }
 
@@ -89,12 +105,12 @@ fn engine_accepts(user: &PageUser, l: &Loaded, cmd: Command) -> bool {
 }
 
 /// A select of the users a task may be given to.
-fn user_select(name: &str, users: &[User]) -> Markup {
+fn user_select(name: &str, users: &[(String, String)]) -> Markup {
     html! {
         select name=(name) required {
-            option value="" { "请选择" }
-            @for u in users {
-                option value=(u.name) { (u.name) @if let Some(d) = &u.department { "（" (d) "）" } }
+            option value="" { "— 请选择 —" }
+            @for (n, label) in users {
+                option value=(n) { (label) }
             }
         }
     }
@@ -155,14 +171,35 @@ fn signers_block(user: &PageUser, l: &Loaded, task: TaskId) -> Markup {
     }
 }
 
+/// The phrases an approver picks from instead of typing (常用意见).
+const PHRASES: &[&str] = &[
+    "同意。",
+    "同意，请按规定办理。",
+    "材料齐全，符合要求。",
+    "请补充完善相关材料后重新提交。",
+    "不符合要求，不予通过。",
+];
+
+/// A multi-line opinion with the 常用意见 to pick from.
+fn opinion(name: &str, label: &str, placeholder: &str, required: bool) -> Markup {
+    html! {
+        label.opinion {
+            (label)
+            textarea name=(name) rows="3" placeholder=(placeholder) required[required] {}
+        }
+        span.phrases { "常用意见：" @for p in PHRASES { button type="button" class="phrase" data-phrase=(p) { (p) } } }
+    }
+}
+
 fn render_task(
     user: &PageUser,
     l: &Loaded,
     id: &str,
     task: u32,
     flash: Option<&Flash>,
-    staff: &[User],
+    staff: &[(String, String)],
 ) -> Html<String> {
+    let names = WorkflowNames(&l.ctx.def);
     let t = l.view.tasks.iter().find(|t| t.id == TaskId(task));
     let spec = l.st.task(TaskId(task));
     let node_id = spec.map(|s| s.spec.node.to_string()).unwrap_or_default();
@@ -216,8 +253,8 @@ fn render_task(
             Some(t) => {
                 p.taskmeta {
                     span.days { (days_text(t.days_left)) }
-                    @if let Some(c) = &t.clock { @if let Some(d) = c.due { " · 截止 " (due_date(d.as_millisecond())) } (clock_provisional(c)) " · 时限 " (c.limit) }
-                    " · 办理人 " (party(&t.assignment))
+                    @if let Some(c) = &t.clock { @if let Some(d) = c.due { " · 截止 " (due_date(d.as_millisecond())) } (clock_provisional(c)) " · 时限 " (super::super::refusals::limit_zh(&c.limit.to_string())) }
+                    " · 办理人 " (names.party(&t.assignment))
                     @if let Some(c) = &t.claimed_by { "（" (c) " 已认领）" }
                     @if l.view.channel.is_some() { " · " span.green-channel { "绿色通道" } }
                     @if t.supervised { " · " span.supervised { "挂牌督办" } }
@@ -278,9 +315,9 @@ fn render_task(
                 }
                 @if is_verify {
                     (action_form(user, "act-verify", "verify", None, html! {
-                        label { "核验意见 " input name="reason" size="40"; }
+                        (opinion("reason", "核验意见", "核验情况", false))
                         button type="submit" name="accepted" value="true" { "核验通过" }
-                        button type="submit" name="accepted" value="false" class="danger" { "核验不通过" }
+                        button type="submit" name="accepted" value="false" class="danger" data-confirm="确定核验不通过吗？" { "核验不通过" }
                     }))
                 }
                 @if consulted {
@@ -291,13 +328,13 @@ fn render_task(
                 }
                 @if is_cosign && deciding {
                     (action_form(user, "act-cosign-decide", "approve", None, html! {
-                        label { "意见 " input name="comment" size="40"; }
+                        (opinion("comment", "意见", "会签意见", false))
                         button type="submit" { "会签同意" }
                     }))
                 }
                 @if deciding && allowed(Action::Approve) {
                     (action_form(user, "act-approve", "approve", None, html! {
-                        label { "审批意见 " input name="comment" size="50" placeholder="同意"; }
+                        (opinion("comment", "审批意见", "同意", false))
                         button type="submit" { "审批通过" }
                     }))
                 }
@@ -315,7 +352,7 @@ fn render_task(
                                     }
                                 }
                                 label { "承诺补交时限 " input name="limit" value=(limit_text(&c.limit.value)) size="6"; " （不得超过规则的 " (limit_text(&c.limit.value)) "）" }
-                                label { "意见 " input name="comment" size="40" placeholder="同意容缺受理"; }
+                                (opinion("comment", "意见", "同意容缺受理", false))
                             }
                             button type="submit" { "容缺通过" }
                         }))
@@ -329,15 +366,15 @@ fn render_task(
                             }
                             option value="" { "不予批准（终止）" }
                         } }
-                        label { "理由 " input name="reason" size="40" required; }
-                        button type="submit" class="danger" { "驳回" }
+                        (opinion("reason", "驳回理由", "请写明驳回的理由", true))
+                        button type="submit" class="danger" data-confirm="确定驳回吗？驳回后本环节的办理结果作废，案件退至所选环节。" { "驳回" }
                     }))
                 }
                 @if deciding && allowed(Action::Return) {
                     (action_form(user, "act-return", "return", None, html! {
-                        label { "补正原因 " input name="reason" size="40" required; }
+                        (opinion("reason", "补正原因", "请写明需要补正的内容", true))
                         @for m in &materials { label.check { input type="checkbox" name="materials" value=(m.material); (m.name.clone().unwrap_or_else(|| m.material.clone())) } }
-                        button type="submit" { "退回补正" }
+                        button type="submit" data-confirm="确定退回申请人补正吗？补正期间计时中止。" { "退回补正" }
                     }))
                 }
                 @if deciding && allowed(Action::Delegate) {
@@ -361,7 +398,7 @@ fn render_task(
                 }
                 @if deciding && allowed(Action::Extend) {
                     (action_form(user, "act-extend", "extend", None, html! {
-                        label { "延长 " input name="limit" size="5" value="5wd"; }
+                        label { "延长 " input name="limit" size="6" value="5工作日"; }
                         label { "理由 " input name="reason" size="30" required; }
                         button type="submit" { "延长时限" }
                     }))
@@ -373,7 +410,7 @@ fn render_task(
                     }))
                 }
                 (action_form(user, "act-comment", "comment", None, html! {
-                    label { "意见/备注 " input name="text" size="50" required; }
+                    (opinion("text", "意见/备注", "办理过程中的意见或备注", true))
                     button type="submit" { "添加意见" }
                 }))
             }
@@ -426,12 +463,17 @@ pub async fn task_act(
         Err(e) => Err(e.into()),
     };
     match result {
+        // The 督办看板's 催办 and 挂牌督办 go back to the board.
+        Ok((label, _)) if posted.first("back") == Some("/dashboard") => {
+            Redirect::to(&format!("/dashboard?done={label}")).into_response()
+        }
         Ok((label, _)) => Redirect::to(&format!("/instances/{id}?done={label}")).into_response(),
         Err(e) => match load(&app, &user.user, &id).await {
             Ok(l) => {
                 let flash = Flash {
                     ok: false,
-                    text: format!("未能办理：{}（{}）", e.body.message, e.body.error),
+                    text: format!("未能办理：{}", e.body.message),
+                    code: Some(e.body.error.clone()),
                 };
                 let staff = staff_users(&app, &user).await;
                 (
