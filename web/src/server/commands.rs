@@ -223,7 +223,9 @@ async fn check_recipient(app: &App, instance: &str, cmd: &Command) -> ApiResult<
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_user",
-            format!("没有名为「{name}」的用户，无法{what}：用户不存在，请从名单中选择已有的办理人员。"),
+            format!(
+                "没有名为「{name}」的用户，无法{what}：用户不存在，请从名单中选择已有的办理人员。"
+            ),
         ));
     };
     // The task and the instance are the engine's to find: a missing one is its refusal.

@@ -11,8 +11,8 @@ use shenpi_adapters::machine;
 use shenpi_engine::compile::Definition;
 use shenpi_engine::limit::{Limit, Unit};
 use shenpi_engine::model::{Action, RawLimit};
-use shenpi_engine::runtime::rejection::{Ineligible, TakeBackBlock};
 use shenpi_engine::runtime::event::ClockRef;
+use shenpi_engine::runtime::rejection::{Ineligible, TakeBackBlock};
 use shenpi_engine::runtime::{InstanceState, Rejection, RejectionKind, TaskId};
 
 use super::error::{ApiError, rejection_status};
@@ -159,12 +159,16 @@ pub fn diagnostic_title_zh(code: &str) -> Option<&'static str> {
         "E040" => "升级督办的各级间隔不能递减",
         "E041" => "流程 id 不能用于网址",
         "E042" => "两个流程文件声明了同一个流程 id",
+        "E043" => "办理人规则依赖一个可不填的项目字段",
+        "E044" => "wait_until 不是日期，或与 wait 同时设置",
+        "E045" => "阶段要求的要素不允许在该阶段补充",
         "W001" => "环节不允许容缺通过，却有容缺设置",
         "W002" => "分支网关没有默认路线",
         "W003" => "非票签的汇总设置了通过比例",
         "W004" => "非枚举字段列出了可选值",
         "W005" => "环节不允许驳回，却设置了驳回目标",
         "W006" => "不可带缺项的要素设置了带缺项时限",
+        "W007" => "升级督办覆盖阶段，但有时限的阶段未指定部门",
         _ => return None,
     })
 }
