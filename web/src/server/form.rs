@@ -238,6 +238,20 @@ fn pairs(body: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A value typed into a form for a field the workflow declares (a project's, an element's),
+/// as the field's type reads it: numbers as numbers, yes/no as a boolean, a list split at
+/// commas. What does not parse stays text, for the engine to refuse with the field's name.
+pub fn typed_value(ty: shenpi_engine::model::FieldType, v: &str) -> Value {
+    use shenpi_engine::model::FieldType;
+    match ty {
+        FieldType::Number => v.parse::<f64>().map(Value::from).unwrap_or(v.into()),
+        FieldType::Int => v.parse::<i64>().map(Value::from).unwrap_or(v.into()),
+        FieldType::Bool => Value::Bool(v == "true"),
+        FieldType::List => Value::Array(v.split(',').map(|s| s.trim().into()).collect()),
+        _ => v.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,19 +309,5 @@ mod tests {
         let f = Fields::read(b"name=100%&yaml=%zz");
         assert_eq!(f.first("name"), Some("100%"));
         assert_eq!(f.first("yaml"), Some("%zz"));
-    }
-}
-
-/// A value typed into a form for a field the workflow declares (a project's, an element's),
-/// as the field's type reads it: numbers as numbers, yes/no as a boolean, a list split at
-/// commas. What does not parse stays text, for the engine to refuse with the field's name.
-pub fn typed_value(ty: shenpi_engine::model::FieldType, v: &str) -> Value {
-    use shenpi_engine::model::FieldType;
-    match ty {
-        FieldType::Number => v.parse::<f64>().map(Value::from).unwrap_or(v.into()),
-        FieldType::Int => v.parse::<i64>().map(Value::from).unwrap_or(v.into()),
-        FieldType::Bool => Value::Bool(v == "true"),
-        FieldType::List => Value::Array(v.split(',').map(|s| s.trim().into()).collect()),
-        _ => v.into(),
     }
 }
