@@ -89,6 +89,7 @@ async fn durable(b: &DurableBench) -> Result<String, BenchError> {
             def.id(),
             &yaml,
             &format!("{:x}", fxhash(&yaml)),
+            crate::store::Source::File("bench.yaml"),
             now_millis(),
         )
         .await?;
@@ -557,6 +558,7 @@ async fn retime_bench(b: &RetimeBench) -> Result<String, BenchError> {
             "bench-retime",
             RETIME_WORKFLOW,
             &format!("{:x}", fxhash(RETIME_WORKFLOW)),
+            crate::store::Source::File("bench-retime.yaml"),
             now_millis(),
         )
         .await?;

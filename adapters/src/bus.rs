@@ -271,6 +271,8 @@ fn merge<C>(mut a: Prepared<C>, b: Prepared<C>) -> Prepared<C> {
             Some(v) => {
                 v.to_version = w.to_version;
                 v.projection = w.projection;
+                // A migration in `b` moved the instance to another definition version.
+                v.meta = w.meta;
             }
             None => x.instances.push(w),
         }
@@ -914,6 +916,22 @@ impl<M: Machine, S: Store> Writer<M, S> {
                 });
             }
         };
+        // An event that moves the instance to another definition version (a migration) needs
+        // that version registered: checked before anything is added to the batch.
+        for ev in &events {
+            if let Some(v) = self.machine.moved_to(ev) {
+                let meta = InstanceMeta {
+                    def_version: v,
+                    ..(*c.meta).clone()
+                };
+                if self.machine.context(&meta).is_none() {
+                    return Err(CommandError::NoDefinition(format!(
+                        "{}@{v}",
+                        meta.workflow_id
+                    )));
+                }
+            }
+        }
         // A timer is marked fired only with the events of a firing `decide` accepted.
         if let Some(t) = timer {
             batch
@@ -972,6 +990,16 @@ impl<M: Machine, S: Store> Writer<M, S> {
             }
             self.machine.evolve(&c.ctx, &mut c.state, ev);
             c.version = seq;
+            if let Some(v) = self.machine.moved_to(ev) {
+                let meta = InstanceMeta {
+                    def_version: v,
+                    ..(*c.meta).clone()
+                };
+                if let Some(ctx) = self.machine.context(&meta) {
+                    c.ctx = ctx;
+                    c.meta = Arc::new(meta);
+                }
+            }
         }
         Ok(receipt(
             &c.meta.id,

@@ -378,16 +378,49 @@ impl Machine for EngineMachine {
     fn decide(
         &self,
         ctx: &EngineContext,
-        _meta: &InstanceMeta,
+        meta: &InstanceMeta,
         state: &InstanceState,
         cmd: &CommandEnvelope,
         now: Millis,
     ) -> Result<Vec<Event>, Rejection> {
-        runtime::decide(&ctx.def, &ctx.cal, state, cmd, timestamp(now)).map_err(|r| Rejection {
+        let refused = |r: runtime::Rejection| Rejection {
             code: r.code().to_string(),
             message: r.to_string(),
             detail: serde_json::to_value(&r).unwrap_or_default(),
-        })
+        };
+        // A migration is decided with both versions: the one the instance runs on, and the one
+        // it moves to (which whoever sends the command has registered first).
+        if let Command::Migrate { from, to, .. } = &cmd.command {
+            if i64::from(*from) != meta.def_version {
+                return Err(refused(runtime::Rejection::NotOnVersion {
+                    runs_on: u32::try_from(meta.def_version).unwrap_or(u32::MAX),
+                    asked: *from,
+                }));
+            }
+            let Some(target) = self.get(&meta.workflow_id, i64::from(*to)) else {
+                return Err(refused(runtime::Rejection::Internal(format!(
+                    "version {}@{to} is not registered on this node",
+                    meta.workflow_id
+                ))));
+            };
+            return runtime::migrate::decide_migration(
+                &ctx.def,
+                &target.def,
+                &target.cal,
+                state,
+                cmd,
+                timestamp(now),
+            )
+            .map_err(refused);
+        }
+        runtime::decide(&ctx.def, &ctx.cal, state, cmd, timestamp(now)).map_err(refused)
+    }
+
+    fn moved_to(&self, event: &Event) -> Option<i64> {
+        match event {
+            Event::Migrated { to, .. } => Some(i64::from(*to)),
+            _ => None,
+        }
     }
 
     fn evolve(&self, _ctx: &EngineContext, state: &mut InstanceState, event: &Event) {

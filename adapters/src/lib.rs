@@ -5,6 +5,7 @@ pub mod bus;
 pub mod engine_machine;
 pub mod loader;
 pub mod machine;
+pub mod migrate;
 pub mod outbox;
 pub mod reports;
 pub mod retime;

@@ -74,6 +74,12 @@ pub trait Machine: Send + Sync + 'static {
         now: Millis,
     ) -> Result<Vec<Self::Event>, Rejection>;
     fn evolve(&self, ctx: &Self::Context, state: &mut Self::State, event: &Self::Event);
+    /// The definition version an event moves the instance to (a migration), if it does: the
+    /// bus then decides and projects what follows on that version's context, and writes the
+    /// version on the instance row in the same transaction.
+    fn moved_to(&self, _event: &Self::Event) -> Option<i64> {
+        None
+    }
     /// The event's type name, stored beside its JSON body.
     fn event_kind(&self, event: &Self::Event) -> String;
     /// The format events are written in, stored with each one ([`EventRow::format`]).

@@ -94,6 +94,7 @@ const KINDS: &[&str] = &[
     "limit_extended",
     "material_supplied",
     "material_verified",
+    "migrated",
     "node_entered",
     "node_skipped",
     "notification_requested",

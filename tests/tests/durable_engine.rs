@@ -14,7 +14,7 @@ use shenpi_adapters::bus::{BusOptions, CommandBus, Submit};
 use shenpi_adapters::engine_machine::EngineMachine;
 use shenpi_adapters::machine::{Clock, Machine, SystemClock, now_millis};
 use shenpi_adapters::store::{
-    Db, DefinitionStore, EventStore, InstanceMeta, OutboxStore, ProjectionStore, TimerStore,
+    Db, DefinitionStore, EventStore, InstanceMeta, OutboxStore, ProjectionStore, Source, TimerStore,
 };
 use shenpi_engine::runtime::{Actor, Command, CommandEnvelope, TaskId};
 
@@ -34,7 +34,10 @@ async fn publish_and_start_at(
 ) -> (String, i64, CommandBus<EngineMachine>) {
     let machine = Arc::new(EngineMachine::from_dir(&workflows()).unwrap());
     let def = machine.compile(yaml).unwrap();
-    let row = db.publish(def.id(), yaml, "h", now_millis()).await.unwrap();
+    let row = db
+        .publish(def.id(), yaml, "h", Source::File("test.yaml"), now_millis())
+        .await
+        .unwrap();
     let bus = CommandBus::start(machine, db.clone(), clock, BusOptions::default());
     (row.workflow_id, row.version, bus)
 }

@@ -15,7 +15,7 @@ use shenpi_adapters::machine::{Machine, SystemClock, now_millis};
 use shenpi_adapters::outbox::Templates;
 use shenpi_adapters::reports::{Cron, ReportError, ReportOptions, run_due_reports};
 use shenpi_adapters::store::ProjectionStore;
-use shenpi_adapters::store::{DefinitionStore, OutboxStore};
+use shenpi_adapters::store::{DefinitionStore, OutboxStore, Source};
 use shenpi_engine::runtime::{Actor, Command, CommandEnvelope, TaskId};
 
 fn workflows() -> std::path::PathBuf {
@@ -31,7 +31,13 @@ async fn weekly_report_runs_once_at_its_slot_and_renders() {
         let machine = Arc::new(EngineMachine::from_dir(&workflows()).unwrap());
         let def = machine.compile(&yaml).unwrap();
         let row = db
-            .publish(def.id(), &yaml, "h", now_millis())
+            .publish(
+                def.id(),
+                &yaml,
+                "h",
+                Source::File("test.yaml"),
+                now_millis(),
+            )
             .await
             .unwrap();
         let bus = CommandBus::start(

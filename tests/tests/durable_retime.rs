@@ -14,7 +14,7 @@ use shenpi_adapters::bus::{BusOptions, CommandBus, Submit};
 use shenpi_adapters::engine_machine::EngineMachine;
 use shenpi_adapters::machine::{Clock, now_millis};
 use shenpi_adapters::retime::{key, retime};
-use shenpi_adapters::store::{Db, DefinitionStore, EventStore, InstanceMeta, TimerStore};
+use shenpi_adapters::store::{Db, DefinitionStore, EventStore, InstanceMeta, Source, TimerStore};
 use shenpi_engine::calendar::Calendar;
 use shenpi_engine::runtime::event::{ClockRef, TimerKind};
 use shenpi_engine::runtime::{Actor, Command, CommandEnvelope, Event, InstanceState, replay};
@@ -75,7 +75,13 @@ async fn a_retiming_cut_short_is_finished_once_by_the_next_process() {
     for db in both("retime", &dir).await {
         let first = machine();
         let row = db
-            .publish("bench-retime", RETIME_WORKFLOW, "h", now_millis())
+            .publish(
+                "bench-retime",
+                RETIME_WORKFLOW,
+                "h",
+                Source::File("bench-retime.yaml"),
+                now_millis(),
+            )
             .await
             .unwrap();
         let bus = CommandBus::start(

@@ -71,11 +71,20 @@ fn new_instance(id: &str, to: i64, tasks: Vec<InboxRow>) -> InstanceWrite {
 async fn conformance(db: Db) {
     let name = db.backend();
     // Definitions: versions count up; the same text again is the same version.
-    let d1 = db.publish("wf", "a: 1", "h1", 5).await.unwrap();
+    let d1 = db
+        .publish("wf", "a: 1", "h1", Source::File("wf.yaml"), 5)
+        .await
+        .unwrap();
     assert_eq!(d1.version, 1, "{name}");
-    let d1b = db.publish("wf", "a: 1", "h1", 6).await.unwrap();
+    let d1b = db
+        .publish("wf", "a: 1", "h1", Source::Editor("wang"), 6)
+        .await
+        .unwrap();
     assert_eq!(d1b.version, 1, "{name}");
-    let d2 = db.publish("wf", "a: 2", "h2", 7).await.unwrap();
+    let d2 = db
+        .publish("wf", "a: 2", "h2", Source::Api("li"), 7)
+        .await
+        .unwrap();
     assert_eq!(d2.version, 2, "{name}");
     assert_eq!(db.definition("wf", 1).await.unwrap().unwrap().yaml, "a: 1");
     assert_eq!(
@@ -683,8 +692,8 @@ async fn dialects_agree(db: Db) {
 
     // Two publishes of different texts at once: each gets its own version.
     let (a, b) = tokio::join!(
-        db.publish("race", "a: 1", "ha", 1),
-        db.publish("race", "a: 2", "hb", 1)
+        db.publish("race", "a: 1", "ha", Source::Api("a"), 1),
+        db.publish("race", "a: 2", "hb", Source::Api("b"), 1)
     );
     let mut versions = [a.unwrap().version, b.unwrap().version];
     versions.sort();

@@ -37,6 +37,11 @@ enum Command {
     Schema(cli::schema::Args),
     /// Print the OpenAPI document of the REST API (what `/api/openapi.json` serves).
     Openapi(cli::openapi::Args),
+    /// Published workflows in the database: `export DIR` writes the latest versions as files.
+    #[command(subcommand)]
+    Workflows(cli::workflows::Command),
+    /// Move running projects from one version of a workflow to another (dry run unless --yes).
+    Migrate(cli::migrate::Args),
     /// Run the server: REST API, web UI, timer scheduler (`shenpi serve --demo` to try it).
     Serve(cli::server::ServeArgs),
     /// Manage users.
@@ -62,6 +67,8 @@ fn main() -> ExitCode {
         Command::Calendar(c) => cli::calendar::run(c),
         Command::Schema(a) => cli::schema::run(a),
         Command::Openapi(a) => cli::openapi::run(a),
+        Command::Workflows(c) => cli::workflows::run(c),
+        Command::Migrate(a) => cli::migrate::run(a),
         Command::Serve(a) => cli::server::run_serve(a),
         Command::User(c) => cli::server::run_user(c),
         Command::Token(c) => cli::server::run_token(c),

@@ -72,6 +72,11 @@ const MIGRATIONS: &[Step] = &[
         "message reads, demo clock",
         both!("0014_messages_and_demo_clock.sql"),
     ),
+    step(
+        10,
+        "definition sources, version migrations",
+        both!("0010_definition_sources_and_migrations.sql"),
+    ),
 ];
 
 /// Which backend's texts to run.

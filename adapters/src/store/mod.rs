@@ -22,6 +22,7 @@ pub mod postgres;
 pub mod sql;
 pub mod sqlite;
 mod sqlite_commit;
+pub mod version_migrations;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -74,6 +75,51 @@ pub struct DefinitionRow {
     pub yaml: String,
     pub hash: String,
     pub published_at: Millis,
+    /// Where the version came from: `file`, `editor` or `api` (`None` for versions published
+    /// before sources were recorded).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// For a file: its path inside the workflows folder.
+    #[serde(default)]
+    pub source_path: Option<String>,
+    /// For the editor and the API: who published it.
+    #[serde(default)]
+    pub published_by: Option<String>,
+}
+
+/// Where a published version comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'a> {
+    /// A file of the workflows folder, by its path inside the folder (`provincial-major.yaml`).
+    File(&'a str),
+    /// The web editor, by this user.
+    Editor(&'a str),
+    /// The API (`POST /api/definitions`), by this user.
+    Api(&'a str),
+}
+
+impl<'a> Source<'a> {
+    /// `(source, source_path, published_by)` as stored.
+    pub fn columns(self) -> (&'static str, Option<&'a str>, Option<&'a str>) {
+        match self {
+            Source::File(p) => ("file", Some(p), None),
+            Source::Editor(u) => ("editor", None, Some(u)),
+            Source::Api(u) => ("api", None, Some(u)),
+        }
+    }
+}
+
+impl DefinitionRow {
+    /// Whether this version was published from the file at `path` (inside the workflows
+    /// folder). A version stored before sources were recorded counts as the file's when its
+    /// text is the file's.
+    pub fn is_from_file(&self, path: &str, hash: &str) -> bool {
+        match self.source.as_deref() {
+            Some("file") => self.source_path.as_deref() == Some(path),
+            None => self.hash == hash,
+            _ => false,
+        }
+    }
 }
 
 /// What identifies an instance besides its events: the definition version it runs on and its
@@ -412,8 +458,16 @@ pub trait DefinitionStore {
         workflow_id: &str,
         yaml: &str,
         hash: &str,
+        source: Source<'_>,
         now: Millis,
     ) -> impl Future<Output = Result<DefinitionRow>> + Send;
+    /// Every version of a workflow, oldest first.
+    fn definitions_of(
+        &self,
+        workflow_id: &str,
+    ) -> impl Future<Output = Result<Vec<DefinitionRow>>> + Send;
+    /// The ids of every workflow with a published version.
+    fn workflow_ids(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
     fn definition(
         &self,
         workflow_id: &str,
@@ -714,7 +768,9 @@ macro_rules! delegate {
 }
 
 delegate!(DefinitionStore {
-    fn publish(&self, workflow_id: &str, yaml: &str, hash: &str, now: Millis) -> Result<DefinitionRow>;
+    fn publish(&self, workflow_id: &str, yaml: &str, hash: &str, source: Source<'_>, now: Millis) -> Result<DefinitionRow>;
+    fn definitions_of(&self, workflow_id: &str) -> Result<Vec<DefinitionRow>>;
+    fn workflow_ids(&self) -> Result<Vec<String>>;
     fn definition(&self, workflow_id: &str, version: i64) -> Result<Option<DefinitionRow>>;
     fn latest_definition(&self, workflow_id: &str) -> Result<Option<DefinitionRow>>;
 });

@@ -331,9 +331,9 @@ async fn write_step(tx: &mut PgConnection, step: Step, b: &Batch) -> Result<()> 
             if !old.is_empty() {
                 let done = sqlx::query(
                     "UPDATE instances AS i SET version = u.v, status = u.s, stage = u.st,
-                         channel = u.ch, updated_at = $7
+                         channel = u.ch, updated_at = $7, def_version = u.dv
                          FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],
-                                     $6::text[]) AS u(id, fv, v, s, st, ch)
+                                     $6::text[], $8::bigint[]) AS u(id, fv, v, s, st, ch, dv)
                          WHERE i.id = u.id AND i.version = u.fv",
                 )
                 .bind(old.iter().map(|w| w.meta.id.as_str()).collect::<Vec<_>>())
@@ -355,6 +355,7 @@ async fn write_step(tx: &mut PgConnection, step: Step, b: &Batch) -> Result<()> 
                         .collect::<Vec<_>>(),
                 )
                 .bind(b.now)
+                .bind(old.iter().map(|w| w.meta.def_version).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await?;
                 step.check(done.rows_affected(), old.len())?;

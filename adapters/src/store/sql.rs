@@ -275,6 +275,9 @@ fn definition_row<S: Backend>(r: &RowOf<S>) -> Result<DefinitionRow> {
         yaml: c.text()?,
         hash: c.text()?,
         published_at: c.int()?,
+        source: c.opt_text()?,
+        source_path: c.opt_text()?,
+        published_by: c.opt_text()?,
     })
 }
 
@@ -420,7 +423,8 @@ impl Step {
 /// The definition columns, in the order [`definition_row`] reads them.
 macro_rules! definitions {
     () => {
-        "SELECT workflow_id, version, yaml, hash, published_at FROM definitions"
+        "SELECT workflow_id, version, yaml, hash, published_at, source, source_path, published_by
+         FROM definitions"
     };
 }
 
@@ -430,11 +434,13 @@ impl<S: Backend> DefinitionStore for S {
         workflow_id: &str,
         yaml: &str,
         hash: &str,
+        source: Source<'_>,
         now: Millis,
     ) -> Result<DefinitionRow> {
-        const INSERT: &str =
-            "INSERT INTO definitions (workflow_id, version, yaml, hash, published_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+        const INSERT: &str = "INSERT INTO definitions (workflow_id, version, yaml, hash,
+             published_at, source, source_path, published_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
+        let (kind, path, by) = source.columns();
         loop {
             let latest = self.latest_definition(workflow_id).await?;
             if let Some(l) = latest.as_ref().filter(|l| l.hash == hash) {
@@ -449,6 +455,9 @@ impl<S: Backend> DefinitionStore for S {
                 Arg::Text(yaml),
                 Arg::Text(hash),
                 Arg::Int(now),
+                Arg::Text(kind),
+                Arg::OptText(path),
+                Arg::OptText(by),
             ];
             if S::execute(&mut c, INSERT, &args).await? == 1 {
                 return Ok(DefinitionRow {
@@ -457,6 +466,9 @@ impl<S: Backend> DefinitionStore for S {
                     yaml: yaml.to_string(),
                     hash: hash.to_string(),
                     published_at: now,
+                    source: Some(kind.to_string()),
+                    source_path: path.map(str::to_string),
+                    published_by: by.map(str::to_string),
                 });
             }
         }
@@ -467,6 +479,20 @@ impl<S: Backend> DefinitionStore for S {
         let mut c = self.pool().acquire().await?;
         let rows = S::rows(&mut c, SQL, &[Arg::Text(workflow_id), Arg::Int(version)]).await?;
         rows.first().map(definition_row::<S>).transpose()
+    }
+
+    async fn definitions_of(&self, workflow_id: &str) -> Result<Vec<DefinitionRow>> {
+        const SQL: &str = concat!(definitions!(), " WHERE workflow_id = $1 ORDER BY version");
+        let mut c = self.pool().acquire().await?;
+        let rows = S::rows(&mut c, SQL, &[Arg::Text(workflow_id)]).await?;
+        rows.iter().map(definition_row::<S>).collect()
+    }
+
+    async fn workflow_ids(&self) -> Result<Vec<String>> {
+        const SQL: &str = "SELECT DISTINCT workflow_id FROM definitions ORDER BY workflow_id";
+        let mut c = self.pool().acquire().await?;
+        let rows = S::rows(&mut c, SQL, &[]).await?;
+        rows.iter().map(|r| S::text(r, 0)).collect()
     }
 
     async fn latest_definition(&self, workflow_id: &str) -> Result<Option<DefinitionRow>> {

@@ -121,7 +121,7 @@ fn write_step(tx: &rusqlite::Transaction<'_>, step: Step, b: &Batch) -> Result<(
             )?;
             let mut update = prepare(
                 "UPDATE instances SET version = ?2, status = ?3, stage = ?4, channel = ?5,
-                 updated_at = ?6 WHERE id = ?1 AND version = ?7",
+                 updated_at = ?6, def_version = ?8 WHERE id = ?1 AND version = ?7",
             )?;
             for w in &b.instances {
                 let p = &w.projection;
@@ -148,7 +148,8 @@ fn write_step(tx: &rusqlite::Transaction<'_>, step: Step, b: &Batch) -> Result<(
                             p.stage,
                             p.channel,
                             b.now,
-                            w.from_version
+                            w.from_version,
+                            w.meta.def_version
                         ])
                         .map_err(native)?;
                     step.check(n as u64, 1)?;

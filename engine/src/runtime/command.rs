@@ -11,6 +11,7 @@ use smol_str::SmolStr;
 use crate::model::RawLimit;
 
 use super::event::{ClockRef, SignOrder, TaskId, TimerId};
+use super::migrate::Mapping;
 
 /// Who sends a command: a user with their department and roles (from the auth layer), or the
 /// engine itself for timers ([`Actor::system`]).
@@ -199,6 +200,16 @@ pub enum Command {
     /// re-time every armed yellow, due and escalation timer whose instant the revision moves.
     /// Sent by the engine's own actor, one per open instance; deciding it twice changes nothing.
     Recalendar { calendar: SmolStr, revision: u32 },
+    /// 迁移: move the instance from version `from` of its workflow to version `to`, old node
+    /// and stage ids renamed by `mapping` (an id not named keeps its name). Sent by policy staff
+    /// through a migration (`runtime::migrate`); decided by `migrate::decide_migration`, which
+    /// needs both versions, never by [`decide`](super::decide) alone.
+    Migrate {
+        from: u32,
+        to: u32,
+        #[serde(default)]
+        mapping: Mapping,
+    },
 }
 
 impl Command {

@@ -18,6 +18,7 @@ use crate::compile::Party;
 use crate::model::{Delivery, NotificationEvent, Outcome};
 
 use super::clock::{Clock, Colour};
+use super::migrate::{ClockChange, Mapping};
 
 macro_rules! id_type {
     ($(#[$m:meta])* $name:ident) => {
@@ -620,6 +621,19 @@ pub enum Event {
     InstanceEnded {
         outcome: Outcome,
     },
+    /// 迁移: the instance moved from version `from` of its workflow to version `to`. Node and
+    /// stage ids the mapping names are renamed in the state; each clock listed counts against
+    /// its new limit (or, without one, no longer counts). The timers that follow from it are the
+    /// `TimerCancelled`/`TimerArmed` events after this one.
+    Migrated {
+        from: u32,
+        to: u32,
+        #[serde(default, skip_serializing_if = "Mapping::is_empty")]
+        mapping: Mapping,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        clocks: Vec<ClockChange>,
+        by: SmolStr,
+    },
 }
 
 impl Event {
@@ -679,6 +693,7 @@ impl Event {
             Event::Withdrawn { .. } => "withdrawn",
             Event::EndReached { .. } => "end_reached",
             Event::InstanceEnded { .. } => "instance_ended",
+            Event::Migrated { .. } => "migrated",
         }
     }
 }

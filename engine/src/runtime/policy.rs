@@ -1,7 +1,7 @@
 //! Who may do what on an instance: the one authorisation policy.
 //!
 //! `decide` refuses with it, the inbox projection addresses its rows with it and the web server
-//! shows a task's actions with it, so the three cannot disagree on who may act. Four questions:
+//! shows a task's actions with it, so the three cannot disagree on who may act. Five questions:
 //!
 //! - [`applicant_parties`] / [`is_applicant_party`]: the instance's own applicant, and the
 //!   project's service officer (帮办专员) named by a user-typed project field. Holding the
@@ -13,6 +13,7 @@
 //! - [`addressee`] / [`addressees`]: whom a task is addressed to in inboxes, with the same
 //!   resolution, so an inbox shows exactly the tasks its owner may act on: the one consulted
 //!   while a 委派 is open, no one while the holder waits for a 前加签 signer.
+//! - [`may_migrate`]: who may move running instances to another version (the policy staff).
 //! - [`may_take_part`]: who may comment on an instance or send a copy (抄送) from it: its
 //!   applicant parties, whoever holds or held one of its tasks (assigned user, role holder,
 //!   pool member, claimer, delegate, decider), members of a department one of its tasks belongs
@@ -158,4 +159,13 @@ pub fn may_resolve_supervision(plan: &Plan, item: &Supervision, actor: &Actor) -
             .filter_map(|d| d.leader.as_ref())
             .any(|r| actor.has_role(r)),
     }
+}
+
+/// The role of the policy staff (政策法规人员) who write and publish the rules.
+pub const POLICY_STAFF_ROLE: &str = "policy_staff";
+
+/// Whether `actor` may move running instances to another version of their workflow (迁移):
+/// the policy staff, who publish the versions.
+pub fn may_migrate(actor: &Actor) -> bool {
+    actor.has_role(POLICY_STAFF_ROLE)
 }

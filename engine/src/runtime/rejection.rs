@@ -10,6 +10,7 @@ use crate::calendar::CalendarError;
 use crate::model::Action;
 
 use super::event::{ClockRef, TaskId, TimerId};
+use super::migrate::{Blocker, MappingProblem};
 
 /// As JSON it is `{"type": code, "detail": fields}` (adjacent tagging, so that the variants
 /// holding a bare string serialise too): the durable layer carries it beside the code to the web
@@ -118,6 +119,16 @@ pub enum Rejection {
     NoRoute { node: SmolStr },
     #[error("{0}")]
     OutsideCalendar(String),
+    /// A migration between versions that cannot be mapped as asked (another workflow, a node or
+    /// stage neither version has).
+    #[error("the migration cannot be mapped: {problems:?}")]
+    InvalidMapping { problems: Vec<MappingProblem> },
+    /// The instance cannot move to the version asked, for these reasons.
+    #[error("the instance cannot move: {blockers:?}")]
+    MigrationBlocked { blockers: Vec<Blocker> },
+    /// The migration was asked from a version the instance no longer runs on.
+    #[error("the instance runs on version {runs_on}, not {asked}")]
+    NotOnVersion { runs_on: u32, asked: u32 },
     /// A definition/state mismatch the validator should have made impossible.
     #[error("internal error: {0}")]
     Internal(String),
@@ -192,7 +203,9 @@ impl Rejection {
             | Rejection::AwaitingSigner { .. }
             | Rejection::SignerDecided { .. }
             | Rejection::CannotTakeBack { .. }
-            | Rejection::SupervisionResolved { .. } => K::Conflict,
+            | Rejection::SupervisionResolved { .. }
+            | Rejection::MigrationBlocked { .. }
+            | Rejection::NotOnVersion { .. } => K::Conflict,
             Rejection::NotStarted
             | Rejection::InvalidProject { .. }
             | Rejection::UnknownChannel { .. }
@@ -222,7 +235,8 @@ impl Rejection {
             | Rejection::NotConsulted { .. }
             | Rejection::NotASigner { .. }
             | Rejection::IneligibleUser { .. }
-            | Rejection::OutsideCalendar(_) => K::Invalid,
+            | Rejection::OutsideCalendar(_)
+            | Rejection::InvalidMapping { .. } => K::Invalid,
             Rejection::Internal(_) => K::Internal,
         }
     }
@@ -276,6 +290,9 @@ impl Rejection {
             Rejection::AssigneeRule { .. } => "assignee_rule",
             Rejection::NoRoute { .. } => "no_route",
             Rejection::OutsideCalendar(_) => "outside_calendar",
+            Rejection::InvalidMapping { .. } => "invalid_mapping",
+            Rejection::MigrationBlocked { .. } => "migration_blocked",
+            Rejection::NotOnVersion { .. } => "not_on_version",
             Rejection::Internal(_) => "internal",
         }
     }

@@ -15,8 +15,9 @@ use crate::model::Outcome;
 use super::clock::{Clock, Colour};
 use super::event::{
     CancelReason, ClockRef, CopyId, Decision, Event, OpenedTask, OutstandingId, PreApprovalId,
-    PromiseId, SignOrder, StageVisitId, StepId, TaskId, TaskKind, Timer, TimerId,
+    PromiseId, SignOrder, StageVisitId, StepId, TaskId, TaskKind, Timer, TimerId, TimerKind,
 };
+use super::migrate::{ClockChange, Mapping};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -835,6 +836,94 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
         Event::InstanceEnded { outcome } => {
             s.status = Status::Ended;
             s.outcome = Some(*outcome);
+        }
+        Event::Migrated {
+            mapping, clocks, ..
+        } => migrated(s, mapping, clocks),
+    }
+}
+
+/// A migration: the mapped node and stage ids take their new names everywhere in the state
+/// (closed tasks and visits too, so the history reads under the new version), and each listed
+/// clock its new limit.
+fn migrated(s: &mut InstanceState, m: &Mapping, clocks: &[ClockChange]) {
+    if !m.nodes.is_empty() {
+        let rename = |id: &mut SmolStr| {
+            if let Some(new) = m.nodes.get(id.as_str()) {
+                *id = new.clone();
+            }
+        };
+        if let Some(at) = s.at.as_mut() {
+            rename(at);
+        }
+        for t in &mut s.tasks {
+            let old = t.spec.node.clone();
+            rename(&mut t.spec.node);
+            if t.spec.node != old {
+                // The label is the node id, or `node.branch` for a parallel branch.
+                if t.spec.label == old {
+                    t.spec.label = t.spec.node.clone();
+                } else if let Some(rest) = t.spec.label.strip_prefix(&format!("{old}.")) {
+                    t.spec.label = SmolStr::new(format!("{}.{rest}", t.spec.node));
+                }
+            }
+            if let Some(to) = t.reject_to.as_mut() {
+                rename(to);
+            }
+        }
+        for st in &mut s.steps {
+            rename(&mut st.node);
+        }
+        for p in &mut s.pre_approvals {
+            rename(&mut p.node);
+        }
+        for t in &mut s.timers {
+            if let TimerKind::Wait { node } = &mut t.kind {
+                rename(node);
+            }
+        }
+    }
+    for (old, new) in &m.stages {
+        for v in s.stages.iter_mut().filter(|v| v.stage == *old) {
+            v.stage = new.clone();
+        }
+        for o in s.outstanding.iter_mut().filter(|o| o.stage == *old) {
+            o.stage = new.clone();
+        }
+    }
+    for c in clocks {
+        match (&c.target, &c.clock) {
+            (ClockRef::Element { stage, element }, clock) => {
+                let Some(v) = s.stages.get_mut(stage.ix()) else {
+                    continue;
+                };
+                v.element_clocks.retain(|(e, _)| e != element);
+                if let Some(clock) = clock {
+                    v.element_clocks.push((element.clone(), clock.clone()));
+                }
+            }
+            (ClockRef::Task(t), clock) => {
+                if let Some(t) = s.tasks.get_mut(t.ix()) {
+                    t.spec.clock = clock.clone();
+                }
+            }
+            (ClockRef::Step(x), clock) => {
+                if let Some(x) = s.steps.get_mut(x.ix()) {
+                    x.clock = clock.clone();
+                }
+            }
+            (ClockRef::Stage(v), clock) => {
+                if let Some(v) = s.stages.get_mut(v.ix()) {
+                    v.clock = clock.clone();
+                }
+            }
+            (ClockRef::Outstanding(o), clock) => {
+                if let Some(o) = s.outstanding.get_mut(o.ix()) {
+                    o.clock = clock.clone();
+                }
+            }
+            // A promise keeps the deadline agreed with the applicant.
+            (ClockRef::Promise(_), _) => {}
         }
     }
 }

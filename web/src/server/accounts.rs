@@ -728,16 +728,4 @@ impl Accounts {
             out
         }))
     }
-
-    /// Published versions of a workflow, oldest first: (version, hash, published_at).
-    pub async fn versions(&self, workflow: &str) -> Result<Vec<(i64, String, i64)>> {
-        let sql = "SELECT version, hash, published_at FROM definitions WHERE workflow_id = $1 ORDER BY version";
-        Ok(on_pool!(&self.pools, |p| {
-            let mut out = Vec::new();
-            for r in sqlx::query(sql).bind(workflow).fetch_all(p).await? {
-                out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
-            }
-            out
-        }))
-    }
 }

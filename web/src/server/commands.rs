@@ -294,6 +294,7 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::ResolveSupervision { .. } => "resolve_supervision",
         Command::TimerFired { .. } => "timer_fired",
         Command::Recalendar { .. } => "recalendar",
+        Command::Migrate { .. } => "migrate",
     }
 }
 
@@ -326,6 +327,7 @@ pub fn command_label_zh(name: &str) -> &'static str {
         "resume" => "恢复计时",
         "extend" => "延长时限",
         "resolve_supervision" => "督办销号",
+        "migrate" => "迁移至新版本",
         _ => "操作",
     }
 }

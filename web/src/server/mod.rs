@@ -30,6 +30,7 @@ pub mod instances;
 pub mod login;
 pub mod messages;
 pub mod metrics;
+pub mod migrations;
 pub mod names;
 pub mod openapi;
 pub mod outbox;
@@ -71,6 +72,7 @@ pub fn resources() -> routes::Routes {
         .merge(tasks::routes())
         .merge(inbox::routes())
         .merge(definitions::routes())
+        .merge(migrations::routes())
         .merge(reports::routes())
         .merge(calendars::routes())
         .merge(outbox::routes())

@@ -21,6 +21,7 @@ use super::instances::api::{AttachRequest, StartRequest};
 use super::instances::detail::{HistoryEntry, InstanceDetail, MaterialStatus};
 use super::login::{LoginRequest, LoginResponse};
 use super::messages::{MarkRead, Message, Unread};
+use super::migrations::{DryRun, DryRunRow, MigrationBody, ResultRow, RunInfo, Said};
 use super::outbox::DeadLetter;
 use super::projects::NewProject;
 use super::reports::api::{DashboardData, RunReport};
@@ -57,6 +58,7 @@ impl Modify for BearerAuth {
         DiffResult, DashboardData, RunReport, DeadLetter, CalendarInfo, RevisionInfo, ImportBody,
         BatchRequest, BatchTask, BatchResult,
         Message, MarkRead, Unread, Advance, ClockState,
+        MigrationBody, DryRun, DryRunRow, Said, RunInfo, ResultRow,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

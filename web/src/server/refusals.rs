@@ -10,8 +10,9 @@
 use shenpi_adapters::machine;
 use shenpi_engine::compile::Definition;
 use shenpi_engine::limit::{Limit, Unit};
-use shenpi_engine::model::{Action, RawLimit};
+use shenpi_engine::model::{Action, NodeType, RawLimit};
 use shenpi_engine::runtime::event::ClockRef;
+use shenpi_engine::runtime::migrate::{Blocker, MappingProblem};
 use shenpi_engine::runtime::rejection::{Ineligible, TakeBackBlock};
 use shenpi_engine::runtime::{InstanceState, Rejection, RejectionKind, TaskId};
 
@@ -352,7 +353,117 @@ pub fn rejection_message_zh(r: &Rejection, n: &Names<'_>) -> String {
         Rejection::OutsideCalendar(which) => {
             format!("时限超出工作日日历的范围，无法计算，操作未执行：{which}")
         }
+        Rejection::InvalidMapping { problems } => {
+            let each: Vec<String> = problems
+                .iter()
+                .map(|p| mapping_problem_zh(p, n, n))
+                .collect();
+            format!("迁移的节点对应关系有误：{}", each.join(""))
+        }
+        Rejection::MigrationBlocked { blockers } => {
+            let each: Vec<String> = blockers.iter().map(|b| blocker_zh(b, n, n)).collect();
+            format!("该项目不能迁移：{}", each.join(""))
+        }
+        Rejection::NotOnVersion { runs_on, asked } => {
+            format!("该项目运行在 v{runs_on}，不是迁移所指的 v{asked}。")
+        }
         Rejection::Internal(what) => format!("流程规则与案件状态不一致（内部错误）：{what}"),
+    }
+}
+
+fn node_kind_zh(k: NodeType) -> &'static str {
+    match k {
+        NodeType::Task => "办理环节",
+        NodeType::Parallel => "并联审批",
+        NodeType::Gateway => "条件判断",
+        NodeType::Wait => "等待",
+        NodeType::Notify => "通知",
+        NodeType::End => "结束",
+    }
+}
+
+/// Why an instance cannot move, in one Chinese sentence: `old` names what the old version
+/// called things, `new` what the new one does.
+pub fn blocker_zh(b: &Blocker, old: &Names<'_>, new: &Names<'_>) -> String {
+    match b {
+        Blocker::NotRunning => "项目已办结或尚未开始，无需迁移。".to_string(),
+        Blocker::NodeGone { node } => format!(
+            "当前所在环节{}在新版本中已不存在，且未指定对应的新环节。",
+            old.node(node)
+        ),
+        Blocker::NodeKindChanged { node, to, was, now } => format!(
+            "环节{}（{}）对应的新环节{}是{}，类型不同。",
+            old.node(node),
+            node_kind_zh(*was),
+            new.node(to),
+            node_kind_zh(*now)
+        ),
+        Blocker::BranchRemoved { node, branch } => format!(
+            "并联审批{}正在办理中，新版本删去了其中的「{}」部门，已有或待办的意见将无处落地。",
+            old.node(node),
+            old.department(branch)
+        ),
+        Blocker::MaterialGone { material } => format!(
+            "容缺承诺补交的材料{}在新版本中已不存在。",
+            old.material(material)
+        ),
+        Blocker::MaterialRedLine { material } => format!(
+            "容缺承诺补交的材料{}在新版本中是红线材料，不得容缺。",
+            new.material(material)
+        ),
+        Blocker::PromiseRuleGone { node, material } => format!(
+            "材料{}的容缺承诺所依据的环节{}在新版本中不再允许容缺受理。",
+            old.material(material),
+            old.node(node)
+        ),
+        Blocker::StageGone { stage } => format!(
+            "当前阶段{}在新版本中已不存在，且未指定对应的新阶段。",
+            old.stage(stage)
+        ),
+        Blocker::StageAlreadyClosed { node, stage } => format!(
+            "新版本把当前环节{}放在阶段{}，而该阶段已经结束。",
+            old.node(node),
+            new.stage(stage)
+        ),
+        Blocker::StageChanged { node, open, wants } => format!(
+            "新版本把当前环节{}放在阶段{}，而项目正处于阶段{}。",
+            old.node(node),
+            new.stage(wants),
+            new.stage(open)
+        ),
+        Blocker::ClosedStageLacksElement { stage, element } => format!(
+            "已结束的阶段{}在新版本中要求要素{}，而项目尚未挂接，且不允许带缺项。",
+            new.stage(stage),
+            new.element(element)
+        ),
+        Blocker::ChannelGone { channel } => {
+            format!("项目所在的绿色通道「{channel}」在新版本中已不存在。")
+        }
+        Blocker::ProjectField { field } => {
+            format!("新版本要求项目信息{}，而本项目没有填写。", new.field(field))
+        }
+    }
+}
+
+/// A mistake in a migration's mapping, in one Chinese sentence (`old` and `new` as in
+/// [`blocker_zh`]).
+pub fn mapping_problem_zh(p: &MappingProblem, old: &Names<'_>, new: &Names<'_>) -> String {
+    match p {
+        MappingProblem::DifferentWorkflow { from, to } => {
+            format!("不能在不同的流程之间迁移（「{from}」与「{to}」）。")
+        }
+        MappingProblem::SameVersion => "迁出和迁入是同一个版本。".to_string(),
+        MappingProblem::UnknownOldNode { node } => {
+            format!("原版本中没有环节「{node}」。")
+        }
+        MappingProblem::UnknownNewNode { node, to } => {
+            format!("环节{}对应的「{to}」不是新版本中的环节。", old.node(node))
+        }
+        MappingProblem::UnknownOldStage { stage } => format!("原版本中没有阶段「{stage}」。"),
+        MappingProblem::UnknownNewStage { stage, to } => {
+            let _ = new;
+            format!("阶段{}对应的「{to}」不是新版本中的阶段。", old.stage(stage))
+        }
     }
 }
 
@@ -507,6 +618,16 @@ mod tests {
             },
             Rejection::NoRoute { node: "n".into() },
             Rejection::OutsideCalendar("2027-01-04".into()),
+            Rejection::InvalidMapping {
+                problems: vec![MappingProblem::UnknownOldNode { node: "x".into() }],
+            },
+            Rejection::MigrationBlocked {
+                blockers: vec![Blocker::NodeGone { node: "x".into() }],
+            },
+            Rejection::NotOnVersion {
+                runs_on: 2,
+                asked: 1,
+            },
             Rejection::Internal("x".into()),
         ]
     }
@@ -555,6 +676,8 @@ mod tests {
         ("signer_decided", 409),
         ("cannot_take_back", 409),
         ("supervision_resolved", 409),
+        ("migration_blocked", 409),
+        ("not_on_version", 409),
         ("internal", 500),
     ];
 

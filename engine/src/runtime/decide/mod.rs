@@ -55,11 +55,14 @@ use super::state::{InstanceState, PromiseStatus, Status, StepStatus, Task, TaskS
 
 mod materials;
 mod operations;
+mod migrate;
 mod parallel;
 mod stages;
 mod tasks;
 mod timers;
 mod walk;
+
+pub(super) use migrate::migration;
 
 /// Decides what a command does to an instance at `now`. Pure: the same inputs give the same
 /// events. See the module docs of [`crate::runtime`] for the semantics.
@@ -264,6 +267,9 @@ impl<'a> Cx<'a> {
             Command::ResolveSupervision { target, note } => self.resolve_supervision(target, note),
             Command::TimerFired { timer } => self.timer_fired(*timer),
             Command::Recalendar { calendar, revision } => self.recalendar(calendar, *revision),
+            Command::Migrate { .. } => Err(internal(
+                "a migration is decided by runtime::migrate::decide_migration, with both versions",
+            )),
         }
     }
 

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use shenpi_adapters::store::DefinitionStore;
+use shenpi_adapters::store::{DefinitionStore, Source};
 use shenpi_engine::diag::Diagnostic;
 use shenpi_engine::diagram::Highlight;
 use utoipa::{IntoParams, ToSchema};
@@ -121,7 +121,14 @@ pub async fn publish_definition(
         return Err(ApiError::forbidden("only policy staff publish definitions"));
     }
     let yaml = yaml_text(&body)?;
-    let p = publish_yaml(&app, &caller.user, caller.remote.clone(), &yaml).await?;
+    let p = publish_yaml(
+        &app,
+        &caller.user,
+        caller.remote.clone(),
+        &yaml,
+        Source::Api(&caller.user.name),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(p)))
 }
 
@@ -130,8 +137,13 @@ pub async fn publish_yaml(
     user: &User,
     remote: Option<String>,
     yaml: &str,
+    source: Source<'_>,
 ) -> ApiResult<Published> {
-    match app.catalog.publish(&app.db, yaml, app.now()).await? {
+    match app
+        .catalog
+        .publish(&app.db, yaml, source, app.now())
+        .await?
+    {
         Ok((id, version)) => {
             app.context(&id, version).await?;
             app.retry_refused_timers().await;
@@ -154,11 +166,21 @@ pub async fn publish_yaml(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VersionInfo {
     pub version: i64,
+    /// SHA-256 of the YAML text, hex.
     pub hash: String,
     pub published_at: i64,
+    /// `file`, `editor` or `api`; absent for versions published before sources were recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// For a file: its path inside the workflows folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_path: Option<String>,
+    /// For the editor and the API: who published it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published_by: Option<String>,
 }
 
-/// Published versions of a workflow.
+/// Published versions of a workflow, oldest first, each with where it came from.
 #[utoipa::path(get, path = "/api/definitions/{id}/versions", params(("id" = String, Path, description = "the workflow id")), tag = "definitions",
     responses((status = 200, body = [VersionInfo]), (status = 404, body = ErrorBody)))]
 pub async fn list_versions(
@@ -166,20 +188,19 @@ pub async fn list_versions(
     _caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<VersionInfo>>> {
-    let v = app
-        .accounts
-        .versions(&id)
-        .await
-        .map_err(ApiError::internal)?;
+    let v = app.db.definitions_of(&id).await?;
     if v.is_empty() {
         return Err(ApiError::not_found(format!("no workflow `{id}`")));
     }
     Ok(Json(
         v.into_iter()
-            .map(|(version, hash, published_at)| VersionInfo {
-                version,
-                hash,
-                published_at,
+            .map(|r| VersionInfo {
+                version: r.version,
+                hash: r.hash,
+                published_at: r.published_at,
+                source: r.source,
+                source_path: r.source_path,
+                published_by: r.published_by,
             })
             .collect(),
     ))

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use maud::{PreEscaped, html};
-use shenpi_adapters::store::DefinitionStore;
+use shenpi_adapters::store::{DefinitionRow, DefinitionStore, Source};
 use shenpi_engine::diag::Diagnostic;
 use shenpi_engine::diagram::Highlight;
 
@@ -29,7 +29,7 @@ pub async fn workflows_page(State(app): State<App>, user: PageUser) -> Response 
     }
     let mut rows = Vec::new();
     for id in app.catalog.workflow_ids() {
-        let versions = app.accounts.versions(&id).await.unwrap_or_default();
+        let versions = app.db.definitions_of(&id).await.unwrap_or_default();
         let name = app
             .catalog
             .latest(&app.db, &id)
@@ -47,8 +47,8 @@ pub async fn workflows_page(State(app): State<App>, user: PageUser) -> Response 
             thead { tr { th { "编号" } th { "名称" } th { "版本" } th {} } }
             tbody { @for (id, name, versions) in &rows { tr {
                 td { (id) } td { (name) }
-                td { @for (v, _, at) in versions { span.version title=(datetime(*at)) { "v" (v) } " " } }
-                td { a href={"/workflows/editor?id=" (id)} { "编辑" } }
+                td { @for v in versions { span.version title={(datetime(v.published_at)) " · " (source_label(v))} { "v" (v.version) } " " } }
+                td { a href={"/workflows/editor?id=" (id)} { "编辑" } " " a href={"/workflows/" (id) "/migrations"} { "迁移运行中的项目" } }
             } } }
         }
     };
@@ -69,7 +69,7 @@ async fn editor_view(
     flash: Option<&Flash>,
 ) -> Html<String> {
     let versions = match &s.id {
-        Some(id) => app.accounts.versions(id).await.unwrap_or_default(),
+        Some(id) => app.db.definitions_of(id).await.unwrap_or_default(),
         None => Vec::new(),
     };
     let error_lines: HashMap<u32, Vec<&Diagnostic>> =
@@ -79,6 +79,9 @@ async fn editor_view(
         });
     let body = html! {
         h1 { "流程规则编辑" @if let Some(id) = &s.id { " · " (id) } }
+        @if let Some(k) = s.id.as_deref().and_then(|id| app.catalog.kept_newer(id)) {
+            p.notice id="kept-newer" { (k.chinese()) }
+        }
         form method="post" action="/workflows/editor" id="editor" {
             input type="hidden" name="csrf" value=(user.csrf);
             @if let Some(id) = &s.id { input type="hidden" name="id" value=(id); }
@@ -118,10 +121,10 @@ async fn editor_view(
         @if !versions.is_empty() {
             section {
                 h2 { "版本历史" }
-                table.versions { thead { tr { th { "版本" } th { "发布时间" } th { "哈希" } th { "与上一版差异" } } }
-                    tbody { @for (v, hash, at) in &versions { tr {
-                        td { "v" (v) } td { (datetime(*at)) } td { code { (hash.get(..12).unwrap_or(hash)) } }
-                        td { @if *v > 1 { @if let Some(id) = &s.id { a href={"/workflows/" (id) "/diff?from=" (v - 1) "&to=" (v)} { "v" (v - 1) " → v" (v) } } } }
+                table.versions { thead { tr { th { "版本" } th { "发布时间" } th { "来源" } th { "哈希（SHA-256）" } th { "与上一版差异" } } }
+                    tbody { @for d in &versions { @let v = d.version; tr {
+                        td { "v" (v) } td { (datetime(d.published_at)) } td { (source_label(d)) } td { code title=(d.hash) { (d.hash.get(..12).unwrap_or(&d.hash)) } }
+                        td { @if v > 1 { @if let Some(id) = &s.id { a href={"/workflows/" (id) "/diff?from=" (v - 1) "&to=" (v)} { "v" (v - 1) " → v" (v) } } } }
                     } } }
                 }
             }
@@ -210,9 +213,17 @@ pub async fn editor_submit(State(app): State<App>, user: PageUser, body: Bytes) 
         }
     };
     let text = if publish {
-        match publish_yaml(&app, &user.user, user.remote.clone(), &yaml).await {
+        match publish_yaml(
+            &app,
+            &user.user,
+            user.remote.clone(),
+            &yaml,
+            Source::Editor(&user.user.name),
+        )
+        .await
+        {
             Ok(p) => format!(
-                "已发布 {} v{}（运行中的实例保持原版本）",
+                "已发布 {} v{}（运行中的实例保持原版本，可在「迁移运行中的项目」中迁移）",
                 p.workflow_id, p.version
             ),
             Err(e) => return fail(&user, e),
@@ -258,4 +269,16 @@ pub async fn diff_page(
         } }
     };
     page("版本差异", Some(&user), None, body).into_response()
+}
+
+/// Where a version came from, for people: 「文件 provincial-major.yaml」, 「编辑器 · wang」,
+/// 「接口 · wang」, or 「未记录」 for versions published before sources were recorded.
+pub fn source_label(d: &DefinitionRow) -> String {
+    let by = d.published_by.as_deref().unwrap_or("");
+    match d.source.as_deref() {
+        Some("file") => format!("文件 {}", d.source_path.as_deref().unwrap_or("")),
+        Some("editor") => format!("编辑器 · {by}"),
+        Some("api") => format!("接口 · {by}"),
+        _ => "未记录".to_string(),
+    }
 }

@@ -217,6 +217,30 @@ fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
         Event::Withdrawn { by, .. } => format!("{by} 撤回申报"),
         Event::EndReached { node, .. } => format!("流程到达「{}」", node_name(node)),
         Event::InstanceEnded { outcome } => format!("办结：{}", outcome_name(*outcome)),
+        Event::Migrated {
+            from,
+            to,
+            mapping,
+            by,
+            ..
+        } => {
+            let renamed: Vec<String> = mapping
+                .nodes
+                .iter()
+                .map(|(old, new)| format!("环节「{}」原为「{old}」", node_name(new)))
+                .chain(
+                    mapping
+                        .stages
+                        .iter()
+                        .map(|(old, new)| format!("阶段「{}」原为「{old}」", names.stage(new))),
+                )
+                .collect();
+            let mut text = format!("{by} 将本项目由流程规则 v{from} 迁移至 v{to}");
+            if !renamed.is_empty() {
+                text.push_str(&format!("（{}）", renamed.join("，")));
+            }
+            text
+        }
         _ => return None,
     })
 }
