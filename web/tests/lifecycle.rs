@@ -91,6 +91,8 @@ async fn build(db: &str, workflows: &Path) -> App {
         webhook_secret: Vec::new(),
         dingtalk_secret: None,
         smtp: None,
+        demo: false,
+        public_url: None,
     })
     .await
     .expect("server builds")

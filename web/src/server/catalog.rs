@@ -17,7 +17,7 @@ use std::sync::Arc;
 use jiff::civil::Date;
 use sha2::{Digest, Sha256};
 use shenpi_adapters::engine_machine::EngineMachine;
-use shenpi_adapters::loader::{self, LoadOptions};
+use shenpi_adapters::loader;
 use shenpi_adapters::store::{Db, DefinitionRow, DefinitionStore, Source};
 use shenpi_engine::calendar::{Calendar, local_date};
 use shenpi_engine::compile::Definition;

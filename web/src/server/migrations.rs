@@ -156,11 +156,10 @@ fn change_zh(c: &Change, def: &Definition) -> String {
 }
 
 fn timer_zh(t: &TimerChange) -> String {
-    let (what, day): (String, fn(i64) -> String) = match &t.kind {
-        TimerKind::Yellow { .. } => ("黄色预警".into(), day_of),
-        TimerKind::Due { .. } => ("到期".into(), due_date),
-        TimerKind::Escalation { rung, .. } => (format!("第 {} 级催督", rung + 1), due_date),
-        TimerKind::Wait { .. } => ("等待结束".into(), due_date),
+    let what = super::timers::purpose(&t.kind);
+    let day: fn(i64) -> String = match &t.kind {
+        TimerKind::Yellow { .. } => day_of,
+        _ => due_date,
     };
     match (t.old_due, t.new_due) {
         (Some(o), Some(n)) => format!(
@@ -1023,6 +1022,7 @@ pub async fn page_submit(
     let refused = |e: ApiError| Flash {
         ok: false,
         text: e.body.message.clone(),
+        code: Some(e.body.error.clone()),
     };
     match f.op.as_deref() {
         Some("execute") => {
@@ -1051,6 +1051,7 @@ pub async fn page_submit(
                             "迁移已执行：{} 个项目迁移至 v{to}，{} 个未改动，{} 个失败",
                             info.moved, info.blocked, info.failed
                         ),
+                        code: None,
                     };
                     let m = result_markup(&info);
                     page_view(
