@@ -263,6 +263,18 @@ async function journey(width, first) {
     check((await page.locator(`pre.listing span.line.err#L${line}`).count()) === 1, `line ${line} is marked in the listing`);
     await diag.first().locator("a.goto").click();
     await shot(page, "09-editor-error", { scan: false });
+  }
+  {
+    // 政策模拟: the shipped population through the version in force and itself, as a table and a chart.
+    await page.goto(`${base}/workflows/provincial-major/whatif`);
+    check((await page.locator("h1").innerText()).startsWith("政策模拟"), "the what-if page opens");
+    await Promise.all([page.waitForNavigation({ timeout: 120000 }), page.click("#btn-whatif")]);
+    check((await page.locator("#whatif-table tbody tr").count()) > 20, "the what-if table has its rows");
+    check((await page.locator(".flash.ok").innerText()).includes("模拟完成"), "the run is reported done");
+    check((await page.locator("figure.whatif-chart svg").count()) === 1, "the comparison chart is drawn");
+    await shot(page, "09b-whatif");
+  }
+  if (first) {
 
     await page.goto(`${base}/calendars`);
     check((await page.locator("h1").innerText()) === "工作日历", "the calendar page opens");

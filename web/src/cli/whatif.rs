@@ -14,12 +14,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use jiff::{Timestamp, ToSpan};
+use jiff::Timestamp;
 use shenpi_adapters::store::{Db, DefinitionStore};
 use shenpi_engine::calendar;
 use shenpi_engine::compile::{Definition, compile};
 use shenpi_engine::parse::parse_workflow;
-use shenpi_engine::whatif::{Cohort, Comparison, Figures, Population, Spread, compare};
+use shenpi_engine::whatif::{Cohort, Comparison, Population, compare};
+use shenpi_web::server::whatif;
 
 use super::simulate::{load_calendar, load_definition};
 
@@ -66,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &draft.workflow.calendar.value,
         args.calendars.as_deref(),
     )?;
-    let horizon_span = parse_horizon(&args.horizon)?;
+    let horizon_span = whatif::horizon_span(&args.horizon).map_err(|m| anyhow::anyhow!(m))?;
 
     let (base, base_label, cohort, source) = match (&args.population, &args.db) {
         (Some(p), _) => {
@@ -126,14 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(first) = cohort.projects.iter().map(|p| p.arrival).min() else {
         bail!("the population has no project");
     };
-    let horizon = calendar::start_of_day(calendar::local_date(first))
-        .checked_add(horizon_span)
-        .or_else(|_| {
-            calendar::local_datetime(first)
-                .checked_add(horizon_span)
-                .map(calendar::from_local_datetime)
-        })
-        .context("horizon out of range")?;
+    let horizon = whatif::horizon_after(first, horizon_span).context("horizon out of range")?;
 
     let started = Instant::now();
     let cmp = compare(&base, &draft, &cal, &cohort, horizon);
@@ -203,25 +197,6 @@ fn population_errors(
     ExitCode::from(2)
 }
 
-/// `1y`, `18m`, `90d`, `12w`.
-fn parse_horizon(s: &str) -> anyhow::Result<jiff::Span> {
-    let t = s.trim();
-    let (n, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: i64 = n.parse().ok().filter(|n| *n > 0).with_context(|| {
-        format!("--horizon `{s}`: write a number and y, m, w or d (1y, 6m, 90d)")
-    })?;
-    let span = match unit {
-        "y" if n <= 10 => n.years(),
-        "m" if n <= 120 => n.months(),
-        "w" if n <= 520 => n.weeks(),
-        "d" if n <= 3650 => n.days(),
-        _ => bail!(
-            "--horizon `{s}`: write a number and y, m, w or d, at most 10 years (1y, 6m, 90d)"
-        ),
-    };
-    Ok(span)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn table(
     def: &Definition,
@@ -234,90 +209,10 @@ fn table(
     cmp: &Comparison,
 ) -> String {
     let wf = &def.workflow;
-    let mut rows: Vec<(String, String, String)> = Vec::new();
-    let mut row = |name: String, f: &dyn Fn(&Figures) -> String| {
-        rows.push((name, f(&cmp.base), f(&cmp.draft)));
-    };
-    row("项目".into(), &|f| f.projects.to_string());
-    row("批准办结".into(), &|f| f.approved.to_string());
-    row("不予批准".into(), &|f| f.rejected.to_string());
-    row("撤销（承诺失信）".into(), &|f| {
-        f.revoked.to_string()
-    });
-    row("期末未办结".into(), &|f| f.open_at_horizon.to_string());
-    row("未能启动".into(), &|f| f.refused_start.to_string());
-    row("办理周期 p50 / p90（工作日）".into(), &|f| {
-        spread(&f.lead)
-    });
-    let mut stage_ids: Vec<&String> = cmp
-        .base
-        .stages
-        .keys()
-        .chain(cmp.draft.stages.keys())
+    let rows: Vec<(String, String, String)> = whatif::rows(def, cmp)
+        .into_iter()
+        .map(|r| (r.name, r.base, r.draft))
         .collect();
-    stage_ids.sort();
-    stage_ids.dedup();
-    for s in stage_ids {
-        let name = wf
-            .stages
-            .iter()
-            .find(|x| x.id.value == *s)
-            .and_then(|x| x.name.clone())
-            .unwrap_or_else(|| s.clone());
-        row(format!("阶段「{name}」p50 / p90"), &|f| {
-            f.stages.get(s).map(spread).unwrap_or_else(|| "—".into())
-        });
-    }
-    let mut dept_ids: Vec<&String> = cmp
-        .base
-        .departments
-        .keys()
-        .chain(cmp.draft.departments.keys())
-        .collect();
-    dept_ids.sort();
-    dept_ids.dedup();
-    for d in dept_ids {
-        let name = if d.is_empty() {
-            "项目单位".to_string()
-        } else {
-            wf.departments
-                .iter()
-                .find(|x| x.id.value == *d)
-                .and_then(|x| x.name.clone())
-                .unwrap_or_else(|| d.clone())
-        };
-        row(format!("「{name}」办理 p50 / p90"), &|f| {
-            f.departments
-                .get(d)
-                .map(spread)
-                .unwrap_or_else(|| "—".into())
-        });
-    }
-    row("任务".into(), &|f| f.tasks.to_string());
-    row("黄灯任务".into(), &|f| f.yellow.to_string());
-    row("红灯（超期）任务".into(), &|f| f.red.to_string());
-    row("期末仍超期".into(), &|f| f.overdue_open.to_string());
-    row("逾期升级".into(), &|f| f.escalations.to_string());
-    row("挂牌督办".into(), &|f| f.supervised.to_string());
-    for c in &wf.channels {
-        let name = c.name.clone().unwrap_or_else(|| c.id.value.clone());
-        let id = c.id.value.clone();
-        row(format!("「{name}」占比"), &move |f| {
-            let n = f.channels.get(&id).copied().unwrap_or(0);
-            let total = f.projects.saturating_sub(f.refused_start);
-            if total == 0 {
-                "—".into()
-            } else {
-                format!("{:.1}%（{n}）", f64::from(n) * 100.0 / f64::from(total))
-            }
-        });
-    }
-    row("容缺承诺".into(), &|f| f.promises.to_string());
-    row("承诺履行".into(), &|f| f.promises_kept.to_string());
-    row("承诺失信".into(), &|f| f.promises_breached.to_string());
-    row("模拟动作被拒".into(), &|f| {
-        f.refused_actions.to_string()
-    });
 
     let width = |s: &str| {
         s.chars()
@@ -342,23 +237,10 @@ fn table(
         let mark = if a != b { "  ←" } else { "" };
         out.push_str(&format!("{}  {}  {b}{mark}\n", pad(name, w0), pad(a, w1)));
     }
-    if let Some((k, _)) = cmp
-        .base
-        .refusals
-        .iter()
-        .chain(cmp.draft.refusals.iter())
-        .next()
-    {
+    if let Some(k) = whatif::first_refusal(cmp) {
         out.push_str(&format!(
             "\n注：有模拟动作被流程拒绝（例如 {k}），这些任务在模拟中一直等待。\n"
         ));
     }
     out
-}
-
-fn spread(s: &Spread) -> String {
-    match (s.p50, s.p90) {
-        (Some(a), Some(b)) => format!("{a} / {b}"),
-        _ => "—".into(),
-    }
 }

@@ -46,6 +46,7 @@ pub mod svg;
 pub mod tasks;
 pub mod throttle;
 pub mod timers;
+pub mod whatif;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -73,6 +74,7 @@ pub fn resources() -> routes::Routes {
         .merge(inbox::routes())
         .merge(definitions::routes())
         .merge(migrations::routes())
+        .merge(whatif::routes())
         .merge(reports::routes())
         .merge(calendars::routes())
         .merge(outbox::routes())

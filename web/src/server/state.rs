@@ -58,6 +58,8 @@ pub struct AppState {
     pub templates: Arc<Templates>,
     /// The address people reach the server at, for absolute links (`--public-url`).
     pub public_url: Mutex<Option<String>>,
+    /// The workflows folder the server was started with (its `populations/` for 政策模拟).
+    pub workflows_dir: std::path::PathBuf,
 }
 
 pub type App = Arc<AppState>;
@@ -199,6 +201,7 @@ impl AppState {
             demo: AtomicBool::new(cfg.demo),
             templates,
             public_url: Mutex::new(cfg.public_url),
+            workflows_dir: cfg.workflows.to_path_buf(),
         });
         // Re-time on revisions not yet re-timed (a crash in the middle, another node's import,
         // the CLI), now and every few seconds.

@@ -54,8 +54,8 @@ use super::rejection::Rejection;
 use super::state::{InstanceState, PromiseStatus, Status, StepStatus, Task, TaskStatus};
 
 mod materials;
-mod operations;
 mod migrate;
+mod operations;
 mod parallel;
 mod stages;
 mod tasks;

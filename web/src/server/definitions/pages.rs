@@ -48,7 +48,7 @@ pub async fn workflows_page(State(app): State<App>, user: PageUser) -> Response 
             tbody { @for (id, name, versions) in &rows { tr {
                 td { (id) } td { (name) }
                 td { @for v in versions { span.version title={(datetime(v.published_at)) " · " (source_label(v))} { "v" (v.version) } " " } }
-                td { a href={"/workflows/editor?id=" (id)} { "编辑" } " " a href={"/workflows/" (id) "/migrations"} { "迁移运行中的项目" } }
+                td { a href={"/workflows/editor?id=" (id)} { "编辑" } " " a href={"/workflows/" (id) "/migrations"} { "迁移运行中的项目" } " " a href={"/workflows/" (id) "/whatif"} { "政策模拟" } }
             } } }
         }
     };
@@ -91,6 +91,7 @@ async fn editor_view(
             div.buttons {
                 button type="submit" name="op" value="validate" id="btn-validate" { "校验" }
                 @if policy::can_publish(&user.user) { button type="submit" name="op" value="publish" id="btn-publish" { "发布为新版本" } }
+                @if let Some(id) = &s.id { button type="submit" formaction={"/workflows/" (id) "/whatif"} id="btn-whatif" title="用编辑框中的文本与现行版本对比模拟" { "政策模拟" } }
             }
         }
         @if !s.diagnostics.is_empty() {
