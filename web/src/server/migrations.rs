@@ -42,9 +42,9 @@ use super::state::App;
 
 pub fn routes() -> Routes {
     Routes::new()
-        .api(operation!(api_migrate))
-        .api(operation!(api_list))
-        .api(operation!(api_get))
+        .api(operation!(run_migration))
+        .api(operation!(list_migrations))
+        .api(operation!(get_migration))
         .page(
             "/workflows/{id}/migrations",
             get(page_form).post(page_submit),
@@ -632,7 +632,7 @@ fn run_id(headers: &HeaderMap, user: &User) -> String {
         (status = 201, description = "executed: the run and each instance's outcome", body = RunInfo),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, description = "`invalid_mapping`: `details.problems[]` with `at`, `code`, `message`", body = ErrorBody)))]
-pub async fn api_migrate(
+pub async fn run_migration(
     State(app): State<App>,
     caller: Caller,
     extract::Path(id): extract::Path<String>,
@@ -679,7 +679,7 @@ pub struct ListQuery {
 /// The migration runs of a workflow, the newest first (staff).
 #[utoipa::path(get, path = "/api/definitions/{id}/migrations", params(("id" = String, Path, description = "the workflow id"), ListQuery), tag = "definitions",
     responses((status = 200, body = [RunInfo]), (status = 403, body = ErrorBody)))]
-pub async fn api_list(
+pub async fn list_migrations(
     State(app): State<App>,
     caller: Caller,
     extract::Path(id): extract::Path<String>,
@@ -699,7 +699,7 @@ pub async fn api_list(
 /// One migration run with what became of each instance (staff).
 #[utoipa::path(get, path = "/api/definitions/{id}/migrations/{run}", params(("id" = String, Path, description = "the workflow id"), ("run" = String, Path, description = "the run id")), tag = "definitions",
     responses((status = 200, body = RunInfo), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn api_get(
+pub async fn get_migration(
     State(app): State<App>,
     caller: Caller,
     extract::Path((id, run)): extract::Path<(String, String)>,
