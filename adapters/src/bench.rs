@@ -260,6 +260,7 @@ async fn step(
             key: None,
             expected_version: None,
             command: cmd.clone(),
+            audit: None,
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -605,6 +606,7 @@ async fn retime_bench(b: &RetimeBench) -> Result<String, BenchError> {
                             channel: None,
                         },
                     },
+                    audit: None,
                 })
                 .await
                 .map_err(|e| e.to_string())?;

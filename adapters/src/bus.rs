@@ -33,8 +33,8 @@ use tokio::task::{JoinError, JoinHandle};
 
 use crate::machine::{Clock, Effects, Machine, Rejection};
 use crate::store::{
-    Batch, EventRow, IdempotencyRow, InstanceMeta, InstanceWrite, Millis, OutboxRow, Projection,
-    Store, StoreError, TimerRefusal, TimerRow, TimerState,
+    AuditRow, Batch, EventRow, IdempotencyRow, InstanceMeta, InstanceWrite, Millis, OutboxRow,
+    Projection, Store, StoreError, TimerRefusal, TimerRow, TimerState,
 };
 
 /// A command for one instance.
@@ -48,6 +48,17 @@ pub struct Submit<C> {
     /// Refuse unless the instance is at this version (what the caller saw).
     pub expected_version: Option<i64>,
     pub command: C,
+    /// Who sent it and from where: the bus writes its audit entry, with the outcome, in the
+    /// transaction that records the command, so an acknowledged command always has one.
+    pub audit: Option<Audit>,
+}
+
+/// Who sent a command, from where, and what it is called in the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    pub user: String,
+    pub remote: Option<String>,
+    pub action: String,
 }
 
 /// What a successful command recorded.
@@ -82,10 +93,65 @@ pub enum CommandError {
     TimerNotDue { due: Millis },
     #[error("too much contention on this instance, retry")]
     Busy,
+    /// The idempotency key was first used with another request (another instance or another
+    /// command): nothing was done.
+    #[error("idempotency key already used for another request")]
+    KeyReused,
+    /// The machine panicked on this command: nothing of it was written, and the writer goes on
+    /// with the next commands.
+    #[error("the command failed inside the engine: {0}")]
+    Panicked(String),
+    /// The database cannot be reached (refused, timed out, gone): nothing was written; try later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("storage failed: {0}")]
     Store(String),
     #[error("the command bus has stopped")]
     Stopped,
+}
+
+impl CommandError {
+    /// The error a failed store call is answered with.
+    fn from_store(e: &StoreError) -> CommandError {
+        if e.is_unavailable() {
+            CommandError::Unavailable(e.to_string())
+        } else {
+            CommandError::Store(e.to_string())
+        }
+    }
+
+    /// Whether the bus wrote this answer's audit entry in a committed transaction: every
+    /// answer decided in a batch. The others (the batch never committed, or never ran) are
+    /// the caller's to record.
+    pub fn audited_by_bus(&self) -> bool {
+        !matches!(
+            self,
+            CommandError::Busy
+                | CommandError::Panicked(_)
+                | CommandError::Unavailable(_)
+                | CommandError::Store(_)
+                | CommandError::Stopped
+                | CommandError::TimerSpent
+                | CommandError::TimerNotDue { .. }
+        )
+    }
+
+    /// The audit trail's word for an answer that is not a receipt.
+    pub fn outcome(&self) -> &str {
+        match self {
+            CommandError::Rejected(r) => &r.code,
+            CommandError::NotFound(_) => "not_found",
+            CommandError::StaleVersion { .. } => "stale_version",
+            CommandError::NoDefinition(_) => "no_definition",
+            CommandError::TimerSpent | CommandError::TimerNotDue { .. } => "conflict",
+            CommandError::Busy => "busy",
+            CommandError::KeyReused => "idempotency_key_reused",
+            CommandError::Panicked(_) => "internal",
+            CommandError::Unavailable(_) => "database_unavailable",
+            CommandError::Store(_) => "internal",
+            CommandError::Stopped => "shutting_down",
+        }
+    }
 }
 
 type Answer = Result<Receipt, CommandError>;
@@ -192,6 +258,8 @@ impl<M: Machine> CommandBus<M> {
             cache: HashMap::new(),
             timer_armed: timer_armed.clone(),
             outbox_queued: outbox_queued.clone(),
+            audit_tag: random_tag(),
+            audit_seq: 0,
         };
         tokio::spawn(writer.run(rx));
         CommandBus {
@@ -200,6 +268,12 @@ impl<M: Machine> CommandBus<M> {
             outbox_queued,
             stats,
         }
+    }
+
+    /// Whether the writer task is still running (it ends only if the process is stopping, or
+    /// on a fault outside any one command: a panicking command costs only itself).
+    pub fn is_alive(&self) -> bool {
+        !self.tx.is_closed()
     }
 
     /// Runs a command; returns once its events are committed (or it was refused).
@@ -252,9 +326,10 @@ struct Prepared<C> {
     batch: Batch,
     /// Instances whose cached state already includes this batch: speculative until it commits.
     touched: Vec<String>,
-    /// The answer recorded for each idempotency key, for duplicates arriving in the next batch
-    /// (they cannot find it in the store before this batch commits).
-    keys: HashMap<String, Answer>,
+    /// The answer recorded for each idempotency key, with the digest of its request, for
+    /// duplicates arriving in the next batch (they cannot find it in the store before this
+    /// batch commits).
+    keys: HashMap<String, (Option<String>, Answer)>,
     /// Timers this batch fires, for the same reason.
     fired: HashSet<(String, String)>,
 }
@@ -290,6 +365,7 @@ fn merge<C>(mut a: Prepared<C>, b: Prepared<C>) -> Prepared<C> {
     x.timers_postponed.extend(y.timers_postponed);
     x.outbox.extend(y.outbox);
     x.idempotency.extend(y.idempotency);
+    x.audit.extend(y.audit);
     for id in b.touched {
         if !a.touched.contains(&id) {
             a.touched.push(id);
@@ -318,11 +394,19 @@ struct Writer<M: Machine, S: Store> {
     timer_armed: Arc<Notify>,
     outbox_queued: Arc<Notify>,
     stats: Arc<BusStats>,
+    /// This writer's mark in the ids of the audit entries it writes (random: several nodes
+    /// write one trail), and the count after it.
+    audit_tag: u64,
+    audit_seq: u64,
 }
 
 enum BatchError {
     Retry,
     Fatal(String),
+    /// The database could not be reached while deciding (loading a state, the keys).
+    Unavailable(String),
+    /// The machine panicked on the job at this index.
+    Panicked(usize, String),
 }
 
 /// What woke the writer while a commit was in flight.
@@ -436,10 +520,10 @@ impl<M: Machine, S: Store> Writer<M, S> {
             }
             Err(e) => {
                 self.forget(&f.prepared.touched);
-                let e = e.to_string();
+                let e = CommandError::from_store(&e);
                 let mut jobs = f.prepared.jobs;
                 for p in jobs.iter_mut() {
-                    answer(p, Err(CommandError::Store(e.clone())));
+                    answer(p, Err(e.clone()));
                 }
                 Err(Vec::new())
             }
@@ -482,9 +566,11 @@ impl<M: Machine, S: Store> Writer<M, S> {
 
     /// Decides and commits one batch with nothing in flight, retrying on conflicts.
     async fn run_batch(&mut self, mut jobs: Vec<Pending<M::Command>>) {
-        for attempt in 0..self.opts.max_attempts {
-            if attempt > 1 {
-                tokio::time::sleep(Duration::from_millis(2 << attempt.min(6))).await;
+        let mut attempt = 0;
+        while attempt < self.opts.max_attempts {
+            attempt += 1;
+            if attempt > 2 {
+                tokio::time::sleep(Duration::from_millis(2 << (attempt - 1).min(6))).await;
             }
             let p = match self.prepare(jobs, &[]).await {
                 Ok(p) => p,
@@ -498,6 +584,19 @@ impl<M: Machine, S: Store> Writer<M, S> {
                         answer(p, Err(CommandError::Store(e.clone())));
                     }
                     return;
+                }
+                Err((mut back, BatchError::Unavailable(e))) => {
+                    for p in back.iter_mut() {
+                        answer(p, Err(CommandError::Unavailable(e.clone())));
+                    }
+                    return;
+                }
+                // `prepare` answered the job that panicked and hands back the others: not an
+                // attempt lost to contention (each panic answers one job, so this ends).
+                Err((back, BatchError::Panicked(..))) => {
+                    jobs = back;
+                    attempt -= 1;
+                    continue;
                 }
             };
             let t = Instant::now();
@@ -522,10 +621,10 @@ impl<M: Machine, S: Store> Writer<M, S> {
                 }
                 Err(e) => {
                     self.forget(&p.touched);
-                    let e = e.to_string();
+                    let e = CommandError::from_store(&e);
                     jobs = p.jobs;
                     for p in jobs.iter_mut() {
-                        answer(p, Err(CommandError::Store(e.clone())));
+                        answer(p, Err(e.clone()));
                     }
                     return;
                 }
@@ -682,6 +781,18 @@ impl<M: Machine, S: Store> Writer<M, S> {
                     fired,
                 })
             }
+            Err(BatchError::Panicked(i, why)) => {
+                // Only this command is lost: the states the batch built are dropped (they were
+                // taken out of the cache), and the others are decided again from the store.
+                let mut jobs = jobs;
+                tracing::error!(
+                    instance = %jobs[i].job.instance(),
+                    "the machine panicked on a command ({why}); it is answered as failed and \
+                     the writer goes on"
+                );
+                answer(&mut jobs[i], Err(CommandError::Panicked(why.clone())));
+                Err((jobs, BatchError::Panicked(i, why)))
+            }
             Err(e) => Err((jobs, e)),
         }
     }
@@ -696,7 +807,7 @@ impl<M: Machine, S: Store> Writer<M, S> {
             Vec<Option<Answer>>,
             Batch,
             HashMap<String, Working<M>>,
-            HashMap<String, Answer>,
+            HashMap<String, (Option<String>, Answer)>,
             HashSet<(String, String)>,
         ),
         BatchError,
@@ -711,21 +822,34 @@ impl<M: Machine, S: Store> Writer<M, S> {
                 Job::Timer(_) => None,
             })
             .collect();
-        let mut known: HashMap<String, Answer> = self
+        let mut known: HashMap<String, (Option<String>, Answer)> = self
             .store
             .lookup_keys(&keys)
             .await
             .map_err(fatal)?
             .iter()
-            .map(|k| (k.key.clone(), replay(k)))
+            .map(|k| (k.key.clone(), (k.request.clone(), replay(k))))
             .collect();
         for p in prev {
             for k in &keys {
-                if let Some(a) = p.keys.get(k) {
-                    known.insert(k.clone(), a.clone().map(replayed));
+                if let Some((request, a)) = p.keys.get(k) {
+                    known.insert(k.clone(), (request.clone(), a.clone().map(replayed)));
                 }
             }
         }
+        // What each keyed command asks, to tell a retry from a key reused for another request.
+        let digests: Vec<Option<String>> = jobs
+            .iter()
+            .map(|p| match &p.job {
+                // A start names an instance id made afresh for each request: it is bound to
+                // the workflow and the command (which carries the project) instead.
+                Job::Command(s) if s.key.is_some() => match &s.start {
+                    Some(m) => request_digest(&format!("start\u{1f}{}", m.workflow_id), &s.command),
+                    None => request_digest(&s.instance, &s.command),
+                },
+                _ => None,
+            })
+            .collect();
         // Timers fired or cancelled since they were claimed.
         let timers: Vec<(String, String)> = jobs
             .iter()
@@ -763,8 +887,12 @@ impl<M: Machine, S: Store> Writer<M, S> {
                 Job::Timer(_) => None,
             };
             if let Some(k) = &key {
-                if let Some(a) = known.get(k) {
-                    answers[i] = Some(a.clone());
+                if let Some((request, a)) = known.get(k) {
+                    answers[i] = Some(if same_request(request, &digests[i]) {
+                        a.clone()
+                    } else {
+                        Err(CommandError::KeyReused)
+                    });
                     continue;
                 }
                 if let Some(&first) = key_owner.get(k) {
@@ -814,7 +942,12 @@ impl<M: Machine, S: Store> Writer<M, S> {
             let Some(w) = work.get_mut(&instance) else {
                 continue;
             };
-            let answer = self.apply(w, &p.job, now, &mut batch);
+            let answer = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.apply(w, &p.job, now, &mut batch)
+            })) {
+                Ok(a) => a,
+                Err(panic) => return Err(BatchError::Panicked(i, panic_text(&*panic))),
+            };
             if answer.is_err() {
                 w.read_only_check = true;
             }
@@ -825,21 +958,27 @@ impl<M: Machine, S: Store> Writer<M, S> {
                     key: k.clone(),
                     instance: instance.clone(),
                     result: stored,
+                    request: digests[i].clone(),
                 });
             }
             answers[i] = Some(answer);
         }
         for (i, first) in dup_of {
-            answers[i] = answers[first].clone().map(|a| a.map(replayed));
+            answers[i] = if same_request(&digests[first], &digests[i]) {
+                answers[first].clone().map(|a| a.map(replayed))
+            } else {
+                Some(Err(CommandError::KeyReused))
+            };
         }
         let mut recorded = HashMap::new();
         for (k, &i) in &key_owner {
             if let Some(a) = &answers[i]
                 && stored_answer(a).is_some()
             {
-                recorded.insert(k.clone(), a.clone());
+                recorded.insert(k.clone(), (digests[i].clone(), a.clone()));
             }
         }
+        self.audit(jobs, &answers, &mut batch);
 
         for w in work.values_mut() {
             let c = &mut w.cached;
@@ -1011,6 +1150,43 @@ impl<M: Machine, S: Store> Writer<M, S> {
 }
 
 impl<M: Machine, S: Store> Writer<M, S> {
+    /// The audit entries of a batch's commands, with how each ended: written with the batch,
+    /// so a command acknowledged to its caller has its entry committed. A refused start names
+    /// no instance (none was created).
+    fn audit(
+        &mut self,
+        jobs: &[Pending<M::Command>],
+        answers: &[Option<Answer>],
+        batch: &mut Batch,
+    ) {
+        for (p, a) in jobs.iter().zip(answers) {
+            let (Job::Command(s), Some(a)) = (&p.job, a) else {
+                continue;
+            };
+            let Some(who) = &s.audit else { continue };
+            let outcome = match a {
+                Ok(r) if r.replayed => "replayed",
+                Ok(_) => "ok",
+                Err(e) if e.audited_by_bus() => e.outcome(),
+                Err(_) => continue,
+            };
+            let instance = (s.start.is_none() || a.is_ok()).then(|| s.instance.clone());
+            self.audit_seq += 1;
+            batch.audit.push(AuditRow {
+                id: format!(
+                    "{:012x}/{:016x}/{}",
+                    batch.now, self.audit_tag, self.audit_seq
+                ),
+                at: batch.now,
+                user: who.user.clone(),
+                remote: who.remote.clone(),
+                action: who.action.clone(),
+                instance,
+                outcome: outcome.to_string(),
+            });
+        }
+    }
+
     /// What a refused timer firing writes. Never the `fired` mark: the firing did nothing, so the
     /// warnings and escalations it owes are still owed. If the instance's state has the timer due
     /// later than now, the firing merely came early and the timer moves to that due; otherwise the
@@ -1071,6 +1247,8 @@ enum Stored {
 fn stored_answer(a: &Answer) -> Option<String> {
     let stored = match a {
         Ok(r) => Stored::Done(r.clone()),
+        // The machine's own fault is no outcome of the command: the key may be tried again.
+        Err(CommandError::Rejected(rejected)) if rejected.internal => return None,
         Err(CommandError::Rejected(rejected)) => Stored::Refused {
             rejected: rejected.clone(),
         },
@@ -1107,6 +1285,46 @@ fn nanos(d: Duration) -> u64 {
 fn fatal(e: StoreError) -> BatchError {
     match e {
         StoreError::Conflict(_) => BatchError::Retry,
+        other if other.is_unavailable() => BatchError::Unavailable(other.to_string()),
         other => BatchError::Fatal(other.to_string()),
     }
+}
+
+/// A digest of a keyed request: the instance and the command (with its actor), so that a key
+/// reused for another request is told apart from a retry of the same one.
+fn request_digest<C: Serialize>(instance: &str, command: &C) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let body = serde_json::to_vec(command).ok()?;
+    let mut h = Sha256::new();
+    h.update(instance.as_bytes());
+    h.update([0x1f]);
+    h.update(&body);
+    Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether a key's stored request is this one. A key stored before keys were bound to their
+/// request has no digest and matches by the key alone, as it did.
+fn same_request(stored: &Option<String>, this: &Option<String>) -> bool {
+    stored.is_none() || stored == this
+}
+
+/// A random tag for this writer's audit ids (no extra crate: the standard library seeds each
+/// `RandomState` from the operating system).
+fn random_tag() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// The text of a caught panic.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

@@ -387,6 +387,7 @@ impl Machine for EngineMachine {
             code: r.code().to_string(),
             message: r.to_string(),
             detail: serde_json::to_value(&r).unwrap_or_default(),
+            internal: r.kind() == runtime::RejectionKind::Internal,
         };
         // A migration is decided with both versions: the one the instance runs on, and the one
         // it moves to (which whoever sends the command has registered first).

@@ -24,6 +24,11 @@ pub struct Rejection {
     /// reads the same fields on a replay. `null` when the machine gives none.
     #[serde(default)]
     pub detail: serde_json::Value,
+    /// The machine's own fault, not the command's (an engine invariant broken, a version not
+    /// registered): answered as a server error and never kept under an idempotency key, so the
+    /// same key may be tried again once it is mended.
+    #[serde(default)]
+    pub internal: bool,
 }
 
 impl std::fmt::Display for Rejection {
@@ -56,7 +61,9 @@ pub trait Machine: Send + Sync + 'static {
     /// The compiled definition an instance runs on (shared by all instances of a version).
     type Context: Send + Sync + 'static;
     type State: Send + Sync + 'static;
-    type Command: Send + Sync + 'static;
+    /// Serialisable so that an idempotency key can be bound to the request it was first used
+    /// with (the bus keeps a digest of it beside the key).
+    type Command: Serialize + Send + Sync + 'static;
     type Event: Serialize + DeserializeOwned + Send + Sync + 'static;
 
     /// The context of an instance's definition version, if registered.

@@ -344,6 +344,7 @@ pub async fn execute(
                         key: Some(key),
                         expected_version: None,
                         command: cmd,
+                        audit: None,
                     })
                     .await;
                 match answer {

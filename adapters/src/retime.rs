@@ -146,6 +146,7 @@ async fn one(
                     revision: rev,
                 },
             },
+            audit: None,
         })
         .await
         .map_err(|e| e.to_string())?;

@@ -32,6 +32,10 @@ pub enum CounterCommand {
     },
     /// Always refused.
     Refuse,
+    /// Refused as the machine's own fault (an internal error).
+    Fail,
+    /// Panics in `decide`: a bug in the machine, which must cost only this command.
+    Panic,
     TimerFired {
         id: String,
     },
@@ -104,6 +108,7 @@ impl Machine for Counter {
                 code: code.into(),
                 message: format!("{code} ({cmd:?})"),
                 detail: serde_json::Value::Null,
+                internal: false,
             })
         };
         match cmd {
@@ -126,6 +131,13 @@ impl Machine for Counter {
                 }])
             }
             CounterCommand::Refuse => refuse("refused"),
+            CounterCommand::Fail => Err(Rejection {
+                code: "internal".into(),
+                message: "the counter broke".into(),
+                detail: serde_json::Value::Null,
+                internal: true,
+            }),
+            CounterCommand::Panic => panic!("the counter machine panicked on purpose"),
             CounterCommand::TimerFired { id } => {
                 Ok(vec![CounterEvent::TimerFired { id: id.clone() }])
             }
@@ -301,6 +313,7 @@ impl Machine for GatedCounter {
                     code: "timer_not_due".into(),
                     message: format!("timer {id} is not due yet"),
                     detail: serde_json::Value::Null,
+                    internal: false,
                 });
             }
             if !self.open.load(Ordering::SeqCst) {
@@ -308,6 +321,7 @@ impl Machine for GatedCounter {
                     code: "outside_calendar".into(),
                     message: format!("timer {id}: a date past the end of the calendar"),
                     detail: serde_json::Value::Null,
+                    internal: false,
                 });
             }
         }

@@ -67,6 +67,18 @@ pub struct SchedulerStats {
     /// Firings that came before the instance's own due: the timer moved to that due.
     pub postponed: AtomicU64,
     pub errors: AtomicU64,
+    /// Whether the scheduler's loop is running: cleared when its task ends for any reason (a
+    /// panic included), so `/readyz` can say so.
+    pub running: std::sync::atomic::AtomicBool,
+}
+
+/// Clears [`SchedulerStats::running`] when the scheduler's task ends, however it ends.
+struct Running(Arc<SchedulerStats>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Relaxed);
+    }
 }
 
 /// Lets every refused timer be tried again as soon as it is due, and wakes the scheduler: call it
@@ -93,8 +105,10 @@ pub fn spawn_scheduler<M: Machine, S: Store>(
     opts: SchedulerOptions,
 ) -> (tokio::task::JoinHandle<()>, Arc<SchedulerStats>) {
     let stats = Arc::new(SchedulerStats::default());
+    stats.running.store(true, Ordering::Relaxed);
     let st = stats.clone();
     let handle = tokio::spawn(async move {
+        let _running = Running(st.clone());
         let mut last_sweep: Option<tokio::time::Instant> = None;
         loop {
             let now = clock.now();

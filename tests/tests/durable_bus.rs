@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durable_support::{TempDir, both, cmd, postgres, start};
-use shenpi_adapters::bus::{BusOptions, CommandBus, CommandError, Submit};
+use shenpi_adapters::bus::{Audit, BusOptions, CommandBus, CommandError, Submit};
 use shenpi_adapters::machine::{SystemClock, now_millis};
 use shenpi_adapters::store::{Db, EventStore, ProjectionStore, TimerStore};
 use shenpi_adapters::testkit::{Counter, CounterCommand};
@@ -104,13 +104,15 @@ async fn a_refused_command_keeps_its_answer_under_its_key() {
         let Err(CommandError::Rejected(why)) = first else {
             panic!("{}: {first:?}", db.backend());
         };
-        // The same key again is the same answer, even with a command that would be accepted,
-        // and even from a fresh bus (the answer comes from the store, not a cache).
-        let again = bus.submit(keyed(CounterCommand::Add { n: 5 })).await;
+        // The same request again is the same answer, even from a fresh bus (the answer comes
+        // from the store, not a cache); the key with another command is refused, not replayed.
+        let again = bus.submit(keyed(CounterCommand::Refuse)).await;
         assert_eq!(again, Err(CommandError::Rejected(why.clone())));
         let other = self::bus(&db);
-        let again = other.submit(keyed(CounterCommand::Add { n: 5 })).await;
+        let again = other.submit(keyed(CounterCommand::Refuse)).await;
         assert_eq!(again, Err(CommandError::Rejected(why)));
+        let reused = other.submit(keyed(CounterCommand::Add { n: 5 })).await;
+        assert_eq!(reused, Err(CommandError::KeyReused), "{}", db.backend());
         assert_eq!(total_after_reload(&db, "f").await, 0, "{}", db.backend());
         // A stale version is not an outcome of the command: it is not kept under the key.
         let stale = bus
@@ -393,4 +395,174 @@ async fn two_nodes_on_postgres_fire_10000_timers_exactly_once() {
     assert_eq!(total_events, 10_000);
     assert_eq!(per_node.iter().sum::<u64>(), 10_000, "{per_node:?}");
     eprintln!("fired per node: {per_node:?}");
+}
+
+/// The audit trail's entries for an instance: (user, action, outcome), in order.
+async fn audit_of(db: &Db, instance: &str) -> Vec<(String, String, String)> {
+    let sql =
+        "SELECT user_name, action, outcome FROM web_audit WHERE instance = $1 ORDER BY at, id";
+    match db {
+        Db::Sqlite(s) => sqlx::query_as(sql).bind(instance).fetch_all(s.pool()).await,
+        Db::Postgres(p) => sqlx::query_as(sql).bind(instance).fetch_all(p.pool()).await,
+    }
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_is_bound_to_its_request_and_internal_failures_are_never_kept() {
+    let dir = TempDir::new("bus_key_bound");
+    for db in both("bus_key_bound", &dir).await {
+        let bus = bus(&db);
+        start(&bus, "a").await;
+        start(&bus, "b").await;
+        let keyed = |instance: &str, c| Submit {
+            key: Some("k".into()),
+            ..cmd(instance, c)
+        };
+        let first = bus
+            .submit(keyed("a", CounterCommand::Add { n: 1 }))
+            .await
+            .unwrap();
+        assert!(!first.replayed);
+        // A retry of the same request is the stored receipt.
+        let retry = bus
+            .submit(keyed("a", CounterCommand::Add { n: 1 }))
+            .await
+            .unwrap();
+        assert!(retry.replayed);
+        assert_eq!(retry.version, first.version);
+        // The key on another instance, or with another command, does nothing.
+        for (instance, c) in [
+            ("b", CounterCommand::Add { n: 1 }),
+            ("a", CounterCommand::Add { n: 2 }),
+        ] {
+            let r = bus.submit(keyed(instance, c)).await;
+            assert_eq!(r, Err(CommandError::KeyReused), "{}", db.backend());
+        }
+        // Two requests with one key in one batch: the second is refused too.
+        let (x, y) = tokio::join!(
+            bus.submit(Submit {
+                key: Some("pair".into()),
+                ..cmd("a", CounterCommand::Add { n: 1 })
+            }),
+            bus.submit(Submit {
+                key: Some("pair".into()),
+                ..cmd("b", CounterCommand::Add { n: 1 })
+            }),
+        );
+        let outcomes = [x.is_ok(), y.is_ok()];
+        assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "{x:?} {y:?}");
+        assert!(
+            [&x, &y].iter().any(|r| **r == Err(CommandError::KeyReused)),
+            "{x:?} {y:?}"
+        );
+        assert_eq!(
+            total_after_reload(&db, "a").await + total_after_reload(&db, "b").await,
+            2,
+            "{}",
+            db.backend()
+        );
+        // The machine's own fault is answered but not stored: the key is free again.
+        let failed = bus
+            .submit(Submit {
+                key: Some("f".into()),
+                ..cmd("a", CounterCommand::Fail)
+            })
+            .await;
+        assert!(
+            matches!(&failed, Err(CommandError::Rejected(r)) if r.internal),
+            "{failed:?}"
+        );
+        let after = bus
+            .submit(Submit {
+                key: Some("f".into()),
+                ..cmd("a", CounterCommand::Add { n: 1 })
+            })
+            .await
+            .unwrap();
+        assert!(!after.replayed, "{}", db.backend());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_command_costs_only_itself() {
+    let dir = TempDir::new("bus_panic");
+    for db in both("bus_panic", &dir).await {
+        let bus = bus(&db);
+        for i in 0..4 {
+            start(&bus, &format!("p{i}")).await;
+        }
+        // Commands on the same instances as the panicking one, in the same batches.
+        let mut tasks = Vec::new();
+        for k in 0..40 {
+            let bus = bus.clone();
+            let c = if k % 10 == 5 {
+                CounterCommand::Panic
+            } else {
+                CounterCommand::Add { n: 1 }
+            };
+            tasks.push(tokio::spawn(async move {
+                bus.submit(cmd(&format!("p{}", k % 4), c)).await
+            }));
+        }
+        let mut panicked = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(r) => assert_eq!(r.events, 1),
+                Err(CommandError::Panicked(_)) => panicked += 1,
+                Err(e) => panic!("{}: {e:?}", db.backend()),
+            }
+        }
+        assert_eq!(panicked, 4, "{}", db.backend());
+        let mut total = 0;
+        for i in 0..4 {
+            total += total_after_reload(&db, &format!("p{i}")).await;
+        }
+        assert_eq!(total, 36, "{}", db.backend());
+        // The writer goes on.
+        assert!(bus.is_alive());
+        let r = bus.submit(cmd("p0", CounterCommand::Add { n: 1 })).await;
+        assert!(r.is_ok(), "{}: {r:?}", db.backend());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_command_has_its_audit_entry_committed_with_it() {
+    let dir = TempDir::new("bus_audit");
+    for db in both("bus_audit", &dir).await {
+        let bus = bus(&db);
+        start(&bus, "t").await;
+        let audited = |c, key: Option<&str>| Submit {
+            key: key.map(Into::into),
+            audit: Some(Audit {
+                user: "li".into(),
+                remote: Some("10.0.0.7".into()),
+                action: "add".into(),
+            }),
+            ..cmd("t", c)
+        };
+        bus.submit(audited(CounterCommand::Add { n: 1 }, Some("a1")))
+            .await
+            .unwrap();
+        // Read straight after the answer: no entry waits in memory.
+        assert_eq!(
+            audit_of(&db, "t").await,
+            [("li".into(), "add".into(), "ok".into())],
+            "{}",
+            db.backend()
+        );
+        let replay = bus
+            .submit(audited(CounterCommand::Add { n: 1 }, Some("a1")))
+            .await
+            .unwrap();
+        assert!(replay.replayed);
+        let refused = bus.submit(audited(CounterCommand::Refuse, None)).await;
+        assert!(matches!(refused, Err(CommandError::Rejected(_))));
+        let outcomes: Vec<String> = audit_of(&db, "t")
+            .await
+            .into_iter()
+            .map(|(_, _, o)| o)
+            .collect();
+        assert_eq!(outcomes, ["ok", "replayed", "refused"], "{}", db.backend());
+    }
 }

@@ -63,6 +63,7 @@ async fn crash_child() {
                 key: Some(format!("start-x{i}")),
                 expected_version: None,
                 command: CounterCommand::Start,
+                audit: None,
             })
             .await;
     }
@@ -92,6 +93,7 @@ async fn crash_child() {
                         key: Some(format!("k{n}")),
                         expected_version: None,
                         command,
+                        audit: None,
                     })
                     .await;
                 if r.is_ok() && add {

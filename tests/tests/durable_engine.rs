@@ -75,6 +75,7 @@ async fn construction_permit_runs_durably_and_survives_a_restart() {
                 key: Some(key.into()),
                 expected_version: None,
                 command: CommandEnvelope { actor, command },
+                audit: None,
             };
         let r = bus
             .submit(submit(

@@ -130,6 +130,7 @@ async fn webhook_down_then_up_gets_everything_and_dead_letters_are_visible() {
             key: None,
             expected_version: None,
             command: CounterCommand::Start,
+            audit: None,
         })
         .await
         .unwrap();
@@ -142,6 +143,7 @@ async fn webhook_down_then_up_gets_everything_and_dead_letters_are_visible() {
                 channel: "webhook".into(),
                 recipient: recipient.into(),
             },
+            audit: None,
         };
         for _ in 0..20 {
             bus.submit(notify(&url)).await.unwrap();

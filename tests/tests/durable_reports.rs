@@ -70,6 +70,7 @@ async fn weekly_report_runs_once_at_its_slot_and_renders() {
                     comment: None,
                 },
             },
+            audit: None,
         })
         .await
         .unwrap();

@@ -56,6 +56,7 @@ fn recalendar(instance: &str) -> Submit<CommandEnvelope> {
                 revision: 2,
             },
         },
+        audit: None,
     }
 }
 
@@ -109,6 +110,7 @@ async fn a_retiming_cut_short_is_finished_once_by_the_next_process() {
                         channel: None,
                     },
                 },
+                audit: None,
             })
             .await
             .unwrap();

@@ -133,6 +133,7 @@ async fn conformance(db: Db) {
             key: "k1".into(),
             instance: "i1".into(),
             result: r#"{"ok":1}"#.into(),
+            request: None,
         }],
         ..Batch::default()
     };
@@ -556,11 +557,13 @@ async fn dialects_agree(db: Db) {
                 key: r#"k"1"#.into(),
                 instance: "f1".into(),
                 result: r#"{"ok":"引号\"与中文"}"#.into(),
+                request: None,
             },
             IdempotencyRow {
                 key: "键,2".into(),
                 instance: "f1".into(),
                 result: "{}".into(),
+                request: None,
             },
         ],
         timers_armed: vec![

@@ -311,6 +311,7 @@ async fn a_retiming_interrupted_half_way_is_finished_once_by_the_next_pass() {
                     revision: u32::try_from(rev.revision).expect("small"),
                 },
             },
+            audit: None,
         })
         .await
         .expect("re-timed");

@@ -294,3 +294,76 @@ async fn every_response_carries_the_security_headers() {
         assert!(!page.contains("javascript:"), "{page}");
     }
 }
+
+#[tokio::test]
+async fn an_idempotency_key_is_bound_to_its_request_and_the_audit_entry_is_there_at_once() {
+    let s = server("key_bound").await;
+    let (_, inst) = s.start_project("省级重大").await;
+    let path = format!("/api/instances/{inst}/commands");
+    let send = |text: &'static str, key: &'static str| {
+        let (s, path) = (&s, &path);
+        async move {
+            s.req(
+                "POST",
+                path,
+                Some("zhang"),
+                Some(json!({"type": "comment", "text": text})),
+                &[("idempotency-key", key)],
+            )
+            .await
+        }
+    };
+    let first = send("请补充用地预审意见", "c-1").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    // Read straight after the answer: the entry committed with the command.
+    let detail = s
+        .req(
+            "GET",
+            &format!("/api/instances/{inst}"),
+            Some("zhang"),
+            None,
+            &[],
+        )
+        .await;
+    let audit = detail.json["audit"].as_array().expect("audit").clone();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a["action"] == "comment" && a["outcome"] == "ok" && a["user"] == "zhang"),
+        "{audit:?}"
+    );
+    let again = send("请补充用地预审意见", "c-1").await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json["replayed"], true);
+    let other = send("另一条意见", "c-1").await;
+    assert_eq!(
+        other.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        other.text
+    );
+    assert_eq!(other.json["error"], "idempotency_key_reused");
+    assert!(
+        other.json["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Idempotency-Key")),
+        "{}",
+        other.text
+    );
+    let detail = s
+        .req(
+            "GET",
+            &format!("/api/instances/{inst}"),
+            Some("zhang"),
+            None,
+            &[],
+        )
+        .await;
+    let comments = detail.json["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter(|e| e.to_string().contains("另一条意见"))
+        .count();
+    assert_eq!(comments, 0, "the refused request recorded nothing");
+}

@@ -115,6 +115,7 @@ async fn the_applicant_completes_the_task_assigned_to_the_applicant() {
                     key: None,
                     expected_version: None,
                     command: command_by("system", Command::TimerFired { timer: wait }),
+                    audit: None,
                 })
                 .await;
         }

@@ -77,6 +77,11 @@ const MIGRATIONS: &[Step] = &[
         "definition sources, version migrations",
         both!("0010_definition_sources_and_migrations.sql"),
     ),
+    step(
+        15,
+        "idempotency keys bound to their request",
+        shared!("0015_request_bound_keys.sql"),
+    ),
 ];
 
 /// Which backend's texts to run.

@@ -65,6 +65,40 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the database could not be reached (refused, timed out, the connection lost or
+    /// the server shutting down), as opposed to a statement that failed: the request may
+    /// succeed later unchanged, so the server answers 503 with `Retry-After`.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Db(e) => db_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+/// How long a request waits for a PostgreSQL connection before the database counts as
+/// unavailable ([`StoreError::is_unavailable`]): far above a healthy pool's wait, short enough
+/// that a person sees "try later" at once during an outage.
+pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// [`StoreError::is_unavailable`] for an error of the database driver.
+pub fn db_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), 57P01-57P03 (the server shutting down or
+        // not accepting connections yet), 53300 (too many connections).
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        _ => false,
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A published workflow version.
@@ -396,6 +430,24 @@ pub struct IdempotencyRow {
     pub instance: String,
     /// JSON text.
     pub result: String,
+    /// A digest of the request the key was first used with (instance and command); `None` for
+    /// a key stored before keys were bound to their request.
+    pub request: Option<String>,
+}
+
+/// One entry of the audit trail (`web_audit`): who did what, when, from where, and how it ended.
+/// The command bus writes a command's entry in the command's own transaction, so an
+/// acknowledged command always has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub id: String,
+    pub at: Millis,
+    pub user: String,
+    pub remote: Option<String>,
+    pub action: String,
+    pub instance: Option<String>,
+    /// `ok`, `replayed`, or the refusal's code.
+    pub outcome: String,
 }
 
 /// Everything one group commit writes.
@@ -419,6 +471,8 @@ pub struct Batch {
     pub timers_postponed: Vec<(String, String, Millis)>,
     pub outbox: Vec<OutboxRow>,
     pub idempotency: Vec<IdempotencyRow>,
+    /// The audit entries of the batch's commands.
+    pub audit: Vec<AuditRow>,
 }
 
 impl Batch {
@@ -432,6 +486,7 @@ impl Batch {
             && self.timers_postponed.is_empty()
             && self.outbox.is_empty()
             && self.idempotency.is_empty()
+            && self.audit.is_empty()
     }
 }
 

@@ -73,6 +73,9 @@ impl PgStore {
         }
         let pool = PgPoolOptions::new()
             .max_connections(8)
+            // While the database cannot be reached a request waits this long for a connection,
+            // then is answered 503 (try later), instead of sqlx's 30 s default.
+            .acquire_timeout(super::ACQUIRE_TIMEOUT)
             .connect_with(opts)
             .await
             .map_err(StoreError::Db)?;
@@ -105,7 +108,7 @@ impl Backend for PgStore {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const BEGIN_READ: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
     const KEYS: &'static str =
-        "SELECT key, instance, CAST(result AS TEXT) FROM idempotency WHERE key = ANY($1)";
+        "SELECT key, instance, CAST(result AS TEXT), request FROM idempotency WHERE key = ANY($1)";
     const TIMER_STATES: &'static str = "SELECT t.instance, t.timer_id, t.state FROM timers t
         JOIN UNNEST($1::text[], $2::text[]) AS u(instance, timer_id)
           ON t.instance = u.instance AND t.timer_id = u.timer_id";
@@ -699,9 +702,10 @@ async fn write_step(tx: &mut PgConnection, step: Step, b: &Batch) -> Result<()> 
         Step::Keys => {
             if !b.idempotency.is_empty() {
                 sqlx::query(
-                    "INSERT INTO idempotency (key, instance, result, created_at)
-                         SELECT u.k, u.i, u.r::jsonb, $4
-                         FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(k, i, r)",
+                    "INSERT INTO idempotency (key, instance, result, created_at, request)
+                         SELECT u.k, u.i, u.r::jsonb, $4, u.q
+                         FROM UNNEST($1::text[], $2::text[], $3::text[], $5::text[])
+                              AS u(k, i, r, q)",
                 )
                 .bind(
                     b.idempotency
@@ -722,6 +726,32 @@ async fn write_step(tx: &mut PgConnection, step: Step, b: &Batch) -> Result<()> 
                         .collect::<Vec<_>>(),
                 )
                 .bind(b.now)
+                .bind(
+                    b.idempotency
+                        .iter()
+                        .map(|k| k.request.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        Step::Audit => {
+            if !b.audit.is_empty() {
+                let a = &b.audit;
+                sqlx::query(
+                    "INSERT INTO web_audit (id, at, user_name, remote, action, instance, outcome)
+                     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[],
+                                          $5::text[], $6::text[], $7::text[])
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(a.iter().map(|x| x.id.as_str()).collect::<Vec<_>>())
+                .bind(a.iter().map(|x| x.at).collect::<Vec<_>>())
+                .bind(a.iter().map(|x| x.user.as_str()).collect::<Vec<_>>())
+                .bind(a.iter().map(|x| x.remote.as_deref()).collect::<Vec<_>>())
+                .bind(a.iter().map(|x| x.action.as_str()).collect::<Vec<_>>())
+                .bind(a.iter().map(|x| x.instance.as_deref()).collect::<Vec<_>>())
+                .bind(a.iter().map(|x| x.outcome.as_str()).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await?;
             }

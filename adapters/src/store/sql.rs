@@ -383,13 +383,15 @@ pub enum Step {
     Arm,
     Outbox,
     Keys,
+    /// The audit entries of the batch's commands.
+    Audit,
 }
 
 /// The order both backends write a batch in. The instances first: a stale version fails the
 /// batch before anything else is written. Timers fired before anything else touches timers: a
 /// firing may re-arm a timer with the same id. Refused and postponed timers go back open before
 /// the batch's cancels and armings, which may then close or re-arm the same timer.
-pub const COMMIT_ORDER: [Step; 10] = [
+pub const COMMIT_ORDER: [Step; 11] = [
     Step::Instances,
     Step::Projections,
     Step::Events,
@@ -400,6 +402,7 @@ pub const COMMIT_ORDER: [Step; 10] = [
     Step::Arm,
     Step::Outbox,
     Step::Keys,
+    Step::Audit,
 ];
 
 impl Step {
@@ -566,6 +569,7 @@ impl<S: Backend> EventStore for S {
                 key: c.text()?,
                 instance: c.text()?,
                 result: c.text()?,
+                request: c.opt_text()?,
             })
         })
     }

@@ -128,7 +128,8 @@ impl Backend for SqliteStore {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     /// WAL gives the transaction one snapshot from its first read.
     const BEGIN_READ: &'static str = "BEGIN";
-    const KEYS: &'static str = "SELECT key, instance, CAST(result AS TEXT) FROM idempotency
+    const KEYS: &'static str =
+        "SELECT key, instance, CAST(result AS TEXT), request FROM idempotency
         WHERE key IN (SELECT value FROM json_each($1))";
     const TIMER_STATES: &'static str = "SELECT t.instance, t.timer_id, t.state FROM timers t
         JOIN (SELECT i.value AS instance, d.value AS timer_id

@@ -265,10 +265,24 @@ fn write_step(tx: &rusqlite::Transaction<'_>, step: Step, b: &Batch) -> Result<(
         }
         Step::Keys => {
             let mut key = prepare(
-                "INSERT INTO idempotency (key, instance, result, created_at) VALUES (?1,?2,?3,?4)",
+                "INSERT INTO idempotency (key, instance, result, created_at, request)
+                 VALUES (?1,?2,?3,?4,?5)",
             )?;
             for k in &b.idempotency {
-                key.execute(params![k.key, k.instance, k.result, b.now])
+                key.execute(params![k.key, k.instance, k.result, b.now, k.request])
+                    .map_err(native)?;
+            }
+        }
+        Step::Audit => {
+            let mut audit = prepare(
+                "INSERT INTO web_audit (id, at, user_name, remote, action, instance, outcome)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7) ON CONFLICT (id) DO NOTHING",
+            )?;
+            for a in &b.audit {
+                audit
+                    .execute(params![
+                        a.id, a.at, a.user, a.remote, a.action, a.instance, a.outcome
+                    ])
                     .map_err(native)?;
             }
         }

@@ -295,6 +295,7 @@ pub fn cmd(instance: &str, c: CounterCommand) -> Submit<CounterCommand> {
         key: None,
         expected_version: None,
         command: c,
+        audit: None,
     }
 }
 
@@ -334,6 +335,7 @@ pub async fn apply_for(
                 channel: None,
             },
         },
+        audit: None,
     })
     .await
     .unwrap();

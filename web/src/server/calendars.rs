@@ -511,7 +511,8 @@ pub async fn api_import(
         "calendar_import",
         None,
         &format!("{id} revision {}", rev.revision),
-    );
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({

@@ -13,7 +13,7 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
-use shenpi_adapters::bus::{CommandError, Receipt, Submit};
+use shenpi_adapters::bus::{Audit, CommandError, Receipt, Submit};
 use shenpi_adapters::machine::Rejection;
 use shenpi_adapters::store::InstanceMeta;
 use shenpi_engine::compile::Definition;
@@ -64,9 +64,8 @@ pub fn idempotency_key(headers: &HeaderMap, user: &str) -> ApiResult<Option<Stri
 /// on one.
 pub fn user_key(user: &str, k: &str) -> ApiResult<String> {
     if k.is_empty() || k.len() > 200 {
-        return Err(ApiError::invalid(
-            "Idempotency-Key must be 1 to 200 characters",
-        ));
+        return Err(ApiError::invalid("Idempotency-Key 须为 1 到 200 个字符。")
+            .in_english("Idempotency-Key must be 1 to 200 characters"));
     }
     Ok(format!("{user}\u{1f}{k}"))
 }
@@ -85,8 +84,19 @@ fn expected_version(headers: &HeaderMap) -> ApiResult<Option<i64>> {
     }
 }
 
-/// Counts the command in the metrics and writes it to the audit trail, with its outcome.
-fn record(
+/// Who sent a command, for the audit entry the bus writes with it.
+fn audit_of(caller: &Caller, action: &str) -> Option<Audit> {
+    Some(Audit {
+        user: caller.user.name.clone(),
+        remote: caller.remote.clone(),
+        action: action.to_string(),
+    })
+}
+
+/// Counts the command in the metrics. Its audit entry, with the outcome, was committed by the
+/// bus with the command; an answer the bus never committed (the database unreachable, a panic,
+/// the writer stopping) is written to the trail here.
+async fn record(
     app: &App,
     caller: &Caller,
     action: &str,
@@ -95,20 +105,23 @@ fn record(
     started: Instant,
 ) {
     let outcome = match res {
-        Ok(r) if r.replayed => "replayed".to_string(),
-        Ok(_) => "ok".to_string(),
-        Err(CommandError::Rejected(r)) => r.code.clone(),
-        Err(e) => ApiError::from(e.clone()).body.error,
+        Ok(r) if r.replayed => "replayed",
+        Ok(_) => "ok",
+        Err(e) => e.outcome(),
     };
-    app.metrics.command(&outcome, started.elapsed());
-    let instance = instance.or(res.as_ref().ok().map(|r| r.instance.as_str()));
-    app.audit(
-        &caller.user.name,
-        caller.remote.clone(),
-        action,
-        instance,
-        &outcome,
-    );
+    app.metrics.command(outcome, started.elapsed());
+    if let Err(e) = res
+        && !e.audited_by_bus()
+    {
+        app.audit(
+            &caller.user.name,
+            caller.remote.clone(),
+            action,
+            instance,
+            outcome,
+        )
+        .await;
+    }
 }
 
 /// The one path from an HTTP request to the command bus.
@@ -154,9 +167,10 @@ pub async fn run_command_with(
                 actor: caller.user.actor(),
                 command: cmd,
             },
+            audit: audit_of(caller, action),
         })
         .await;
-    record(app, caller, action, Some(instance), &res, started);
+    record(app, caller, action, Some(instance), &res, started).await;
     match res {
         Ok(r) => Ok(r.into()),
         Err(CommandError::Rejected(r)) => Err(refusal_named(app, instance, &r).await),
@@ -190,9 +204,10 @@ pub async fn run_start(
                 actor: caller.user.actor(),
                 command: cmd,
             },
+            audit: audit_of(caller, "start"),
         })
         .await;
-    record(app, caller, "start", None, &res, started);
+    record(app, caller, "start", None, &res, started).await;
     match res {
         Ok(r) => Ok(r),
         Err(CommandError::Rejected(r)) => Err(refusals::refused(&r, &Names::of(def, None))),

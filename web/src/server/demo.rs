@@ -152,6 +152,7 @@ async fn submit(
                 actor: actor.actor(),
                 command,
             },
+            audit: None,
         })
         .await
         .map_err(|e| anyhow::anyhow!("demo command on {instance}: {e}"))?;

@@ -91,7 +91,12 @@ impl ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message)
     }
 
-    pub fn internal(message: impl std::fmt::Display) -> ApiError {
+    /// The server's own fault, logged; a database that cannot be reached is not one of those
+    /// (its [`ApiError::unavailable`]: 503, try later), told apart by the error's type.
+    pub fn internal(message: impl std::fmt::Display + 'static) -> ApiError {
+        if unreachable_database(&message) {
+            return ApiError::unavailable(&message);
+        }
         tracing::error!("internal error: {message}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -100,6 +105,45 @@ impl ApiError {
         )
         .in_english("internal server error; the server log has the details")
     }
+}
+
+impl ApiError {
+    /// 503 `database_unavailable`: the database cannot be reached; nothing was done and the same
+    /// request may be sent again later (`Retry-After`, in [`IntoResponse`]).
+    pub fn unavailable(why: impl std::fmt::Display) -> ApiError {
+        tracing::warn!("database unavailable: {why}");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "数据库暂时无法访问，本次操作未执行，请稍后重试。",
+        )
+        .in_english("the database cannot be reached right now; nothing was done, try again later")
+    }
+}
+
+/// Seconds a client is asked to wait before retrying a 503 (`Retry-After`).
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// Whether an error is the database being unreachable, by its type: the driver's error, the
+/// store's, the accounts', or one of those inside an `anyhow::Error`.
+fn unreachable_database(e: &dyn std::any::Any) -> bool {
+    if let Some(e) = e.downcast_ref::<sqlx::Error>() {
+        return shenpi_adapters::store::db_unavailable(e);
+    }
+    if let Some(e) = e.downcast_ref::<StoreError>() {
+        return e.is_unavailable();
+    }
+    if let Some(super::accounts::AccountError::Db(e)) = e.downcast_ref() {
+        return shenpi_adapters::store::db_unavailable(e);
+    }
+    if let Some(e) = e.downcast_ref::<anyhow::Error>() {
+        return e
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(shenpi_adapters::store::db_unavailable)
+            || e.downcast_ref::<StoreError>()
+                .is_some_and(StoreError::is_unavailable);
+    }
+    false
 }
 
 impl std::fmt::Display for ApiError {
@@ -111,6 +155,10 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, Json(self.body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+        }
         if let Some(en) = self.english {
             r.extensions_mut().insert(EnglishMessage(en));
         }
@@ -122,6 +170,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => ApiError::conflict(format!("数据同时被修改，请重试：{m}")),
+            other if other.is_unavailable() => ApiError::unavailable(other),
             other => ApiError::internal(other),
         }
     }
@@ -171,6 +220,14 @@ impl From<CommandError> for ApiError {
                 "busy",
                 "该实例正被频繁修改，请稍后重试。",
             ),
+            CommandError::KeyReused => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "此 Idempotency-Key 已用于另一个请求（另一实例或另一操作），本次未执行：每个请求请使用新的键。",
+            )
+            .in_english("this Idempotency-Key was used for another request; nothing was done"),
+            CommandError::Panicked(m) => ApiError::internal(m),
+            CommandError::Unavailable(m) => ApiError::unavailable(m),
             CommandError::Store(m) => ApiError::internal(m),
             CommandError::Stopped => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -144,10 +144,21 @@ pub async fn shape_errors(req: Request, next: Next) -> Response {
         Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
         Err(_) => String::new(),
     };
-    let mut e = standard(status, &method, &parts.headers, audience);
-    if !reason.is_empty() {
-        e = e.with_details(serde_json::json!({ "reason": reason }));
-    }
+    // A handler's (or an extractor's) `ApiError` sent as JSON to a browser keeps its own code
+    // and sentence on the page.
+    let worded = serde_json::from_str::<serde_json::Value>(&reason)
+        .ok()
+        .and_then(|v| {
+            let code = v.get("error")?.as_str()?.to_string();
+            let message = v.get("message")?.as_str()?.to_string();
+            Some(ApiError::new(status, &code, message))
+        });
+    let e = match worded {
+        Some(e) => e,
+        None if reason.is_empty() => standard(status, &method, &parts.headers, audience),
+        None => standard(status, &method, &parts.headers, audience)
+            .with_details(serde_json::json!({ "reason": reason })),
+    };
     let shaped = failure(audience, e);
     parts.headers.remove(header::CONTENT_TYPE);
     parts.headers.remove(header::CONTENT_LENGTH);

@@ -601,7 +601,8 @@ pub async fn execute(
             "{}@{}→{} run {id}: {} moved, {} not moved, {} failed",
             ask.workflow, ask.from, ask.to, row.moved, row.blocked, row.failed
         ),
-    );
+    )
+    .await;
     let mut info = run_info(app, row.clone(), false).await;
     info.instances = Some(result_rows(app, &row, &results).await);
     Ok(info)

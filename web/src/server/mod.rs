@@ -120,16 +120,35 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: the database answers and we are not shutting down.
+/// Readiness: not shutting down, the command writer and the timer scheduler running, and the
+/// database answering within [`READY_DB_WAIT`] (so an outage shows within a second or two, not
+/// after the pool's wait). Each failing part is named.
 async fn readyz(State(app): State<App>) -> Response {
+    let unready =
+        |why: String| (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
     if !app.is_ready() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+        return unready("shutting down".into());
     }
-    match app.db.next_due().await {
-        Ok(_) => "ready\n".into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}\n")).into_response(),
+    if !app.bus.is_alive() {
+        return unready("command writer stopped".into());
+    }
+    if let Some(s) = &app.scheduler
+        && !s.running.load(Ordering::Relaxed)
+    {
+        return unready("timer scheduler stopped".into());
+    }
+    match tokio::time::timeout(READY_DB_WAIT, app.db.next_due()).await {
+        Ok(Ok(_)) => "ready\n".into_response(),
+        Ok(Err(e)) => unready(format!("database: {e}")),
+        Err(_) => unready(format!(
+            "database: no answer within {} ms",
+            READY_DB_WAIT.as_millis()
+        )),
     }
 }
+
+/// How long `/readyz` waits for the database.
+pub const READY_DB_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
 
 async fn metrics(State(app): State<App>) -> Response {
     let mut g = metrics::Gauges::default();

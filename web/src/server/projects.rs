@@ -106,7 +106,8 @@ pub async fn register(app: &App, caller: &Caller, req: NewProject) -> ApiResult<
         "create_project",
         None,
         &p.id,
-    );
+    )
+    .await;
     Ok(p)
 }
 

@@ -477,8 +477,15 @@ pub fn refused(r: &machine::Rejection, names: &Names<'_>) -> ApiError {
         .filter(|typed| typed.code() == r.code);
     let (kind, message) = match &typed {
         Some(t) => (t.kind(), rejection_message_zh(t, names)),
+        None if r.internal => (
+            RejectionKind::Internal,
+            "服务器内部错误，详情见服务器日志。".into(),
+        ),
         None => (RejectionKind::Invalid, r.message.clone()),
     };
+    if r.internal {
+        tracing::error!("the engine failed on a command: {r}");
+    }
     ApiError::new(rejection_status(kind), &r.code, message)
         .in_english(r.message.clone())
         .with_details(serde_json::json!({ "rejection": r.code, "engine_message": r.message }))
@@ -650,6 +657,7 @@ mod tests {
                 code: r.code().to_string(),
                 message: r.to_string(),
                 detail: serde_json::to_value(&r).expect("serialises"),
+                internal: false,
             };
             let e = refused(&wire, &Names::default());
             assert_eq!(e.body.error, r.code());
@@ -722,6 +730,7 @@ mod tests {
                 code: r.code().to_string(),
                 message: r.to_string(),
                 detail: serde_json::to_value(&r).expect("serialises"),
+                internal: false,
             };
             let e = refused(&wire, &Names::default());
             assert_eq!(e.status.as_u16(), documented, "{}", r.code());
@@ -736,6 +745,7 @@ mod tests {
             code: "not_assigned".into(),
             message: "`li` is not assigned to task 1".into(),
             detail: serde_json::Value::Null,
+            internal: false,
         };
         let e = refused(&wire, &Names::default());
         assert_eq!(e.status.as_u16(), 422);

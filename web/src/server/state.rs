@@ -17,7 +17,6 @@ use shenpi_adapters::timers::{
     SchedulerOptions, SchedulerStats, retry_refused_timers, spawn_scheduler,
 };
 use shenpi_engine::runtime::{Event, InstanceState, replay};
-use tokio::sync::mpsc;
 
 use super::accounts::{Accounts, AuditEntry, User};
 use super::catalog::Catalog;
@@ -41,7 +40,6 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Bearer token → user, for a minute, so the hot path does not query per request.
     token_cache: Mutex<HashMap<String, (User, Instant)>>,
-    audit_tx: mpsc::Sender<(String, AuditEntry)>,
     /// Instance → its project (owner and fields never change), for the command path's checks.
     project_cache: Mutex<HashMap<String, Arc<super::accounts::Project>>>,
     /// Set the `Secure` attribute on cookies (behind TLS).
@@ -178,8 +176,6 @@ impl AppState {
         };
         let passwords = super::passwords::Hasher::new(cfg.passwords)
             .map_err(|e| StartError::Other(e.to_string()))?;
-        let (audit_tx, audit_rx) = mpsc::channel(10_000);
-        tokio::spawn(audit_writer(accounts.clone(), audit_rx));
         let app = Arc::new(AppState {
             db,
             accounts,
@@ -192,7 +188,6 @@ impl AppState {
             outbox,
             ready: AtomicBool::new(true),
             token_cache: Mutex::new(HashMap::new()),
-            audit_tx,
             project_cache: Mutex::new(HashMap::new()),
             secure_cookies: cfg.secure_cookies,
             logins: Default::default(),
@@ -322,8 +317,11 @@ impl AppState {
         Ok(p)
     }
 
-    /// Records who did what from where; written in batches off the request path.
-    pub fn audit(
+    /// Writes an entry of the audit trail at once (awaited: an action acknowledged to its caller
+    /// has its entry). A command's entry is the command bus's to write, in the command's own
+    /// transaction (`commands::record`); this serves the other actions (publishing, calendars,
+    /// migrations, registering a project) and commands the bus never committed.
+    pub async fn audit(
         &self,
         user: &str,
         remote: Option<String>,
@@ -340,8 +338,8 @@ impl AppState {
             instance: instance.map(str::to_string),
             outcome: outcome.to_string(),
         };
-        if self.audit_tx.try_send((id, entry)).is_err() {
-            tracing::warn!("audit queue full; entry for {user} {action} dropped");
+        if let Err(e) = self.accounts.write_audit(&[(id, entry)]).await {
+            tracing::warn!("audit entry for {user} {action} not written: {e}");
         }
     }
 
@@ -395,24 +393,6 @@ impl AppState {
         self.machine
             .context(&meta)
             .ok_or_else(|| ApiError::internal("definition did not register"))
-    }
-}
-
-async fn audit_writer(accounts: Accounts, mut rx: mpsc::Receiver<(String, AuditEntry)>) {
-    let mut buf = Vec::new();
-    while rx.recv_many(&mut buf, 1000).await > 0 {
-        // Let a burst accumulate so one transaction carries many entries.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        while let Ok(e) = rx.try_recv() {
-            buf.push(e);
-            if buf.len() >= 5000 {
-                break;
-            }
-        }
-        if let Err(e) = accounts.write_audit(&buf).await {
-            tracing::warn!("audit write failed ({} entries): {e}", buf.len());
-        }
-        buf.clear();
     }
 }
 

@@ -77,9 +77,19 @@ pub async fn server_with(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");
     let db = format!("sqlite://{}", dir.join("t.db").display());
+    server_at(dir, &db, passwords, security).await
+}
+
+/// A server on the database at `db` (the test's directory `dir` is removed with it).
+pub async fn server_at(
+    dir: PathBuf,
+    db: &str,
+    passwords: shenpi_web::server::passwords::Limits,
+    security: shenpi_web::server::security::Settings,
+) -> Server {
     let clock = Arc::new(ManualClock(AtomicI64::new(T0)));
     let app = AppState::build(Config {
-        db: &db,
+        db,
         workflows: &workflows_dir(),
         scheduler: false,
         clock: clock.clone(),

@@ -153,7 +153,8 @@ pub async fn publish_yaml(
                 "publish",
                 None,
                 &format!("{id}@{version}"),
-            );
+            )
+            .await;
             Ok(Published {
                 workflow_id: id,
                 version,
