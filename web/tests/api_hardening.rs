@@ -316,16 +316,10 @@ async fn an_idempotency_key_is_bound_to_its_request_and_the_audit_entry_is_there
     let first = send("请补充用地预审意见", "c-1").await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
     // Read straight after the answer: the entry committed with the command.
-    let detail = s
-        .req(
-            "GET",
-            &format!("/api/instances/{inst}"),
-            Some("zhang"),
-            None,
-            &[],
-        )
-        .await;
-    let audit = detail.json["audit"].as_array().expect("audit").clone();
+    let detail_path = format!("/api/instances/{inst}");
+    let detail = || s.req("GET", &detail_path, Some("zhang"), None, &[]);
+    let shown = detail().await;
+    let audit = shown.json["audit"].as_array().expect("audit").clone();
     assert!(
         audit
             .iter()
@@ -350,16 +344,8 @@ async fn an_idempotency_key_is_bound_to_its_request_and_the_audit_entry_is_there
         "{}",
         other.text
     );
-    let detail = s
-        .req(
-            "GET",
-            &format!("/api/instances/{inst}"),
-            Some("zhang"),
-            None,
-            &[],
-        )
-        .await;
-    let comments = detail.json["history"]
+    let shown = detail().await;
+    let comments = shown.json["history"]
         .as_array()
         .expect("history")
         .iter()

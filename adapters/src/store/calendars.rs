@@ -4,11 +4,10 @@
 //! One SQL text serves both backends: it is written with PostgreSQL's `$n` placeholders, which
 //! become SQLite's `?n`.
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use super::dialect::{on_pool, row_reader, sqlite_sql};
 use super::{Db, Millis, Result};
 
 /// One published revision of a calendar.
@@ -44,49 +43,7 @@ pub enum Origin<'a> {
 const COLUMNS: &str = "calendar, revision, yaml, hash, origin, origin_detail, published_by, \
                        published_at, retimed_at, summary";
 
-fn sqlite_sql(sql: &str) -> Cow<'_, str> {
-    Cow::Owned(sql.replace('$', "?"))
-}
-
-/// Runs `$body` with `$pool` bound to the backend's pool and `$q` to the SQL text in its dialect.
-macro_rules! on_pool {
-    ($db:expr, $sql:expr, |$pool:ident, $q:ident| $body:expr) => {
-        match $db {
-            Db::Sqlite(s) => {
-                let $pool = s.pool();
-                let $q = sqlite_sql($sql);
-                $body
-            }
-            Db::Postgres(s) => {
-                let $pool = s.pool();
-                let $q: Cow<'_, str> = Cow::Borrowed($sql);
-                $body
-            }
-        }
-    };
-}
-
-fn revision_of<R: Row>(r: &R) -> std::result::Result<CalendarRevision, sqlx::Error>
-where
-    for<'c> &'c str: sqlx::ColumnIndex<R>,
-    String: for<'d> sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-    i64: for<'d> sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-    Option<String>: for<'d> sqlx::Decode<'d, R::Database>,
-    Option<i64>: for<'d> sqlx::Decode<'d, R::Database>,
-{
-    Ok(CalendarRevision {
-        calendar: r.try_get("calendar")?,
-        revision: r.try_get("revision")?,
-        yaml: r.try_get("yaml")?,
-        hash: r.try_get("hash")?,
-        origin: r.try_get("origin")?,
-        origin_detail: r.try_get("origin_detail")?,
-        published_by: r.try_get("published_by")?,
-        published_at: r.try_get("published_at")?,
-        retimed_at: r.try_get("retimed_at")?,
-        summary: r.try_get("summary")?,
-    })
-}
+row_reader!(fn revision_of -> CalendarRevision { calendar, revision, yaml, hash, origin, origin_detail, published_by, published_at, retimed_at, summary });
 
 impl Db {
     /// Every revision of `calendar`, the newest first.

@@ -17,6 +17,7 @@
 //! [`StoreError::Conflict`] and the caller retries with fresh state.
 
 pub mod calendars;
+mod dialect;
 mod migrations;
 pub mod postgres;
 pub mod sql;

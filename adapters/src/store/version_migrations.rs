@@ -5,11 +5,10 @@
 //! One SQL text serves both backends (PostgreSQL's `$n` placeholders become SQLite's `?n`), as
 //! in [`super::calendars`].
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use super::dialect::{on_pool, row_reader};
 use super::{Db, Millis, Result};
 
 /// One run of a migration.
@@ -36,50 +35,7 @@ pub struct MigrationRow {
 const COLUMNS: &str = "id, workflow_id, from_version, to_version, mapping, requested_by, \
                        started_at, finished_at, moved, blocked, failed, result";
 
-fn sqlite_sql(sql: &str) -> Cow<'_, str> {
-    Cow::Owned(sql.replace('$', "?"))
-}
-
-macro_rules! on_pool {
-    ($db:expr, $sql:expr, |$pool:ident, $q:ident| $body:expr) => {
-        match $db {
-            Db::Sqlite(s) => {
-                let $pool = s.pool();
-                let $q = sqlite_sql($sql);
-                $body
-            }
-            Db::Postgres(s) => {
-                let $pool = s.pool();
-                let $q: Cow<'_, str> = Cow::Borrowed($sql);
-                $body
-            }
-        }
-    };
-}
-
-fn row_of<R: Row>(r: &R) -> std::result::Result<MigrationRow, sqlx::Error>
-where
-    for<'c> &'c str: sqlx::ColumnIndex<R>,
-    String: for<'d> sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-    i64: for<'d> sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-    Option<String>: for<'d> sqlx::Decode<'d, R::Database>,
-    Option<i64>: for<'d> sqlx::Decode<'d, R::Database>,
-{
-    Ok(MigrationRow {
-        id: r.try_get("id")?,
-        workflow_id: r.try_get("workflow_id")?,
-        from_version: r.try_get("from_version")?,
-        to_version: r.try_get("to_version")?,
-        mapping: r.try_get("mapping")?,
-        requested_by: r.try_get("requested_by")?,
-        started_at: r.try_get("started_at")?,
-        finished_at: r.try_get("finished_at")?,
-        moved: r.try_get("moved")?,
-        blocked: r.try_get("blocked")?,
-        failed: r.try_get("failed")?,
-        result: r.try_get("result")?,
-    })
-}
+row_reader!(fn row_of -> MigrationRow { id, workflow_id, from_version, to_version, mapping, requested_by, started_at, finished_at, moved, blocked, failed, result });
 
 impl Db {
     /// The running instances of a workflow version, by id.
