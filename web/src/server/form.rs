@@ -122,6 +122,14 @@ impl Fields {
     }
 
     /// The form as `T`. Fields `T` does not name (the CSRF token, the key) are ignored.
+    /// A page's posted form as `T`, its CSRF token checked; else the page that says what was
+    /// wrong (to return as it is).
+    pub fn typed<T: DeserializeOwned>(user: &PageUser, body: &[u8]) -> Result<T, Response> {
+        Fields::checked(user, body)?
+            .parse()
+            .map_err(|e| fail(user, e.into()))
+    }
+
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, FormError> {
         T::deserialize(Value::Object(self.0.clone()))
             .map_err(|e| FormError::new("", format!("表单内容无法读取：{e}")))

@@ -320,27 +320,7 @@ pub fn migrate_error(e: MigrateError) -> ApiError {
         }
         MigrateError::Mapping(problems) => {
             let names = Names::default();
-            let items: Vec<serde_json::Value> = problems
-                .iter()
-                .map(|p| {
-                    serde_json::json!({
-                        "at": p.at(),
-                        "code": p.code(),
-                        "message": mapping_problem_zh(p, &names, &names),
-                    })
-                })
-                .collect();
-            let message = problems
-                .iter()
-                .map(|p| format!("{}：{}", p.at(), mapping_problem_zh(p, &names, &names)))
-                .collect::<Vec<_>>()
-                .join(" ");
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_mapping",
-                format!("迁移请求有误，未执行：{message}"),
-            )
-            .with_details(serde_json::json!({ "problems": items }))
+            mapping_refusal(&problems, &names, &names)
         }
         MigrateError::Compile(v, e) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -365,19 +345,29 @@ async fn mapping_error(app: &App, ask: &MigrationAsk, e: MigrateError) -> ApiErr
         return migrate_error(e);
     };
     let (old, new) = (Names::of(&a.def, None), Names::of(&b.def, None));
+    mapping_refusal(problems, &old, &new)
+}
+
+/// 422 `invalid_mapping`: each problem located (`at`) and worded with the two versions' names.
+fn mapping_refusal(
+    problems: &[shenpi_engine::runtime::migrate::MappingProblem],
+    old: &Names<'_>,
+    new: &Names<'_>,
+) -> ApiError {
+    let worded: Vec<(String, String)> = problems
+        .iter()
+        .map(|p| (p.at(), mapping_problem_zh(p, old, new)))
+        .collect();
     let items: Vec<serde_json::Value> = problems
         .iter()
-        .map(|p| {
-            serde_json::json!({
-                "at": p.at(),
-                "code": p.code(),
-                "message": mapping_problem_zh(p, &old, &new),
-            })
+        .zip(&worded)
+        .map(|(p, (at, message))| {
+            serde_json::json!({ "at": at, "code": p.code(), "message": message })
         })
         .collect();
-    let message = problems
+    let message = worded
         .iter()
-        .map(|p| format!("{}：{}", p.at(), mapping_problem_zh(p, &old, &new)))
+        .map(|(at, m)| format!("{at}：{m}"))
         .collect::<Vec<_>>()
         .join(" ");
     ApiError::new(
@@ -1000,10 +990,9 @@ pub async fn page_submit(
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> Response {
-    let f: MigrationForm = match Fields::checked(&user, &body).map(|f| f.parse()) {
-        Ok(Ok(f)) => f,
-        Ok(Err(e)) => return fail(&user, e.into()),
-        Err(r) => return r,
+    let f: MigrationForm = match Fields::typed(&user, &body) {
+        Ok(f) => f,
+        Err(page) => return page,
     };
     if !may_migrate(&user.user) {
         return fail(&user, ApiError::forbidden(FORBIDDEN));

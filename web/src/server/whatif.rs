@@ -298,10 +298,9 @@ pub async fn page_submit(
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> Response {
-    let f: WhatifForm = match Fields::checked(&user, &body).map(|f| f.parse()) {
-        Ok(Ok(f)) => f,
-        Ok(Err(e)) => return fail(&user, e.into()),
-        Err(r) => return r,
+    let f: WhatifForm = match Fields::typed(&user, &body) {
+        Ok(f) => f,
+        Err(page) => return page,
     };
     if !policy::can_validate(&user.user) {
         return fail(&user, ApiError::forbidden(FORBIDDEN));

@@ -177,10 +177,9 @@ pub async fn editor_page(
 /// 校验 or 发布为新版本: the editor again, with the located problems, or with the check passed
 /// (and the warnings) and the version published.
 pub async fn editor_submit(State(app): State<App>, user: PageUser, body: Bytes) -> Response {
-    let f: EditorForm = match Fields::checked(&user, &body).map(|f| f.parse()) {
-        Ok(Ok(f)) => f,
-        Ok(Err(e)) => return fail(&user, e.into()),
-        Err(r) => return r,
+    let f: EditorForm = match Fields::typed(&user, &body) {
+        Ok(f) => f,
+        Err(page) => return page,
     };
     if !policy::can_validate(&user.user) {
         return fail(&user, ApiError::forbidden("流程规则仅限政策法规人员"));
