@@ -123,7 +123,8 @@ impl Fields {
 
     /// The form as `T`. Fields `T` does not name (the CSRF token, the key) are ignored.
     /// A page's posted form as `T`, its CSRF token checked; else the page that says what was
-    /// wrong (to return as it is).
+    /// wrong (to return as it is, like [`Fields::checked`]'s).
+    #[allow(clippy::result_large_err)]
     pub fn typed<T: DeserializeOwned>(user: &PageUser, body: &[u8]) -> Result<T, Response> {
         Fields::checked(user, body)?
             .parse()
