@@ -104,6 +104,93 @@ fn diagram_shows_full_names_and_every_branch(page: &str) {
     assert!(page.contains("class=\"node done\" data-node=\"intake\""));
 }
 
+/// Registers and starts an enterprise-filing project of `catalog` as chen; returns the instance.
+async fn start_filing(s: &api_common::Server, catalog: &str) -> String {
+    let p = s
+        .req(
+            "POST",
+            "/api/projects",
+            Some("chen"),
+            Some(serde_json::json!({
+                "name": "备案项目",
+                "workflow_id": "enterprise-filing",
+                "fields": {"enterprise": "某公司", "funding": "企业投资", "catalog": catalog,
+                           "industry": "制造业", "investment": 5000, "service_officer": "sun"}
+            })),
+            &[],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::CREATED, "{}", p.text);
+    let pid = p.json["id"].as_str().expect("id").to_string();
+    let r = s
+        .req(
+            "POST",
+            "/api/instances",
+            Some("chen"),
+            Some(serde_json::json!({"project_id": pid})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    r.json["instance"].as_str().expect("instance").to_string()
+}
+
+/// The diagram marks the branch an instance did not take (未走的分支): past the catalogue
+/// gateway on 备案类, the 不予备案 end is not taken while the filing is current and the gateway
+/// passed; an instance the gateway sent to 不予备案 has ended, and every node after the gateway
+/// on the other side is not taken. The page and `GET …/diagram` say the same.
+#[tokio::test]
+async fn the_diagram_marks_branches_not_taken() {
+    let s = server("pages-not-taken").await;
+    let chen = Browser::login(&s, "chen").await;
+    let filed = start_filing(&s, "备案类").await;
+    let page = chen.get(&format!("/instances/{filed}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    for (class, node) in [
+        ("current", "filing"),
+        ("done", "catalog_gate"),
+        ("not-taken", "refused"),
+        ("idle", "filed"),
+        ("idle", "done"),
+    ] {
+        let mark = format!("class=\"node {class}\" data-node=\"{node}\"");
+        assert!(page.text.contains(&mark), "{mark} in {}", page.text);
+    }
+    assert!(
+        page.text
+            .contains("不予备案（核准目录或禁止类项目）（未走的分支）")
+    );
+    assert!(page.text.contains(">未走的分支</text>"), "the legend");
+    let api = s
+        .req(
+            "GET",
+            &format!("/api/instances/{filed}/diagram"),
+            Some("chen"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.text);
+    assert!(
+        api.text
+            .contains("class=\"node not-taken\" data-node=\"refused\"")
+    );
+
+    let refused = start_filing(&s, "核准目录").await;
+    let page = chen.get(&format!("/instances/{refused}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    for (class, node) in [
+        ("current", "refused"),
+        ("done", "catalog_gate"),
+        ("not-taken", "filing"),
+        ("not-taken", "filed"),
+        ("not-taken", "done"),
+    ] {
+        let mark = format!("class=\"node {class}\" data-node=\"{node}\"");
+        assert!(page.text.contains(&mark), "{mark} in {}", page.text);
+    }
+}
+
 #[tokio::test]
 async fn approver_acts_with_conditional_from_the_task_page() {
     let s = server("pages-flow").await;

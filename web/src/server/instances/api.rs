@@ -176,9 +176,10 @@ pub async fn instance_diagram(
 ) -> ApiResult<Response> {
     // Reading the detail checks that the caller may see the instance.
     instance_detail(&app, &caller.user, &id).await?;
-    let (_, st, _, ctx) = app
+    let (_, st, events, ctx) = app
         .instance(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no instance `{id}`")))?;
-    diagrams::instance_diagram(&ctx.def, &st, q.format.as_deref())
+    let history = events.iter().map(|(_, _, e)| e);
+    diagrams::instance_diagram(&ctx.def, &st, history, q.format.as_deref())
 }

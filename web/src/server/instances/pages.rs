@@ -289,6 +289,8 @@ fn channel_reason(names: &WorkflowNames<'_>, reason: &str) -> String {
 pub struct Loaded {
     pub detail: InstanceDetail,
     pub st: InstanceState,
+    /// The events so far (the diagram reads which nodes were entered).
+    pub history: Vec<Event>,
     pub ctx: std::sync::Arc<EngineCtx>,
     pub view: InstanceView,
 }
@@ -296,7 +298,7 @@ pub struct Loaded {
 /// Reads an instance for a page, if the user may see it.
 pub async fn load(app: &App, user: &User, id: &str) -> Result<Loaded, ApiError> {
     let detail = instance_detail(app, user, id).await?;
-    let (_, st, _, ctx) = app
+    let (_, st, events, ctx) = app
         .instance(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no instance `{id}`")))?;
@@ -304,6 +306,7 @@ pub async fn load(app: &App, user: &User, id: &str) -> Result<Loaded, ApiError> 
     Ok(Loaded {
         detail,
         st,
+        history: events.into_iter().map(|(_, _, e)| e).collect(),
         ctx,
         view,
     })
@@ -354,9 +357,9 @@ pub fn copies_block(l: &Loaded) -> Markup {
     }
 }
 
-/// The instance's diagram, current nodes highlighted and passed ones marked.
+/// The instance's diagram, current nodes highlighted, passed ones and branches not taken marked.
 pub fn diagram_svg(l: &Loaded) -> Markup {
-    PreEscaped(diagrams::instance_svg(&l.ctx.def, &l.st))
+    PreEscaped(diagrams::instance_svg(&l.ctx.def, &l.st, &l.history))
 }
 
 pub fn facts(l: &Loaded) -> Markup {
