@@ -45,8 +45,9 @@ pub fn render_diagram(
         )
             .into_response()),
         other => Err(ApiError::invalid(format!(
-            "format `{other}`: use svg, mermaid or dot"
-        ))),
+            "不支持的流程图格式「{other}」：可选 svg、mermaid 或 dot。"
+        ))
+        .in_english(format!("format `{other}`: use svg, mermaid or dot"))),
     }
 }
 

@@ -63,22 +63,25 @@ pub async fn create_project(
 /// Registers a project in the caller's name, for the API and the new-project form.
 pub async fn register(app: &App, caller: &Caller, req: NewProject) -> ApiResult<Project> {
     if !policy::can_start(&caller.user) {
-        return Err(ApiError::forbidden(
-            "only applicants and service officers register projects",
-        ));
+        return Err(ApiError::forbidden("只有项目单位和帮办专员可以登记项目。")
+            .in_english("only applicants and service officers register projects"));
     }
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid("`name` must be 1 to 200 characters"));
+        return Err(ApiError::invalid("项目名称须为 1 至 200 个字符。")
+            .in_english("`name` must be 1 to 200 characters")
+            .with_details(serde_json::json!({ "field": "name" })));
     }
     if !req.fields.is_object() {
-        return Err(ApiError::invalid("`fields` must be a JSON object"));
+        return Err(ApiError::invalid("项目信息（fields）须是 JSON 对象。")
+            .in_english("`fields` must be a JSON object")
+            .with_details(serde_json::json!({ "field": "fields" })));
     }
     let Some((_, def)) = app.catalog.latest(&app.db, &req.workflow_id).await? else {
-        return Err(ApiError::invalid(format!(
-            "unknown workflow `{}`",
-            req.workflow_id
-        )));
+        return Err(
+            ApiError::invalid(format!("没有流程「{}」。", req.workflow_id))
+                .in_english(format!("unknown workflow `{}`", req.workflow_id)),
+        );
     };
     let mut fields = req.fields.clone();
     // The project's name is also its `name` field when the workflow declares one.
@@ -151,6 +154,11 @@ pub async fn visible(
         .collect())
 }
 
+/// The refusal of a project (or its instance) the user may not see.
+pub fn not_your_project() -> ApiError {
+    ApiError::forbidden("这不是您的项目，无权查看。").in_english("not your project")
+}
+
 /// A project the user may see, or why not.
 pub async fn project_for(app: &App, user: &User, id: &str) -> ApiResult<Project> {
     let p = app
@@ -158,9 +166,12 @@ pub async fn project_for(app: &App, user: &User, id: &str) -> ApiResult<Project>
         .project(id)
         .await
         .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found(format!("no project `{id}`")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!("没有编号为 {id} 的项目。"))
+                .in_english(format!("no project `{id}`"))
+        })?;
     if !policy::can_see_project(user, &p) {
-        return Err(ApiError::forbidden("not your project"));
+        return Err(not_your_project());
     }
     Ok(p)
 }

@@ -58,9 +58,10 @@ pub async fn start(
 ) -> ApiResult<CommandResult> {
     let project = project_for(app, &caller.user, &req.project_id).await?;
     if !(policy::is_project_party(&caller.user, &project) || caller.user.has("admin")) {
-        return Err(ApiError::forbidden(
-            "only the project's applicant or service officer starts it",
-        ));
+        return Err(
+            ApiError::forbidden("只有项目单位或项目的帮办专员可以启动办理。")
+                .in_english("only the project's applicant or service officer starts it"),
+        );
     }
     let version = match req.version {
         Some(v) => v,
@@ -68,7 +69,10 @@ pub async fn start(
             app.catalog
                 .latest(&app.db, &project.workflow_id)
                 .await?
-                .ok_or_else(|| ApiError::invalid("the project's workflow is not published"))?
+                .ok_or_else(|| {
+                    ApiError::invalid("项目所用的流程尚未发布。")
+                        .in_english("the project's workflow is not published")
+                })?
                 .0
         }
     };
@@ -176,10 +180,10 @@ pub async fn instance_diagram(
 ) -> ApiResult<Response> {
     // Reading the detail checks that the caller may see the instance.
     instance_detail(&app, &caller.user, &id).await?;
-    let (_, st, events, ctx) = app
-        .instance(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no instance `{id}`")))?;
+    let (_, st, events, ctx) = app.instance(&id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("没有编号为 {id} 的办理实例。"))
+            .in_english(format!("no instance `{id}`"))
+    })?;
     let history = events.iter().map(|(_, _, e)| e);
     diagrams::instance_diagram(&ctx.def, &st, history, q.format.as_deref())
 }

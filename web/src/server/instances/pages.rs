@@ -298,10 +298,10 @@ pub struct Loaded {
 /// Reads an instance for a page, if the user may see it.
 pub async fn load(app: &App, user: &User, id: &str) -> Result<Loaded, ApiError> {
     let detail = instance_detail(app, user, id).await?;
-    let (_, st, events, ctx) = app
-        .instance(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no instance `{id}`")))?;
+    let (_, st, events, ctx) = app.instance(id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("没有编号为 {id} 的办理实例。"))
+            .in_english(format!("no instance `{id}`"))
+    })?;
     let view = shenpi_engine::runtime::view(&ctx.def, &ctx.cal, &st, timestamp(app.now()));
     Ok(Loaded {
         detail,
