@@ -888,11 +888,80 @@ async fn the_demo_clock_moves_forward_by_working_days() {
     );
 }
 
-/// The new-project form refuses a workflow whose task roles no account holds, names them, and
-/// keeps no project; a supervisor may put an overdue task on 挂牌督办 from the board.
+/// A workflow whose task roles no account holds cannot be applied for, and the API and the
+/// new-project form refuse it alike (one check, `start::check_startable`): `POST /api/projects`
+/// and `POST /api/instances` answer 422 `roles_unheld` naming the roles in Chinese (their ids in
+/// the details), the form shows the same sentence, and no project is kept.
 #[tokio::test]
 async fn start_form_refuses_unheld_roles_and_keeps_no_project() {
-    let s = server("pages-unheld").await;
+    let mut s = server("pages-unheld").await;
+    // Registered while every role has a holder; then 财政厅审核人 loses its only one.
+    let registered = s
+        .req(
+            "POST",
+            "/api/projects",
+            Some("chen"),
+            Some(serde_json::json!({
+                "name": "登记在先的项目",
+                "workflow_id": "provincial-major",
+                "fields": {"tier": "中长期库", "investment": 1000, "funding": "政府投资",
+                           "industry": "交通", "region": "昆明市", "service_officer": "sun"}
+            })),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{}",
+        registered.text
+    );
+    let pid = registered.json["id"].as_str().expect("id").to_string();
+    s.add_user("feng", Some("cz"), &["approver"]).await;
+    let started = s
+        .req(
+            "POST",
+            "/api/instances",
+            Some("chen"),
+            Some(serde_json::json!({"project_id": pid})),
+            &[],
+        )
+        .await;
+    let new_project = s
+        .req(
+            "POST",
+            "/api/projects",
+            Some("chen"),
+            Some(serde_json::json!({
+                "name": "无人办理的项目",
+                "workflow_id": "provincial-major",
+                "fields": {"tier": "中长期库", "investment": 1000, "funding": "政府投资",
+                           "industry": "交通", "region": "昆明市", "service_officer": "sun"}
+            })),
+            &[],
+        )
+        .await;
+    let mut refusal = String::new();
+    for r in [&started, &new_project] {
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+        assert_eq!(r.json["error"], "roles_unheld", "{}", r.text);
+        assert_eq!(
+            r.json["details"]["roles"],
+            serde_json::json!(["cz_reviewer"])
+        );
+        let message = r.json["message"].as_str().unwrap_or_default().to_string();
+        assert!(
+            message.contains("流程「省级重大项目")
+                && message.contains("「财政厅审核人」没有任何人员担任"),
+            "{message}"
+        );
+        assert_eq!(ids_in(&message), Vec::<String>::new(), "{message}");
+        refusal = message;
+    }
+    assert_eq!(
+        started.json["message"], new_project.json["message"],
+        "one sentence for both"
+    );
     let chen = Browser::login(&s, "chen").await;
     let list = chen.get("/projects?workflow=provincial-major").await;
     let csrf = between(&list.text, "name=\"csrf\" value=\"", "\"")
@@ -921,6 +990,10 @@ async fn start_form_refuses_unheld_roles_and_keeps_no_project() {
     assert!(
         text.contains("没有任何人员担任") && text.contains("财政厅审核人"),
         "{text}"
+    );
+    assert!(
+        text.contains(&refusal),
+        "the form says what the API says: {text}"
     );
     assert_eq!(ids_in(&text), Vec::<String>::new(), "{text}");
     let after = s.req("GET", "/api/projects", Some("chen"), None, &[]).await;

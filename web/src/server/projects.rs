@@ -83,6 +83,7 @@ pub async fn register(app: &App, caller: &Caller, req: NewProject) -> ApiResult<
                 .in_english(format!("unknown workflow `{}`", req.workflow_id)),
         );
     };
+    super::start::check_startable(app, &def).await?;
     let mut fields = req.fields.clone();
     // The project's name is also its `name` field when the workflow declares one.
     if def.workflow.fields.iter().any(|f| f.id.value == "name")
@@ -330,9 +331,7 @@ async fn project_create(State(app): State<App>, user: PageUser, body: Bytes) -> 
     let Ok(Some((_, def))) = app.catalog.latest(&app.db, &workflow).await else {
         return fail(&user, FormError::new("workflow", "未知流程").into());
     };
-    if let Err(e) = super::start::check_startable(&app, &def).await {
-        return fail(&user, e);
-    }
+    // `register` refuses a workflow whose task roles no one holds, as the API does.
     let c = page_caller(&user);
     let req = NewProject {
         name: f.name.clone().unwrap_or_default(),

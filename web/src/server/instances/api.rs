@@ -20,6 +20,7 @@ use super::super::diagrams::{self, DiagramQuery};
 use super::super::error::{ApiError, ApiResult, ErrorBody};
 use super::super::extract::{self, Path, Query};
 use super::super::projects::project_for;
+use super::super::start::check_startable;
 use super::super::state::App;
 use super::detail::{InstanceDetail, instance_detail};
 
@@ -77,6 +78,7 @@ pub async fn start(
         }
     };
     let ctx = app.context(&project.workflow_id, version).await?;
+    check_startable(app, &ctx.def).await?;
     let meta = InstanceMeta {
         id: format!("I{}", random_hex(6).map_err(ApiError::internal)?),
         workflow_id: project.workflow_id.clone(),
