@@ -37,6 +37,8 @@ use petgraph::visit::EdgeRef;
 
 use crate::compile::{Definition, Edge};
 use crate::model::{JoinPolicy, Node, NodeType, Outcome, RawLimit, Workflow};
+use crate::runtime::state::{Status, StepStatus};
+use crate::runtime::{Event, InstanceState};
 
 /// Which diagram language to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,14 +47,17 @@ pub enum Format {
     Dot,
 }
 
-/// Nodes to mark: where an instance stands (`current`), what it has passed (`done`) and what its
-/// channel skips (`skipped`). Ids not in the workflow are ignored; a node in more than one is
-/// drawn as the first of current, done, skipped. Mermaid and DOT mark current and done only.
+/// Nodes to mark: where an instance stands (`current`), what it has passed (`done`), what its
+/// channel skips (`skipped`) and what it has passed by on a branch it did not take and can no
+/// longer reach (`not_taken`). Ids not in the workflow are ignored; a node in more than one is
+/// drawn as the first of current, done, skipped, not taken. Mermaid and DOT mark current and done
+/// only. An instance's marks come from [`Marks::of`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Highlight<'a> {
     pub current: &'a [&'a str],
     pub done: &'a [&'a str],
     pub skipped: &'a [&'a str],
+    pub not_taken: &'a [&'a str],
 }
 
 impl Highlight<'_> {
@@ -61,7 +66,122 @@ impl Highlight<'_> {
         current: &[],
         done: &[],
         skipped: &[],
+        not_taken: &[],
     };
+}
+
+/// The state of each node of one instance's diagram: the one place that says which nodes are
+/// current, done, skipped by the channel or not taken, for every picture of an instance (the
+/// instance and task pages, `GET …/diagram` in every format). Each list holds the workflow's own
+/// node ids, in definition order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marks<'d> {
+    /// Where the instance stands: the nodes of its open tasks, or the node it is at.
+    pub current: Vec<&'d str>,
+    /// Passed: entered (a gateway, a notify node, an end …) or with a task that closed.
+    pub done: Vec<&'d str>,
+    /// Skipped by the instance's channel (绿色通道).
+    pub skipped: Vec<&'d str>,
+    /// Not taken (未走的分支): never entered, not skipped, and no longer reachable going forward
+    /// from where the instance stands, such as the other route of a gateway it is past, or
+    /// everything it did not pass once its flow has ended. A 驳回 (`reject_to`) does not count as
+    /// a way forward: should one send the instance back, these nodes are reachable again and are
+    /// no longer marked.
+    pub not_taken: Vec<&'d str>,
+}
+
+impl<'d> Marks<'d> {
+    /// The marks of an instance in state `st`, whose events so far are `history` (its
+    /// `NodeEntered` events say which nodes without a task it passed).
+    pub fn of<'e>(
+        def: &'d Definition,
+        st: &InstanceState,
+        history: impl IntoIterator<Item = &'e Event>,
+    ) -> Marks<'d> {
+        let n = def.workflow.nodes.len();
+        let pos = |id: &str| def.index.get(id).map(|ix| ix.index()).filter(|i| *i < n);
+        let mut current = vec![false; n];
+        let mut done = vec![false; n];
+        for t in &st.tasks {
+            if let Some(i) = pos(&t.spec.node) {
+                if t.is_open() {
+                    current[i] = true;
+                } else {
+                    done[i] = true;
+                }
+            }
+        }
+        if !current.iter().any(|c| *c)
+            && let Some(i) = st.at.as_deref().and_then(pos)
+        {
+            current[i] = true;
+        }
+        for e in history {
+            if let Event::NodeEntered { node } = e
+                && let Some(i) = pos(node)
+            {
+                done[i] = true;
+            }
+        }
+        for s in &st.steps {
+            if let Some(i) = pos(&s.node)
+                && s.status != StepStatus::Open
+            {
+                done[i] = true;
+            }
+        }
+        let mut skipped = vec![false; n];
+        for id in skipped_by_channel(def, st.channel.as_deref()) {
+            if let Some(i) = pos(id) {
+                skipped[i] = true;
+            }
+        }
+        // Where the flow may still go: forward from where it stands, while it runs.
+        let mut reachable = vec![false; n];
+        let flowing = st.status == Status::Running && st.path_end.is_none();
+        if flowing {
+            let mut stack: Vec<usize> = (0..n).filter(|i| current[*i]).collect();
+            stack.extend(
+                st.steps
+                    .iter()
+                    .filter(|s| s.status == StepStatus::Open)
+                    .filter_map(|s| pos(&s.node)),
+            );
+            while let Some(i) = stack.pop() {
+                if std::mem::replace(&mut reachable[i], true) {
+                    continue;
+                }
+                for e in def.graph.edges(petgraph::graph::NodeIndex::new(i)) {
+                    if *e.weight() != Edge::RejectTo {
+                        stack.push(e.target().index());
+                    }
+                }
+            }
+        }
+        let started = st.status != Status::NotStarted;
+        let name = |i: usize| def.workflow.nodes[i].id.value.as_str();
+        let pick = |f: &dyn Fn(usize) -> bool| -> Vec<&'d str> {
+            (0..n).filter(|i| f(*i)).map(name).collect()
+        };
+        Marks {
+            current: pick(&|i| current[i]),
+            done: pick(&|i| done[i] && !current[i]),
+            skipped: pick(&|i| skipped[i] && !done[i] && !current[i]),
+            not_taken: pick(&|i| {
+                started && !current[i] && !done[i] && !skipped[i] && !reachable[i]
+            }),
+        }
+    }
+
+    /// These marks, for drawing.
+    pub fn highlight(&self) -> Highlight<'_> {
+        Highlight {
+            current: &self.current,
+            done: &self.done,
+            skipped: &self.skipped,
+            not_taken: &self.not_taken,
+        }
+    }
 }
 
 /// The ids of the nodes an instance on `channel` (绿色通道 …) skips, in definition order.
@@ -694,6 +814,7 @@ nodes:
             current: &["joint", "nope"],
             done: &["intake", "route", "joint"],
             skipped: &[],
+            not_taken: &[],
         };
         let m = mermaid(&d, &h);
         assert!(m.contains("  class n3 current\n"), "{m}");
@@ -750,6 +871,64 @@ nodes:
         assert_eq!(g.matches('{').count(), g.matches('}').count(), "{g}");
     }
 
+    /// An instance's marks: the other route of the gateway is not taken once the instance is
+    /// past it; everything not passed is not taken once the flow has ended; a 驳回 back before
+    /// the gateway makes both routes reachable again; an instance not started marks nothing.
+    #[test]
+    fn marks_of_an_instance() {
+        let d = def();
+        let entered = |ids: &[&str]| -> Vec<Event> {
+            ids.iter()
+                .map(|id| Event::NodeEntered { node: (*id).into() })
+                .collect()
+        };
+        let state = |at: &str, status: Status| InstanceState {
+            status,
+            at: Some(at.into()),
+            ..InstanceState::default()
+        };
+
+        let none = Marks::of(&d, &InstanceState::default(), &[]);
+        assert_eq!(none, Marks::default());
+
+        // At the start, every node is still ahead.
+        let st = state("intake", Status::Running);
+        let m = Marks::of(&d, &st, &entered(&["intake"]));
+        assert_eq!(m.current, ["intake"]);
+        assert!(m.not_taken.is_empty(), "{m:?}");
+
+        // Past the gateway on its condition: its default route (cool) is not taken; the
+        // rejection end is still ahead of final, so not marked.
+        let st = state("joint", Status::Running);
+        let m = Marks::of(&d, &st, &entered(&["intake", "route", "joint"]));
+        assert_eq!(m.current, ["joint"]);
+        assert_eq!(m.done, ["intake", "route"]);
+        assert_eq!(m.not_taken, ["cool"]);
+        let h = m.highlight();
+        assert_eq!(h.not_taken, ["cool"]);
+
+        // Ended approved: the route not taken and the rejection end.
+        let mut st = state("ok", Status::Ended);
+        st.path_end = Some(Outcome::Approved);
+        let m = Marks::of(
+            &d,
+            &st,
+            &entered(&["intake", "route", "joint", "final", "tell", "ok"]),
+        );
+        assert_eq!(m.current, ["ok"]);
+        assert_eq!(m.done, ["intake", "route", "joint", "final", "tell"]);
+        assert_eq!(m.not_taken, ["cool", "denied"]);
+
+        // 驳回 from final back to intake: both routes are ahead again.
+        let st = state("intake", Status::Running);
+        let m = Marks::of(
+            &d,
+            &st,
+            &entered(&["intake", "route", "joint", "final", "intake"]),
+        );
+        assert!(m.not_taken.is_empty(), "{m:?}");
+    }
+
     #[test]
     fn dot_highlight() {
         let d = def();
@@ -757,6 +936,7 @@ nodes:
             current: &["final"],
             done: &["intake"],
             skipped: &[],
+            not_taken: &[],
         };
         let g = dot(&d, &h);
         let line = |n: &str| {

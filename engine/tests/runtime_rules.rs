@@ -594,3 +594,93 @@ fn the_wait_goes_on_when_its_date_comes() {
     assert_eq!(c.state.outcome, Some(Outcome::Approved));
     c.check_replay();
 }
+
+/// 挂牌督办 by hand (`Supervise`): only who oversees a department (a supervisor or leader role)
+/// may; it records the task on the leader of the task's department's list (`Supervised`) and
+/// notifies the task's holders and that leader, once however often it is asked; 销号
+/// (`ResolveSupervision`) is that leader's, with a note, once the task is settled, and takes the
+/// task off the list.
+#[test]
+fn supervise_by_hand_lists_the_task_for_its_leader_until_resolved() {
+    let mut c = Case::started("2026-03-02T09:00:00+08:00");
+    let intake = c.task("intake");
+    let supervise = |task| Command::Supervise {
+        task,
+        reason: Some("群众反映办理缓慢".into()),
+    };
+    // Not the applicant, not the task's own clerk, not a reviewer of another department.
+    for who in ["chen", "li", "zr"] {
+        assert_eq!(c.refused(who, supervise(intake)), "not_authorised", "{who}");
+    }
+    assert_eq!(c.refused("chief", supervise(TaskId(99))), "unknown_task");
+
+    // fgw's supervisor puts it on fgw's leader's list: these two events and nothing else.
+    let before = c.log.len();
+    c.ok("chief", supervise(intake));
+    let recorded = &c.log[before..];
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert_eq!(
+        recorded[0],
+        Event::Supervised {
+            task: intake,
+            leader: Some("boss".into()),
+        }
+    );
+    match &recorded[1] {
+        Event::NotificationRequested {
+            on: Some(NotificationEvent::Supervise),
+            recipients,
+            data,
+            ..
+        } => {
+            assert_eq!(recipients, &vec![role("clerk"), role("boss")]);
+            assert_eq!(data.task, Some(intake));
+            assert_eq!(data.node.as_deref(), Some("intake"));
+            assert_eq!(data.by.as_deref(), Some("chief"));
+            assert_eq!(data.text.as_deref(), Some("群众反映办理缓慢"));
+        }
+        other => panic!("expected the 挂牌督办 notice, got {other:?}"),
+    }
+    assert_eq!(c.state.supervised, vec![intake]);
+    let target = ClockRef::Task(intake);
+    let item = c.state.supervision_of(&target).expect("on the list");
+    assert_eq!(item.leader.as_deref(), Some("boss"));
+    assert!(!item.is_resolved());
+    // Asked again, by another who oversees (zrzy's leader): still once, nothing recorded.
+    let before = c.log.len();
+    c.ok("zboss", supervise(intake));
+    assert_eq!(c.log.len(), before, "a supervised task stays so, once");
+    assert_eq!(c.state.supervision.len(), 1);
+    let v = view(&c.def, &c.cal, &c.state, c.now);
+    assert_eq!(v.supervision.len(), 1, "the view lists it");
+
+    // 销号: only fgw's leader, with a note, and not while the task is still open.
+    let resolve = |note: &str| Command::ResolveSupervision {
+        target: target.clone(),
+        note: note.into(),
+    };
+    assert_eq!(c.refused("chief", resolve("x")), "not_authorised");
+    assert_eq!(c.refused("zboss", resolve("x")), "not_authorised");
+    assert_eq!(c.refused("boss", resolve(" ")), "reason_required");
+    assert_eq!(c.refused("boss", resolve("x")), "supervision_unsettled");
+    c.attach("li", "funds").expect("funds in 受理");
+    c.approve("li", "intake");
+    assert_eq!(c.refused("chief", supervise(intake)), "already_decided");
+    let before = c.log.len();
+    c.resolve("boss", target.clone())
+        .expect("销号 once settled");
+    assert_eq!(
+        c.log[before..],
+        [Event::SupervisionResolved {
+            target: target.clone(),
+            by: "boss".into(),
+            note: "已办结，予以销号".into(),
+        }]
+    );
+    assert!(c.state.supervised.is_empty(), "off the list");
+    let item = c.state.supervision_of(&target).expect("kept in the record");
+    assert!(item.is_resolved());
+    assert_eq!(item.resolved_by.as_deref(), Some("boss"));
+    assert_eq!(c.refused("boss", resolve("x")), "supervision_resolved");
+    c.check_replay();
+}

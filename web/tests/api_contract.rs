@@ -446,3 +446,330 @@ async fn a_uri_over_the_limit_is_414_json_for_the_api_and_a_page_for_a_browser()
     assert_eq!(p.status, StatusCode::URI_TOO_LONG);
     assert!(p.text.contains("请求地址过长"), "{}", p.text);
 }
+
+/// The refusals the operations' single happy call does not reach, each with its code, a Chinese
+/// message (naming the workflow, not its id, where it knows it) and, on `Accept-Language: en`,
+/// the English one: the idempotency key, the command body, versions and workflows that do not
+/// exist, a diagram format, an inbox scope, instances and projects not there or not one's own,
+/// the policy's refusals, a wrong password and a definition that does not validate.
+#[tokio::test]
+async fn every_handler_refusal_is_worded_in_chinese() {
+    let (s, ids) = seeded().await;
+    let inst = &ids.instance;
+    let action = format!("/api/instances/{inst}/tasks/{}/actions", ids.task);
+    let long_key = "k".repeat(201);
+    let approve = json!({"type": "approve"});
+    let cases: Vec<(&str, Resp, StatusCode, &str, &str)> = vec![
+        (
+            "a key over 200 characters",
+            s.req(
+                "POST",
+                &action,
+                Some("zhang"),
+                Some(approve.clone()),
+                &[("Idempotency-Key", &long_key)],
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "Idempotency-Key 须为 1 至 200 个字符",
+        ),
+        (
+            "an unknown command",
+            s.req(
+                "POST",
+                &action,
+                Some("zhang"),
+                Some(json!({"type": "fly"})),
+                &[],
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "不是有效的命令",
+        ),
+        (
+            "a body that is not an object",
+            s.raw("POST", &action, Some("zhang"), "[1]", "application/json")
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "请求体须是 JSON 对象",
+        ),
+        (
+            "a command on no task",
+            s.req(
+                "POST",
+                &action,
+                Some("chen"),
+                Some(json!({"type": "withdraw"})),
+                &[],
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "此命令不针对待办事项",
+        ),
+        (
+            "a version that does not exist",
+            s.req(
+                "GET",
+                "/api/definitions/provincial-major/versions/99",
+                Some("wang"),
+                None,
+                &[],
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "没有第 99 版",
+        ),
+        (
+            "a diff to a version that does not exist",
+            s.req(
+                "GET",
+                "/api/definitions/provincial-major/diff?from=1&to=99",
+                Some("wang"),
+                None,
+                &[],
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "没有第 99 版",
+        ),
+        (
+            "a workflow that does not exist",
+            s.req(
+                "GET",
+                "/api/definitions/nope/versions",
+                Some("wang"),
+                None,
+                &[],
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "没有流程「nope」",
+        ),
+        (
+            "a diagram format",
+            s.req(
+                "GET",
+                &format!("/api/instances/{inst}/diagram?format=png"),
+                Some("chen"),
+                None,
+                &[],
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "不支持的流程图格式「png」",
+        ),
+        (
+            "an inbox scope",
+            s.req("GET", "/api/tasks?scope=all", Some("zhang"), None, &[])
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "不支持的范围「all」",
+        ),
+        (
+            "an instance that does not exist",
+            s.req("GET", "/api/instances/nope", Some("chen"), None, &[])
+                .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "办理实例",
+        ),
+        (
+            "another applicant's instance",
+            s.req(
+                "GET",
+                &format!("/api/instances/{inst}"),
+                Some("liu"),
+                None,
+                &[],
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "这不是您的项目",
+        ),
+        (
+            "a project that does not exist",
+            s.req("GET", "/api/projects/nope", Some("chen"), None, &[])
+                .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "的项目",
+        ),
+        (
+            "a project without a name",
+            s.req(
+                "POST",
+                "/api/projects",
+                Some("chen"),
+                Some(json!({"name": "", "workflow_id": "provincial-major", "fields": {}})),
+                &[],
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "项目名称须为 1 至 200 个字符",
+        ),
+        (
+            "a project whose fields are not an object",
+            s.req(
+                "POST",
+                "/api/projects",
+                Some("chen"),
+                Some(json!({"name": "x", "workflow_id": "provincial-major", "fields": []})),
+                &[],
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "须是 JSON 对象",
+        ),
+        (
+            "a project of an unknown workflow",
+            s.req(
+                "POST",
+                "/api/projects",
+                Some("chen"),
+                Some(json!({"name": "x", "workflow_id": "nope", "fields": {}})),
+                &[],
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "没有流程「nope」",
+        ),
+        (
+            "an approver registering a project",
+            s.req(
+                "POST",
+                "/api/projects",
+                Some("zhang"),
+                Some(json!({"name": "x", "workflow_id": "provincial-major", "fields": {}})),
+                &[],
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "登记项目",
+        ),
+        (
+            "the dashboard for an applicant",
+            s.req("GET", "/api/dashboard", Some("chen"), None, &[])
+                .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "督办看板",
+        ),
+        (
+            "reports for an applicant",
+            s.req("GET", "/api/reports", Some("chen"), None, &[]).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "统计报表",
+        ),
+        (
+            "dead letters for an applicant",
+            s.req("GET", "/api/outbox/dead", Some("chen"), None, &[])
+                .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "发送失败的通知",
+        ),
+        (
+            "validating for an applicant",
+            s.raw(
+                "POST",
+                "/api/definitions/validate",
+                Some("chen"),
+                "id: x",
+                "application/yaml",
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "校验流程定义",
+        ),
+        (
+            "publishing for an applicant",
+            s.raw(
+                "POST",
+                "/api/definitions",
+                Some("chen"),
+                "id: x",
+                "application/yaml",
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "发布流程定义",
+        ),
+        (
+            "a definition that does not validate",
+            s.raw(
+                "POST",
+                "/api/definitions/validate",
+                Some("wang"),
+                "id: x\nnodes: 3\n",
+                "application/yaml",
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "处问题，第一处在第",
+        ),
+        (
+            "a wrong password",
+            s.req(
+                "POST",
+                "/api/login",
+                None,
+                Some(json!({"name": "chen", "password": "wrong-password"})),
+                &[],
+            )
+            .await,
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+            "用户名或密码错误",
+        ),
+    ];
+    for (what, r, status, code, words) in &cases {
+        assert_eq!(r.status, *status, "{what}: {}", r.text);
+        assert_error_shape(r, what);
+        assert_eq!(r.json["error"], *code, "{what}: {}", r.text);
+        let message = r.json["message"].as_str().unwrap_or("");
+        assert!(message.contains(words), "{what}: {message}");
+    }
+    // The hint of a command that is not one is Chinese too, and names each command's meaning.
+    let hint = cases[1].1.json["details"]["hint"].as_str().unwrap_or("");
+    assert!(hint.contains("take_back（拿回）"), "{hint}");
+    // A version is named by its workflow's name, not its id.
+    let version = cases[4].1.json["message"].as_str().unwrap_or("");
+    assert!(
+        version.starts_with("流程「") && !version.contains("provincial-major"),
+        "{version}"
+    );
+    // English when asked for.
+    let en = s
+        .req(
+            "GET",
+            "/api/definitions/provincial-major/versions/99",
+            Some("wang"),
+            None,
+            &[("Accept-Language", "en")],
+        )
+        .await;
+    assert_eq!(en.json["error"], "not_found");
+    assert_eq!(
+        en.json["message"], "no version provincial-major@99",
+        "{}",
+        en.text
+    );
+}

@@ -989,7 +989,7 @@ async fn wrong_passwords_lock_the_name_for_a_while() {
         locked.json["message"]
             .as_str()
             .unwrap_or("")
-            .contains("15 min"),
+            .contains("15 分钟后再试"),
         "{}",
         locked.text
     );

@@ -104,6 +104,93 @@ fn diagram_shows_full_names_and_every_branch(page: &str) {
     assert!(page.contains("class=\"node done\" data-node=\"intake\""));
 }
 
+/// Registers and starts an enterprise-filing project of `catalog` as chen; returns the instance.
+async fn start_filing(s: &api_common::Server, catalog: &str) -> String {
+    let p = s
+        .req(
+            "POST",
+            "/api/projects",
+            Some("chen"),
+            Some(serde_json::json!({
+                "name": "备案项目",
+                "workflow_id": "enterprise-filing",
+                "fields": {"enterprise": "某公司", "funding": "企业投资", "catalog": catalog,
+                           "industry": "制造业", "investment": 5000, "service_officer": "sun"}
+            })),
+            &[],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::CREATED, "{}", p.text);
+    let pid = p.json["id"].as_str().expect("id").to_string();
+    let r = s
+        .req(
+            "POST",
+            "/api/instances",
+            Some("chen"),
+            Some(serde_json::json!({"project_id": pid})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    r.json["instance"].as_str().expect("instance").to_string()
+}
+
+/// The diagram marks the branch an instance did not take (未走的分支): past the catalogue
+/// gateway on 备案类, the 不予备案 end is not taken while the filing is current and the gateway
+/// passed; an instance the gateway sent to 不予备案 has ended, and every node after the gateway
+/// on the other side is not taken. The page and `GET …/diagram` say the same.
+#[tokio::test]
+async fn the_diagram_marks_branches_not_taken() {
+    let s = server("pages-not-taken").await;
+    let chen = Browser::login(&s, "chen").await;
+    let filed = start_filing(&s, "备案类").await;
+    let page = chen.get(&format!("/instances/{filed}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    for (class, node) in [
+        ("current", "filing"),
+        ("done", "catalog_gate"),
+        ("not-taken", "refused"),
+        ("idle", "filed"),
+        ("idle", "done"),
+    ] {
+        let mark = format!("class=\"node {class}\" data-node=\"{node}\"");
+        assert!(page.text.contains(&mark), "{mark} in {}", page.text);
+    }
+    assert!(
+        page.text
+            .contains("不予备案（核准目录或禁止类项目）（未走的分支）")
+    );
+    assert!(page.text.contains(">未走的分支</text>"), "the legend");
+    let api = s
+        .req(
+            "GET",
+            &format!("/api/instances/{filed}/diagram"),
+            Some("chen"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.text);
+    assert!(
+        api.text
+            .contains("class=\"node not-taken\" data-node=\"refused\"")
+    );
+
+    let refused = start_filing(&s, "核准目录").await;
+    let page = chen.get(&format!("/instances/{refused}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    for (class, node) in [
+        ("current", "refused"),
+        ("done", "catalog_gate"),
+        ("not-taken", "filing"),
+        ("not-taken", "filed"),
+        ("not-taken", "done"),
+    ] {
+        let mark = format!("class=\"node {class}\" data-node=\"{node}\"");
+        assert!(page.text.contains(&mark), "{mark} in {}", page.text);
+    }
+}
+
 #[tokio::test]
 async fn approver_acts_with_conditional_from_the_task_page() {
     let s = server("pages-flow").await;
@@ -801,11 +888,80 @@ async fn the_demo_clock_moves_forward_by_working_days() {
     );
 }
 
-/// The new-project form refuses a workflow whose task roles no account holds, names them, and
-/// keeps no project; a supervisor may put an overdue task on 挂牌督办 from the board.
+/// A workflow whose task roles no account holds cannot be applied for, and the API and the
+/// new-project form refuse it alike (one check, `start::check_startable`): `POST /api/projects`
+/// and `POST /api/instances` answer 422 `roles_unheld` naming the roles in Chinese (their ids in
+/// the details), the form shows the same sentence, and no project is kept.
 #[tokio::test]
 async fn start_form_refuses_unheld_roles_and_keeps_no_project() {
-    let s = server("pages-unheld").await;
+    let mut s = server("pages-unheld").await;
+    // Registered while every role has a holder; then 财政厅审核人 loses its only one.
+    let registered = s
+        .req(
+            "POST",
+            "/api/projects",
+            Some("chen"),
+            Some(serde_json::json!({
+                "name": "登记在先的项目",
+                "workflow_id": "provincial-major",
+                "fields": {"tier": "中长期库", "investment": 1000, "funding": "政府投资",
+                           "industry": "交通", "region": "昆明市", "service_officer": "sun"}
+            })),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{}",
+        registered.text
+    );
+    let pid = registered.json["id"].as_str().expect("id").to_string();
+    s.add_user("feng", Some("cz"), &["approver"]).await;
+    let started = s
+        .req(
+            "POST",
+            "/api/instances",
+            Some("chen"),
+            Some(serde_json::json!({"project_id": pid})),
+            &[],
+        )
+        .await;
+    let new_project = s
+        .req(
+            "POST",
+            "/api/projects",
+            Some("chen"),
+            Some(serde_json::json!({
+                "name": "无人办理的项目",
+                "workflow_id": "provincial-major",
+                "fields": {"tier": "中长期库", "investment": 1000, "funding": "政府投资",
+                           "industry": "交通", "region": "昆明市", "service_officer": "sun"}
+            })),
+            &[],
+        )
+        .await;
+    let mut refusal = String::new();
+    for r in [&started, &new_project] {
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+        assert_eq!(r.json["error"], "roles_unheld", "{}", r.text);
+        assert_eq!(
+            r.json["details"]["roles"],
+            serde_json::json!(["cz_reviewer"])
+        );
+        let message = r.json["message"].as_str().unwrap_or_default().to_string();
+        assert!(
+            message.contains("流程「省级重大项目")
+                && message.contains("「财政厅审核人」没有任何人员担任"),
+            "{message}"
+        );
+        assert_eq!(ids_in(&message), Vec::<String>::new(), "{message}");
+        refusal = message;
+    }
+    assert_eq!(
+        started.json["message"], new_project.json["message"],
+        "one sentence for both"
+    );
     let chen = Browser::login(&s, "chen").await;
     let list = chen.get("/projects?workflow=provincial-major").await;
     let csrf = between(&list.text, "name=\"csrf\" value=\"", "\"")
@@ -834,6 +990,10 @@ async fn start_form_refuses_unheld_roles_and_keeps_no_project() {
     assert!(
         text.contains("没有任何人员担任") && text.contains("财政厅审核人"),
         "{text}"
+    );
+    assert!(
+        text.contains(&refusal),
+        "the form says what the API says: {text}"
     );
     assert_eq!(ids_in(&text), Vec::<String>::new(), "{text}");
     let after = s.req("GET", "/api/projects", Some("chen"), None, &[]).await;

@@ -54,6 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         current: &current,
         done: &done,
         skipped: &[],
+        not_taken: &[],
     };
     let format = match args.format {
         Format::Mermaid => diagram::Format::Mermaid,

@@ -349,8 +349,8 @@ pub fn command_label_zh(name: &str) -> &'static str {
 
 pub fn parse_command(value: serde_json::Value) -> ApiResult<Command> {
     serde_json::from_value(value).map_err(|e| {
-        ApiError::invalid(format!("not a valid command: {e}")).with_details(serde_json::json!({
-            "hint": "a JSON object with `type` (approve, reject, return, approve_conditional, claim, delegate, consult, answer_consult, add_cosigner, remove_cosigner, take_back, comment, cc, read_copies, urge, supervise, suspend, resume, extend, supply_material, verify_material, attach_element, withdraw, resolve_supervision) and its fields"
+        ApiError::invalid(format!("不是有效的命令：请求体须是带 `type` 的 JSON 对象，且字段齐全、类型正确（{e}）。")).with_details(serde_json::json!({
+            "hint": "一个 JSON 对象：`type` 为以下之一，另附该命令的字段：approve（同意）、reject（驳回或不予通过）、return（退回补正）、approve_conditional（容缺受理）、claim（签收）、delegate（转办）、consult（委派）、answer_consult（回复委派）、add_cosigner（加签）、remove_cosigner（减签）、take_back（拿回）、comment（填写意见）、cc（抄送）、read_copies（标记已读）、urge（催办）、supervise（挂牌督办）、suspend（中止计时）、resume（恢复计时）、extend（延长时限）、supply_material（补交材料）、verify_material（核验材料）、attach_element（挂接要素）、withdraw（撤回申报）、resolve_supervision（督办销号）"
         }))
     })
 }

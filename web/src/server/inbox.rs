@@ -143,8 +143,9 @@ pub async fn inbox_items(app: &App, user: &User, q: &InboxQuery) -> ApiResult<Ve
             .collect(),
         Some(other) => {
             return Err(ApiError::invalid(format!(
-                "scope `{other}`: use `mine` or `department`"
-            )));
+                "不支持的范围「{other}」：可选 mine（我的）或 department（本部门）。"
+            ))
+            .in_english(format!("scope `{other}`: use `mine` or `department`")));
         }
     };
     let rows: Vec<InboxRow> = app.db.inbox_for(&keys, limit * 2).await?;

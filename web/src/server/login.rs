@@ -68,16 +68,20 @@ pub async fn login(
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_failed_logins",
-                format!("too many wrong passwords for this user: try again in {minutes} min"),
-            ));
+                format!("此用户密码错误次数过多，请 {minutes} 分钟后再试。"),
+            )
+            .in_english(format!(
+                "too many wrong passwords for this user: try again in {minutes} min"
+            )));
         }
         LoginCheck::Busy(busy) => return Ok(busy.into_response()),
         LoginCheck::Wrong => {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "bad_credentials",
-                "wrong user name or password",
-            ));
+                "用户名或密码错误。",
+            )
+            .in_english("wrong user name or password"));
         }
     };
     let (secret, csrf) = app

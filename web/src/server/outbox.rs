@@ -35,9 +35,10 @@ pub async fn dead_letters(
     caller: Caller,
 ) -> ApiResult<Json<Vec<DeadLetter>>> {
     if !policy::can_supervise(&caller.user) {
-        return Err(ApiError::forbidden(
-            "the outbox is for supervisors and admins",
-        ));
+        return Err(
+            ApiError::forbidden("只有督办人员和管理员可以查看发送失败的通知。")
+                .in_english("the outbox is for supervisors and admins"),
+        );
     }
     let rows = app.db.outbox_in_state("dead", 500).await?;
     Ok(Json(

@@ -63,23 +63,27 @@ pub async fn create_project(
 /// Registers a project in the caller's name, for the API and the new-project form.
 pub async fn register(app: &App, caller: &Caller, req: NewProject) -> ApiResult<Project> {
     if !policy::can_start(&caller.user) {
-        return Err(ApiError::forbidden(
-            "only applicants and service officers register projects",
-        ));
+        return Err(ApiError::forbidden("只有项目单位和帮办专员可以登记项目。")
+            .in_english("only applicants and service officers register projects"));
     }
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid("`name` must be 1 to 200 characters"));
+        return Err(ApiError::invalid("项目名称须为 1 至 200 个字符。")
+            .in_english("`name` must be 1 to 200 characters")
+            .with_details(serde_json::json!({ "field": "name" })));
     }
     if !req.fields.is_object() {
-        return Err(ApiError::invalid("`fields` must be a JSON object"));
+        return Err(ApiError::invalid("项目信息（fields）须是 JSON 对象。")
+            .in_english("`fields` must be a JSON object")
+            .with_details(serde_json::json!({ "field": "fields" })));
     }
     let Some((_, def)) = app.catalog.latest(&app.db, &req.workflow_id).await? else {
-        return Err(ApiError::invalid(format!(
-            "unknown workflow `{}`",
-            req.workflow_id
-        )));
+        return Err(
+            ApiError::invalid(format!("没有流程「{}」。", req.workflow_id))
+                .in_english(format!("unknown workflow `{}`", req.workflow_id)),
+        );
     };
+    super::start::check_startable(app, &def).await?;
     let mut fields = req.fields.clone();
     // The project's name is also its `name` field when the workflow declares one.
     if def.workflow.fields.iter().any(|f| f.id.value == "name")
@@ -152,6 +156,11 @@ pub async fn visible(
         .collect())
 }
 
+/// The refusal of a project (or its instance) the user may not see.
+pub fn not_your_project() -> ApiError {
+    ApiError::forbidden("这不是您的项目，无权查看。").in_english("not your project")
+}
+
 /// A project the user may see, or why not.
 pub async fn project_for(app: &App, user: &User, id: &str) -> ApiResult<Project> {
     let p = app
@@ -159,9 +168,12 @@ pub async fn project_for(app: &App, user: &User, id: &str) -> ApiResult<Project>
         .project(id)
         .await
         .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found(format!("no project `{id}`")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!("没有编号为 {id} 的项目。"))
+                .in_english(format!("no project `{id}`"))
+        })?;
     if !policy::can_see_project(user, &p) {
-        return Err(ApiError::forbidden("not your project"));
+        return Err(not_your_project());
     }
     Ok(p)
 }
@@ -320,9 +332,7 @@ async fn project_create(State(app): State<App>, user: PageUser, body: Bytes) -> 
     let Ok(Some((_, def))) = app.catalog.latest(&app.db, &workflow).await else {
         return fail(&user, FormError::new("workflow", "未知流程").into());
     };
-    if let Err(e) = super::start::check_startable(&app, &def).await {
-        return fail(&user, e);
-    }
+    // `register` refuses a workflow whose task roles no one holds, as the API does.
     let c = page_caller(&user);
     let req = NewProject {
         name: f.name.clone().unwrap_or_default(),

@@ -1,7 +1,9 @@
 //! Whether a workflow can be run on this server's accounts: a task assigned to a role that no
 //! user holds would wait in a pool no one sees until it breaches its limit. `serve` warns of
-//! each such role at start; the new-project form and `POST /api/projects` refuse a workflow
-//! with one (`unheld_roles`), naming the roles as the workflow names them.
+//! each such role at start (`unheld_roles`); registering a project (`POST /api/projects`, the
+//! new-project form) and starting an instance (`POST /api/instances`, the form's second step)
+//! refuse a workflow with one, all through [`check_startable`], which names the roles as the
+//! workflow names them.
 
 use shenpi_engine::compile::Definition;
 use shenpi_engine::model::Assignee;
@@ -39,7 +41,9 @@ pub fn unheld(def: &Definition, users: &[User]) -> Vec<String> {
         .collect()
 }
 
-/// Refuses to start `def` while a task role has no holder: the Chinese refusal names them.
+/// Refuses to start `def` while a task role has no holder: the Chinese refusal names them
+/// (`roles_unheld`, 422, the role ids in `details.roles`). The one check for the API and the
+/// pages alike: `projects::register` and `instances::start` call it.
 pub async fn check_startable(app: &App, def: &Definition) -> Result<(), ApiError> {
     let users = app.accounts.users().await.map_err(ApiError::internal)?;
     let missing = unheld(def, &users);
@@ -60,6 +64,11 @@ pub async fn check_startable(app: &App, def: &Definition) -> Result<(), ApiError
             listed.join("、")
         ),
     )
+    .in_english(format!(
+        "workflow {} cannot be applied for: no user holds {}",
+        def.workflow.id.value,
+        missing.join(", ")
+    ))
     .with_details(serde_json::json!({ "roles": missing })))
 }
 

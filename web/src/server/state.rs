@@ -388,7 +388,10 @@ impl AppState {
             .db
             .definition(workflow, version)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("no definition {workflow}@{version}")))?;
+            .ok_or_else(|| {
+                ApiError::not_found(format!("没有流程「{workflow}」的第 {version} 版。"))
+                    .in_english(format!("no definition {workflow}@{version}"))
+            })?;
         self.machine.register(&row).map_err(ApiError::internal)?;
         self.machine
             .context(&meta)

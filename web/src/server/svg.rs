@@ -3,7 +3,8 @@
 //!
 //! Where everything goes is decided by the engine ([`shenpi_engine::diagram::layout`]); this
 //! module only draws that layout: one shape per node type, the state of each node for an
-//! instance (current, done, skipped by its channel, not reached), edges by meaning (驳回 dashed
+//! instance (current, done, skipped by its channel, on a branch not taken, not reached; which is
+//! which is the engine's `diagram::Marks`), edges by meaning (驳回 dashed
 //! red, 不予通过 red, routes grey), labels on a white ground, and a legend. All text is escaped.
 
 use std::fmt::Write as _;
@@ -41,6 +42,8 @@ enum State {
     Current,
     Done,
     Skipped,
+    /// On a branch the instance did not take and can no longer reach (未走的分支).
+    NotTaken,
     Idle,
 }
 
@@ -52,6 +55,8 @@ impl State {
             State::Done
         } else if h.skipped.contains(&id) {
             State::Skipped
+        } else if h.not_taken.contains(&id) {
+            State::NotTaken
         } else {
             State::Idle
         }
@@ -62,7 +67,17 @@ impl State {
             State::Current => "current",
             State::Done => "done",
             State::Skipped => "skipped",
+            State::NotTaken => "not-taken",
             State::Idle => "idle",
+        }
+    }
+
+    /// The dash pattern of the outline: skipped nodes dashed, nodes not taken dotted.
+    fn dashes(self) -> Option<&'static str> {
+        match self {
+            State::Skipped => Some("4 3"),
+            State::NotTaken => Some("2 3"),
+            State::Current | State::Done | State::Idle => None,
         }
     }
 
@@ -72,6 +87,7 @@ impl State {
             State::Current => ("#ffe58f", "#d48806", 3, "#222"),
             State::Done => ("#d9f7be", "#389e0d", 2, "#222"),
             State::Skipped => ("#f5f5f5", "#bfbfbf", 1, "#8c8c8c"),
+            State::NotTaken => ("#fafafa", "#d9d9d9", 1, "#a6a6a6"),
             State::Idle => ("#ffffff", "#595959", 1, "#222"),
         }
     }
@@ -113,20 +129,29 @@ fn draw(l: &Layout, title: &str, h: &Highlight<'_>) -> String {
 
 fn legend(s: &mut String) {
     let mut x = 20;
-    for st in [State::Current, State::Done, State::Skipped, State::Idle] {
+    for st in [
+        State::Current,
+        State::Done,
+        State::Skipped,
+        State::NotTaken,
+        State::Idle,
+    ] {
         let (fill, stroke, sw, _) = st.colours();
         let text = match st {
             State::Current => "当前环节",
             State::Done => "已办结",
             State::Skipped => "已跳过",
+            State::NotTaken => "未走的分支",
             State::Idle => "未到达",
         };
+        let dashed = st.dashes().map(|d| format!(r#" stroke-dasharray="{d}""#));
         let _ = write!(
             s,
-            r##"<rect x="{x}" y="9" width="16" height="14" rx="2" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"/><text x="{}" y="21" font-size="12" fill="#434343">{text}</text>"##,
+            r##"<rect x="{x}" y="9" width="16" height="14" rx="2" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"{}/><text x="{}" y="21" font-size="12" fill="#434343">{text}</text>"##,
+            dashed.unwrap_or_default(),
             x + 22
         );
-        x += 90;
+        x += if st == State::NotTaken { 100 } else { 90 };
     }
     let _ = write!(
         s,
@@ -223,14 +248,14 @@ fn node(s: &mut String, b: &NodeBox, st: State) {
             State::Current => "（当前环节）",
             State::Done => "（已办结）",
             State::Skipped => "（已跳过）",
-            _ => "",
+            State::NotTaken => "（未走的分支）",
+            State::Idle => "",
         }
     );
-    let dashed = if st == State::Skipped {
-        r#" stroke-dasharray="4 3""#
-    } else {
-        ""
-    };
+    let dashed = st
+        .dashes()
+        .map(|d| format!(r#" stroke-dasharray="{d}""#))
+        .unwrap_or_default();
     match b.kind {
         NodeType::Gateway => {
             let c = r.center();
@@ -277,7 +302,7 @@ fn node(s: &mut String, b: &NodeBox, st: State) {
             let dash = if dashed.is_empty() {
                 r#" stroke-dasharray="5 3""#
             } else {
-                dashed
+                &dashed
             };
             let _ = write!(
                 s,
@@ -308,6 +333,15 @@ mod tests {
     use super::*;
     use shenpi_engine::diagram::layout::{EdgeSpec, NodeSpec, layout_graph};
 
+    /// The text from `start` to the next `end`, or "" when `start` is missing.
+    fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+        let Some(i) = text.find(start) else {
+            return "";
+        };
+        let rest = &text[i..];
+        &rest[..rest.find(end).unwrap_or(rest.len())]
+    }
+
     #[test]
     fn text_is_escaped_and_states_are_marked() {
         let nodes = vec![
@@ -323,6 +357,12 @@ mod tests {
                 kind: NodeType::Task,
                 details: vec![],
             },
+            NodeSpec {
+                id: "c".into(),
+                name: "另一分支".into(),
+                kind: NodeType::End,
+                details: vec![],
+            },
         ];
         let edges = vec![EdgeSpec {
             from: 0,
@@ -335,6 +375,7 @@ mod tests {
             current: &["a"],
             done: &[],
             skipped: &["b"],
+            not_taken: &["c", "a"],
         };
         let svg = draw(&l, "t<", &h);
         assert!(
@@ -351,7 +392,19 @@ mod tests {
             svg.contains(r#"class="node skipped" data-node="b""#),
             "{svg}"
         );
-        for word in ["当前环节", "已办结", "已跳过", "未到达", "驳回"] {
+        // Not taken: its own class, dotted outline and tooltip; current wins over it.
+        let c = between(&svg, r#"class="node not-taken" data-node="c""#, "</g>");
+        assert!(c.contains("<title>另一分支（未走的分支）</title>"), "{c}");
+        assert!(c.contains(r#"stroke-dasharray="2 3""#), "{c}");
+        assert!(!svg.contains(r#"class="node not-taken" data-node="a""#));
+        for word in [
+            "当前环节",
+            "已办结",
+            "已跳过",
+            "未走的分支",
+            "未到达",
+            "驳回",
+        ] {
             assert!(svg.contains(word), "legend lacks {word}");
         }
         assert!(!svg.contains("<审查>"));

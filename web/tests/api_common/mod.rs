@@ -57,6 +57,14 @@ pub const USERS: &[(&str, Option<&str>, &[&str])] = &[
     ("ma", Some("dsj"), &["approver", "dsj_officer"]),
     ("wang", None, &["policy_staff"]),
     ("zhao", Some("szf"), &["supervisor"]),
+    // Holders of the provincial-major task roles no one above holds: a workflow with a task
+    // role no one holds cannot be applied for (`start::check_startable`).
+    ("wu", Some("sthj"), &["approver", "sthj_reviewer"]),
+    ("zheng", Some("zj"), &["approver", "zj_reviewer"]),
+    ("feng", Some("cz"), &["approver", "cz_reviewer"]),
+    ("chu", Some("ny"), &["approver", "ny_reviewer"]),
+    ("jiang", Some("fgw"), &["approver", "fgw_chief"]),
+    ("wei", Some("szf"), &["approver", "szf_leader"]),
 ];
 
 pub fn workflows_dir() -> PathBuf {

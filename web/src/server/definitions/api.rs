@@ -17,6 +17,8 @@ use super::super::auth::{Caller, policy};
 use super::super::diagrams::{DiagramQuery, render_diagram};
 use super::super::error::{ApiError, ApiResult, ErrorBody};
 use super::super::extract::{Path, Query};
+use super::super::names::Everywhere;
+use super::super::refusals::diagnostic_title_zh;
 use super::super::state::App;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -63,7 +65,9 @@ fn yaml_text(body: &Bytes) -> ApiResult<String> {
             "流程 YAML 过大：不得超过 1 MiB。",
         ));
     }
-    String::from_utf8(body.to_vec()).map_err(|_| ApiError::invalid("the YAML must be UTF-8"))
+    String::from_utf8(body.to_vec()).map_err(|_| {
+        ApiError::invalid("流程 YAML 须为 UTF-8 编码。").in_english("the YAML must be UTF-8")
+    })
 }
 
 pub fn validation_failed(diags: &[Diagnostic]) -> ApiError {
@@ -71,12 +75,34 @@ pub fn validation_failed(diags: &[Diagnostic]) -> ApiError {
         .first()
         .map(|d| format!("line {}:{}: {}", d.line, d.col, d.message))
         .unwrap_or_default();
+    // The Chinese sentence names the first problem by what its code means; the engine's own
+    // located message stays in `details.diagnostics`.
+    let first_zh = diags
+        .first()
+        .map(|d| {
+            let what = diagnostic_title_zh(d.code).unwrap_or("流程定义有误");
+            format!("，第一处在第 {} 行第 {} 列：{what}", d.line, d.col)
+        })
+        .unwrap_or_default();
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
-        format!("{} problem(s); first at {first}", diags.len()),
+        format!("流程定义有 {} 处问题{first_zh}。", diags.len()),
     )
+    .in_english(format!("{} problem(s); first at {first}", diags.len()))
     .with_details(serde_json::json!({ "diagnostics": diags }))
+}
+
+/// The refusal of a workflow id no version has.
+fn no_workflow(id: &str) -> ApiError {
+    ApiError::not_found(format!("没有流程「{id}」。")).in_english(format!("no workflow `{id}`"))
+}
+
+/// The refusal of a version a workflow does not have, naming the workflow.
+fn no_version(app: &App, id: &str, version: i64) -> ApiError {
+    let name = Everywhere::of(&app.machine).workflow(id);
+    ApiError::not_found(format!("流程「{name}」没有第 {version} 版。"))
+        .in_english(format!("no version {id}@{version}"))
 }
 
 /// Check a workflow YAML (the request body) without publishing it.
@@ -89,7 +115,8 @@ pub async fn validate_definition(
     body: Bytes,
 ) -> ApiResult<Json<ValidationResult>> {
     if !policy::can_validate(&caller.user) {
-        return Err(ApiError::forbidden("only policy staff work on definitions"));
+        return Err(ApiError::forbidden("只有政策法规人员可以校验流程定义。")
+            .in_english("only policy staff work on definitions"));
     }
     let yaml = yaml_text(&body)?;
     match app.catalog.check(&yaml) {
@@ -118,7 +145,8 @@ pub async fn publish_definition(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Published>)> {
     if !policy::can_publish(&caller.user) {
-        return Err(ApiError::forbidden("only policy staff publish definitions"));
+        return Err(ApiError::forbidden("只有政策法规人员可以发布流程定义。")
+            .in_english("only policy staff publish definitions"));
     }
     let yaml = yaml_text(&body)?;
     let p = publish_yaml(
@@ -191,7 +219,7 @@ pub async fn list_versions(
 ) -> ApiResult<Json<Vec<VersionInfo>>> {
     let v = app.db.definitions_of(&id).await?;
     if v.is_empty() {
-        return Err(ApiError::not_found(format!("no workflow `{id}`")));
+        return Err(no_workflow(&id));
     }
     Ok(Json(
         v.into_iter()
@@ -219,7 +247,7 @@ pub async fn get_version(
         .db
         .definition(&id, version)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no version {id}@{version}")))?;
+        .ok_or_else(|| no_version(&app, &id, version))?;
     Ok((
         [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
         row.yaml,
@@ -247,12 +275,12 @@ pub async fn diff_text(app: &App, id: &str, from: i64, to: i64) -> ApiResult<Str
         .db
         .definition(id, from)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no version {id}@{from}")))?;
+        .ok_or_else(|| no_version(app, id, from))?;
     let b = app
         .db
         .definition(id, to)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no version {id}@{to}")))?;
+        .ok_or_else(|| no_version(app, id, to))?;
     Ok(similar::TextDiff::from_lines(&a.yaml, &b.yaml)
         .unified_diff()
         .context_radius(3)
@@ -290,6 +318,6 @@ pub async fn diagram(
         Some(v) => app.catalog.definition(&app.db, &id, v).await?,
         None => app.catalog.latest(&app.db, &id).await?.map(|(_, d)| d),
     }
-    .ok_or_else(|| ApiError::not_found(format!("no workflow `{id}`")))?;
+    .ok_or_else(|| no_workflow(&id))?;
     render_diagram(&def, q.format.as_deref(), &Highlight::NONE)
 }

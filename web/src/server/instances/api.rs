@@ -20,6 +20,7 @@ use super::super::diagrams::{self, DiagramQuery};
 use super::super::error::{ApiError, ApiResult, ErrorBody};
 use super::super::extract::{self, Path, Query};
 use super::super::projects::project_for;
+use super::super::start::check_startable;
 use super::super::state::App;
 use super::detail::{InstanceDetail, instance_detail};
 
@@ -58,9 +59,10 @@ pub async fn start(
 ) -> ApiResult<CommandResult> {
     let project = project_for(app, &caller.user, &req.project_id).await?;
     if !(policy::is_project_party(&caller.user, &project) || caller.user.has("admin")) {
-        return Err(ApiError::forbidden(
-            "only the project's applicant or service officer starts it",
-        ));
+        return Err(
+            ApiError::forbidden("只有项目单位或项目的帮办专员可以启动办理。")
+                .in_english("only the project's applicant or service officer starts it"),
+        );
     }
     let version = match req.version {
         Some(v) => v,
@@ -68,11 +70,15 @@ pub async fn start(
             app.catalog
                 .latest(&app.db, &project.workflow_id)
                 .await?
-                .ok_or_else(|| ApiError::invalid("the project's workflow is not published"))?
+                .ok_or_else(|| {
+                    ApiError::invalid("项目所用的流程尚未发布。")
+                        .in_english("the project's workflow is not published")
+                })?
                 .0
         }
     };
     let ctx = app.context(&project.workflow_id, version).await?;
+    check_startable(app, &ctx.def).await?;
     let meta = InstanceMeta {
         id: format!("I{}", random_hex(6).map_err(ApiError::internal)?),
         workflow_id: project.workflow_id.clone(),
@@ -176,9 +182,10 @@ pub async fn instance_diagram(
 ) -> ApiResult<Response> {
     // Reading the detail checks that the caller may see the instance.
     instance_detail(&app, &caller.user, &id).await?;
-    let (_, st, _, ctx) = app
-        .instance(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no instance `{id}`")))?;
-    diagrams::instance_diagram(&ctx.def, &st, q.format.as_deref())
+    let (_, st, events, ctx) = app.instance(&id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("没有编号为 {id} 的办理实例。"))
+            .in_english(format!("no instance `{id}`"))
+    })?;
+    let history = events.iter().map(|(_, _, e)| e);
+    diagrams::instance_diagram(&ctx.def, &st, history, q.format.as_deref())
 }

@@ -11,6 +11,7 @@ use super::super::accounts::{AuditEntry, Project, User};
 use super::super::auth::policy;
 use super::super::engine::{EngineCtx, timestamp};
 use super::super::error::{ApiError, ApiResult};
+use super::super::projects::not_your_project;
 use super::super::state::App;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -116,10 +117,10 @@ pub fn materials_of(ctx: &EngineCtx, st: &InstanceState, node: &str) -> Vec<Mate
 }
 
 pub async fn instance_detail(app: &App, user: &User, id: &str) -> ApiResult<InstanceDetail> {
-    let (row, st, events, ctx) = app
-        .instance(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no instance `{id}`")))?;
+    let (row, st, events, ctx) = app.instance(id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("没有编号为 {id} 的办理实例。"))
+            .in_english(format!("no instance `{id}`"))
+    })?;
     let project = app
         .accounts
         .project_of(id)
@@ -128,10 +129,10 @@ pub async fn instance_detail(app: &App, user: &User, id: &str) -> ApiResult<Inst
     if let Some(p) = &project
         && !policy::can_see_project(user, p)
     {
-        return Err(ApiError::forbidden("not your project"));
+        return Err(not_your_project());
     }
     if project.is_none() && !user.is_staff() {
-        return Err(ApiError::forbidden("not your project"));
+        return Err(not_your_project());
     }
     let view = runtime::view(&ctx.def, &ctx.cal, &st, timestamp(app.now()));
     let node = view

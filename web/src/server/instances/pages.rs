@@ -289,6 +289,8 @@ fn channel_reason(names: &WorkflowNames<'_>, reason: &str) -> String {
 pub struct Loaded {
     pub detail: InstanceDetail,
     pub st: InstanceState,
+    /// The events so far (the diagram reads which nodes were entered).
+    pub history: Vec<Event>,
     pub ctx: std::sync::Arc<EngineCtx>,
     pub view: InstanceView,
 }
@@ -296,14 +298,15 @@ pub struct Loaded {
 /// Reads an instance for a page, if the user may see it.
 pub async fn load(app: &App, user: &User, id: &str) -> Result<Loaded, ApiError> {
     let detail = instance_detail(app, user, id).await?;
-    let (_, st, _, ctx) = app
-        .instance(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no instance `{id}`")))?;
+    let (_, st, events, ctx) = app.instance(id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("没有编号为 {id} 的办理实例。"))
+            .in_english(format!("no instance `{id}`"))
+    })?;
     let view = shenpi_engine::runtime::view(&ctx.def, &ctx.cal, &st, timestamp(app.now()));
     Ok(Loaded {
         detail,
         st,
+        history: events.into_iter().map(|(_, _, e)| e).collect(),
         ctx,
         view,
     })
@@ -354,9 +357,9 @@ pub fn copies_block(l: &Loaded) -> Markup {
     }
 }
 
-/// The instance's diagram, current nodes highlighted and passed ones marked.
+/// The instance's diagram, current nodes highlighted, passed ones and branches not taken marked.
 pub fn diagram_svg(l: &Loaded) -> Markup {
-    PreEscaped(diagrams::instance_svg(&l.ctx.def, &l.st))
+    PreEscaped(diagrams::instance_svg(&l.ctx.def, &l.st, &l.history))
 }
 
 pub fn facts(l: &Loaded) -> Markup {

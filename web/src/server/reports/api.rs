@@ -74,7 +74,8 @@ pub async fn dashboard_data(app: &App) -> ApiResult<DashboardData> {
     responses((status = 200, body = DashboardData), (status = 403, body = ErrorBody)))]
 pub async fn dashboard(State(app): State<App>, caller: Caller) -> ApiResult<Json<DashboardData>> {
     if !policy::can_see_dashboard(&caller.user) {
-        return Err(ApiError::forbidden("the dashboard is for supervisors"));
+        return Err(ApiError::forbidden("督办看板只对督办人员开放。")
+            .in_english("the dashboard is for supervisors"));
     }
     Ok(Json(dashboard_data(&app).await?))
 }
@@ -95,7 +96,8 @@ pub async fn run_report(
     extract::Json(req): extract::Json<RunReport>,
 ) -> ApiResult<(StatusCode, Json<ReportRun>)> {
     if !policy::can_supervise(&caller.user) {
-        return Err(ApiError::forbidden("reports are for supervisors"));
+        return Err(ApiError::forbidden("统计报表只对督办人员开放。")
+            .in_english("reports are for supervisors"));
     }
     let kind = match req.kind.as_str() {
         "weekly" => ReportKind::Weekly,
@@ -141,7 +143,8 @@ pub async fn list_reports(
     caller: Caller,
 ) -> ApiResult<Json<Vec<ReportRun>>> {
     if !policy::can_supervise(&caller.user) {
-        return Err(ApiError::forbidden("reports are for supervisors"));
+        return Err(ApiError::forbidden("统计报表只对督办人员开放。")
+            .in_english("reports are for supervisors"));
     }
     Ok(Json(
         app.accounts

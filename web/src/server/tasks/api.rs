@@ -34,12 +34,16 @@ pub async fn task_action(
 ) -> ApiResult<Json<CommandResult>> {
     let mut v = json_body(&headers, &body)?;
     let Some(o) = v.as_object_mut() else {
-        return Err(ApiError::invalid("the body must be a JSON object"));
+        return Err(ApiError::invalid("请求体须是 JSON 对象。")
+            .in_english("the body must be a JSON object"));
     };
     o.insert("task".into(), task.into());
     let cmd = parse_command(v)?;
     if cmd.task() != Some(runtime::TaskId(task)) {
-        return Err(ApiError::invalid("this command does not act on a task"));
+        return Err(
+            ApiError::invalid("此命令不针对待办事项，请改用实例的命令接口。")
+                .in_english("this command does not act on a task"),
+        );
     }
     Ok(Json(run_command(&app, &caller, &id, cmd, &headers).await?))
 }
