@@ -64,7 +64,7 @@ pub fn idempotency_key(headers: &HeaderMap, user: &str) -> ApiResult<Option<Stri
 /// on one.
 pub fn user_key(user: &str, k: &str) -> ApiResult<String> {
     if k.is_empty() || k.len() > 200 {
-        return Err(ApiError::invalid("Idempotency-Key 须为 1 到 200 个字符。")
+        return Err(ApiError::invalid("Idempotency-Key 须为 1 至 200 个字符。")
             .in_english("Idempotency-Key must be 1 to 200 characters"));
     }
     Ok(format!("{user}\u{1f}{k}"))
