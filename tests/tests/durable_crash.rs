@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durable_support::{TempDir, pg_url, postgres};
-use shenpi_adapters::bus::{BusOptions, CommandBus, Submit};
+use shenpi_adapters::bus::{Audit, BusOptions, CommandBus, Submit};
 use shenpi_adapters::machine::{SystemClock, now_millis};
 use shenpi_adapters::store::postgres::PgStore;
 use shenpi_adapters::store::sqlite::SqliteStore;
@@ -93,7 +93,12 @@ async fn crash_child() {
                         key: Some(format!("k{n}")),
                         expected_version: None,
                         command,
-                        audit: None,
+                        // Each add's audit entry names it, to be found after the kills.
+                        audit: add.then(|| Audit {
+                            user: format!("client{c}"),
+                            remote: None,
+                            action: format!("add {n}"),
+                        }),
                     })
                     .await;
                 if r.is_ok() && add {
@@ -212,6 +217,31 @@ async fn check(db: &Db, acked: &[i64]) {
             db.backend()
         );
     }
+    // Every acknowledged add has its audit entry, once: it committed with the command.
+    let sql = "SELECT action FROM web_audit WHERE action LIKE 'add %'";
+    let actions: Vec<(String,)> = match db {
+        Db::Sqlite(s) => sqlx::query_as(sql).fetch_all(s.pool()).await,
+        Db::Postgres(p) => sqlx::query_as(sql).fetch_all(p.pool()).await,
+    }
+    .unwrap();
+    let audited: Vec<i64> = actions
+        .iter()
+        .filter_map(|(a,)| a.strip_prefix("add ")?.parse().ok())
+        .collect();
+    let audited_once: HashSet<i64> = audited.iter().copied().collect();
+    assert_eq!(
+        audited_once.len(),
+        audited.len(),
+        "{}: an audit entry written twice",
+        db.backend()
+    );
+    for n in acked {
+        assert!(
+            audited_once.contains(n),
+            "{}: acknowledged command {n} has no audit entry",
+            db.backend()
+        );
+    }
     let fired_unique: HashSet<&String> = fired.iter().collect();
     assert_eq!(
         fired_unique.len(),
@@ -244,10 +274,11 @@ async fn check(db: &Db, acked: &[i64]) {
         db.backend()
     );
     eprintln!(
-        "{}: {} acknowledged adds survived 2 SIGKILLs ({} recorded), {} timers fired once, {} notifications queued",
+        "{}: {} acknowledged adds survived 2 SIGKILLs ({} recorded, {} audited), {} timers fired once, {} notifications queued",
         db.backend(),
         acked.len(),
         added.len(),
+        audited.len(),
         fired.len(),
         notes
     );
