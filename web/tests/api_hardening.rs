@@ -353,3 +353,41 @@ async fn an_idempotency_key_is_bound_to_its_request_and_the_audit_entry_is_there
         .count();
     assert_eq!(comments, 0, "the refused request recorded nothing");
 }
+
+#[tokio::test]
+async fn a_project_field_out_of_its_values_is_refused_in_chinese_with_the_values() {
+    let s = server("project_field_zh").await;
+    let p = s
+        .req(
+            "POST",
+            "/api/projects",
+            Some("chen"),
+            Some(json!({
+                "name": "层级写错的项目",
+                "workflow_id": "provincial-major",
+                "fields": {"tier": "provincial-major", "investment": 120000, "funding": "政府投资",
+                           "industry": "数字经济", "region": "昆明市", "service_officer": "sun"}
+            })),
+            &[],
+        )
+        .await;
+    let started = if p.status == StatusCode::CREATED {
+        let pid = p.json["id"].as_str().expect("id").to_string();
+        s.req(
+            "POST",
+            "/api/instances",
+            Some("chen"),
+            Some(json!({"project_id": pid})),
+            &[],
+        )
+        .await
+    } else {
+        p
+    };
+    assert_eq!(started.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", started.text);
+    assert_eq!(started.json["error"], "invalid_project", "{}", started.text);
+    let m = started.json["message"].as_str().unwrap_or("");
+    assert!(m.contains("须为以下之一：「"), "{m}");
+    assert!(m.contains("「省级重大」"), "{m}");
+    assert!(!m.contains("must be"), "{m}");
+}

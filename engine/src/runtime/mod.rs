@@ -46,7 +46,7 @@ pub use command::{Actor, Command, CommandEnvelope};
 pub use decide::decide;
 pub use event::{ClockRef, Event, TaskId, TimerId, TimerKind};
 pub use policy::may_act;
-pub use rejection::{Rejection, RejectionKind};
+pub use rejection::{ProjectProblem, Rejection, RejectionKind};
 pub use state::{InstanceState, apply};
 pub use view::{InstanceView, view};
 

@@ -25,7 +25,14 @@ pub enum Rejection {
     #[error("the instance has ended; nothing more can be done on it")]
     InstanceEnded,
     #[error("project field `{field}`: {reason}")]
-    InvalidProject { field: SmolStr, reason: String },
+    InvalidProject {
+        field: SmolStr,
+        reason: String,
+        /// What is wrong, for a reader that words it in another language (`reason` is the
+        /// engine's English); absent in refusals stored before it existed.
+        #[serde(default)]
+        problem: ProjectProblem,
+    },
     #[error("unknown green channel `{channel}`")]
     UnknownChannel { channel: SmolStr },
     #[error("there is no task {task}")]
@@ -302,4 +309,21 @@ impl From<CalendarError> for Rejection {
     fn from(e: CalendarError) -> Self {
         Rejection::OutsideCalendar(e.to_string())
     }
+}
+
+/// What is wrong with a project's field, as [`Rejection::InvalidProject`] carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProjectProblem {
+    /// A refusal stored before problems were recorded: only `reason` says.
+    #[default]
+    Unknown,
+    /// The project is not a map of field values.
+    NotAMap,
+    /// A required field is missing or null.
+    Required,
+    /// An enum field holds a value that is not one of its values.
+    NotOneOf { values: Vec<SmolStr> },
+    /// The value is not of the field's type.
+    WrongType { want: crate::model::FieldType },
 }

@@ -10,11 +10,11 @@
 use shenpi_adapters::machine;
 use shenpi_engine::compile::Definition;
 use shenpi_engine::limit::{Limit, Unit};
-use shenpi_engine::model::{Action, NodeType, RawLimit};
+use shenpi_engine::model::{Action, FieldType, NodeType, RawLimit};
 use shenpi_engine::runtime::event::ClockRef;
 use shenpi_engine::runtime::migrate::{Blocker, MappingProblem};
 use shenpi_engine::runtime::rejection::{Ineligible, TakeBackBlock};
-use shenpi_engine::runtime::{InstanceState, Rejection, RejectionKind, TaskId};
+use shenpi_engine::runtime::{InstanceState, ProjectProblem, Rejection, RejectionKind, TaskId};
 
 use super::error::{ApiError, rejection_status};
 use super::names::WorkflowNames;
@@ -200,6 +200,20 @@ fn action_zh(a: Action) -> &'static str {
     }
 }
 
+/// A project field's type, as a form asks for it.
+fn field_type_zh(t: FieldType) -> &'static str {
+    match t {
+        FieldType::String => "文本",
+        FieldType::Number => "数字",
+        FieldType::Int => "整数",
+        FieldType::Bool => "是或否",
+        FieldType::Date => "日期（如 2026-12-01）",
+        FieldType::Enum => "所列选项之一",
+        FieldType::User => "系统中的用户名",
+        FieldType::List => "文本列表",
+    }
+}
+
 /// The Chinese sentence for a refusal, naming the workflow's nodes, materials, stages, elements
 /// and fields as the workflow names them. Free text the engine adds (a reason, the calendar's
 /// own account of which limit it could not count) is kept, after the sentence.
@@ -208,8 +222,25 @@ pub fn rejection_message_zh(r: &Rejection, n: &Names<'_>) -> String {
         Rejection::NotStarted => "该申报尚未开始办理。".to_string(),
         Rejection::AlreadyStarted => "该申报已经开始办理，不能重复提交。".to_string(),
         Rejection::InstanceEnded => "该申报已办结，不能再办理。".to_string(),
-        Rejection::InvalidProject { field, reason } => {
-            format!("项目信息{}不符合要求：{reason}", n.field(field))
+        Rejection::InvalidProject {
+            field,
+            reason,
+            problem,
+        } => {
+            let what = match problem {
+                ProjectProblem::NotAMap => "项目信息须为各字段及其取值。".to_string(),
+                ProjectProblem::Required => "必须填写。".to_string(),
+                ProjectProblem::NotOneOf { values } => format!(
+                    "须为以下之一：{}。",
+                    values
+                        .iter()
+                        .map(|v| format!("「{v}」"))
+                        .collect::<String>()
+                ),
+                ProjectProblem::WrongType { want } => format!("须为{}。", field_type_zh(*want)),
+                ProjectProblem::Unknown => reason.clone(),
+            };
+            format!("项目信息{}不符合要求：{what}", n.field(field))
         }
         Rejection::UnknownChannel { channel } => format!("没有名为「{channel}」的绿色通道。"),
         Rejection::UnknownTask { task } => format!("没有编号为 {task} 的任务。"),
@@ -506,6 +537,9 @@ mod tests {
             Rejection::InvalidProject {
                 field: "tier".into(),
                 reason: "x".into(),
+                problem: ProjectProblem::NotOneOf {
+                    values: vec!["省级重大".into()],
+                },
             },
             Rejection::UnknownChannel {
                 channel: "c".into(),

@@ -12,7 +12,7 @@ use crate::compile::{NodePlan, Party, Plan};
 use crate::model::{Delivery, FieldType, NodeType, NotificationEvent, Outcome};
 use crate::runtime::clock::Clock;
 use crate::runtime::event::{CancelReason, Event, NoticeData, TimerKind};
-use crate::runtime::rejection::Rejection;
+use crate::runtime::rejection::{ProjectProblem, Rejection};
 
 use super::{Cx, internal};
 
@@ -264,6 +264,7 @@ fn check_project(p: &Plan, project: &serde_json::Value) -> Result<(), Rejection>
         return Err(Rejection::InvalidProject {
             field: SmolStr::new_static("project"),
             reason: "the project must be a map of field values".into(),
+            problem: ProjectProblem::NotAMap,
         });
     };
     for (id, ty, required, values) in &p.fields {
@@ -273,6 +274,7 @@ fn check_project(p: &Plan, project: &serde_json::Value) -> Result<(), Rejection>
                     return Err(Rejection::InvalidProject {
                         field: id.clone(),
                         reason: "is required".into(),
+                        problem: ProjectProblem::Required,
                     });
                 }
             }
@@ -285,6 +287,12 @@ fn check_project(p: &Plan, project: &serde_json::Value) -> Result<(), Rejection>
                     return Err(Rejection::InvalidProject {
                         field: id.clone(),
                         reason: format!("must be {want}, got {v}"),
+                        problem: match ty {
+                            FieldType::Enum => ProjectProblem::NotOneOf {
+                                values: values.to_vec(),
+                            },
+                            other => ProjectProblem::WrongType { want: *other },
+                        },
                     });
                 }
             }
