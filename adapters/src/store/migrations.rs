@@ -77,6 +77,7 @@ const MIGRATIONS: &[Step] = &[
         "definition sources, version migrations",
         both!("0010_definition_sources_and_migrations.sql"),
     ),
+    step(16, "material files", both!("0016_material_files.sql")),
 ];
 
 /// Which backend's texts to run.
