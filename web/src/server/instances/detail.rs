@@ -125,13 +125,10 @@ pub async fn instance_detail(app: &App, user: &User, id: &str) -> ApiResult<Inst
         .project_of(id)
         .await
         .map_err(ApiError::internal)?;
-    if let Some(p) = &project
-        && !policy::can_see_project(user, p)
-    {
-        return Err(ApiError::forbidden("not your project"));
-    }
-    if project.is_none() && !user.is_staff() {
-        return Err(ApiError::forbidden("not your project"));
+    if !policy::can_read_instance(user, project.as_ref(), &ctx.def) {
+        return Err(ApiError::forbidden(
+            "这不是您的项目，也不是您所在部门参与的流程，无权查看。",
+        ));
     }
     let view = runtime::view(&ctx.def, &ctx.cal, &st, timestamp(app.now()));
     let node = view
