@@ -437,3 +437,43 @@ async fn the_verification_task_shows_the_files_supplied_against_its_promise() {
     );
     assert!(page.text.contains("环评批复.pdf"));
 }
+
+#[tokio::test]
+async fn the_instance_page_form_uploads_without_script() {
+    let s = files_server("files-page").await;
+    let (inst, _) = returned_for_eia(&s).await;
+    let b = api_common::Browser::login(&s, "chen").await;
+    let page = b.get(&format!("/instances/{inst}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let action = format!("/instances/{inst}/materials/eia/files");
+    assert!(page.text.contains(&action), "no upload form for the EIA");
+    assert!(page.text.contains("multipart/form-data"));
+    let csrf = api_common::between(&page.text, "name=\"csrf\" value=\"", "\"")
+        .expect("csrf")
+        .to_string();
+    let post = |parts: Vec<(&'static str, &'static str, Vec<u8>)>| {
+        let parts: Vec<(&str, &str, Vec<u8>)> = parts;
+        let refs: Vec<(&str, &str, &[u8])> = parts
+            .iter()
+            .map(|(a, n, d)| (*a, *n, d.as_slice()))
+            .collect();
+        let (ctype, body) = multipart(&refs);
+        Request::post(&action)
+            .header(header::COOKIE, &b.cookie)
+            .header(header::CONTENT_TYPE, ctype)
+            .body(Body::from(body))
+            .expect("request")
+    };
+    // Without the form's token: refused, nothing stored.
+    let r = s.send(post(vec![("file", "a.pdf", PDF.to_vec())])).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = s
+        .send(post(vec![
+            ("csrf", "", csrf.clone().into_bytes()),
+            ("file", "环评批复.pdf", PDF.to_vec()),
+        ]))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let page = b.get(&format!("/instances/{inst}")).await;
+    assert!(page.text.contains("环评批复.pdf"));
+}
