@@ -538,6 +538,7 @@ impl Sim<'_> {
                         .as_deref()
                         .ok_or_else(|| bad("`material` is required"))?,
                 ),
+                files: Vec::new(),
             },
             "verify_material" => Command::VerifyMaterial {
                 task: self.find_task(s.task.as_deref(), actor, s.material.as_deref()),

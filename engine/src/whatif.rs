@@ -821,7 +821,13 @@ impl ProjectRun<'_> {
                 if !open {
                     return;
                 }
-                self.exec(applicant(), Command::SupplyMaterial { material })
+                self.exec(
+                    applicant(),
+                    Command::SupplyMaterial {
+                        material,
+                        files: Vec::new(),
+                    },
+                )
             }
             Act::Attach {
                 element,

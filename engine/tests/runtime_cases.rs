@@ -957,6 +957,7 @@ fn conditional_approval_to_formal() {
         "li",
         Command::SupplyMaterial {
             material: "plan".into(),
+            files: Vec::new(),
         },
     );
     assert_eq!(r.code(), "not_authorised");
@@ -964,6 +965,7 @@ fn conditional_approval_to_formal() {
         "zhang",
         Command::SupplyMaterial {
             material: "land".into(),
+            files: Vec::new(),
         },
     );
     assert_eq!(r.code(), "material_not_expected");
@@ -971,6 +973,7 @@ fn conditional_approval_to_formal() {
         "zhang",
         Command::SupplyMaterial {
             material: "plan".into(),
+            files: Vec::new(),
         },
     );
     let v = c.task("verify.plan");
@@ -999,6 +1002,7 @@ fn conditional_approval_to_formal() {
         "zhang",
         Command::SupplyMaterial {
             material: "plan".into(),
+            files: Vec::new(),
         },
     );
     let v = c.task("verify.plan");
@@ -1023,6 +1027,7 @@ fn conditional_approval_to_formal() {
         "zhang",
         Command::SupplyMaterial {
             material: "eia".into(),
+            files: Vec::new(),
         },
     );
     let v = c.task("verify.eia");
@@ -1122,6 +1127,7 @@ fn return_for_supplement_stops_and_resumes_clocks() {
         "zhang",
         Command::SupplyMaterial {
             material: "plan".into(),
+            files: Vec::new(),
         },
     );
     assert!(c.has("applicant_resubmitted"));
@@ -1559,6 +1565,7 @@ fn promise_refused_after_its_deadline_breaches_at_once() {
         "zhang",
         Command::SupplyMaterial {
             material: "eia".into(),
+            files: Vec::new(),
         },
     );
     c.at("2026-03-18T10:00:00+08:00");
@@ -1609,6 +1616,7 @@ fn promise_refused_before_its_deadline_keeps_its_timer() {
         "zhang",
         Command::SupplyMaterial {
             material: "eia".into(),
+            files: Vec::new(),
         },
     );
     let v = c.task("verify.eia");
@@ -1657,6 +1665,7 @@ fn reject_back_keeps_verification_tasks() {
         "zhang",
         Command::SupplyMaterial {
             material: "eia".into(),
+            files: Vec::new(),
         },
     );
     let a = c.task("review.a");

@@ -466,6 +466,7 @@ impl Run {
             },
             6 => Command::SupplyMaterial {
                 material: m(o.extra),
+                files: Vec::new(),
             },
             7 => Command::VerifyMaterial {
                 task,
@@ -607,8 +608,14 @@ impl Run {
                 .find(|p| p.status == PromiseStatus::Open)
                 .map(|p| p.material.clone());
             if let Some(m) = open_promise {
-                self.exec(applicant, Command::SupplyMaterial { material: m })
-                    .unwrap_or_else(|e| panic!("supplying a promised material: {e}"));
+                self.exec(
+                    applicant,
+                    Command::SupplyMaterial {
+                        material: m,
+                        files: Vec::new(),
+                    },
+                )
+                .unwrap_or_else(|e| panic!("supplying a promised material: {e}"));
                 continue;
             }
             // Co-signers and verification first, then the main tasks.

@@ -421,6 +421,7 @@ fn a_breached_promise_climbs_the_ladder_until_its_material_is_verified() {
         "chen",
         Command::SupplyMaterial {
             material: "plan".into(),
+            files: Vec::new(),
         },
     );
     assert_eq!(

@@ -91,6 +91,11 @@ fn body_for(method: &str, path: &str, ids: &Ids) -> Option<(String, &'static str
             "element": "project_data", "fields": {"project_code": "2026-530000-01"}
         })),
         ("post", "/api/instances/{id}/materials/{material}/supply") => None,
+        ("post", "/api/instances/{id}/materials/{material}/files") => Some((
+            "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.pdf\"\r\n\r\n%PDF-1.7\n\r\n--b--\r\n"
+                .to_string(),
+            "multipart/form-data; boundary=b",
+        )),
         ("post", "/api/reports") => json(json!({"kind": "weekly"})),
         ("post", "/api/calendars/{id}/revisions") => json(json!({
             "yaml": std::fs::read_to_string(api_common::workflows_dir().join("calendars/cn-mainland.yaml"))
@@ -114,7 +119,8 @@ fn uri_for(path: &str, op: &Value, ids: &Ids) -> String {
         .replace("{id}", &path_id(path, ids))
         .replace("{task}", &ids.task.to_string())
         .replace("{material}", "land_site")
-        .replace("{version}", "1");
+        .replace("{version}", "1")
+        .replace("{sha256}", &"0".repeat(64));
     let mut query = Vec::new();
     for p in op["parameters"].as_array().into_iter().flatten() {
         if p["in"] == "query" && p["required"] == true {

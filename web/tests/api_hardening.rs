@@ -384,7 +384,12 @@ async fn a_project_field_out_of_its_values_is_refused_in_chinese_with_the_values
     } else {
         p
     };
-    assert_eq!(started.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", started.text);
+    assert_eq!(
+        started.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        started.text
+    );
     assert_eq!(started.json["error"], "invalid_project", "{}", started.text);
     let m = started.json["message"].as_str().unwrap_or("");
     assert!(m.contains("须为以下之一：「"), "{m}");

@@ -82,6 +82,7 @@ const MIGRATIONS: &[Step] = &[
         "idempotency keys bound to their request",
         shared!("0015_request_bound_keys.sql"),
     ),
+    step(16, "material files", both!("0016_material_files.sql")),
 ];
 
 /// Which backend's texts to run.

@@ -18,6 +18,7 @@
 
 pub mod calendars;
 mod dialect;
+pub mod files;
 mod migrations;
 pub mod postgres;
 pub mod sql;
@@ -52,6 +53,9 @@ pub enum StoreError {
     /// A row held something this version cannot read (e.g. invalid JSON written by hand).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The content of a file to store could not be read whole (`files::put_file`).
+    #[error("file content: {0}")]
+    Content(String),
 }
 
 impl From<sqlx::Error> for StoreError {

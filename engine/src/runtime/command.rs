@@ -10,7 +10,7 @@ use smol_str::SmolStr;
 
 use crate::model::RawLimit;
 
-use super::event::{ClockRef, SignOrder, TaskId, TimerId};
+use super::event::{ClockRef, MaterialFile, SignOrder, TaskId, TimerId};
 use super::migrate::Mapping;
 
 /// Who sends a command: a user with their department and roles (from the auth layer), or the
@@ -97,7 +97,13 @@ pub enum Command {
     },
     /// The applicant supplies a material: against a promise (a verification task opens) or
     /// during a 补正.
-    SupplyMaterial { material: SmolStr },
+    SupplyMaterial {
+        material: SmolStr,
+        /// The uploaded files (already stored by their hash); none when the material is only
+        /// marked as supplied.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<MaterialFile>,
+    },
     VerifyMaterial {
         task: TaskId,
         accepted: bool,

@@ -20,6 +20,16 @@ use crate::model::{Delivery, NotificationEvent, Outcome};
 use super::clock::{Clock, Colour};
 use super::migrate::{ClockChange, Mapping};
 
+/// One file of a supplied material, as the event records it: the content's SHA-256 (lower-case
+/// hex; the content itself is stored by the adapters under that hash), the name the applicant
+/// gave it and its size in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaterialFile {
+    pub sha256: SmolStr,
+    pub name: String,
+    pub size: u64,
+}
+
 macro_rules! id_type {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
@@ -513,6 +523,10 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         promise: Option<PromiseId>,
         by: SmolStr,
+        /// The files supplied, when they were uploaded (none in histories from before files:
+        /// absent and empty read alike, so the event format is unchanged).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<MaterialFile>,
     },
     MaterialVerified {
         promise: PromiseId,

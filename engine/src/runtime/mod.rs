@@ -44,7 +44,7 @@ pub mod view;
 pub use clock::{Clock, Colour, Reading, colour};
 pub use command::{Actor, Command, CommandEnvelope};
 pub use decide::decide;
-pub use event::{ClockRef, Event, TaskId, TimerId, TimerKind};
+pub use event::{ClockRef, Event, MaterialFile, TaskId, TimerId, TimerKind};
 pub use policy::may_act;
 pub use rejection::{ProjectProblem, Rejection, RejectionKind};
 pub use state::{InstanceState, apply};

@@ -59,6 +59,8 @@ pub enum Rejection {
     NothingWaived,
     #[error("no open promise or 补正 request is waiting for material `{material}`")]
     MaterialNotExpected { material: SmolStr },
+    #[error("material `{material}` is not one the workflow lists")]
+    MaterialNotListed { material: SmolStr },
     #[error("the commitment limit {asked} exceeds the rule's {rule}")]
     LimitExceedsRule { asked: String, rule: String },
     #[error("limit `{limit}`: {reason}")]
@@ -223,6 +225,7 @@ impl Rejection {
             | Rejection::MaterialNotWaivable { .. }
             | Rejection::NothingWaived
             | Rejection::MaterialNotExpected { .. }
+            | Rejection::MaterialNotListed { .. }
             | Rejection::LimitExceedsRule { .. }
             | Rejection::BadLimit { .. }
             | Rejection::StageCannotClose { .. }
@@ -268,6 +271,7 @@ impl Rejection {
             Rejection::MaterialNotWaivable { .. } => "material_not_waivable",
             Rejection::NothingWaived => "nothing_waived",
             Rejection::MaterialNotExpected { .. } => "material_not_expected",
+            Rejection::MaterialNotListed { .. } => "material_not_listed",
             Rejection::LimitExceedsRule { .. } => "limit_exceeds_rule",
             Rejection::BadLimit { .. } => "bad_limit",
             Rejection::StageCannotClose { .. } => "stage_cannot_close",

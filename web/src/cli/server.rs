@@ -56,6 +56,9 @@ pub struct ServeArgs {
     /// Seconds a client has to send a request's body once its headers are in (408 after).
     #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     body_timeout: u64,
+    /// The largest material file taken, in MiB (larger ones are refused with 413).
+    #[arg(long, default_value_t = 50, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
+    max_file_mb: u64,
     /// Connections open at once; further ones wait to be accepted.
     #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
@@ -208,6 +211,7 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         security: security::Settings {
             proxies,
             body_timeout: Duration::from_secs(a.body_timeout),
+            max_file_bytes: a.max_file_mb.saturating_mul(1 << 20),
         },
         connections: security::ConnLimits {
             header_timeout: Duration::from_secs(a.header_timeout),

@@ -225,6 +225,34 @@ pub mod policy {
         is_project_party(u, p)
     }
 
+    /// Who may read an instance (its page, `GET /api/instances/{id}`, its diagram and its
+    /// material files): the project's applicant side; staff of a department the workflow
+    /// lists; staff without a department, supervisors and policy staff. An approver of a
+    /// department the workflow does not involve reads nothing of it. An instance without a
+    /// registered project is staff's only.
+    pub fn can_read_instance(
+        u: &User,
+        p: Option<&Project>,
+        def: &shenpi_engine::compile::Definition,
+    ) -> bool {
+        if let Some(p) = p
+            && is_project_party(u, p)
+        {
+            return true;
+        }
+        if !u.is_staff() {
+            return false;
+        }
+        match &u.department {
+            None => true,
+            Some(d) => {
+                can_supervise(u)
+                    || u.has("policy_staff")
+                    || def.workflow.departments.iter().any(|x| x.id.value == *d)
+            }
+        }
+    }
+
     /// The applicant who owns the project or its service officer.
     pub fn is_project_party(u: &User, p: &Project) -> bool {
         if p.owner == u.name {

@@ -24,6 +24,7 @@ pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod failure;
+pub mod files;
 pub mod form;
 pub mod inbox;
 pub mod instances;
@@ -70,6 +71,7 @@ pub fn resources() -> routes::Routes {
         .merge(login::routes())
         .merge(projects::routes())
         .merge(instances::routes())
+        .merge(files::routes())
         .merge(tasks::routes())
         .merge(inbox::routes())
         .merge(definitions::routes())

@@ -16,6 +16,7 @@ use super::definitions::api::{
 };
 use super::demo_time::{Advance, ClockState};
 use super::error::{ApiError, ErrorBody};
+use super::files::{FileEntry, FileVersion, UploadResult};
 use super::inbox::InboxItem;
 use super::instances::api::{AttachRequest, StartRequest};
 use super::instances::detail::{HistoryEntry, InstanceDetail, MaterialStatus};
@@ -59,6 +60,7 @@ impl Modify for BearerAuth {
         BatchRequest, BatchTask, BatchResult,
         Message, MarkRead, Unread, Advance, ClockState,
         MigrationBody, DryRun, DryRunRow, Said, RunInfo, ResultRow,
+        UploadResult, FileVersion, FileEntry,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -281,6 +281,10 @@ pub fn rejection_message_zh(r: &Rejection, n: &Names<'_>) -> String {
             "没有等待补交材料{}的容缺承诺或补正要求。",
             n.material(material)
         ),
+        Rejection::MaterialNotListed { material } => format!(
+            "材料{}不在本流程的材料清单中，不能补交。",
+            n.material(material)
+        ),
         Rejection::LimitExceedsRule { asked, rule } => format!(
             "承诺时限 {} 超过规则允许的 {}。",
             limit_zh(asked),
@@ -575,6 +579,9 @@ mod tests {
             },
             Rejection::NothingWaived,
             Rejection::MaterialNotExpected {
+                material: "m".into(),
+            },
+            Rejection::MaterialNotListed {
                 material: "m".into(),
             },
             Rejection::LimitExceedsRule {

@@ -39,6 +39,21 @@ impl Operation {
             doc: with_common_refusals(PathsBuilder::new().path_from::<P>().build()),
         }
     }
+
+    /// The operation with a layer of its own (e.g. the upload's body limit).
+    pub fn with_layer<L>(mut self, layer: L) -> Operation
+    where
+        L: tower::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
+        L::Service: tower::Service<axum::extract::Request> + Clone + Send + Sync + 'static,
+        <L::Service as tower::Service<axum::extract::Request>>::Response:
+            axum::response::IntoResponse + 'static,
+        <L::Service as tower::Service<axum::extract::Request>>::Error:
+            Into<std::convert::Infallible> + 'static,
+        <L::Service as tower::Service<axum::extract::Request>>::Future: Send + 'static,
+    {
+        self.handler = self.handler.layer(layer);
+        self
+    }
 }
 
 /// Adds to each operation the refusals that come from the request's form rather than from the

@@ -45,6 +45,8 @@ pub struct Settings {
     pub proxies: TrustedProxies,
     /// A request's body must have arrived this long after its headers.
     pub body_timeout: Duration,
+    /// The largest material file taken (`serve --max-file-mb`), in bytes.
+    pub max_file_bytes: u64,
 }
 
 impl Default for Settings {
@@ -52,6 +54,7 @@ impl Default for Settings {
         Settings {
             proxies: TrustedProxies::default(),
             body_timeout: Duration::from_secs(30),
+            max_file_bytes: 50 << 20,
         }
     }
 }

@@ -8,7 +8,8 @@ use crate::compile::Party;
 use crate::model::{Action, BreachAction, NodeType, NotificationEvent, Outcome, RawLimit};
 use crate::runtime::clock::{Clock, Colour};
 use crate::runtime::event::{
-    ClockRef, Decision, Event, OpenedTask, PreApprovalId, PromiseId, TaskId, TaskKind, TimerKind,
+    ClockRef, Decision, Event, MaterialFile, OpenedTask, PreApprovalId, PromiseId, TaskId,
+    TaskKind, TimerKind,
 };
 use crate::runtime::rejection::Rejection;
 use crate::runtime::state::{PromiseStatus, StepStatus};
@@ -136,11 +137,20 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
-    pub(super) fn supply(&mut self, material: &SmolStr) -> Result<(), Rejection> {
+    pub(super) fn supply(
+        &mut self,
+        material: &SmolStr,
+        files: &[MaterialFile],
+    ) -> Result<(), Rejection> {
         if !self.is_applicant() {
             return Err(Rejection::NotAuthorised {
                 actor: self.by(),
                 what: "supply materials for the applicant".into(),
+            });
+        }
+        if !self.p.materials.contains_key(material) {
+            return Err(Rejection::MaterialNotListed {
+                material: material.clone(),
             });
         }
         let st = self.st;
@@ -164,6 +174,7 @@ impl<'a> Cx<'a> {
                 material: material.clone(),
                 promise: Some(p.id),
                 by: self.by(),
+                files: files.to_vec(),
             });
             let task = self.new_task_id();
             let department = self.department_of(&verifier);
@@ -193,6 +204,7 @@ impl<'a> Cx<'a> {
                 material: material.clone(),
                 promise: None,
                 by: self.by(),
+                files: files.to_vec(),
             });
             let complete = !r.materials.is_empty()
                 && r.materials

@@ -236,7 +236,7 @@ impl<'a> Cx<'a> {
                 limit,
                 comment,
             } => self.approve_conditional(*task, waive, limit.as_ref(), comment),
-            Command::SupplyMaterial { material } => self.supply(material),
+            Command::SupplyMaterial { material, files } => self.supply(material, files),
             Command::VerifyMaterial {
                 task,
                 accepted,

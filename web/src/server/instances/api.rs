@@ -130,6 +130,7 @@ pub async fn supply_material(
 ) -> ApiResult<Json<CommandResult>> {
     let cmd = Command::SupplyMaterial {
         material: material.into(),
+        files: Vec::new(),
     };
     Ok(Json(run_command(&app, &caller, &id, cmd, &headers).await?))
 }

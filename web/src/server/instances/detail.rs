@@ -11,7 +11,6 @@ use super::super::accounts::{AuditEntry, Project, User};
 use super::super::auth::policy;
 use super::super::engine::{EngineCtx, timestamp};
 use super::super::error::{ApiError, ApiResult};
-use super::super::projects::not_your_project;
 use super::super::state::App;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -126,13 +125,11 @@ pub async fn instance_detail(app: &App, user: &User, id: &str) -> ApiResult<Inst
         .project_of(id)
         .await
         .map_err(ApiError::internal)?;
-    if let Some(p) = &project
-        && !policy::can_see_project(user, p)
-    {
-        return Err(not_your_project());
-    }
-    if project.is_none() && !user.is_staff() {
-        return Err(not_your_project());
+    if !policy::can_read_instance(user, project.as_ref(), &ctx.def) {
+        return Err(
+            ApiError::forbidden("这不是您的项目，也不是您所在部门参与的流程，无权查看。")
+                .in_english("not your project, nor a workflow your department takes part in"),
+        );
     }
     let view = runtime::view(&ctx.def, &ctx.cal, &st, timestamp(app.now()));
     let node = view

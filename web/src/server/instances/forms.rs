@@ -42,6 +42,7 @@ impl InstanceForm {
         Ok(match self {
             InstanceForm::Supply { material } => Command::SupplyMaterial {
                 material: material.unwrap_or_default().into(),
+                files: Vec::new(),
             },
             InstanceForm::Resume => Command::Resume { task: None },
             InstanceForm::Withdraw { reason } => Command::Withdraw { reason },
@@ -92,6 +93,6 @@ mod tests {
     #[test]
     fn a_supply_names_its_material() {
         let c = command("csrf=x&idem=y&action=supply&material=+eia+").unwrap();
-        assert!(matches!(c, Command::SupplyMaterial { material } if material == "eia"));
+        assert!(matches!(c, Command::SupplyMaterial { material, .. } if material == "eia"));
     }
 }

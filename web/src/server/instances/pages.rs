@@ -25,6 +25,7 @@ use super::super::commands::{command_label_zh, command_name, page_caller, run_co
 use super::super::diagrams;
 use super::super::engine::{EngineCtx, timestamp};
 use super::super::error::ApiError;
+use super::super::files;
 use super::super::form::{self, Fields, hidden};
 use super::super::inbox::task_name;
 use super::super::names::WorkflowNames;
@@ -293,6 +294,8 @@ pub struct Loaded {
     pub history: Vec<Event>,
     pub ctx: std::sync::Arc<EngineCtx>,
     pub view: InstanceView,
+    /// The material files supplied, by version (`files::versions`).
+    pub files: Vec<super::super::files::FileVersion>,
 }
 
 /// Reads an instance for a page, if the user may see it.
@@ -303,12 +306,14 @@ pub async fn load(app: &App, user: &User, id: &str) -> Result<Loaded, ApiError> 
             .in_english(format!("no instance `{id}`"))
     })?;
     let view = shenpi_engine::runtime::view(&ctx.def, &ctx.cal, &st, timestamp(app.now()));
+    let files = super::super::files::versions(&events);
     Ok(Loaded {
         detail,
         st,
         history: events.into_iter().map(|(_, _, e)| e).collect(),
         ctx,
         view,
+        files,
     })
 }
 
@@ -586,6 +591,28 @@ pub async fn instance_page(
         .iter()
         .filter(|p| matches!(p.status, PromiseStatus::Open))
         .collect();
+    // The materials the applicant may upload now: each open promise's, and a 补正's (all the
+    // node's materials when it names none). The engine still decides on each upload.
+    let mut expected: Vec<String> = open_promises
+        .iter()
+        .map(|p| p.material.to_string())
+        .collect();
+    if let Some(r) = &l.st.returned {
+        let listed: Vec<String> = if r.materials.is_empty() {
+            l.detail
+                .materials
+                .iter()
+                .map(|m| m.material.clone())
+                .collect()
+        } else {
+            r.materials.iter().map(|m| m.to_string()).collect()
+        };
+        for m in listed {
+            if !expected.contains(&m) && !r.supplied.iter().any(|s| *s == m) {
+                expected.push(m);
+            }
+        }
+    }
     let title = l
         .detail
         .project
@@ -618,11 +645,16 @@ pub async fn instance_page(
         }
         // The diagram carries its own legend.
         section { h2 { "流程图" } div.diagram { (diagram_svg(&l)) } }
+        section.material-files { h2 { "材料文件" } (files::versions_block(&names, &id, &l.files)) }
         section { h2 { "要素台账" } (elements_block(&l)) }
         (copies_block(&l))
         @if is_party || user.user.has("admin") {
             section.applicant {
                 h2 { "申请人操作" }
+                @for m in &expected {
+                    (files::upload_form(&user, &id, m, &names.material(m), app.security.max_file_bytes.div_ceil(1 << 20)))
+                }
+                @if !expected.is_empty() { script { (PreEscaped(files::UPLOAD_SCRIPT)) } }
                 @for p in &open_promises {
                     form method="post" action={"/instances/" (id)} class="inline" {
                         (hidden(&user))

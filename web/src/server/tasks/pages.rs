@@ -211,6 +211,16 @@ fn render_task(
         .unwrap_or_default();
     let is_verify = spec.is_some_and(|s| s.spec.kind == TaskKind::Verify);
     let is_cosign = spec.is_some_and(|s| s.spec.kind == TaskKind::Cosign);
+    // A verification task (核验材料) shows the files supplied against its promise.
+    let verified_files: Vec<_> = match spec.and_then(|s| s.spec.promise) {
+        Some(p) if is_verify => l
+            .files
+            .iter()
+            .filter(|v| v.promise == Some(p.0))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
     let is_parallel = node.is_some_and(|n| n.ty.value == NodeType::Parallel);
     let allowed = |a: Action| {
         !is_verify
@@ -303,6 +313,12 @@ fn render_task(
                 }
                 h2 { "容缺承诺" }
                 (promises_table(l))
+            }
+        }
+        @if is_verify {
+            section.material-files {
+                h2 { "待核验的材料文件" }
+                (super::super::files::versions_block(&WorkflowNames(&l.ctx.def), &l.detail.id, &verified_files))
             }
         }
         @if t.is_some() && may_act {

@@ -1,0 +1,479 @@
+//! Material files: upload with the API (multipart), re-upload after 补正 keeping both versions,
+//! preview and download with exactly the instance's read rights, and every refused upload
+//! (disguised, oversized, empty, no file, a material the workflow does not list, one nobody is
+//! waiting for) changing nothing.
+
+mod api_common;
+
+use api_common::{Resp, Server, server_with};
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::json;
+
+/// A refused upload: who, which material, the parts, the status and code expected.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Vec<(&'a str, &'a str, &'a [u8])>,
+    StatusCode,
+    &'a str,
+);
+
+const PDF: &[u8] = b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n";
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR";
+
+/// A multipart body with one part per `(field, file name, bytes)`.
+fn multipart(parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----shenpi-test-boundary";
+    let mut body = Vec::new();
+    for (field, name, bytes) in parts {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn upload(
+    s: &Server,
+    user: &str,
+    inst: &str,
+    material: &str,
+    parts: &[(&str, &str, &[u8])],
+) -> Resp {
+    let (ctype, body) = multipart(parts);
+    let req = Request::post(format!("/api/instances/{inst}/materials/{material}/files"))
+        .header(header::CONTENT_TYPE, ctype)
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", s.tokens.get(user).expect("token")),
+        )
+        .body(Body::from(body))
+        .expect("request");
+    s.send(req).await
+}
+
+async fn version(s: &Server, inst: &str) -> i64 {
+    s.req(
+        "GET",
+        &format!("/api/instances/{inst}"),
+        Some("zhao"),
+        None,
+        &[],
+    )
+    .await
+    .json["version"]
+        .as_i64()
+        .expect("version")
+}
+
+/// A 重中之重 project at 受理 (zhang's intake task), returned for 补正 of the EIA.
+async fn returned_for_eia(s: &Server) -> (String, u64) {
+    let (_, inst) = s.start_project("重中之重").await;
+    s.attach_required(&inst, "mouhua").await;
+    let lib = s.task_at(&inst, "library").await.expect("library task");
+    let r = s
+        .req(
+            "POST",
+            &format!("/api/instances/{inst}/tasks/{lib}/actions"),
+            Some("li"),
+            Some(json!({"type": "approve"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let intake = s.task_at(&inst, "intake").await.expect("intake open");
+    s.attach_required(&inst, "shengcheng").await;
+    send_return(s, &inst, intake).await;
+    (inst, intake)
+}
+
+async fn send_return(s: &Server, inst: &str, task: u64) {
+    let r = s
+        .req(
+            "POST",
+            &format!("/api/instances/{inst}/tasks/{task}/actions"),
+            Some("zhang"),
+            Some(json!({"type": "return", "reason": "环评批复不清晰", "materials": ["eia"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+async fn files_server(name: &str) -> Server {
+    let mut s = server_with(
+        name,
+        Default::default(),
+        shenpi_web::server::security::Settings {
+            max_file_bytes: 1 << 20,
+            ..Default::default()
+        },
+    )
+    .await;
+    // An approver of a department the provincial workflow does not involve (市气象局).
+    s.add_user("qian", Some("qx"), &["approver"]).await;
+    s
+}
+
+#[tokio::test]
+async fn upload_reupload_after_return_preview_and_download_rights() {
+    let s = files_server("files-flow").await;
+    let (inst, intake) = returned_for_eia(&s).await;
+
+    let up = upload(
+        &s,
+        "chen",
+        &inst,
+        "eia",
+        &[("file", "环评批复.pdf", PDF), ("file", "附图.png", PNG)],
+    )
+    .await;
+    assert_eq!(up.status, StatusCode::CREATED, "{}", up.text);
+    let first = up.json["files"][0]["sha256"]
+        .as_str()
+        .expect("hash")
+        .to_string();
+    assert_eq!(first.len(), 64);
+    assert_eq!(up.json["files"][0]["size"], PDF.len());
+
+    // 补正 again; the re-upload is a second version, the first kept.
+    send_return(&s, &inst, intake).await;
+    let pdf2 = b"%PDF-1.7\n% second version\n%%EOF\n";
+    let up2 = upload(
+        &s,
+        "chen",
+        &inst,
+        "eia",
+        &[("file", "环评批复（修改）.pdf", pdf2)],
+    )
+    .await;
+    assert_eq!(up2.status, StatusCode::CREATED, "{}", up2.text);
+    let list = s
+        .req(
+            "GET",
+            &format!("/api/instances/{inst}/materials/eia/files"),
+            Some("zhang"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    let versions = list.json.as_array().expect("versions");
+    assert_eq!(versions.len(), 2, "{}", list.text);
+    assert_eq!(versions[0]["version"], 1);
+    assert_eq!(versions[0]["by"], "chen");
+    assert_eq!(versions[0]["files"].as_array().map(Vec::len), Some(2));
+    assert_eq!(versions[1]["version"], 2);
+
+    // Preview: a PDF inline, with its name in RFC 5987 form; download: attachment.
+    let path = format!("/api/instances/{inst}/files/{first}");
+    let view = s.req("GET", &path, Some("zhang"), None, &[]).await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.text);
+    assert_eq!(view.headers[header::CONTENT_TYPE], "application/pdf");
+    let disp = view.headers[header::CONTENT_DISPOSITION]
+        .to_str()
+        .expect("ascii");
+    assert!(disp.starts_with("inline;"), "{disp}");
+    assert!(disp.contains("filename*=UTF-8''%E7%8E%AF"), "{disp}");
+    assert_eq!(view.text.as_bytes(), PDF);
+    let dl = s
+        .req(
+            "GET",
+            &format!("{path}?download=true"),
+            Some("chen"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(dl.status, StatusCode::OK);
+    assert!(
+        dl.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .expect("ascii")
+            .starts_with("attachment;")
+    );
+
+    // Another department's approver and another applicant: 403, nothing about the file.
+    for who in ["qian", "liu"] {
+        let r = s.req("GET", &path, Some(who), None, &[]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{who}: {}", r.text);
+        assert!(
+            !r.text.contains("环评") && !r.text.contains(&first),
+            "{}",
+            r.text
+        );
+        let l = s
+            .req(
+                "GET",
+                &format!("/api/instances/{inst}/materials/eia/files"),
+                Some(who),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(l.status, StatusCode::FORBIDDEN);
+    }
+    // A hash the instance's events do not name is 404 even for a reader.
+    let other = s
+        .req(
+            "GET",
+            &format!("/api/instances/{inst}/files/{}", "0".repeat(64)),
+            Some("zhang"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+
+    // The audit trail has the uploads and downloads, the refused one too.
+    // (The trail is written behind the request: wait for it.)
+    let mut actions: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        let d = s
+            .req(
+                "GET",
+                &format!("/api/instances/{inst}"),
+                Some("zhao"),
+                None,
+                &[],
+            )
+            .await;
+        actions = d.json["audit"]
+            .as_array()
+            .expect("audit")
+            .iter()
+            .map(|a| format!("{} {} {}", a["user"], a["action"], a["outcome"]))
+            .collect();
+        if actions.iter().any(|a| a.contains("qian")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.contains("upload_file") && a.contains("ok")),
+        "{actions:?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.contains("download_file") && a.contains("ok")),
+        "{actions:?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.contains("qian") && a.contains("download_file") && a.contains("forbidden")),
+        "{actions:?}"
+    );
+
+    // The instance page lists each version with who, size and hash, and links to the files.
+    let page = api_common::Browser::login(&s, "zhang")
+        .await
+        .get(&format!("/instances/{inst}"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text.contains("环评批复（修改）.pdf"),
+        "page lists the files"
+    );
+    assert!(page.text.contains(&first[..12]));
+    assert!(
+        page.text
+            .contains(&format!("/api/instances/{inst}/files/{first}"))
+    );
+}
+
+#[tokio::test]
+async fn refused_uploads_say_why_and_change_nothing() {
+    let s = files_server("files-refused").await;
+    let (inst, _) = returned_for_eia(&s).await;
+    let before = version(&s, &inst).await;
+    let exe: &[u8] = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff";
+    let big = vec![b'%'; (1 << 20) + 10];
+    let mut big_pdf = b"%PDF-1.7\n".to_vec();
+    big_pdf.extend_from_slice(&big);
+    let cases: Vec<Case> = vec![
+        (
+            "chen",
+            "eia",
+            vec![("file", "环评.pdf", exe)],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "file_kind_refused",
+        ),
+        (
+            "chen",
+            "eia",
+            vec![("file", "环评.pdf", &big_pdf)],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+        ),
+        (
+            "chen",
+            "eia",
+            vec![("file", "空.pdf", b"")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "file_empty",
+        ),
+        (
+            "chen",
+            "eia",
+            vec![("note", "x.txt", b"hello")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_file",
+        ),
+        (
+            "chen",
+            "no_such_material",
+            vec![("file", "a.pdf", PDF)],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "material_not_listed",
+        ),
+        (
+            "chen",
+            "proposal",
+            vec![("file", "a.pdf", PDF)],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "material_not_expected",
+        ),
+        (
+            "liu",
+            "eia",
+            vec![("file", "a.pdf", PDF)],
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+    ];
+    for (user, material, parts, status, code) in cases {
+        let r = upload(&s, user, &inst, material, &parts).await;
+        assert_eq!(r.status, status, "{code}: {}", r.text);
+        assert_eq!(r.json["error"], code, "{}", r.text);
+        let msg = r.json["message"].as_str().unwrap_or("");
+        assert!(
+            msg.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+            "{msg}"
+        );
+        assert_eq!(
+            version(&s, &inst).await,
+            before,
+            "{code} changed the instance"
+        );
+    }
+    // The disguised executable's refusal says what it is.
+    let r = upload(&s, "chen", &inst, "eia", &[("file", "环评.pdf", exe)]).await;
+    assert!(
+        r.json["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("可执行程序"),
+        "{}",
+        r.text
+    );
+    // Nothing refused was stored: the material has no versions.
+    let list = s
+        .req(
+            "GET",
+            &format!("/api/instances/{inst}/materials/eia/files"),
+            Some("chen"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(list.json, json!([]), "{}", list.text);
+}
+
+#[tokio::test]
+async fn the_verification_task_shows_the_files_supplied_against_its_promise() {
+    let s = files_server("files-verify").await;
+    let (_, inst) = s.start_project("重中之重").await;
+    s.attach_required(&inst, "mouhua").await;
+    let lib = s.task_at(&inst, "library").await.expect("library task");
+    let r = s
+        .req(
+            "POST",
+            &format!("/api/instances/{inst}/tasks/{lib}/actions"),
+            Some("li"),
+            Some(json!({"type": "approve"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let intake = s.task_at(&inst, "intake").await.expect("intake open");
+    s.attach_required(&inst, "shengcheng").await;
+    let r = s
+        .req(
+            "POST",
+            &format!("/api/instances/{inst}/tasks/{intake}/actions"),
+            Some("zhang"),
+            Some(json!({"type": "approve_conditional", "waive": ["eia"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let up = upload(&s, "chen", &inst, "eia", &[("file", "环评批复.pdf", PDF)]).await;
+    assert_eq!(up.status, StatusCode::CREATED, "{}", up.text);
+    let sha = up.json["files"][0]["sha256"]
+        .as_str()
+        .expect("hash")
+        .to_string();
+    let verify = s.task_at(&inst, "intake").await.expect("verification task");
+    let page = api_common::Browser::login(&s, "zhang")
+        .await
+        .get(&format!("/instances/{inst}/tasks/{verify}"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("待核验的材料文件"));
+    assert!(
+        page.text
+            .contains(&format!("/api/instances/{inst}/files/{sha}"))
+    );
+    assert!(page.text.contains("环评批复.pdf"));
+}
+
+#[tokio::test]
+async fn the_instance_page_form_uploads_without_script() {
+    let s = files_server("files-page").await;
+    let (inst, _) = returned_for_eia(&s).await;
+    let b = api_common::Browser::login(&s, "chen").await;
+    let page = b.get(&format!("/instances/{inst}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let action = format!("/instances/{inst}/materials/eia/files");
+    assert!(page.text.contains(&action), "no upload form for the EIA");
+    assert!(page.text.contains("multipart/form-data"));
+    let csrf = api_common::between(&page.text, "name=\"csrf\" value=\"", "\"")
+        .expect("csrf")
+        .to_string();
+    let post = |parts: Vec<(&'static str, &'static str, Vec<u8>)>| {
+        let parts: Vec<(&str, &str, Vec<u8>)> = parts;
+        let refs: Vec<(&str, &str, &[u8])> = parts
+            .iter()
+            .map(|(a, n, d)| (*a, *n, d.as_slice()))
+            .collect();
+        let (ctype, body) = multipart(&refs);
+        Request::post(&action)
+            .header(header::COOKIE, &b.cookie)
+            .header(header::CONTENT_TYPE, ctype)
+            .body(Body::from(body))
+            .expect("request")
+    };
+    // Without the form's token: refused, nothing stored.
+    let r = s.send(post(vec![("file", "a.pdf", PDF.to_vec())])).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = s
+        .send(post(vec![
+            ("csrf", "", csrf.clone().into_bytes()),
+            ("file", "环评批复.pdf", PDF.to_vec()),
+        ]))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let page = b.get(&format!("/instances/{inst}")).await;
+    assert!(page.text.contains("环评批复.pdf"));
+}
