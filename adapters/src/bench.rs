@@ -261,6 +261,7 @@ async fn step(
             expected_version: None,
             command: cmd.clone(),
             audit: None,
+            project: None,
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -607,6 +608,7 @@ async fn retime_bench(b: &RetimeBench) -> Result<String, BenchError> {
                         },
                     },
                     audit: None,
+                    project: None,
                 })
                 .await
                 .map_err(|e| e.to_string())?;

@@ -34,7 +34,7 @@ use tokio::task::{JoinError, JoinHandle};
 use crate::machine::{Clock, Effects, Machine, Rejection};
 use crate::store::{
     AuditRow, Batch, EventRow, IdempotencyRow, InstanceMeta, InstanceWrite, Millis, OutboxRow,
-    Projection, Store, StoreError, TimerRefusal, TimerRow, TimerState,
+    ProjectLink, ProjectRow, Projection, Store, StoreError, TimerRefusal, TimerRow, TimerState,
 };
 
 /// A command for one instance.
@@ -51,6 +51,17 @@ pub struct Submit<C> {
     /// Who sent it and from where: the bus writes its audit entry, with the outcome, in the
     /// transaction that records the command, so an acknowledged command always has one.
     pub audit: Option<Audit>,
+    /// With `start`: the project the new instance belongs to, linked in the start's
+    /// transaction (and registered in it too, when it is new).
+    pub project: Option<StartProject>,
+}
+
+/// The project an instance is started on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartProject {
+    pub id: String,
+    /// A project registered together with this start: written only if the start commits.
+    pub register: Option<Box<ProjectRow>>,
 }
 
 /// Who sent a command, from where, and what it is called in the audit trail.
@@ -366,6 +377,8 @@ fn merge<C>(mut a: Prepared<C>, b: Prepared<C>) -> Prepared<C> {
     x.outbox.extend(y.outbox);
     x.idempotency.extend(y.idempotency);
     x.audit.extend(y.audit);
+    x.projects.extend(y.projects);
+    x.project_links.extend(y.project_links);
     for id in b.touched {
         if !a.touched.contains(&id) {
             a.touched.push(id);
@@ -1152,7 +1165,8 @@ impl<M: Machine, S: Store> Writer<M, S> {
 impl<M: Machine, S: Store> Writer<M, S> {
     /// The audit entries of a batch's commands, with how each ended: written with the batch,
     /// so a command acknowledged to its caller has its entry committed. A refused start names
-    /// no instance (none was created).
+    /// no instance (none was created). With them, the project of each instance the batch
+    /// starts (and the project itself when it is registered by the start).
     fn audit(
         &mut self,
         jobs: &[Pending<M::Command>],
@@ -1163,6 +1177,18 @@ impl<M: Machine, S: Store> Writer<M, S> {
             let (Job::Command(s), Some(a)) = (&p.job, a) else {
                 continue;
             };
+            if let (Some(meta), Some(project), Ok(r)) = (&s.start, &s.project, a)
+                && !r.replayed
+            {
+                batch.projects.extend(project.register.as_deref().cloned());
+                batch.project_links.push(ProjectLink {
+                    instance: s.instance.clone(),
+                    project_id: project.id.clone(),
+                    workflow_id: meta.workflow_id.clone(),
+                    def_version: meta.def_version,
+                    created_at: batch.now,
+                });
+            }
             let Some(who) = &s.audit else { continue };
             let outcome = match a {
                 Ok(r) if r.replayed => "replayed",

@@ -345,6 +345,7 @@ pub async fn execute(
                         expected_version: None,
                         command: cmd,
                         audit: None,
+                        project: None,
                     })
                     .await;
                 match answer {

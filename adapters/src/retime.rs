@@ -147,6 +147,7 @@ async fn one(
                 },
             },
             audit: None,
+            project: None,
         })
         .await
         .map_err(|e| e.to_string())?;

@@ -566,3 +566,46 @@ async fn an_acknowledged_command_has_its_audit_entry_committed_with_it() {
         assert_eq!(outcomes, ["ok", "replayed", "refused"], "{}", db.backend());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_registered_with_its_start_is_written_only_if_the_start_commits() {
+    use shenpi_adapters::bus::StartProject;
+    use shenpi_adapters::store::ProjectRow;
+    use shenpi_adapters::testkit::counter_meta;
+    let dir = TempDir::new("bus_project");
+    for db in both("bus_project", &dir).await {
+        let bus = bus(&db);
+        let starting = |project: &str| Submit {
+            start: Some(counter_meta("s")),
+            project: Some(StartProject {
+                id: project.into(),
+                register: Some(Box::new(ProjectRow {
+                    id: project.into(),
+                    name: "滇中新区智能制造产业园".into(),
+                    workflow_id: "counter".into(),
+                    owner: "chen".into(),
+                    fields: "{}".into(),
+                    created_at: 1,
+                })),
+            }),
+            ..cmd("s", CounterCommand::Start)
+        };
+        bus.submit(starting("P1")).await.unwrap();
+        // A second start of the same instance is refused: its project is not written.
+        let again = bus.submit(starting("P2")).await;
+        assert!(matches!(again, Err(CommandError::Rejected(_))), "{again:?}");
+        let sql = "SELECT p.id, l.instance FROM web_projects p \
+                   LEFT JOIN web_project_instances l ON l.project_id = p.id ORDER BY p.id";
+        let rows: Vec<(String, Option<String>)> = match &db {
+            Db::Sqlite(s) => sqlx::query_as(sql).fetch_all(s.pool()).await,
+            Db::Postgres(p) => sqlx::query_as(sql).fetch_all(p.pool()).await,
+        }
+        .unwrap();
+        assert_eq!(
+            rows,
+            [("P1".to_string(), Some("s".to_string()))],
+            "{}",
+            db.backend()
+        );
+    }
+}

@@ -64,6 +64,7 @@ async fn crash_child() {
                 expected_version: None,
                 command: CounterCommand::Start,
                 audit: None,
+                project: None,
             })
             .await;
     }
@@ -99,6 +100,7 @@ async fn crash_child() {
                             remote: None,
                             action: format!("add {n}"),
                         }),
+                        project: None,
                     })
                     .await;
                 if r.is_ok() && add {

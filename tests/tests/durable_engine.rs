@@ -76,6 +76,7 @@ async fn construction_permit_runs_durably_and_survives_a_restart() {
                 expected_version: None,
                 command: CommandEnvelope { actor, command },
                 audit: None,
+                project: None,
             };
         let r = bus
             .submit(submit(

@@ -131,6 +131,7 @@ async fn webhook_down_then_up_gets_everything_and_dead_letters_are_visible() {
             expected_version: None,
             command: CounterCommand::Start,
             audit: None,
+            project: None,
         })
         .await
         .unwrap();
@@ -144,6 +145,7 @@ async fn webhook_down_then_up_gets_everything_and_dead_letters_are_visible() {
                 recipient: recipient.into(),
             },
             audit: None,
+            project: None,
         };
         for _ in 0..20 {
             bus.submit(notify(&url)).await.unwrap();

@@ -71,6 +71,7 @@ async fn weekly_report_runs_once_at_its_slot_and_renders() {
                 },
             },
             audit: None,
+            project: None,
         })
         .await
         .unwrap();

@@ -57,6 +57,7 @@ fn recalendar(instance: &str) -> Submit<CommandEnvelope> {
             },
         },
         audit: None,
+        project: None,
     }
 }
 
@@ -111,6 +112,7 @@ async fn a_retiming_cut_short_is_finished_once_by_the_next_process() {
                     },
                 },
                 audit: None,
+                project: None,
             })
             .await
             .unwrap();

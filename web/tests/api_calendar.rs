@@ -312,6 +312,7 @@ async fn a_retiming_interrupted_half_way_is_finished_once_by_the_next_pass() {
                 },
             },
             audit: None,
+            project: None,
         })
         .await
         .expect("re-timed");

@@ -116,6 +116,7 @@ async fn the_applicant_completes_the_task_assigned_to_the_applicant() {
                     expected_version: None,
                     command: command_by("system", Command::TimerFired { timer: wait }),
                     audit: None,
+                    project: None,
                 })
                 .await;
         }

@@ -440,6 +440,29 @@ pub struct IdempotencyRow {
     pub request: Option<String>,
 }
 
+/// A project registered together with its first instance (`web_projects`): written in the
+/// transaction that starts the instance, so applying leaves no project without its instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectRow {
+    pub id: String,
+    pub name: String,
+    pub workflow_id: String,
+    pub owner: String,
+    /// The field values, JSON text.
+    pub fields: String,
+    pub created_at: Millis,
+}
+
+/// Which project an instance was started on (`web_project_instances`), written with the start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectLink {
+    pub instance: String,
+    pub project_id: String,
+    pub workflow_id: String,
+    pub def_version: i64,
+    pub created_at: Millis,
+}
+
 /// One entry of the audit trail (`web_audit`): who did what, when, from where, and how it ended.
 /// The command bus writes a command's entry in the command's own transaction, so an
 /// acknowledged command always has it.
@@ -478,6 +501,9 @@ pub struct Batch {
     pub idempotency: Vec<IdempotencyRow>,
     /// The audit entries of the batch's commands.
     pub audit: Vec<AuditRow>,
+    /// Projects registered with the instances this batch starts, and the starts' links.
+    pub projects: Vec<ProjectRow>,
+    pub project_links: Vec<ProjectLink>,
 }
 
 impl Batch {
@@ -492,6 +518,8 @@ impl Batch {
             && self.outbox.is_empty()
             && self.idempotency.is_empty()
             && self.audit.is_empty()
+            && self.projects.is_empty()
+            && self.project_links.is_empty()
     }
 }
 

@@ -736,6 +736,36 @@ async fn write_step(tx: &mut PgConnection, step: Step, b: &Batch) -> Result<()> 
                 .await?;
             }
         }
+        Step::Projects => {
+            for p in &b.projects {
+                sqlx::query(
+                    "INSERT INTO web_projects (id, name, workflow_id, owner, fields, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&p.id)
+                .bind(&p.name)
+                .bind(&p.workflow_id)
+                .bind(&p.owner)
+                .bind(&p.fields)
+                .bind(p.created_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for l in &b.project_links {
+                sqlx::query(
+                    "INSERT INTO web_project_instances (instance, project_id, workflow_id,
+                     def_version, created_at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (instance) DO NOTHING",
+                )
+                .bind(&l.instance)
+                .bind(&l.project_id)
+                .bind(&l.workflow_id)
+                .bind(l.def_version)
+                .bind(l.created_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         Step::Audit => {
             if !b.audit.is_empty() {
                 let a = &b.audit;

@@ -383,6 +383,8 @@ pub enum Step {
     Arm,
     Outbox,
     Keys,
+    /// Projects registered with their first instance, and the links of started instances.
+    Projects,
     /// The audit entries of the batch's commands.
     Audit,
 }
@@ -391,7 +393,7 @@ pub enum Step {
 /// batch before anything else is written. Timers fired before anything else touches timers: a
 /// firing may re-arm a timer with the same id. Refused and postponed timers go back open before
 /// the batch's cancels and armings, which may then close or re-arm the same timer.
-pub const COMMIT_ORDER: [Step; 11] = [
+pub const COMMIT_ORDER: [Step; 12] = [
     Step::Instances,
     Step::Projections,
     Step::Events,
@@ -402,6 +404,7 @@ pub const COMMIT_ORDER: [Step; 11] = [
     Step::Arm,
     Step::Outbox,
     Step::Keys,
+    Step::Projects,
     Step::Audit,
 ];
 

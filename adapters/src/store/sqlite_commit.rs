@@ -273,6 +273,38 @@ fn write_step(tx: &rusqlite::Transaction<'_>, step: Step, b: &Batch) -> Result<(
                     .map_err(native)?;
             }
         }
+        Step::Projects => {
+            let mut project = prepare(
+                "INSERT INTO web_projects (id, name, workflow_id, owner, fields, created_at)
+                 VALUES (?1,?2,?3,?4,?5,?6) ON CONFLICT (id) DO NOTHING",
+            )?;
+            for p in &b.projects {
+                project
+                    .execute(params![
+                        p.id,
+                        p.name,
+                        p.workflow_id,
+                        p.owner,
+                        p.fields,
+                        p.created_at
+                    ])
+                    .map_err(native)?;
+            }
+            let mut link = prepare(
+                "INSERT INTO web_project_instances (instance, project_id, workflow_id, def_version,
+                 created_at) VALUES (?1,?2,?3,?4,?5) ON CONFLICT (instance) DO NOTHING",
+            )?;
+            for l in &b.project_links {
+                link.execute(params![
+                    l.instance,
+                    l.project_id,
+                    l.workflow_id,
+                    l.def_version,
+                    l.created_at
+                ])
+                .map_err(native)?;
+            }
+        }
         Step::Audit => {
             let mut audit = prepare(
                 "INSERT INTO web_audit (id, at, user_name, remote, action, instance, outcome)

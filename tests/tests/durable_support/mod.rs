@@ -296,6 +296,7 @@ pub fn cmd(instance: &str, c: CounterCommand) -> Submit<CounterCommand> {
         expected_version: None,
         command: c,
         audit: None,
+        project: None,
     }
 }
 
@@ -336,6 +337,7 @@ pub async fn apply_for(
             },
         },
         audit: None,
+        project: None,
     })
     .await
     .unwrap();

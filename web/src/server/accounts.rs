@@ -421,19 +421,6 @@ impl Accounts {
         Ok(())
     }
 
-    /// Removes a project that has no instance (its start was refused); one with an instance
-    /// stays.
-    pub async fn delete_unstarted_project(&self, id: &str) -> Result<()> {
-        let sql = "DELETE FROM web_projects WHERE id = $1 \
-                   AND NOT EXISTS (SELECT 1 FROM web_project_instances WHERE project_id = $1)";
-        on_pool!(&self.pools, |p| sqlx::query(sql)
-            .bind(id)
-            .execute(p)
-            .await
-            .map(|_| ()))?;
-        Ok(())
-    }
-
     pub async fn link_instance(
         &self,
         instance: &str,

@@ -13,7 +13,7 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
-use shenpi_adapters::bus::{Audit, CommandError, Receipt, Submit};
+use shenpi_adapters::bus::{Audit, CommandError, Receipt, StartProject, Submit};
 use shenpi_adapters::machine::Rejection;
 use shenpi_adapters::store::InstanceMeta;
 use shenpi_engine::compile::Definition;
@@ -168,6 +168,7 @@ pub async fn run_command_with(
                 command: cmd,
             },
             audit: audit_of(caller, action),
+            project: None,
         })
         .await;
     record(app, caller, action, Some(instance), &res, started).await;
@@ -179,11 +180,13 @@ pub async fn run_command_with(
 }
 
 /// Starts an instance: the `Start` command, which goes to an instance that does not exist yet and
-/// so carries what it is started on (`meta`); a refusal is worded with `def`'s names.
+/// so carries what it is started on (`meta`) and the project it belongs to (linked, and
+/// registered when new, in the same transaction); a refusal is worded with `def`'s names.
 pub async fn run_start(
     app: &App,
     caller: &Caller,
     meta: InstanceMeta,
+    project: StartProject,
     channel: Option<&str>,
     key: Option<String>,
     def: &Definition,
@@ -205,6 +208,7 @@ pub async fn run_start(
                 command: cmd,
             },
             audit: audit_of(caller, "start"),
+            project: Some(project),
         })
         .await;
     record(app, caller, "start", None, &res, started).await;

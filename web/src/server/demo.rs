@@ -153,6 +153,7 @@ async fn submit(
                 command,
             },
             audit: None,
+            project: None,
         })
         .await
         .map_err(|e| anyhow::anyhow!("demo command on {instance}: {e}"))?;

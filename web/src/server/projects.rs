@@ -60,8 +60,32 @@ pub async fn create_project(
     Ok((StatusCode::CREATED, Json(p)))
 }
 
-/// Registers a project in the caller's name, for the API and the new-project form.
+/// Registers a project in the caller's name (`POST /api/projects`).
 pub async fn register(app: &App, caller: &Caller, req: NewProject) -> ApiResult<Project> {
+    let p = checked_project(app, caller, req).await?;
+    app.accounts
+        .create_project(&p)
+        .await
+        .map_err(ApiError::internal)?;
+    audit_registered(app, caller, &p).await;
+    Ok(p)
+}
+
+async fn audit_registered(app: &App, caller: &Caller, p: &Project) {
+    app.audit(
+        &caller.user.name,
+        caller.remote.clone(),
+        "create_project",
+        None,
+        &p.id,
+    )
+    .await;
+}
+
+/// A new project in the caller's name, checked (the caller may register, the name, the
+/// fields, the workflow exists and its task roles are held), not yet written: the API writes
+/// it at once, the new-project form with its first instance.
+async fn checked_project(app: &App, caller: &Caller, req: NewProject) -> ApiResult<Project> {
     if !policy::can_start(&caller.user) {
         return Err(ApiError::forbidden("只有项目单位和帮办专员可以登记项目。")
             .in_english("only applicants and service officers register projects"));
@@ -100,18 +124,6 @@ pub async fn register(app: &App, caller: &Caller, req: NewProject) -> ApiResult<
         created_at: app.now(),
         instances: Vec::new(),
     };
-    app.accounts
-        .create_project(&p)
-        .await
-        .map_err(ApiError::internal)?;
-    app.audit(
-        &caller.user.name,
-        caller.remote.clone(),
-        "create_project",
-        None,
-        &p.id,
-    )
-    .await;
     Ok(p)
 }
 
@@ -332,14 +344,15 @@ async fn project_create(State(app): State<App>, user: PageUser, body: Bytes) -> 
     let Ok(Some((_, def))) = app.catalog.latest(&app.db, &workflow).await else {
         return fail(&user, FormError::new("workflow", "未知流程").into());
     };
-    // `register` refuses a workflow whose task roles no one holds, as the API does.
+    // Refused as the API refuses (a workflow whose task roles no one holds included); the
+    // project is written with its instance, in the start's transaction, or not at all.
     let c = page_caller(&user);
     let req = NewProject {
         name: f.name.clone().unwrap_or_default(),
         workflow_id: workflow,
         fields: serde_json::Value::Object(f.fields(&def)),
     };
-    let p = match register(&app, &c, req).await {
+    let p = match checked_project(&app, &c, req).await {
         Ok(p) => p,
         Err(e) => return fail(&user, e),
     };
@@ -357,14 +370,13 @@ async fn project_create(State(app): State<App>, user: PageUser, body: Bytes) -> 
         version: None,
         channel: None,
     };
-    match instances::start(&app, &c, key, start).await {
-        Ok(r) => Redirect::to(&format!("/instances/{}?done=start", r.instance)).into_response(),
-        Err(e) => {
-            // Applying is one step: a project whose instance was refused is not kept.
-            if let Err(d) = app.accounts.delete_unstarted_project(&p.id).await {
-                tracing::warn!(project = %p.id, "cannot remove the project whose start was refused: {d}");
+    match instances::start(&app, &c, key, start, Some(p.clone())).await {
+        Ok(r) => {
+            if !r.replayed {
+                audit_registered(&app, &c, &p).await;
             }
-            fail(&user, e)
+            Redirect::to(&format!("/instances/{}?done=start", r.instance)).into_response()
         }
+        Err(e) => fail(&user, e),
     }
 }

@@ -7,11 +7,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
-use shenpi_adapters::store::InstanceMeta;
+use shenpi_adapters::bus::StartProject;
+use shenpi_adapters::store::{InstanceMeta, ProjectRow};
 use shenpi_engine::runtime::Command;
 use utoipa::ToSchema;
 
-use super::super::accounts::random_hex;
+use super::super::accounts::{Project, random_hex};
 use super::super::auth::{Caller, policy};
 use super::super::commands::{
     CommandResult, idempotency_key, json_body, parse_command, run_command, run_start,
@@ -45,19 +46,26 @@ pub async fn start_instance(
     extract::Json(req): extract::Json<StartRequest>,
 ) -> ApiResult<(StatusCode, Json<CommandResult>)> {
     let key = idempotency_key(&headers, &caller.user.name)?;
-    let r = start(&app, &caller, key, req).await?;
+    let r = start(&app, &caller, key, req, None).await?;
     Ok((StatusCode::CREATED, Json(r)))
 }
 
 /// Starts an instance of the project, for the API and the new-project form; `key` is the
 /// idempotency key, already in the caller's space ([`super::super::commands::user_key`]).
+/// `new`: a project registered by this start (the form's), written only if the start commits;
+/// else the project is `req.project_id`'s, already registered.
 pub async fn start(
     app: &App,
     caller: &Caller,
     key: Option<String>,
     req: StartRequest,
+    new: Option<Project>,
 ) -> ApiResult<CommandResult> {
-    let project = project_for(app, &caller.user, &req.project_id).await?;
+    let registering = new.is_some();
+    let project = match new {
+        Some(p) => p,
+        None => project_for(app, &caller.user, &req.project_id).await?,
+    };
     if !(policy::is_project_party(&caller.user, &project) || caller.user.has("admin")) {
         return Err(
             ApiError::forbidden("只有项目单位或项目的帮办专员可以启动办理。")
@@ -85,17 +93,29 @@ pub async fn start(
         def_version: version,
         project: project.fields.clone(),
     };
-    let r = run_start(app, caller, meta, req.channel.as_deref(), key, &ctx.def).await?;
-    app.accounts
-        .link_instance(
-            &r.instance,
-            &project.id,
-            &project.workflow_id,
-            version,
-            app.now(),
-        )
-        .await
-        .map_err(ApiError::internal)?;
+    let belongs = StartProject {
+        id: project.id.clone(),
+        register: registering.then(|| {
+            Box::new(ProjectRow {
+                id: project.id.clone(),
+                name: project.name.clone(),
+                workflow_id: project.workflow_id.clone(),
+                owner: project.owner.clone(),
+                fields: project.fields.to_string(),
+                created_at: project.created_at,
+            })
+        }),
+    };
+    let r = run_start(
+        app,
+        caller,
+        meta,
+        belongs,
+        req.channel.as_deref(),
+        key,
+        &ctx.def,
+    )
+    .await?;
     Ok(r.into())
 }
 
