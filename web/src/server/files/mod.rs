@@ -628,23 +628,3 @@ pub fn upload_form(
         }
     }
 }
-
-/// The few lines of script behind [`upload_form`]: the form still works without it.
-pub const UPLOAD_SCRIPT: &str = r#"
-document.querySelectorAll('form.upload').forEach(function (f) {
-  var input = f.querySelector('input[type=file]'), bar = f.querySelector('progress');
-  f.addEventListener('dragover', function (e) { e.preventDefault(); f.classList.add('over'); });
-  f.addEventListener('dragleave', function () { f.classList.remove('over'); });
-  f.addEventListener('drop', function (e) { e.preventDefault(); f.classList.remove('over'); input.files = e.dataTransfer.files; });
-  f.addEventListener('submit', function (e) {
-    e.preventDefault();
-    var x = new XMLHttpRequest();
-    x.open('POST', f.action);
-    bar.hidden = false;
-    x.upload.onprogress = function (p) { if (p.lengthComputable) bar.value = 100 * p.loaded / p.total; };
-    x.onload = function () { document.open(); document.write(x.responseText); document.close(); if (x.responseURL) history.replaceState(null, '', x.responseURL); };
-    x.onerror = function () { bar.hidden = true; alert('上传失败：网络中断，请重试。'); };
-    x.send(new FormData(f));
-  });
-});
-"#;

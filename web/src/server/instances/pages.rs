@@ -654,7 +654,6 @@ pub async fn instance_page(
                 @for m in &expected {
                     (files::upload_form(&user, &id, m, &names.material(m), app.security.max_file_bytes.div_ceil(1 << 20)))
                 }
-                @if !expected.is_empty() { script { (PreEscaped(files::UPLOAD_SCRIPT)) } }
                 @for p in &open_promises {
                     form method="post" action={"/instances/" (id)} class="inline" {
                         (hidden(&user))
