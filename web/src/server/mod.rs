@@ -20,6 +20,7 @@ pub mod definitions;
 pub mod demo;
 pub mod demo_time;
 pub mod diagrams;
+pub mod dossier;
 pub mod engine;
 pub mod error;
 pub mod extract;
