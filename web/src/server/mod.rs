@@ -73,6 +73,7 @@ pub fn resources() -> routes::Routes {
         .merge(projects::routes())
         .merge(instances::routes())
         .merge(files::routes())
+        .merge(dossier::routes())
         .merge(tasks::routes())
         .merge(inbox::routes())
         .merge(definitions::routes())
