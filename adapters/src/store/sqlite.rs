@@ -41,7 +41,8 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and runs the migrations.
+    /// Opens (creating if needed) the database file and runs the migrations (and the chaining of
+    /// old histories after migration 18, `chain::backfill`).
     pub async fn open(path: &str) -> Result<SqliteStore> {
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
             .map_err(StoreError::Db)?
@@ -79,7 +80,10 @@ impl SqliteStore {
             }
         });
         let writer = CommitThread::open(path)?;
-        Ok(SqliteStore { pool, writer })
+        let store = SqliteStore { pool, writer };
+        // Histories written before the hash chain are chained once (migration 18).
+        super::chain::backfill(&store).await?;
+        Ok(store)
     }
 
     pub fn pool(&self) -> &SqlitePool {

@@ -20,6 +20,7 @@ pub mod definitions;
 pub mod demo;
 pub mod demo_time;
 pub mod diagrams;
+pub mod dossier;
 pub mod engine;
 pub mod error;
 pub mod extract;
@@ -72,6 +73,7 @@ pub fn resources() -> routes::Routes {
         .merge(projects::routes())
         .merge(instances::routes())
         .merge(files::routes())
+        .merge(dossier::routes())
         .merge(tasks::routes())
         .merge(inbox::routes())
         .merge(definitions::routes())
