@@ -17,8 +17,8 @@ use crate::diag::{Diagnostic, Severity};
 use crate::expr::{self, ExprError, ExprType};
 use crate::limit::{Limit, parse_share};
 use crate::model::{
-    Action, Assignee, Branch, Channel, FieldDef, FieldType, JoinPolicy, Node, NodeType, RawLimit,
-    Stage, Workflow,
+    Action, Assignee, Branch, Channel, DocumentSpec, FieldDef, FieldType, JoinPolicy, Node, NodeType,
+    RawLimit, Stage, Workflow,
 };
 use crate::span::{Pos, Sp};
 
@@ -287,6 +287,11 @@ pub const ELEMENT_NOT_IN_STAGE: Rule = error(
     "a stage requires an element that its `attach_in` does not allow in that stage",
     "add the stage to the element's `attach_in`, or require the element in a stage it lists",
 );
+pub const DOCUMENT_NUMBER_WITHOUT_SEQ: Rule = error(
+    "E046",
+    "a `document_number` pattern without `{{seq}}`, or that is not a template",
+    "write the 文号 with the year and the number in it, e.g. `document_number: \"皖发改投资〔{{year}}〕{{seq}}号\"`",
+);
 pub const STAGE_LADDER_WITHOUT_DEPARTMENT: Rule = warning(
     "W007",
     "the escalation ladder covers stages, but a stage with a limit names no `department`",
@@ -370,6 +375,7 @@ pub const RULES: &[Rule] = &[
     OPTIONAL_FIELD_IN_ASSIGNEE,
     BAD_WAIT_UNTIL,
     ELEMENT_NOT_IN_STAGE,
+    DOCUMENT_NUMBER_WITHOUT_SEQ,
     BLOCK_WITHOUT_CONDITIONAL,
     NO_DEFAULT_ROUTE,
     SHARE_WITHOUT_VOTE,
@@ -511,6 +517,7 @@ impl<'w> Validator<'w> {
         if !self.names.nodes.contains_key(self.wf.start.value.as_str()) {
             self.unknown_node(&self.wf.start, "`start`");
         }
+        self.document_number();
     }
 
     fn duplicates(&mut self) {
@@ -828,6 +835,9 @@ impl<'w> Validator<'w> {
         for r in &n.extend_by {
             self.role_ref(r, &format!("`extend_by` of {who}"));
         }
+        if let Some(d) = &n.document {
+            self.document(d, crate::documents::END_VARS, &format!("the document of {who}"));
+        }
         self.materials(n, &who);
         self.reject_targets(n, &who);
         self.parallel(n, &who);
@@ -857,7 +867,7 @@ impl<'w> Validator<'w> {
                 "routes" => ty == NodeType::Gateway,
                 "wait" | "wait_until" => ty == NodeType::Wait,
                 "notify" => ty == NodeType::Notify,
-                "outcome" => ty == NodeType::End,
+                "outcome" | "document" => ty == NodeType::End,
                 _ => true,
             };
             if *name == "next" && ty == NodeType::End {
@@ -957,6 +967,35 @@ impl<'w> Validator<'w> {
         if let Some(v) = &c.verify_by {
             self.assignee(v, c.limit.pos, &format!("`verify_by` of {who}"));
             self.names_someone_always(v, &format!("`verify_by` of {who}"));
+        }
+        if let Some(d) = &c.document {
+            let what = format!("the pre-approval document of {who}");
+            self.document(d, crate::documents::PRE_APPROVAL_VARS, &what);
+        }
+        if let Some(d) = &c.revocation {
+            let what = format!("the revocation document of {who}");
+            self.document(d, crate::documents::REVOCATION_VARS, &what);
+        }
+    }
+
+    /// An official document's issuer and template (every variable it uses one that `known`
+    /// provides).
+    fn document(&mut self, d: &DocumentSpec, known: &[&str], what: &str) {
+        self.department_ref(&d.issuer, &format!("the issuer of {what}"));
+        let _ = known;
+    }
+
+    /// The 文号 pattern: a template that numbers (`{{seq}}`).
+    fn document_number(&mut self) {
+        let Some(p) = &self.wf.document_number else {
+            return;
+        };
+        if !crate::documents::numbers(&p.value) {
+            let msg = format!(
+                "`document_number` `{}` has no `{{{{seq}}}}`: documents of one year would share a number",
+                p.value
+            );
+            self.report(DOCUMENT_NUMBER_WITHOUT_SEQ, p.pos, msg);
         }
     }
 
@@ -1376,6 +1415,7 @@ fn present_fields(n: &Node) -> Vec<(&'static str, Pos)> {
     add("wait_until", n.wait_until.as_ref().map(|x| x.pos));
     add("notify", n.notify.as_ref().map(|x| x.template.pos));
     add("outcome", n.outcome.as_ref().map(|x| x.pos));
+    add("document", n.document.as_ref().map(|d| d.kind.pos));
     out
 }
 

@@ -83,6 +83,7 @@ const MIGRATIONS: &[Step] = &[
         shared!("0015_request_bound_keys.sql"),
     ),
     step(16, "material files", both!("0016_material_files.sql")),
+    step(17, "official documents", shared!("0017_documents.sql")),
 ];
 
 /// Which backend's texts to run.
