@@ -13,7 +13,7 @@
 //! life (an instance always runs on the version it started on). The server's catalogue reads and
 //! fills this registry; it keeps no copy of its own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -63,21 +63,14 @@ pub struct CalendarFile {
 pub struct WorkflowDir {
     pub calendars: Vec<CalendarFile>,
     pub templates: Vec<String>,
+    /// `documents/*.txt`, name → text (commitment letters, official documents).
+    pub documents: BTreeMap<String, String>,
 }
 
 impl WorkflowDir {
     pub fn read(dir: &Path) -> Result<WorkflowDir, EngineSetupError> {
         let listed = |sub: &str, ext: &str| {
-            loader::named_files(&dir.join(sub), ext).map_err(|e| match e {
-                LoadError::Read { path, source } => EngineSetupError::Read {
-                    path: path.display().to_string(),
-                    source,
-                },
-                other => EngineSetupError::Read {
-                    path: dir.join(sub).display().to_string(),
-                    source: std::io::Error::other(other.to_string()),
-                },
-            })
+            loader::named_files(&dir.join(sub), ext).map_err(|e| setup_error(e, &dir.join(sub)))
         };
         let mut calendars = Vec::new();
         for (id, path) in listed("calendars", "yaml")? {
@@ -103,10 +96,27 @@ impl WorkflowDir {
             .into_iter()
             .map(|(stem, _)| stem)
             .collect();
+        let documents = loader::document_templates(&dir.join("documents"))
+            .map_err(|e| setup_error(e, &dir.join("documents")))?;
         Ok(WorkflowDir {
             calendars,
             templates,
+            documents,
         })
+    }
+}
+
+/// A folder of the workflow directory that could not be read.
+fn setup_error(e: LoadError, at: &Path) -> EngineSetupError {
+    match e {
+        LoadError::Read { path, source } => EngineSetupError::Read {
+            path: path.display().to_string(),
+            source,
+        },
+        other => EngineSetupError::Read {
+            path: at.display().to_string(),
+            source: std::io::Error::other(other.to_string()),
+        },
     }
 }
 
@@ -126,12 +136,17 @@ pub struct EngineMachine {
 }
 
 impl EngineMachine {
-    pub fn new(calendars: Vec<Calendar>, templates: Vec<String>) -> EngineMachine {
+    pub fn new(
+        calendars: Vec<Calendar>,
+        templates: Vec<String>,
+        documents: BTreeMap<String, String>,
+    ) -> EngineMachine {
         let mut ids: Vec<String> = calendars.iter().map(|c| c.id().to_string()).collect();
         ids.sort();
         let vctx = ValidateContext {
             calendars: ids,
             templates,
+            documents,
         };
         EngineMachine {
             calendars: RwLock::new(
@@ -153,7 +168,7 @@ impl EngineMachine {
     /// The registry of a workflow folder already read: its calendars, its template names.
     pub fn from_files(dir: &WorkflowDir) -> EngineMachine {
         let calendars = dir.calendars.iter().map(|f| f.calendar.clone()).collect();
-        EngineMachine::new(calendars, dir.templates.clone())
+        EngineMachine::new(calendars, dir.templates.clone(), dir.documents.clone())
     }
 
     /// What validation knows of this node: its calendar and template names.

@@ -11,7 +11,7 @@
 //! definition. Two files declaring the same workflow id are both kept out of doubt: the later one
 //! (in path order) fails with `E042`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -123,6 +123,23 @@ pub fn named_files(dir: &Path, ext: &str) -> Result<Vec<(String, PathBuf)>, Load
     Ok(out)
 }
 
+/// The document templates of a workflow folder (`documents/<name>.txt`: commitment letters,
+/// official documents), name → text; none when the folder has no `documents/`.
+pub fn document_templates(dir: &Path) -> Result<BTreeMap<String, String>, LoadError> {
+    let mut out = BTreeMap::new();
+    if !dir.is_dir() {
+        return Ok(out);
+    }
+    for (name, path) in named_files(dir, "txt")? {
+        let text = fs::read_to_string(&path).map_err(|source| LoadError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        out.insert(name, text);
+    }
+    Ok(out)
+}
+
 /// Stems of the files in `dir` with extension `ext`, sorted.
 fn stems(dir: &Path, ext: &str) -> Result<Vec<String>, LoadError> {
     Ok(named_files(dir, ext)?.into_iter().map(|(s, _)| s).collect())
@@ -162,11 +179,16 @@ fn context_for(file: &Path, opts: &LoadOptions) -> Result<(ValidateContext, bool
         Some(d) => stems(d, "hbs")?,
         None => Vec::new(),
     };
+    let documents = match find_dir(file, "documents") {
+        Some(d) => document_templates(&d)?,
+        None => BTreeMap::new(),
+    };
     let found = !calendars.is_empty();
     Ok((
         ValidateContext {
             calendars,
             templates,
+            documents,
         },
         found,
     ))

@@ -94,6 +94,7 @@ fn main() {
     let ctx = ValidateContext {
         calendars: vec!["cn-mainland".into()],
         templates: Vec::new(),
+        ..Default::default()
     };
     let parsed = match parse_workflow(&yaml) {
         Ok(w) => w,

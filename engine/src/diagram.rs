@@ -747,6 +747,7 @@ nodes:
         let ctx = ValidateContext {
             calendars: vec!["cn-mainland".into()],
             templates: Vec::new(),
+            ..Default::default()
         };
         match compile(w, &ctx) {
             Ok(d) => d,

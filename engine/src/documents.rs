@@ -182,14 +182,10 @@ pub fn outcome_zh(o: Outcome) -> &'static str {
     }
 }
 
-/// Whether a 文号 pattern numbers its documents: it uses `{{seq}}`.
+/// Whether a 文号 pattern is a template that numbers its documents: it parses, uses `{{seq}}`
+/// and no variable but `year` and `seq`.
 pub fn numbers(pattern: &str) -> bool {
-    placeholders(pattern).any(|p| p == "seq")
-}
-
-/// The names of the `{{ name }}` placeholders of a text.
-fn placeholders(text: &str) -> impl Iterator<Item = &str> {
-    text.split("{{")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("}}").map(|(name, _)| name.trim()))
+    crate::template::parse(pattern).is_ok_and(|t| {
+        t.first_unknown(NUMBER_VARS).is_none() && t.variables().any(|(v, _)| v == "seq")
+    })
 }

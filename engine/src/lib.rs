@@ -21,5 +21,6 @@ pub mod parse;
 pub mod runtime;
 pub mod simulate;
 pub mod span;
+pub mod template;
 pub mod validate;
 pub mod whatif;

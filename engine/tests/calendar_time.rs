@@ -80,6 +80,7 @@ fn definition(limit: &str) -> Definition {
     let ctx = ValidateContext {
         calendars: vec!["cn-mainland".into()],
         templates: Vec::new(),
+        ..Default::default()
     };
     compile(wf, &ctx).unwrap_or_else(|d| panic!("{d:#?}"))
 }

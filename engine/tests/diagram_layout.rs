@@ -10,7 +10,6 @@
 //! - the same input always gives the same layout.
 
 use std::fs;
-use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use shenpi_engine::compile::{Definition, compile};
@@ -19,33 +18,14 @@ use shenpi_engine::diagram::layout::{
 };
 use shenpi_engine::model::NodeType;
 use shenpi_engine::parse::parse_workflow;
-use shenpi_engine::validate::ValidateContext;
 
-fn workflows_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows")
-}
-
-fn stems(dir: &Path, ext: &str) -> Vec<String> {
-    let mut out: Vec<String> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == ext))
-                .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
+mod common;
+use common::{shipped_context, stems, workflows_dir};
 
 /// Every shipped workflow, compiled as the examples test does.
 fn shipped() -> Vec<Definition> {
     let dir = workflows_dir();
-    let ctx = ValidateContext {
-        calendars: stems(&dir.join("calendars"), "yaml"),
-        templates: stems(&dir.join("templates"), "hbs"),
-    };
+    let ctx = shipped_context();
     let mut out = Vec::new();
     for stem in stems(&dir, "yaml") {
         let src = fs::read_to_string(dir.join(format!("{stem}.yaml")))

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use jiff::Timestamp;
 use shenpi_engine::calendar::Calendar;
@@ -16,31 +16,11 @@ use shenpi_engine::parse::parse_workflow;
 use shenpi_engine::simulate::{Scenario, SimOutput, run_with_output};
 use shenpi_engine::validate::ValidateContext;
 
-fn workflows_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows")
-}
-
-/// File stems of the files in `dir` ending with `.ext`, sorted.
-fn stems(dir: &Path, ext: &str) -> Vec<String> {
-    let mut out: Vec<String> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == ext))
-                .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
+mod common;
+use common::{shipped_context, stems, workflows_dir};
 
 fn context() -> ValidateContext {
-    let dir = workflows_dir();
-    ValidateContext {
-        calendars: stems(&dir.join("calendars"), "yaml"),
-        templates: stems(&dir.join("templates"), "hbs"),
-    }
+    shipped_context()
 }
 
 /// Parses and compiles every workflow; the map is keyed by workflow id.

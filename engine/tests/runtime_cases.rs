@@ -148,6 +148,7 @@ fn definition(join: &str) -> Definition {
     let ctx = ValidateContext {
         calendars: vec!["cn-mainland".into()],
         templates: Vec::new(),
+        ..Default::default()
     };
     compile(wf, &ctx).unwrap_or_else(|d| panic!("compile: {d:#?}"))
 }

@@ -122,6 +122,7 @@ fn setup() -> (Definition, Calendar) {
     let ctx = ValidateContext {
         calendars: vec!["cn-mainland".into()],
         templates: Vec::new(),
+        ..Default::default()
     };
     let def = compile(wf, &ctx).unwrap_or_else(|d| panic!("compile: {d:#?}"));
     let cal = Calendar::from_yaml("cn-mainland", CALENDAR).unwrap_or_else(|d| panic!("{d:?}"));

@@ -12,6 +12,8 @@ use shenpi_engine::diag::Diagnostic;
 use shenpi_engine::parse::parse_workflow;
 use shenpi_engine::validate::{RULES, ValidateContext, validate};
 
+mod common;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
@@ -20,6 +22,7 @@ fn ctx() -> ValidateContext {
     ValidateContext {
         calendars: vec!["cn-mainland".into()],
         templates: vec!["task_assigned".into(), "report".into(), "overdue".into()],
+        documents: common::documents(&fixtures().join("documents")),
     }
 }
 

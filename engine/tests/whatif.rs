@@ -29,6 +29,7 @@ fn definition(src: &str) -> Definition {
     let ctx = ValidateContext {
         calendars: vec!["cn-mainland".into()],
         templates,
+        ..Default::default()
     };
     compile(wf, &ctx).unwrap_or_else(|d| panic!("compile: {d:#?}"))
 }
