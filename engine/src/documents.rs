@@ -10,8 +10,8 @@
 //! template using a variable the document does not provide is refused before publishing.
 
 use crate::model::{DocumentSpec, NodeType, Outcome, Workflow};
-use crate::runtime::state::{InstanceState, Status};
 use crate::runtime::event::PreApprovalId;
+use crate::runtime::state::{InstanceState, Status};
 
 /// The variables every document's template may use.
 pub const COMMON_VARS: &[&str] = &[

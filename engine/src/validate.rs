@@ -17,8 +17,8 @@ use crate::diag::{Diagnostic, Severity};
 use crate::expr::{self, ExprError, ExprType};
 use crate::limit::{Limit, parse_share};
 use crate::model::{
-    Action, Assignee, Branch, Channel, DocumentSpec, FieldDef, FieldType, JoinPolicy, Node, NodeType,
-    RawLimit, Stage, Workflow,
+    Action, Assignee, Branch, Channel, DocumentSpec, FieldDef, FieldType, JoinPolicy, Node,
+    NodeType, RawLimit, Stage, Workflow,
 };
 use crate::span::{Pos, Sp};
 use crate::template;
@@ -858,7 +858,11 @@ impl<'w> Validator<'w> {
             self.role_ref(r, &format!("`extend_by` of {who}"));
         }
         if let Some(d) = &n.document {
-            self.document(d, crate::documents::END_VARS, &format!("the document of {who}"));
+            self.document(
+                d,
+                crate::documents::END_VARS,
+                &format!("the document of {who}"),
+            );
         }
         self.materials(n, &who);
         self.reject_targets(n, &who);

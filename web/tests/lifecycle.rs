@@ -93,6 +93,7 @@ async fn build(db: &str, workflows: &Path) -> App {
         smtp: None,
         demo: false,
         public_url: None,
+        documents: Default::default(),
     })
     .await
     .expect("server builds")

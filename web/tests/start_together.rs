@@ -80,6 +80,7 @@ async fn nodes_starting_together_on_a_fresh_postgres_database_all_come_up() {
             smtp: None,
             demo: false,
             public_url: None,
+            documents: Default::default(),
         };
         let started = futures_join(NODES, || AppState::build(config())).await;
         let failures: Vec<String> = started

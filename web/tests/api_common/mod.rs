@@ -110,6 +110,7 @@ pub async fn server_at(
         smtp: None,
         demo: false,
         public_url: None,
+        documents: Default::default(),
     })
     .await
     .expect("server builds");

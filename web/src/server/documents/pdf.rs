@@ -30,7 +30,9 @@ const MARGIN_BOTTOM: f32 = 64.0;
 #[derive(Debug, thiserror::Error)]
 pub enum PdfError {
     /// The font file is not there or cannot be read.
-    #[error("无法生成 PDF：找不到或无法读取中文字体文件「{path}」（{reason}）。请安装 fonts-wqy-microhei，或用 `shenpi serve --document-font` 指定字体文件。")]
+    #[error(
+        "无法生成 PDF：找不到或无法读取中文字体文件「{path}」（{reason}）。请安装 fonts-wqy-microhei，或用 `shenpi serve --document-font` 指定字体文件。"
+    )]
     FontMissing { path: PathBuf, reason: String },
     /// The file is not a font krilla can embed (or the face index is out of range).
     #[error("无法生成 PDF：「{path}」不是可用的 TrueType/OpenType 字体（字形索引 {index}）。")]
@@ -227,7 +229,7 @@ pub fn render(font: &PdfFont, meta: &PdfMeta, blocks: &[Block]) -> Result<Vec<u8
                 indent,
             } => {
                 surface.set_fill(Some(if *is_red { red.clone() } else { black.clone() }));
-                let lead = size * 1.75;
+                let lead = size * 1.6;
                 for para in text.split('\n') {
                     let first = if *indent { 2.0 * size } else { 0.0 };
                     for (i, l) in wrap(para, *size, text_w, first).into_iter().enumerate() {
@@ -236,7 +238,11 @@ pub fn render(font: &PdfFont, meta: &PdfMeta, blocks: &[Block]) -> Result<Vec<u8
                             page.finish();
                             page = doc.start_page_with(settings()?);
                             surface = page.surface();
-                            surface.set_fill(Some(if *is_red { red.clone() } else { black.clone() }));
+                            surface.set_fill(Some(if *is_red {
+                                red.clone()
+                            } else {
+                                black.clone()
+                            }));
                             y = MARGIN_TOP;
                         }
                         let w = width(&l, *size);
@@ -308,8 +314,7 @@ pub fn render(font: &PdfFont, meta: &PdfMeta, blocks: &[Block]) -> Result<Vec<u8
     }
     surface.finish();
     page.finish();
-    doc.finish()
-        .map_err(|e| PdfError::Render(format!("{e:?}")))
+    doc.finish().map_err(|e| PdfError::Render(format!("{e:?}")))
 }
 
 #[cfg(test)]
