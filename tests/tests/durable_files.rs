@@ -59,7 +59,10 @@ async fn a_file_is_stored_once_by_hash_and_read_back_chunk_by_chunk() {
         let mut broken = tokio::io::AsyncReadExt::chain(first.as_slice(), Broken);
         assert!(db.put_file(&failing, &mut broken).await.is_err());
         assert_eq!(db.file(&failing.sha256).await.expect("read"), None);
-        assert_eq!(db.file_chunk(&failing.sha256, 0).await.expect("chunk"), None);
+        assert_eq!(
+            db.file_chunk(&failing.sha256, 0).await.expect("chunk"),
+            None
+        );
     }
 }
 

@@ -58,6 +58,8 @@ pub struct AppState {
     pub public_url: Mutex<Option<String>>,
     /// The workflows folder the server was started with (its `populations/` for 政策模拟).
     pub workflows_dir: std::path::PathBuf,
+    /// How official documents' PDFs are made (the font).
+    pub documents: super::documents::Settings,
 }
 
 pub type App = Arc<AppState>;
@@ -86,6 +88,8 @@ pub struct Config<'a> {
     pub demo: bool,
     /// `--public-url`: links in notifications are absolute under it.
     pub public_url: Option<String>,
+    /// The font of official documents' PDFs (`--document-font`).
+    pub documents: super::documents::Settings,
 }
 
 impl<'a> Config<'a> {
@@ -107,6 +111,7 @@ impl<'a> Config<'a> {
             security: Default::default(),
             demo: false,
             public_url: None,
+            documents: Default::default(),
         }
     }
 }
@@ -220,6 +225,7 @@ impl AppState {
             templates,
             public_url: Mutex::new(cfg.public_url),
             workflows_dir: cfg.workflows.to_path_buf(),
+            documents: cfg.documents,
         });
         // Re-time on revisions not yet re-timed (a crash in the middle, another node's import,
         // the CLI), now and every few seconds.
@@ -229,6 +235,9 @@ impl AppState {
         if app.scheduler.is_some() {
             tokio::spawn(super::calendars::watch(app.clone()));
         }
+        // Official documents: issued after each commit that calls for one, and swept for at
+        // start and periodically (documents/issue.rs), with or without the scheduler.
+        tokio::spawn(super::documents::issue::run(app.clone()));
         Ok(app)
     }
 
