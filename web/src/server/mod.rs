@@ -28,6 +28,7 @@ pub mod files;
 pub mod form;
 pub mod inbox;
 pub mod instances;
+pub mod letters;
 pub mod login;
 pub mod messages;
 pub mod metrics;
@@ -72,6 +73,7 @@ pub fn resources() -> routes::Routes {
         .merge(projects::routes())
         .merge(instances::routes())
         .merge(files::routes())
+        .merge(letters::routes())
         .merge(tasks::routes())
         .merge(inbox::routes())
         .merge(definitions::routes())
