@@ -80,21 +80,11 @@ fn folder(dir: &Path) -> PathBuf {
 }
 
 async fn build(db: &str, workflows: &Path) -> App {
-    AppState::build(Config {
+    AppState::build(Config::new(
         db,
         workflows,
-        scheduler: false,
-        clock: Arc::new(ManualClock(AtomicI64::new(T0))),
-        secure_cookies: false,
-        passwords: Default::default(),
-        security: Default::default(),
-        directory: Default::default(),
-        webhook_secret: Vec::new(),
-        dingtalk_secret: None,
-        smtp: None,
-        demo: false,
-        public_url: None,
-    })
+        Arc::new(ManualClock(AtomicI64::new(T0))),
+    ))
     .await
     .expect("server builds")
 }

@@ -66,21 +66,7 @@ async fn nodes_starting_together_on_a_fresh_postgres_database_all_come_up() {
             .await
             .expect("create schema");
         let url = url_in(&schema);
-        let config = || Config {
-            db: &url,
-            workflows: &workflows,
-            scheduler: false,
-            clock: Arc::new(ManualClock(AtomicI64::new(T0))),
-            secure_cookies: false,
-            passwords: Default::default(),
-            security: Default::default(),
-            directory: Default::default(),
-            webhook_secret: Vec::new(),
-            dingtalk_secret: None,
-            smtp: None,
-            demo: false,
-            public_url: None,
-        };
+        let config = || Config::new(&url, &workflows, Arc::new(ManualClock(AtomicI64::new(T0))));
         let started = futures_join(NODES, || AppState::build(config())).await;
         let failures: Vec<String> = started
             .iter()

@@ -10,11 +10,10 @@
 //!
 //! One SQL text serves both backends, as in [`super::version_migrations`].
 
-use std::borrow::Cow;
-
 use sqlx::Row;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::dialect::{on_pool, sql_for};
 use super::{Db, Millis, Result, StoreError};
 
 /// The size of a stored chunk: 1 MiB.
@@ -28,27 +27,6 @@ pub struct StoredFile {
     pub size: i64,
     pub kind: String,
     pub stored_at: Millis,
-}
-
-fn sqlite_sql(sql: &str) -> Cow<'_, str> {
-    Cow::Owned(sql.replace('$', "?"))
-}
-
-macro_rules! on_pool {
-    ($db:expr, $sql:expr, |$pool:ident, $q:ident| $body:expr) => {
-        match $db {
-            Db::Sqlite(s) => {
-                let $pool = s.pool();
-                let $q = sqlite_sql($sql);
-                $body
-            }
-            Db::Postgres(s) => {
-                let $pool = s.pool();
-                let $q: Cow<'_, str> = Cow::Borrowed($sql);
-                $body
-            }
-        }
-    };
 }
 
 /// Reads up to [`CHUNK`] bytes (fewer only at the end).
@@ -79,10 +57,7 @@ impl Db {
                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
         let mut buf = Vec::with_capacity(CHUNK);
         on_pool!(self, file_sql, |pool, q| {
-            let chunk_q = match self {
-                Db::Sqlite(_) => sqlite_sql(chunk_sql),
-                Db::Postgres(_) => Cow::Borrowed(chunk_sql),
-            };
+            let chunk_q = sql_for(self, chunk_sql);
             let mut tx = pool.begin().await?;
             let mut n: i64 = 0;
             let mut total: i64 = 0;

@@ -97,19 +97,9 @@ pub async fn server_at(
 ) -> Server {
     let clock = Arc::new(ManualClock(AtomicI64::new(T0)));
     let app = AppState::build(Config {
-        db,
-        workflows: &workflows_dir(),
-        scheduler: false,
-        clock: clock.clone(),
-        secure_cookies: false,
         passwords,
         security,
-        directory: Default::default(),
-        webhook_secret: Vec::new(),
-        dingtalk_secret: None,
-        smtp: None,
-        demo: false,
-        public_url: None,
+        ..Config::new(db, &workflows_dir(), clock.clone())
     })
     .await
     .expect("server builds");
