@@ -56,43 +56,63 @@ impl Db {
         let file_sql = "INSERT INTO material_files (sha256, size, kind, stored_at) \
                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
         let mut buf = Vec::with_capacity(CHUNK);
+        // A file's chunks are written once and rarely read: on SQLite they go through a small
+        // page cache (the transaction spills to the WAL), not the connection's 64 MiB one,
+        // which would otherwise hold the whole file in memory until it commits.
+        let sqlite = matches!(self, Db::Sqlite(_));
         on_pool!(self, file_sql, |pool, q| {
             let chunk_q = sql_for(self, chunk_sql);
-            let mut tx = pool.begin().await?;
-            let mut n: i64 = 0;
-            let mut total: i64 = 0;
-            loop {
-                let got = read_chunk(content, &mut buf).await?;
-                if got == 0 && n > 0 {
-                    break;
+            let mut conn = pool.acquire().await?;
+            if sqlite {
+                sqlx::query("PRAGMA cache_size = -2048")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let stored = async {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let mut n: i64 = 0;
+                let mut total: i64 = 0;
+                loop {
+                    let got = read_chunk(content, &mut buf).await?;
+                    if got == 0 && n > 0 {
+                        break;
+                    }
+                    sqlx::query(sqlx::AssertSqlSafe(chunk_q.clone().into_owned()))
+                        .bind(&file.sha256)
+                        .bind(n)
+                        .bind(&buf[..])
+                        .execute(&mut *tx)
+                        .await?;
+                    n += 1;
+                    total += got as i64;
+                    if got < CHUNK {
+                        break;
+                    }
                 }
-                sqlx::query(sqlx::AssertSqlSafe(chunk_q.clone().into_owned()))
+                if total != file.size {
+                    return Err(StoreError::Content(format!(
+                        "file {}: read {total} bytes, expected {}",
+                        file.sha256, file.size
+                    )));
+                }
+                let done = sqlx::query(sqlx::AssertSqlSafe(q.into_owned()))
                     .bind(&file.sha256)
-                    .bind(n)
-                    .bind(&buf[..])
+                    .bind(file.size)
+                    .bind(&file.kind)
+                    .bind(file.stored_at)
                     .execute(&mut *tx)
                     .await?;
-                n += 1;
-                total += got as i64;
-                if got < CHUNK {
-                    break;
-                }
+                tx.commit().await?;
+                Ok(done.rows_affected() == 1)
             }
-            if total != file.size {
-                return Err(StoreError::Content(format!(
-                    "file {}: read {total} bytes, expected {}",
-                    file.sha256, file.size
-                )));
+            .await;
+            if sqlite {
+                let normal = format!("PRAGMA cache_size = {}", super::sqlite::PAGE_CACHE);
+                sqlx::query(sqlx::AssertSqlSafe(normal))
+                    .execute(&mut *conn)
+                    .await?;
             }
-            let done = sqlx::query(sqlx::AssertSqlSafe(q.into_owned()))
-                .bind(&file.sha256)
-                .bind(file.size)
-                .bind(&file.kind)
-                .bind(file.stored_at)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(done.rows_affected() == 1)
+            stored
         })
     }
 

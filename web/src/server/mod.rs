@@ -20,6 +20,7 @@ pub mod definitions;
 pub mod demo;
 pub mod demo_time;
 pub mod diagrams;
+pub mod dossier;
 pub mod engine;
 pub mod error;
 pub mod extract;
@@ -74,6 +75,7 @@ pub fn resources() -> routes::Routes {
         .merge(instances::routes())
         .merge(files::routes())
         .merge(letters::routes())
+        .merge(dossier::routes())
         .merge(tasks::routes())
         .merge(inbox::routes())
         .merge(definitions::routes())
