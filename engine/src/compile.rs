@@ -23,6 +23,7 @@ use crate::model::{
     NotificationEvent, Outcome, RawLimit, RejectPolicy, RungAction, Workflow,
 };
 use crate::span::Pos;
+use crate::template::{self, Template};
 use crate::validate::{ValidateContext, validate};
 
 /// Why one node leads to another.
@@ -112,6 +113,17 @@ pub struct ConditionalPlan {
     pub limit: Limit,
     pub on_breach: Vec<BreachAction>,
     pub verify_by: Option<AssigneePlan>,
+    /// The commitment letter a pre-approval on the step yields, if the step names one.
+    pub letter: Option<LetterPlan>,
+}
+
+/// A step's commitment letter (承诺书): its template, parsed once, and the time to sign it.
+#[derive(Debug, Clone)]
+pub struct LetterPlan {
+    pub name: SmolStr,
+    pub template: Template,
+    /// `sign_within`, or [`crate::runtime::letter::DEFAULT_SIGN_WITHIN`] working days.
+    pub sign_within: Limit,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -315,14 +327,14 @@ pub fn compile(workflow: Workflow, ctx: &ValidateContext) -> Result<Definition, 
     if diags.iter().any(Diagnostic::is_error) {
         return Err(diags);
     }
-    build(workflow)
+    build(workflow, ctx)
 }
 
 /// Builds the graph and the plan; node `i` of the workflow is graph index `i`.
 ///
 /// Validation has already checked every reference, limit and condition; should one slip through
 /// anyway, it becomes a `E900` diagnostic here rather than a runtime surprise.
-fn build(workflow: Workflow) -> Result<Definition, Vec<Diagnostic>> {
+fn build(workflow: Workflow, ctx: &ValidateContext) -> Result<Definition, Vec<Diagnostic>> {
     let mut graph = DiGraph::with_capacity(workflow.nodes.len(), workflow.nodes.len() * 2);
     let mut index = HashMap::with_capacity(workflow.nodes.len());
     for n in &workflow.nodes {
@@ -352,6 +364,7 @@ fn build(workflow: Workflow) -> Result<Definition, Vec<Diagnostic>> {
     let plan = Planner {
         wf: &workflow,
         index: &index,
+        ctx,
         diags: Vec::new(),
     }
     .plan();
@@ -367,6 +380,8 @@ fn build(workflow: Workflow) -> Result<Definition, Vec<Diagnostic>> {
 struct Planner<'a> {
     wf: &'a Workflow,
     index: &'a HashMap<String, NodeIndex>,
+    /// The document templates the letters name.
+    ctx: &'a ValidateContext,
     diags: Vec<Diagnostic>,
 }
 
@@ -394,6 +409,38 @@ impl Planner<'_> {
             Ok(l) => Some(l),
             Err(e) => {
                 self.fail(raw.pos, e);
+                None
+            }
+        }
+    }
+
+    /// A step's commitment letter: its template parsed from the context's documents (validation
+    /// checked its variables when it could; a template that is not loaded cannot be rendered, so
+    /// it fails the compilation rather than a pre-approval later).
+    fn letter(&mut self, c: &crate::model::Conditional) -> Option<LetterPlan> {
+        let name = c.letter.as_ref()?;
+        let sign_within = match &c.sign_within {
+            Some(raw) => self.limit(raw, false)?,
+            None => Limit::working_days(crate::runtime::letter::DEFAULT_SIGN_WITHIN),
+        };
+        let Some(src) = self.ctx.documents.get(&name.value) else {
+            self.fail(
+                name.pos,
+                format!(
+                    "the commitment letter's document template `{}` is not loaded (workflows/documents/{}.txt)",
+                    name.value, name.value
+                ),
+            );
+            return None;
+        };
+        match template::parse(src) {
+            Ok(t) => Some(LetterPlan {
+                name: SmolStr::new(&name.value),
+                template: t,
+                sign_within,
+            }),
+            Err(e) => {
+                self.fail(name.pos, format!("document template `{}`: {e}", name.value));
                 None
             }
         }
@@ -524,11 +571,13 @@ impl Planner<'_> {
                         .limit(&c.limit, false)
                         .unwrap_or(Limit::working_days(1));
                     let verify_by = c.verify_by.as_ref().and_then(|a| self.assignee(a));
+                    let letter = self.letter(c);
                     Some(ConditionalPlan {
                         waivable: c.waivable.iter().map(|m| SmolStr::new(&m.value)).collect(),
                         limit,
                         on_breach: c.on_breach.iter().map(|b| b.value).collect(),
                         verify_by,
+                        letter,
                     })
                 }
                 None => None,

@@ -560,6 +560,16 @@ pub struct Conditional {
     /// 预批复 then shows as revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation: Option<DocumentSpec>,
+    /// The commitment letter (承诺书) a pre-approval on this step yields: the name of a document
+    /// template, the file `workflows/documents/<name>.txt`, rendered with the letter's variables
+    /// (`runtime::letter::LETTER_VARS`; a template using any other is refused at validation).
+    /// The applicant side signs the rendered text. Without it, a pre-approval yields no letter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub letter: Option<Sp<String>>,
+    /// Working days the applicant has to sign the letter, counted from the pre-approval, e.g.
+    /// `3wd` (the default). A letter still unsigned after them is listed on the 督办看板.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_within: Option<Sp<RawLimit>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]

@@ -990,6 +990,20 @@ impl<'w> Validator<'w> {
             }
         }
         self.limit(&c.limit, &format!("commitment limit of {who}"), false);
+        if let Some(l) = &c.letter {
+            let what = format!("the commitment letter of {who}");
+            self.document_ref(l, crate::runtime::letter::LETTER_VARS, &what);
+        }
+        if let Some(raw) = &c.sign_within {
+            let what = format!("`sign_within` of {who}");
+            if let Some(l) = self.limit(raw, &what, false)
+                && l.unit != crate::limit::Unit::WorkingDays
+            {
+                let msg =
+                    format!("{what}: the time to sign a letter counts working days, e.g. `3wd`");
+                self.report(BAD_LIMIT, raw.pos, msg);
+            }
+        }
         if let Some(v) = &c.verify_by {
             self.assignee(v, c.limit.pos, &format!("`verify_by` of {who}"));
             self.names_someone_always(v, &format!("`verify_by` of {who}"));
@@ -1308,7 +1322,6 @@ impl<'w> Validator<'w> {
     /// letter of step `review`"): the template exists, parses, and uses only the variables in
     /// `known`, the ones that document provides. Reported at the reference, naming the
     /// template's own line and column.
-    #[allow(dead_code)] // the letter and document keys call it
     fn document_ref(&mut self, t: &Sp<String>, known: &[&str], what: &str) {
         if self.ctx.documents.is_empty() {
             return;

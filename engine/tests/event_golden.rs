@@ -91,6 +91,8 @@ const KINDS: &[&str] = &[
     "instance_started",
     "item_supervised",
     "join_fired",
+    "letter_issued",
+    "letter_signed",
     "limit_extended",
     "material_supplied",
     "material_verified",

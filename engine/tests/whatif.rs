@@ -7,8 +7,9 @@ use jiff::Timestamp;
 use shenpi_engine::calendar::Calendar;
 use shenpi_engine::compile::{Definition, compile};
 use shenpi_engine::parse::parse_workflow;
-use shenpi_engine::validate::ValidateContext;
 use shenpi_engine::whatif::{Population, compare, run};
+
+mod common;
 
 const CALENDAR: &str = include_str!("../../workflows/calendars/cn-mainland.yaml");
 
@@ -18,19 +19,8 @@ fn calendar() -> Calendar {
 
 fn definition(src: &str) -> Definition {
     let wf = parse_workflow(src).unwrap_or_else(|d| panic!("parse: {d:?}"));
-    let templates =
-        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/templates"))
-            .expect("templates")
-            .filter_map(|e| {
-                let p = e.ok()?.path();
-                Some(p.file_stem()?.to_str()?.to_string())
-            })
-            .collect();
-    let ctx = ValidateContext {
-        calendars: vec!["cn-mainland".into()],
-        templates,
-        ..Default::default()
-    };
+    // The shipped folder's context: its calendars, message and document templates.
+    let ctx = common::shipped_context();
     compile(wf, &ctx).unwrap_or_else(|d| panic!("compile: {d:#?}"))
 }
 

@@ -401,6 +401,12 @@ async fn conformance(db: Db) {
     assert_eq!(db.promises_due(801, 1000).await.unwrap().len(), 0);
     assert_eq!(db.supervised(10).await.unwrap()[0].instance, "i2");
     assert_eq!(db.elements_of("i2").await.unwrap()[0].element, "land");
+    // The running instances with a promise (whose letters the board reads): i2, not i1.
+    assert_eq!(
+        db.running_with_promises(10).await.unwrap(),
+        vec!["i2".to_string()],
+        "{name}"
+    );
 
     // A report runs once per scheduled time, whoever asks.
     assert!(db.try_start_report("weekly", 1000, "n1", 1).await.unwrap());

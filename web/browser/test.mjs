@@ -7,7 +7,8 @@
 //     the instance's state, the promise with its due date, the 预批复 issued for it and its
 //     public verification page, 已办 and the message centre.
 //  2. The applicant (chen) sees what is missing on the project's page (the promised materials,
-//     why and by when), the 我发起的 tab, and the new-project form with its pickers.
+//     why and by when), signs the 容缺 commitment letter with their password (a wrong one is
+//     refused first), the 我发起的 tab, and the new-project form with its pickers.
 //  3. Policy staff (wang) put a mistake in the editor's YAML and see it at its line; import next
 //     year's official holiday arrangement on the 工作日历 page.
 //  4. A supervisor (zhao) opens the 督办看板: names, no ids; the admin moves the demo clock
@@ -262,6 +263,28 @@ async function journey(width, first) {
   const missingText = (await missing.innerText()) || "";
   check(missingText.includes("环境影响") && /截止 \d{4}-\d{2}-\d{2}/.test(missingText), `… which material, and by when (${missingText.split("\n")[1] ?? ""})`);
   await shot(page, "06-instance-applicant");
+  if (first) {
+    // The 容缺 above yielded a 承诺书: the applicant reads it and signs with their password.
+    const letter = page.locator("section.letters article.letter").first();
+    check((await letter.count()) === 1, "the instance page shows the commitment letter");
+    const text = (await letter.locator("pre.letter-text").innerText()) || "";
+    check(text.includes("容缺受理承诺书") && text.includes("环境影响评价审批意见") && /\d{4}年\d{1,2}月\d{1,2}日前/.test(text),
+      "the letter names the waived materials and the deadline as a date");
+    check((await letter.locator(".letter-unsigned").count()) === 1, "the letter waits for a signature");
+    await page.fill('form.sign-letter input[name="password"]', "not-my-password");
+    await Promise.all([page.waitForNavigation(), page.click('form.sign-letter button[type="submit"]')]);
+    check((await page.locator("body").innerText()).includes("密码不正确"), "a wrong password is refused in Chinese");
+    await page.goBack();
+    await page.reload();
+    await page.fill('form.sign-letter input[name="password"]', PASSWORD);
+    await Promise.all([page.waitForNavigation(), page.click('form.sign-letter button[type="submit"]')]);
+    check((await page.locator(".flash.ok").innerText()).includes("签署承诺书"), "signing is recorded");
+    const signed = page.locator("section.letters article.letter").first();
+    check((await signed.locator(".letter-signed").count()) === 1, "the letter shows as signed");
+    const signature = (await signed.locator("p.signature").innerText()) || "";
+    check(signature.includes("chen") && /[0-9a-f]{64}/.test(signature), `the signature says who and the hash (${signature.slice(0, 40)}…)`);
+    await shot(page, "06b-letter-signed");
+  }
   // The dossier (办件档案), on screen and as printed: black on white, no header or buttons, the
   // title and print date on top.
   await Promise.all([page.waitForNavigation(), page.click("text=打印办件档案")]);

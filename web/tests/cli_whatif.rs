@@ -10,7 +10,7 @@ fn root() -> PathBuf {
 }
 
 /// A folder holding a draft of provincial-major with `from` replaced by `to`, beside the
-/// shipped calendars and templates.
+/// shipped calendars, message and document templates.
 fn draft(name: &str, from: &str, to: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("shenpi-whatif-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -20,7 +20,7 @@ fn draft(name: &str, from: &str, to: &str) -> PathBuf {
         "the shipped workflow no longer has `{from}`"
     );
     std::fs::write(d.join("provincial-major.yaml"), src.replacen(from, to, 1)).unwrap();
-    for sub in ["calendars", "templates"] {
+    for sub in ["calendars", "templates", "documents"] {
         let to = d.join(sub);
         std::fs::create_dir_all(&to).unwrap();
         for e in std::fs::read_dir(root().join("workflows").join(sub)).unwrap() {

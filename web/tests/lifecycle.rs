@@ -37,10 +37,11 @@ async fn database(dir: &Path, backend: &str, name: &str) -> Option<String> {
     }
 }
 
-/// A workflows folder of its own: the shipped calendars and templates and one workflow file.
+/// A workflows folder of its own: the shipped calendars, message and document templates and one
+/// workflow file.
 fn folder(dir: &Path) -> PathBuf {
     let wf = dir.join("workflows");
-    for sub in ["calendars", "templates"] {
+    for sub in ["calendars", "templates", "documents"] {
         std::fs::create_dir_all(wf.join(sub)).expect("mkdir");
         for e in std::fs::read_dir(workflows_dir().join(sub)).expect("read") {
             let p = e.expect("entry").path();

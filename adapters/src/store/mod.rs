@@ -692,6 +692,10 @@ pub trait ProjectionStore {
     ) -> impl Future<Output = Result<Vec<PromiseRow>>> + Send;
     fn supervised(&self, limit: i64) -> impl Future<Output = Result<Vec<InboxRow>>> + Send;
     fn elements_of(&self, instance: &str) -> impl Future<Output = Result<Vec<ElementRow>>> + Send;
+    /// Running instances with a 容缺 promise (so a pre-approval, and maybe a commitment letter
+    /// to sign), by id: what the 督办看板 reads its unsigned letters from.
+    fn running_with_promises(&self, limit: i64)
+    -> impl Future<Output = Result<Vec<String>>> + Send;
 }
 
 /// Open tasks of one workflow in one (stage, department, colour) cell, for reports.
@@ -897,6 +901,7 @@ delegate!(ProjectionStore {
     fn promises_due(&self, from: Millis, to: Millis) -> Result<Vec<PromiseRow>>;
     fn supervised(&self, limit: i64) -> Result<Vec<InboxRow>>;
     fn elements_of(&self, instance: &str) -> Result<Vec<ElementRow>>;
+    fn running_with_promises(&self, limit: i64) -> Result<Vec<String>>;
 });
 delegate!(ReportStore {
     fn last_report_run(&self, report: &str) -> Result<Option<Millis>>;

@@ -859,6 +859,15 @@ impl<S: Backend> ProjectionStore for S {
         rows.iter().map(inbox_row::<S>).collect()
     }
 
+    async fn running_with_promises(&self, limit: i64) -> Result<Vec<String>> {
+        const SQL: &str = "SELECT DISTINCT p.instance FROM promises p
+             JOIN instances i ON i.id = p.instance
+             WHERE i.status = 'running' ORDER BY p.instance LIMIT $1";
+        let mut c = self.pool().acquire().await?;
+        let rows = S::rows(&mut c, SQL, &[Arg::Int(limit)]).await?;
+        map::<S, _>(rows, |c| c.text())
+    }
+
     async fn elements_of(&self, instance: &str) -> Result<Vec<ElementRow>> {
         const SQL: &str = "SELECT instance, stage, element, department, state, due FROM elements
              WHERE instance = $1 ORDER BY stage, element";

@@ -10,7 +10,7 @@ use smol_str::SmolStr;
 
 use crate::model::RawLimit;
 
-use super::event::{ClockRef, MaterialFile, SignOrder, TaskId, TimerId};
+use super::event::{ClockRef, MaterialFile, PreApprovalId, SignOrder, TaskId, TimerId};
 use super::migrate::Mapping;
 
 /// Who sends a command: a user with their department and roles (from the auth layer), or the
@@ -103,6 +103,15 @@ pub enum Command {
         /// marked as supplied.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         files: Vec<MaterialFile>,
+    },
+    /// The applicant side signs the commitment letter (承诺书) of pre-approval `pre`: `sha256`
+    /// is the hash of the text they were shown (refused when it is not the letter's), `remote`
+    /// the address they sign from. The server sends it only after checking their password.
+    SignLetter {
+        pre: PreApprovalId,
+        sha256: SmolStr,
+        #[serde(default)]
+        remote: Option<String>,
     },
     VerifyMaterial {
         task: TaskId,

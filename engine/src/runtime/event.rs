@@ -512,6 +512,31 @@ pub enum Event {
         material: SmolStr,
         clock: Clock,
     },
+    /// 承诺书: the commitment letter of a pre-approval, rendered from the step's `letter`
+    /// template when the pre-approval was recorded: the exact text the applicant signs, its
+    /// SHA-256 (lower-case hex of the UTF-8 text), and the clock of the `sign_within` working
+    /// days they have to sign it (opened at the pre-approval).
+    LetterIssued {
+        pre: PreApprovalId,
+        node: SmolStr,
+        /// The document template it was rendered from.
+        template: SmolStr,
+        text: String,
+        sha256: SmolStr,
+        clock: Clock,
+    },
+    /// The applicant (or the project's service officer) signed the letter of `pre`, having
+    /// re-entered their password; `sha256` is the hash of the text they were shown, which is
+    /// the letter's, and `remote` the address they signed from.
+    LetterSigned {
+        pre: PreApprovalId,
+        by: SmolStr,
+        #[serde(with = "crate::calendar::china_time")]
+        at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remote: Option<String>,
+        sha256: SmolStr,
+    },
     MaterialSupplied {
         material: SmolStr,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -680,6 +705,8 @@ impl Event {
             Event::RejectedBack { .. } => "rejected_back",
             Event::PreApproved { .. } => "pre_approved",
             Event::PromiseMade { .. } => "promise_made",
+            Event::LetterIssued { .. } => "letter_issued",
+            Event::LetterSigned { .. } => "letter_signed",
             Event::MaterialSupplied { .. } => "material_supplied",
             Event::MaterialVerified { .. } => "material_verified",
             Event::FormalApproval { .. } => "formal_approval",

@@ -35,6 +35,7 @@ pub mod command;
 pub mod deadline;
 mod decide;
 pub mod event;
+pub mod letter;
 pub mod migrate;
 pub mod policy;
 pub mod rejection;

@@ -9,7 +9,7 @@ use smol_str::SmolStr;
 use crate::calendar::CalendarError;
 use crate::model::Action;
 
-use super::event::{ClockRef, TaskId, TimerId};
+use super::event::{ClockRef, PreApprovalId, TaskId, TimerId};
 use super::migrate::{Blocker, MappingProblem};
 
 /// As JSON it is `{"type": code, "detail": fields}` (adjacent tagging, so that the variants
@@ -90,6 +90,22 @@ pub enum Rejection {
     SupervisionUnsettled { target: ClockRef },
     #[error("`{actor}` may not {what}")]
     NotAuthorised { actor: SmolStr, what: String },
+    /// A signature for a pre-approval that has no commitment letter (承诺书).
+    #[error("pre-approval {pre} has no commitment letter")]
+    UnknownLetter { pre: PreApprovalId },
+    /// Only the instance's applicant parties sign its letters.
+    #[error(
+        "`{actor}` is neither the applicant nor the project's service officer and may not sign the commitment letter"
+    )]
+    NotLetterSigner { pre: PreApprovalId, actor: SmolStr },
+    /// The letter is signed already.
+    #[error("the commitment letter of pre-approval {pre} was already signed by `{by}`")]
+    LetterAlreadySigned { pre: PreApprovalId, by: SmolStr },
+    /// The hash sent is not the letter's: the signer was shown another text.
+    #[error(
+        "the commitment letter of pre-approval {pre} is not the text that was shown (SHA-256 {sent} is not the letter's)"
+    )]
+    LetterChanged { pre: PreApprovalId, sent: SmolStr },
     #[error("a reason is required")]
     ReasonRequired,
     #[error("the case is with the applicant for 补正; decisions wait until they resubmit")]
@@ -197,9 +213,9 @@ impl Rejection {
     pub fn kind(&self) -> RejectionKind {
         use RejectionKind as K;
         match self {
-            Rejection::NotAuthorised { .. } => K::NotAllowed,
+            Rejection::NotAuthorised { .. } | Rejection::NotLetterSigner { .. } => K::NotAllowed,
             Rejection::NotAssigned { .. } => K::NotAssigned,
-            Rejection::UnknownTask { .. } => K::NotFound,
+            Rejection::UnknownTask { .. } | Rejection::UnknownLetter { .. } => K::NotFound,
             Rejection::AlreadyStarted
             | Rejection::InstanceEnded
             | Rejection::TaskNotOpen { .. }
@@ -213,6 +229,8 @@ impl Rejection {
             | Rejection::SignerDecided { .. }
             | Rejection::CannotTakeBack { .. }
             | Rejection::SupervisionResolved { .. }
+            | Rejection::LetterAlreadySigned { .. }
+            | Rejection::LetterChanged { .. }
             | Rejection::MigrationBlocked { .. }
             | Rejection::NotOnVersion { .. } => K::Conflict,
             Rejection::NotStarted
@@ -282,6 +300,10 @@ impl Rejection {
             Rejection::SupervisionResolved { .. } => "supervision_resolved",
             Rejection::SupervisionUnsettled { .. } => "supervision_unsettled",
             Rejection::NotAuthorised { .. } => "not_authorised",
+            Rejection::UnknownLetter { .. } => "unknown_letter",
+            Rejection::NotLetterSigner { .. } => "not_letter_signer",
+            Rejection::LetterAlreadySigned { .. } => "letter_already_signed",
+            Rejection::LetterChanged { .. } => "letter_changed",
             Rejection::ReasonRequired => "reason_required",
             Rejection::WithApplicant => "with_applicant",
             Rejection::NotWithApplicant => "not_with_applicant",

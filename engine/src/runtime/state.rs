@@ -135,6 +135,31 @@ pub struct PreApproval {
     pub formal: bool,
 }
 
+/// The commitment letter (承诺书) of a pre-approval, as issued, and its signature once signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Letter {
+    pub pre: PreApprovalId,
+    pub node: SmolStr,
+    pub template: SmolStr,
+    pub text: String,
+    pub sha256: SmolStr,
+    /// The `sign_within` limit, opened at the pre-approval.
+    pub clock: Clock,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<Signature>,
+}
+
+/// Who signed a letter, when, from where, and the hash of the text they signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    pub by: SmolStr,
+    #[serde(with = "crate::calendar::china_time")]
+    pub at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    pub sha256: SmolStr,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PromiseStatus {
@@ -267,6 +292,10 @@ pub struct InstanceState {
     pub pre_approvals: Vec<PreApproval>,
     #[serde(default)]
     pub promises: Vec<Promise>,
+    /// The commitment letters (承诺书) of the pre-approvals, in order (none in histories from
+    /// before letters, or for steps without a `letter`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub letters: Vec<Letter>,
     #[serde(default)]
     pub stages: Vec<StageVisit>,
     #[serde(default)]
@@ -299,6 +328,11 @@ pub struct InstanceState {
 }
 
 impl InstanceState {
+    /// The commitment letter of a pre-approval, if its step has one.
+    pub fn letter(&self, pre: PreApprovalId) -> Option<&Letter> {
+        self.letters.iter().find(|l| l.pre == pre)
+    }
+
     pub fn task(&self, id: TaskId) -> Option<&Task> {
         self.tasks.get(id.ix())
     }
@@ -721,6 +755,38 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
             breached: false,
             verify_task: None,
         }),
+        Event::LetterIssued {
+            pre,
+            node,
+            template,
+            text,
+            sha256,
+            clock,
+        } => s.letters.push(Letter {
+            pre: *pre,
+            node: node.clone(),
+            template: template.clone(),
+            text: text.clone(),
+            sha256: sha256.clone(),
+            clock: clock.clone(),
+            signed: None,
+        }),
+        Event::LetterSigned {
+            pre,
+            by,
+            at,
+            remote,
+            sha256,
+        } => {
+            if let Some(l) = s.letters.iter_mut().find(|l| l.pre == *pre) {
+                l.signed = Some(Signature {
+                    by: by.clone(),
+                    at: *at,
+                    remote: remote.clone(),
+                    sha256: sha256.clone(),
+                });
+            }
+        }
         Event::MaterialSupplied {
             material, promise, ..
         } => match promise.and_then(|p| s.promises.get_mut(p.ix())) {
@@ -867,6 +933,9 @@ fn migrated(s: &mut InstanceState, m: &Mapping, clocks: &[ClockChange]) {
         }
         for p in &mut s.pre_approvals {
             rename(&mut p.node);
+        }
+        for l in &mut s.letters {
+            rename(&mut l.node);
         }
         for t in &mut s.timers {
             if let TimerKind::Wait { node } = &mut t.kind {

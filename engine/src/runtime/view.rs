@@ -144,6 +144,10 @@ pub struct InstanceView {
     pub steps: Vec<StepView>,
     pub pre_approvals: Vec<PreApprovalView>,
     pub promises: Vec<PromiseView>,
+    /// The commitment letters (承诺书) of the pre-approvals, signed or not
+    /// ([`super::letter::letters`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub letters: Vec<super::letter::LetterView>,
     pub stage: Option<StageView>,
     pub elements: Vec<ElementView>,
     pub outstanding: Vec<OutstandingView>,
@@ -357,6 +361,7 @@ pub fn view(def: &Definition, cal: &Calendar, st: &InstanceState, now: Timestamp
             })
             .collect(),
         promises,
+        letters: super::letter::letters(def, cal, st, now),
         stage,
         elements,
         outstanding,

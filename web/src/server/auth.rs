@@ -282,6 +282,11 @@ pub mod policy {
             Command::TimerFired { .. } | Command::Recalendar { .. } => Err(ApiError::forbidden(
                 "计时器由引擎触发和重新计时，不能手工发送。",
             )),
+            // A signature needs the signer's password, which only the letters endpoint checks.
+            Command::SignLetter { .. } => Err(ApiError::forbidden(
+                "承诺书须输入登录密码确认后签署：请使用 POST /api/instances/{id}/letters/{pre}/sign 或项目页面的签署表单。",
+            )
+            .in_english("a commitment letter is signed with the signer's password: use POST /api/instances/{id}/letters/{pre}/sign")),
             _ => Ok(()),
         }
     }

@@ -30,6 +30,7 @@ pub mod files;
 pub mod form;
 pub mod inbox;
 pub mod instances;
+pub mod letters;
 pub mod login;
 pub mod messages;
 pub mod metrics;
@@ -74,6 +75,7 @@ pub fn resources() -> routes::Routes {
         .merge(projects::routes())
         .merge(instances::routes())
         .merge(files::routes())
+        .merge(letters::routes())
         .merge(dossier::routes())
         .merge(documents::routes())
         .merge(tasks::routes())

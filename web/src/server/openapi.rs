@@ -21,12 +21,13 @@ use super::files::{FileEntry, FileVersion, UploadResult};
 use super::inbox::InboxItem;
 use super::instances::api::{AttachRequest, StartRequest};
 use super::instances::detail::{HistoryEntry, InstanceDetail, MaterialStatus};
+use super::letters::{LetterEntry, SignRequest, SignatureEntry};
 use super::login::{LoginRequest, LoginResponse};
 use super::messages::{MarkRead, Message, Unread};
 use super::migrations::{DryRun, DryRunRow, MigrationBody, ResultRow, RunInfo, Said};
 use super::outbox::DeadLetter;
 use super::projects::NewProject;
-use super::reports::api::{DashboardData, RunReport};
+use super::reports::api::{DashboardData, RunReport, UnsignedLetter};
 use super::routes::{Routes, operation};
 use super::tasks::api::VerifyRequest;
 use super::tasks::batch::{BatchRequest, BatchResult, BatchTask};
@@ -62,12 +63,13 @@ impl Modify for BearerAuth {
         Message, MarkRead, Unread, Advance, ClockState,
         MigrationBody, DryRun, DryRunRow, Said, RunInfo, ResultRow,
         UploadResult, FileVersion, FileEntry, DocumentEntry,
+        LetterEntry, SignatureEntry, SignRequest, UnsignedLetter,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
         (name = "auth"), (name = "projects"), (name = "instances"), (name = "tasks"),
-        (name = "materials"), (name = "elements"), (name = "definitions"), (name = "reports"),
+        (name = "materials"), (name = "letters"), (name = "elements"), (name = "definitions"), (name = "reports"),
         (name = "outbox"), (name = "calendars"), (name = "messages"), (name = "clock"),
         (name = "documents"), (name = "meta"),
     )

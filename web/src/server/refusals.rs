@@ -11,7 +11,7 @@ use shenpi_adapters::machine;
 use shenpi_engine::compile::Definition;
 use shenpi_engine::limit::{Limit, Unit};
 use shenpi_engine::model::{Action, FieldType, NodeType, RawLimit};
-use shenpi_engine::runtime::event::ClockRef;
+use shenpi_engine::runtime::event::{ClockRef, PreApprovalId};
 use shenpi_engine::runtime::migrate::{Blocker, MappingProblem};
 use shenpi_engine::runtime::rejection::{Ineligible, TakeBackBlock};
 use shenpi_engine::runtime::{InstanceState, ProjectProblem, Rejection, RejectionKind, TaskId};
@@ -92,6 +92,14 @@ impl<'a> Names<'a> {
                 || "遗留事项".to_string(),
                 |o| format!("遗留事项（要素{}）", self.element(&o.element)),
             ),
+        }
+    }
+
+    /// A commitment letter by the step that pre-approved: 「环节」的承诺书.
+    fn letter(&self, pre: PreApprovalId) -> String {
+        match self.state.and_then(|s| s.letter(pre)) {
+            Some(l) => format!("{}环节的承诺书", self.node(&l.node)),
+            None => format!("第 {pre} 号预批复的承诺书"),
         }
     }
 
@@ -320,6 +328,20 @@ pub fn rejection_message_zh(r: &Rejection, n: &Names<'_>) -> String {
         Rejection::SupervisionUnsettled { target } => {
             format!("{}尚未办结，办结后方可销号。", n.item(target))
         }
+        Rejection::UnknownLetter { pre } => {
+            format!("第 {pre} 号预批复没有承诺书：该环节的容缺受理不要求签署承诺书。")
+        }
+        Rejection::NotLetterSigner { pre, actor } => format!(
+            "{actor} 不是本项目的申请人或帮办专员，不能签署{}。",
+            n.letter(*pre)
+        ),
+        Rejection::LetterAlreadySigned { pre, by } => {
+            format!("{}已由 {by} 签署，不能重复签署。", n.letter(*pre))
+        }
+        Rejection::LetterChanged { pre, .. } => format!(
+            "{}的内容与您看到的不一致（SHA-256 摘要不符），未签署：请刷新页面，阅读当前文本后重新签署。",
+            n.letter(*pre)
+        ),
         Rejection::NotAuthorised { actor, what } => {
             format!("{actor} 无权执行此操作（{what}）。")
         }
@@ -623,6 +645,21 @@ mod tests {
                 actor: "a".into(),
                 what: "x".into(),
             },
+            Rejection::UnknownLetter {
+                pre: PreApprovalId(0),
+            },
+            Rejection::NotLetterSigner {
+                pre: PreApprovalId(0),
+                actor: "a".into(),
+            },
+            Rejection::LetterAlreadySigned {
+                pre: PreApprovalId(0),
+                by: "a".into(),
+            },
+            Rejection::LetterChanged {
+                pre: PreApprovalId(0),
+                sent: "00".into(),
+            },
             Rejection::ReasonRequired,
             Rejection::WithApplicant,
             Rejection::NotWithApplicant,
@@ -728,6 +765,10 @@ mod tests {
         ("signer_decided", 409),
         ("cannot_take_back", 409),
         ("supervision_resolved", 409),
+        ("letter_already_signed", 409),
+        ("letter_changed", 409),
+        ("unknown_letter", 404),
+        ("not_letter_signer", 403),
         ("migration_blocked", 409),
         ("not_on_version", 409),
         ("internal", 500),

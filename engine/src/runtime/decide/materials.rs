@@ -5,12 +5,14 @@
 use smol_str::SmolStr;
 
 use crate::compile::Party;
+use crate::limit::Limit;
 use crate::model::{Action, BreachAction, NodeType, NotificationEvent, Outcome, RawLimit};
 use crate::runtime::clock::{Clock, Colour};
 use crate::runtime::event::{
     ClockRef, Decision, Event, MaterialFile, OpenedTask, PreApprovalId, PromiseId, TaskId,
     TaskKind, TimerKind,
 };
+use crate::runtime::letter;
 use crate::runtime::rejection::Rejection;
 use crate::runtime::state::{PromiseStatus, StepStatus};
 
@@ -80,6 +82,7 @@ impl<'a> Cx<'a> {
             materials: materials.clone(),
             by: self.by(),
         });
+        self.issue_letter(pre, id, &n.id, &materials, limit)?;
         for m in materials {
             let promise = PromiseId(self.next_promise);
             self.next_promise += 1;
@@ -94,6 +97,119 @@ impl<'a> Cx<'a> {
         }
         self.open_after_signers(id)?;
         self.after_decision(id)
+    }
+
+    /// The commitment letter (承诺书) of a pre-approval, when the step names one: rendered from
+    /// its template with the facts of this pre-approval (the deadline is the promise clocks'
+    /// own due date on the workflow's calendar), recorded with its hash and the clock of its
+    /// `sign_within`.
+    fn issue_letter(
+        &mut self,
+        pre: PreApprovalId,
+        task: TaskId,
+        node: &SmolStr,
+        materials: &[SmolStr],
+        limit: Limit,
+    ) -> Result<(), Rejection> {
+        let nix = self.node_ix(node)?;
+        let Some(c) = self.node(nix)?.conditional.as_ref() else {
+            return Ok(());
+        };
+        let Some(plan) = c.letter.as_ref() else {
+            return Ok(());
+        };
+        let wf = &self.def.workflow;
+        let node_name = wf
+            .nodes
+            .iter()
+            .find(|x| x.id.value == node.as_str())
+            .and_then(|x| x.name.clone())
+            .unwrap_or_else(|| node.to_string());
+        let department = self.task(task).ok().and_then(|t| t.spec.department.clone());
+        let department_name = department
+            .as_deref()
+            .and_then(|d| wf.departments.iter().find(|x| x.id.value == d))
+            .map(|d| d.name.clone().unwrap_or_else(|| d.id.value.clone()))
+            .unwrap_or_else(|| "审批部门".to_string());
+        let names: Vec<String> = materials
+            .iter()
+            .map(|m| {
+                wf.materials
+                    .iter()
+                    .find(|x| x.id.value == m.as_str())
+                    .and_then(|x| x.name.clone())
+                    .unwrap_or_else(|| m.to_string())
+            })
+            .collect();
+        let deadline = Clock::new(self.now, limit)
+            .due(self.cal)?
+            .map(crate::runtime::deadline::last_day);
+        let facts = letter::LetterFacts {
+            project: self.project,
+            applicant: &self.st.applicant,
+            node: &node_name,
+            department: &department_name,
+            materials: names,
+            limit,
+            deadline,
+            on_breach: &c.on_breach,
+            issued: self.now,
+            sign_within: plan.sign_within,
+        };
+        let text = plan
+            .template
+            .render(&letter::variables(&facts))
+            .map_err(|e| internal(format!("letter template `{}`: {e}", plan.name)))?;
+        let sha256 = letter::sha256_hex(&text);
+        self.emit(Event::LetterIssued {
+            pre,
+            node: node.clone(),
+            template: plan.name.clone(),
+            text,
+            sha256,
+            clock: Clock::new(self.now, plan.sign_within),
+        });
+        Ok(())
+    }
+
+    /// The applicant side signs a pre-approval's letter: only one of the instance's applicant
+    /// parties ([`crate::runtime::policy::applicant_parties`]), once, and only the text whose
+    /// hash they send (what they were shown).
+    pub(super) fn sign_letter(
+        &mut self,
+        pre: PreApprovalId,
+        sha256: &SmolStr,
+        remote: &Option<String>,
+    ) -> Result<(), Rejection> {
+        let Some(l) = self.st.letter(pre) else {
+            return Err(Rejection::UnknownLetter { pre });
+        };
+        if !self.is_applicant() {
+            return Err(Rejection::NotLetterSigner {
+                pre,
+                actor: self.by(),
+            });
+        }
+        if let Some(s) = &l.signed {
+            return Err(Rejection::LetterAlreadySigned {
+                pre,
+                by: s.by.clone(),
+            });
+        }
+        if !sha256.trim().eq_ignore_ascii_case(&l.sha256) {
+            return Err(Rejection::LetterChanged {
+                pre,
+                sent: sha256.clone(),
+            });
+        }
+        self.emit(Event::LetterSigned {
+            pre,
+            by: self.by(),
+            at: self.now,
+            remote: remote.clone(),
+            sha256: l.sha256.clone(),
+        });
+        Ok(())
     }
 
     /// 补正: the case goes back to the applicant; every running clock of the case stops.

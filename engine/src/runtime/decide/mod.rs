@@ -237,6 +237,11 @@ impl<'a> Cx<'a> {
                 comment,
             } => self.approve_conditional(*task, waive, limit.as_ref(), comment),
             Command::SupplyMaterial { material, files } => self.supply(material, files),
+            Command::SignLetter {
+                pre,
+                sha256,
+                remote,
+            } => self.sign_letter(*pre, sha256, remote),
             Command::VerifyMaterial {
                 task,
                 accepted,

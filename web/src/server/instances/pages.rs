@@ -28,6 +28,7 @@ use super::super::error::ApiError;
 use super::super::files;
 use super::super::form::{self, Fields, hidden};
 use super::super::inbox::task_name;
+use super::super::letters;
 use super::super::names::WorkflowNames;
 use super::super::state::App;
 use super::detail::{InstanceDetail, instance_detail};
@@ -143,6 +144,19 @@ pub fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
                 .map(|m| names.material(m))
                 .collect::<Vec<_>>()
                 .join("、")
+        ),
+        Event::LetterIssued { node, .. } => {
+            format!(
+                "出具「{}」环节的容缺受理承诺书，待申请人签署",
+                node_name(node)
+            )
+        }
+        Event::LetterSigned { by, remote, .. } => format!(
+            "{by} 签署容缺受理承诺书{}",
+            remote
+                .as_ref()
+                .map(|r| format!("（来源地址 {r}）"))
+                .unwrap_or_default()
         ),
         Event::PromiseMade { material, .. } => {
             format!("申请人承诺补交「{}」", names.material(material))
@@ -649,6 +663,7 @@ pub async fn instance_page(
                 }
             }
         }
+        (letters::letters_block(&user, &id, &letters::instance_letters(&l.ctx, &l.st, &user.user, app.now())))
         // The diagram carries its own legend.
         section { h2 { "流程图" } div.diagram { (diagram_svg(&l)) } }
         section.material-files { h2 { "材料文件" } (files::versions_block(&names, &id, &l.files)) }

@@ -7,12 +7,15 @@ use serde::{Deserialize, Serialize};
 use shenpi_adapters::reports::report_now;
 use shenpi_adapters::store::{InboxRow, ProjectionStore, PromiseRow};
 use shenpi_engine::model::ReportKind;
+use shenpi_engine::runtime::letter;
 use utoipa::ToSchema;
 
 use super::super::accounts::{ReportRun, random_hex};
 use super::super::auth::{Caller, policy};
+use super::super::engine::timestamp;
 use super::super::error::{ApiError, ApiResult, ErrorBody};
 use super::super::extract;
+use super::super::names::WorkflowNames;
 use super::super::state::{App, latest_contexts};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -35,6 +38,71 @@ pub struct DashboardData {
     /// (time, green, yellow, red) snapshots of open tasks by colour.
     #[schema(value_type = Vec<Object>)]
     pub history: Vec<(i64, i64, i64, i64)>,
+    /// Commitment letters (承诺书) not signed within their `sign_within` working days, longest
+    /// waiting first.
+    pub unsigned_letters: Vec<UnsignedLetter>,
+}
+
+/// A commitment letter not signed in time, for the 督办看板.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UnsignedLetter {
+    pub instance: String,
+    /// The pre-approval the letter belongs to.
+    pub pre: u32,
+    /// The project's name.
+    pub project: String,
+    pub node: String,
+    /// The node's name, as the workflow gives it.
+    pub node_name: String,
+    /// When the pre-approval issued it (ms since the epoch).
+    pub issued_at: i64,
+    /// The last day to sign it (`YYYY-MM-DD`).
+    pub sign_by: Option<String>,
+    /// Working days since the pre-approval, on the workflow's calendar.
+    pub working_days_since: u32,
+    /// Who should sign: the applicant and the project's service officer.
+    pub signers: Vec<String>,
+}
+
+/// The letters of running instances not signed within their `sign_within`: every running
+/// instance with a 容缺 promise is read, and the engine says which of its letters are late
+/// (`letter::unsigned_overdue`, on the clock rule every other limit uses).
+async fn unsigned_letters(app: &App, now: i64) -> ApiResult<Vec<UnsignedLetter>> {
+    let mut out = Vec::new();
+    for id in app.db.running_with_promises(1000).await? {
+        let Some((_, st, _, ctx)) = app.instance(&id).await? else {
+            continue;
+        };
+        let late = letter::unsigned_overdue(&ctx.def, &ctx.cal, &st, timestamp(now));
+        if late.is_empty() {
+            continue;
+        }
+        let project = app
+            .project_of(&id)
+            .await?
+            .map(|p| p.name.clone())
+            .unwrap_or_else(|| "（未登记项目）".to_string());
+        let names = WorkflowNames(&ctx.def);
+        for l in late {
+            out.push(UnsignedLetter {
+                instance: id.clone(),
+                pre: l.pre.0,
+                project: project.clone(),
+                node_name: names.node(&l.node),
+                node: l.node.to_string(),
+                issued_at: l.issued_at.as_millisecond(),
+                sign_by: l.sign_by.map(|d| d.to_string()),
+                working_days_since: l.working_days_since,
+                signers: l.signers.iter().map(|s| s.to_string()).collect(),
+            });
+        }
+    }
+    out.sort_by(|a, b| {
+        b.working_days_since
+            .cmp(&a.working_days_since)
+            .then_with(|| a.instance.cmp(&b.instance))
+    });
+    Ok(out)
 }
 
 pub async fn dashboard_data(app: &App) -> ApiResult<DashboardData> {
@@ -66,6 +134,7 @@ pub async fn dashboard_data(app: &App) -> ApiResult<DashboardData> {
         supervised: app.db.supervised(100).await?,
         promises_due: app.db.promises_due(now, now + 7 * 86_400_000).await?,
         history,
+        unsigned_letters: unsigned_letters(app, now).await?,
     })
 }
 

@@ -361,6 +361,17 @@ pub async fn dashboard_page(
             @if overdue.is_empty() { p.empty { "无超期任务。" } } @else { (table(&overdue, true)) } }
         section { h2 { "挂牌督办" }
             @if supervised.is_empty() { p.empty { "无挂牌督办事项。" } } @else { (table(&supervised, false)) } }
+        section.unsigned-letters { h2 { "逾期未签署的承诺书" }
+            @if d.unsigned_letters.is_empty() { p.empty { "无。" } } @else {
+                div.table-wrap { table { thead { tr { th { "项目" } th { "环节" } th { "出具日期" } th { "签署期限" } th { "已过" } th { "应签署人" } } }
+                    tbody { @for l in &d.unsigned_letters { tr.row-red {
+                        td { a href={"/instances/" (l.instance) "#letters"} { (l.project) } }
+                        td { (l.node_name) }
+                        td { (datetime(l.issued_at)) }
+                        td { (l.sign_by.clone().unwrap_or_default()) }
+                        td.overdue { (l.working_days_since) " 个工作日" }
+                        td { (l.signers.join("、")) }
+                    } } } } } } }
         section { h2 { "7 日内到期的容缺承诺" }
             @if d.promises_due.is_empty() { p.empty { "无。" } } @else {
                 div.table-wrap { table { thead { tr { th { "项目" } th { "材料" } th { "状态" } th { "截止" } } }
