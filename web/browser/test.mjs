@@ -233,6 +233,10 @@ async function journey(width, first) {
     const open = page.locator("table.inbox a.open").first();
     await Promise.all([page.waitForNavigation(), open.click()]);
     await shot(page, "03-task");
+    await page.emulateMedia({ media: "print" });
+    check(!(await page.locator("section.actions").isVisible()), "the printed task page has no action forms");
+    await shot(page, "03b-task-print");
+    await page.emulateMedia({ media: "screen" });
     await page.goto(page.url().replace(/\/tasks\/\d+$/, ""));
     await shot(page, "04-instance");
     await page.goto(`${base}/inbox?tab=done`);
@@ -258,6 +262,24 @@ async function journey(width, first) {
   const missingText = (await missing.innerText()) || "";
   check(missingText.includes("环境影响") && /截止 \d{4}-\d{2}-\d{2}/.test(missingText), `… which material, and by when (${missingText.split("\n")[1] ?? ""})`);
   await shot(page, "06-instance-applicant");
+  // The dossier (办件档案), on screen and as printed: black on white, no header or buttons, the
+  // title and print date on top.
+  await Promise.all([page.waitForNavigation(), page.click("text=打印办件档案")]);
+  check(/\/instances\/I[0-9a-f]+\/dossier$/.test(page.url()), "the instance page links to its dossier");
+  check((await page.locator("[data-chain=intact]").count()) === 1, "the dossier says the record is intact");
+  check((await page.locator("table.timeline tbody tr").count()) >= 3, "the dossier lists the history");
+  check((await page.locator("table.timeline").innerText()).includes("容缺通过"), "… with the decisions");
+  await shot(page, "06b-dossier");
+  await page.emulateMedia({ media: "print" });
+  check(!(await page.locator("header.top").isVisible()), "printed: no navigation header");
+  check(!(await page.locator("button[data-print]").isVisible()), "printed: no buttons");
+  check((await page.locator(".print-head").innerText()).includes("打印日期"), "printed: the title and print date on top");
+  const ink = await page.evaluate(() => [getComputedStyle(document.body).backgroundColor, getComputedStyle(document.body).color]);
+  check(ink[0] === "rgb(255, 255, 255)" && ink[1] === "rgb(0, 0, 0)", `printed: black on white (${ink.join(" on ")})`);
+  await shot(page, "06c-dossier-print");
+  await page.goBack();
+  await shot(page, "06d-instance-print");
+  await page.emulateMedia({ media: "screen" });
   await page.goto(`${base}/projects?workflow=provincial-major`);
   const officer = page.locator('select[name="f.service_officer"] option');
   check((await officer.count()) >= 2, "the service officer is picked from the accounts, not typed");
@@ -344,6 +366,10 @@ async function journey(width, first) {
   check((await page.locator("svg.chart").count()) >= 1, "the dashboard draws charts");
   check((await page.locator("table.on-time tbody tr").count()) >= 1, "the dashboard gives each department's on-time rate");
   await shot(page, "13-dashboard");
+  await page.emulateMedia({ media: "print" });
+  check(!(await page.locator("header.top").isVisible()), "the printed board has no navigation header");
+  await shot(page, "13b-dashboard-print");
+  await page.emulateMedia({ media: "screen" });
   const drill = page.locator("table.on-time a").first();
   const deptName = (await drill.innerText()).trim();
   await Promise.all([page.waitForNavigation(), drill.click()]);

@@ -52,6 +52,9 @@ enum Command {
     Token(cli::server::TokenCommand),
     /// Load-test the task-action endpoint of a running server (loopback only).
     Loadgen(cli::loadgen::Args),
+    /// The tamper-evident record: `audit verify` recomputes each instance's event hash chain.
+    #[command(subcommand)]
+    Audit(cli::audit::Command),
     /// Benchmarks of the durable runtime (SQLite, PostgreSQL).
     #[command(subcommand)]
     Bench(cli::bench::Command),
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::User(c) => cli::server::run_user(c),
         Command::Token(c) => cli::server::run_token(c),
         Command::Loadgen(a) => cli::loadgen::run(a),
+        Command::Audit(c) => cli::audit::run(c),
         Command::Bench(c) => cli::bench::run(c),
     };
     match result {

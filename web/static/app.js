@@ -68,4 +68,8 @@
       x.send(new FormData(f));
     });
   });
+  // 打印 (the dossier): the browser's print dialog, with the print stylesheet.
+  document.querySelectorAll('button[data-print]').forEach(function (b) {
+    b.addEventListener('click', function () { window.print(); });
+  });
 })();

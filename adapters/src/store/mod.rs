@@ -17,6 +17,7 @@
 //! [`StoreError::Conflict`] and the caller retries with fresh state.
 
 pub mod calendars;
+pub mod chain;
 mod dialect;
 pub mod documents;
 pub mod files;

@@ -17,6 +17,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection};
 
+use super::chain::{self, Links};
 use super::sql::{
     Backend, COMMIT_ORDER, ConnOf, Step, TimerClaim, addressees_json, bind_arg, driver_calls,
     inbox_where, outbox_cols,
@@ -80,7 +81,10 @@ impl PgStore {
             .await
             .map_err(StoreError::Db)?;
         migrator().run(&pool).await?;
-        Ok(PgStore { pool })
+        let store = PgStore { pool };
+        // Histories written before the hash chain are chained once (migration 18).
+        super::chain::backfill(&store).await?;
+        Ok(store)
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -95,8 +99,9 @@ impl PgStore {
     /// Writes one batch in one transaction, in [`COMMIT_ORDER`].
     async fn commit_inner(&self, b: &Batch) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(pg_err)?;
+        let links = link(&mut tx, b).await?;
         for step in COMMIT_ORDER {
-            write_step(&mut tx, step, b).await?;
+            write_step(&mut tx, step, b, &links).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -282,9 +287,32 @@ impl Backend for PgStore {
     }
 }
 
+/// The batch's events chained onto the heads stored for its instances (see [`chain::link`]).
+/// The rows are locked as they are read (in id order, as the instances step updates them), so
+/// nothing changes a head between this read and the commit.
+async fn link(tx: &mut PgConnection, b: &Batch) -> Result<Links> {
+    let ids: Vec<&str> = b
+        .instances
+        .iter()
+        .filter(|w| w.from_version > 0)
+        .map(|w| w.meta.id.as_str())
+        .collect();
+    let mut stored = std::collections::HashMap::new();
+    if !ids.is_empty() {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT id, head_hash FROM instances WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        stored.extend(rows);
+    }
+    Ok(chain::link(&stored, b))
+}
+
 /// Writes one part of a batch: one statement over `UNNEST` of arrays, so the statement text is
 /// the same whatever the batch size.
-async fn write_step(tx: &mut PgConnection, step: Step, b: &Batch) -> Result<()> {
+async fn write_step(tx: &mut PgConnection, step: Step, b: &Batch, links: &Links) -> Result<()> {
     match step {
         Step::Instances => {
             let mut writes: Vec<&InstanceWrite> = b.instances.iter().collect();
@@ -293,50 +321,57 @@ async fn write_step(tx: &mut PgConnection, step: Step, b: &Batch) -> Result<()> 
                 writes.into_iter().partition(|w| w.from_version == 0);
             if !new.is_empty() {
                 sqlx::query(
-                        "INSERT INTO instances (id, workflow_id, def_version, version, project, status,
-                         stage, channel, created_at, updated_at)
-                         SELECT u.id, u.wf, u.dv, u.v, u.p::jsonb, u.s, u.st, u.ch, $9, $9
+                    "INSERT INTO instances (id, workflow_id, def_version, version, project, status,
+                         stage, channel, created_at, updated_at, head_hash)
+                         SELECT u.id, u.wf, u.dv, u.v, u.p::jsonb, u.s, u.st, u.ch, $9, $9, u.h
                          FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[],
-                                     $6::text[], $7::text[], $8::text[]) AS u(id, wf, dv, v, p, s, st, ch)",
-                    )
-                    .bind(new.iter().map(|w| w.meta.id.as_str()).collect::<Vec<_>>())
-                    .bind(
-                        new.iter()
-                            .map(|w| w.meta.workflow_id.as_str())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(new.iter().map(|w| w.meta.def_version).collect::<Vec<_>>())
-                    .bind(new.iter().map(|w| w.to_version).collect::<Vec<_>>())
-                    .bind(
-                        new.iter()
-                            .map(|w| w.meta.project.to_string())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        new.iter()
-                            .map(|w| w.projection.status.as_str())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        new.iter()
-                            .map(|w| w.projection.stage.as_deref())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        new.iter()
-                            .map(|w| w.projection.channel.as_deref())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(b.now)
-                    .execute(&mut *tx)
-                    .await?;
+                                     $6::text[], $7::text[], $8::text[], $10::text[])
+                              AS u(id, wf, dv, v, p, s, st, ch, h)",
+                )
+                .bind(new.iter().map(|w| w.meta.id.as_str()).collect::<Vec<_>>())
+                .bind(
+                    new.iter()
+                        .map(|w| w.meta.workflow_id.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(new.iter().map(|w| w.meta.def_version).collect::<Vec<_>>())
+                .bind(new.iter().map(|w| w.to_version).collect::<Vec<_>>())
+                .bind(
+                    new.iter()
+                        .map(|w| w.meta.project.to_string())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    new.iter()
+                        .map(|w| w.projection.status.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    new.iter()
+                        .map(|w| w.projection.stage.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    new.iter()
+                        .map(|w| w.projection.channel.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(b.now)
+                .bind(
+                    new.iter()
+                        .map(|w| links.head(&w.meta.id))
+                        .collect::<Vec<_>>(),
+                )
+                .execute(&mut *tx)
+                .await?;
             }
             if !old.is_empty() {
                 let done = sqlx::query(
                     "UPDATE instances AS i SET version = u.v, status = u.s, stage = u.st,
-                         channel = u.ch, updated_at = $7, def_version = u.dv
+                         channel = u.ch, updated_at = $7, def_version = u.dv, head_hash = u.h
                          FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],
-                                     $6::text[], $8::bigint[]) AS u(id, fv, v, s, st, ch, dv)
+                                     $6::text[], $8::bigint[], $9::text[])
+                              AS u(id, fv, v, s, st, ch, dv, h)
                          WHERE i.id = u.id AND i.version = u.fv",
                 )
                 .bind(old.iter().map(|w| w.meta.id.as_str()).collect::<Vec<_>>())
@@ -359,6 +394,11 @@ async fn write_step(tx: &mut PgConnection, step: Step, b: &Batch) -> Result<()> 
                 )
                 .bind(b.now)
                 .bind(old.iter().map(|w| w.meta.def_version).collect::<Vec<_>>())
+                .bind(
+                    old.iter()
+                        .map(|w| links.head(&w.meta.id))
+                        .collect::<Vec<_>>(),
+                )
                 .execute(&mut *tx)
                 .await?;
                 step.check(done.rows_affected(), old.len())?;
@@ -562,10 +602,11 @@ async fn write_step(tx: &mut PgConnection, step: Step, b: &Batch) -> Result<()> 
         Step::Events => {
             if !b.events.is_empty() {
                 sqlx::query(
-                    "INSERT INTO events (instance, seq, type, body, recorded_at, format)
-                         SELECT u.i, u.s, u.t, u.b::json, u.r, u.f
+                    "INSERT INTO events (instance, seq, type, body, recorded_at, format, prev_hash,
+                         hash)
+                         SELECT u.i, u.s, u.t, u.b::json, u.r, u.f, u.ph, u.h
                          FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[],
-                                     $6::bigint[]) AS u(i, s, t, b, r, f)",
+                                     $6::bigint[], $7::text[], $8::text[]) AS u(i, s, t, b, r, f, ph, h)",
                 )
                 .bind(
                     b.events
@@ -581,6 +622,20 @@ async fn write_step(tx: &mut PgConnection, step: Step, b: &Batch) -> Result<()> 
                     b.events
                         .iter()
                         .map(|e| i64::from(e.format))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    links
+                        .events
+                        .iter()
+                        .map(|l| l.as_ref().map(|(p, _)| p.as_str()))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    links
+                        .events
+                        .iter()
+                        .map(|l| l.as_ref().map(|(_, h)| h.as_str()))
                         .collect::<Vec<_>>(),
                 )
                 .execute(&mut *tx)

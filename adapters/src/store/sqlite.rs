@@ -30,6 +30,9 @@ pub fn migrator() -> Migrator {
     super::migrations::migrator(super::migrations::Dialect::Sqlite)
 }
 
+/// The page cache of each pool connection, in KiB (negative: SQLite's unit for KiB).
+pub(crate) const PAGE_CACHE: &str = "-65536";
+
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -38,7 +41,8 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and runs the migrations.
+    /// Opens (creating if needed) the database file and runs the migrations (and the chaining of
+    /// old histories after migration 18, `chain::backfill`).
     pub async fn open(path: &str) -> Result<SqliteStore> {
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
             .map_err(StoreError::Db)?
@@ -49,7 +53,7 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             // The hot pages (open timers, recent events, projections) stay in memory instead
             // of being re-read through the OS on every commit.
-            .pragma("cache_size", "-65536")
+            .pragma("cache_size", PAGE_CACHE)
             .pragma("mmap_size", "268435456")
             // Checkpoints run on a background connection (below), not inside the writer's
             // commits; this is only the safety net if that task is not running.
@@ -76,7 +80,10 @@ impl SqliteStore {
             }
         });
         let writer = CommitThread::open(path)?;
-        Ok(SqliteStore { pool, writer })
+        let store = SqliteStore { pool, writer };
+        // Histories written before the hash chain are chained once (migration 18).
+        super::chain::backfill(&store).await?;
+        Ok(store)
     }
 
     pub fn pool(&self) -> &SqlitePool {

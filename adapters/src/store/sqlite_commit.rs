@@ -18,6 +18,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
+use super::chain::{self, Links};
 use super::sql::{COMMIT_ORDER, Step, addressees_json};
 use super::{Batch, Result, StoreError};
 
@@ -104,24 +105,46 @@ fn commit(conn: &mut Connection, b: &Batch) -> Result<()> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(native)?;
+    let links = link(&tx, b)?;
     for step in COMMIT_ORDER {
-        write_step(&tx, step, b)?;
+        write_step(&tx, step, b, &links)?;
     }
     tx.commit().map_err(native)
 }
 
+/// The batch's events chained onto the heads stored for its instances, read under the write
+/// lock the transaction holds (see [`chain::link`]).
+fn link(tx: &rusqlite::Transaction<'_>, b: &Batch) -> Result<Links> {
+    let mut head = tx
+        .prepare_cached("SELECT head_hash FROM instances WHERE id = ?1")
+        .map_err(native)?;
+    let mut stored = std::collections::HashMap::new();
+    for w in b.instances.iter().filter(|w| w.from_version > 0) {
+        let h: Option<String> = head
+            .query_row([&w.meta.id], |r| r.get(0))
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .map_err(native)?;
+        stored.insert(w.meta.id.clone(), h);
+    }
+    Ok(chain::link(&stored, b))
+}
+
 /// Writes one part of a batch, row by row through a cached prepared statement.
-fn write_step(tx: &rusqlite::Transaction<'_>, step: Step, b: &Batch) -> Result<()> {
+fn write_step(tx: &rusqlite::Transaction<'_>, step: Step, b: &Batch, links: &Links) -> Result<()> {
     let prepare = |sql: &str| tx.prepare_cached(sql).map_err(native);
     match step {
         Step::Instances => {
             let mut insert = prepare(
                 "INSERT INTO instances (id, workflow_id, def_version, version, project, status,
-                 stage, channel, created_at, updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?9)",
+                 stage, channel, created_at, updated_at, head_hash)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?9,?10)",
             )?;
             let mut update = prepare(
                 "UPDATE instances SET version = ?2, status = ?3, stage = ?4, channel = ?5,
-                 updated_at = ?6, def_version = ?8 WHERE id = ?1 AND version = ?7",
+                 updated_at = ?6, def_version = ?8, head_hash = ?9 WHERE id = ?1 AND version = ?7",
             )?;
             for w in &b.instances {
                 let p = &w.projection;
@@ -136,7 +159,8 @@ fn write_step(tx: &rusqlite::Transaction<'_>, step: Step, b: &Batch) -> Result<(
                             p.status,
                             p.stage,
                             p.channel,
-                            b.now
+                            b.now,
+                            links.head(&w.meta.id)
                         ])
                         .map_err(native)?;
                 } else {
@@ -149,7 +173,8 @@ fn write_step(tx: &rusqlite::Transaction<'_>, step: Step, b: &Batch) -> Result<(
                             p.channel,
                             b.now,
                             w.from_version,
-                            w.meta.def_version
+                            w.meta.def_version,
+                            links.head(&w.meta.id)
                         ])
                         .map_err(native)?;
                     step.check(n as u64, 1)?;
@@ -159,10 +184,11 @@ fn write_step(tx: &rusqlite::Transaction<'_>, step: Step, b: &Batch) -> Result<(
         Step::Projections => write_projections(tx, b)?,
         Step::Events => {
             let mut event = prepare(
-                "INSERT INTO events (instance, seq, type, body, recorded_at, format)
-                 VALUES (?1,?2,?3,?4,?5,?6)",
+                "INSERT INTO events (instance, seq, type, body, recorded_at, format, prev_hash,
+                 hash) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
             )?;
-            for e in &b.events {
+            for (e, l) in b.events.iter().zip(&links.events) {
+                let (prev, hash) = l.as_ref().map(|(p, h)| (p, h)).unzip();
                 event
                     .execute(params![
                         e.instance,
@@ -170,7 +196,9 @@ fn write_step(tx: &rusqlite::Transaction<'_>, step: Step, b: &Batch) -> Result<(
                         e.kind,
                         e.body,
                         e.recorded_at,
-                        e.format
+                        e.format,
+                        prev,
+                        hash
                     ])
                     .map_err(native)?;
             }

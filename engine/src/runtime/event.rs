@@ -276,6 +276,7 @@ pub struct NoticeData {
 }
 
 /// A task as it opens.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenedTask {
     pub task: TaskId,
@@ -284,21 +285,15 @@ pub struct OpenedTask {
     /// `verify.<material>` for a verification task.
     pub label: SmolStr,
     pub kind: TaskKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<SmolStr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<StepId>,
     /// For a co-signer's task: the task it co-signs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<TaskId>,
     /// For a verification task: the promise whose material it checks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promise: Option<PromiseId>,
     pub assignment: Party,
     /// The department whose supervisor and leader the escalation ladder reaches.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub department: Option<SmolStr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<Clock>,
     #[serde(default)]
     pub lead: bool,
@@ -309,7 +304,6 @@ pub struct OpenedTask {
     pub order: SignOrder,
     /// 拿回: the task this one stands in for (taken back, or closed by the join the taking
     /// back undid); it takes the old task's place in its step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<TaskId>,
 }
 

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 
 use crate::calendar::Calendar;
-use crate::compile::Definition;
+use crate::compile::{ChannelLimits, Definition, NodePlan};
 use crate::limit::Limit;
 use crate::model::NodeType;
 
@@ -424,6 +424,11 @@ pub fn plan(
             .and_then(|i| d.plan.nodes.get(i))
             .map(|n| n.kind)
     };
+    // What happens to one clock with the limit the new version gives it on this channel.
+    let relimit =
+        |p: &mut MigrationPlan, subject: Subject, old: Option<&Clock>, limits: &ChannelLimits| {
+            clock_change(p, cal, now, subject, old, limits.get(channel));
+        };
     let blocker = |p: &mut MigrationPlan, b: Blocker| {
         if !p.blockers.contains(&b) {
             p.blockers.push(b);
@@ -477,27 +482,11 @@ pub fn plan(
         };
         match t.spec.kind {
             TaskKind::Work => {
-                if n.kind != NodeType::Task {
-                    blocker(
-                        &mut p,
-                        Blocker::NodeKindChanged {
-                            node: t.spec.node.clone(),
-                            to: n.id.clone(),
-                            was: NodeType::Task,
-                            now: n.kind,
-                        },
-                    );
+                if let Some(changed) = kind_changed(&t.spec.node, n, NodeType::Task) {
+                    blocker(&mut p, changed);
                     continue;
                 }
-                clock_change(
-                    &mut p,
-                    cal,
-                    now,
-                    subject,
-                    ClockRef::Task(t.spec.task),
-                    t.spec.clock.as_ref(),
-                    n.limits.get(channel),
-                );
+                relimit(&mut p, subject, t.spec.clock.as_ref(), &n.limits);
             }
             TaskKind::Verify => {
                 if n.conditional.is_none() {
@@ -534,30 +523,15 @@ pub fn plan(
             }
         };
         let Some(n) = b.nodes.get(ix) else { continue };
-        if n.kind != NodeType::Parallel {
-            blocker(
-                &mut p,
-                Blocker::NodeKindChanged {
-                    node: s.node.clone(),
-                    to: n.id.clone(),
-                    was: NodeType::Parallel,
-                    now: n.kind,
-                },
-            );
+        if let Some(changed) = kind_changed(&s.node, n, NodeType::Parallel) {
+            blocker(&mut p, changed);
             continue;
         }
-        clock_change(
-            &mut p,
-            cal,
-            now,
-            Subject::Step {
-                step: s.id,
-                node: n.id.clone(),
-            },
-            ClockRef::Step(s.id),
-            s.clock.as_ref(),
-            n.limits.get(channel),
-        );
+        let subject = Subject::Step {
+            step: s.id,
+            node: n.id.clone(),
+        };
+        relimit(&mut p, subject, s.clock.as_ref(), &n.limits);
         let mut present: Vec<&SmolStr> = Vec::new();
         for tid in &s.tasks {
             let Some(t) = st.task(*tid) else { continue };
@@ -578,20 +552,13 @@ pub fn plan(
             if !t.is_open() {
                 continue;
             }
-            clock_change(
-                &mut p,
-                cal,
-                now,
-                Subject::Task {
-                    task: Some(t.spec.task),
-                    node: n.id.clone(),
-                    branch: Some(branch.clone()),
-                    kind: t.spec.kind,
-                },
-                ClockRef::Task(t.spec.task),
-                t.spec.clock.as_ref(),
-                bp.limits.get(channel),
-            );
+            let subject = Subject::Task {
+                task: Some(t.spec.task),
+                node: n.id.clone(),
+                branch: Some(branch.clone()),
+                kind: t.spec.kind,
+            };
+            relimit(&mut p, subject, t.spec.clock.as_ref(), &bp.limits);
         }
         for (bix, bp) in n.branches.iter().enumerate() {
             if present.contains(&&bp.id) {
@@ -742,18 +709,11 @@ pub fn plan(
                         },
                     );
                 }
-                clock_change(
-                    &mut p,
-                    cal,
-                    now,
-                    Subject::Stage {
-                        visit: v.id,
-                        stage: sp.id.clone(),
-                    },
-                    ClockRef::Stage(v.id),
-                    v.clock.as_ref(),
-                    sp.limits.get(channel),
-                );
+                let subject = Subject::Stage {
+                    visit: v.id,
+                    stage: sp.id.clone(),
+                };
+                relimit(&mut p, subject, v.clock.as_ref(), &sp.limits);
                 for e in &sp.elements {
                     if attached(&e.element) {
                         continue;
@@ -761,10 +721,6 @@ pub fn plan(
                     let subject = Subject::Element {
                         visit: v.id,
                         stage: sp.id.clone(),
-                        element: e.element.clone(),
-                    };
-                    let target = ClockRef::Element {
-                        stage: v.id,
                         element: e.element.clone(),
                     };
                     let old = v
@@ -779,14 +735,15 @@ pub fn plan(
                                 effect: Effect::Opened { limit: Some(l) },
                             });
                             p.clocks.push(ClockChange {
-                                target,
+                                target: ClockRef::Element {
+                                    stage: v.id,
+                                    element: e.element.clone(),
+                                },
                                 clock: Some(Clock::new(now, l)),
                             });
                         }
                         (None, None) => {}
-                        (Some(_), _) => {
-                            clock_change(&mut p, cal, now, subject, target, old, e.within)
-                        }
+                        (Some(_), _) => clock_change(&mut p, cal, now, subject, old, e.within),
                     }
                 }
                 for (e, _) in &v.element_clocks {
@@ -815,6 +772,17 @@ pub fn plan(
     p
 }
 
+/// The blocker when the node an open task or step waits at, `node` in the old version, is `n`
+/// in the new one and no longer of the kind `was`.
+fn kind_changed(node: &SmolStr, n: &NodePlan, was: NodeType) -> Option<Blocker> {
+    (n.kind != was).then(|| Blocker::NodeKindChanged {
+        node: node.clone(),
+        to: n.id.clone(),
+        was,
+        now: n.kind,
+    })
+}
+
 fn kept(subject: Subject, clock: Option<&Clock>, cal: &Calendar, now: Timestamp) -> Change {
     Change {
         subject,
@@ -825,6 +793,23 @@ fn kept(subject: Subject, clock: Option<&Clock>, cal: &Calendar, now: Timestamp)
     }
 }
 
+impl Subject {
+    /// The clock of what this names, if it has one.
+    fn clock(&self) -> Option<ClockRef> {
+        Some(match self {
+            Subject::Task { task, .. } => ClockRef::Task((*task)?),
+            Subject::Step { step, .. } => ClockRef::Step(*step),
+            Subject::Promise { promise, .. } => ClockRef::Promise(*promise),
+            Subject::Stage { visit, .. } => ClockRef::Stage(*visit),
+            Subject::Element { visit, element, .. } => ClockRef::Element {
+                stage: *visit,
+                element: element.clone(),
+            },
+            Subject::Node { .. } => return None,
+        })
+    }
+}
+
 /// Records what happens to one clock: kept when the limit is the same, re-limited (or removed)
 /// otherwise, opened from `now` when only the new version sets a limit.
 fn clock_change(
@@ -832,10 +817,12 @@ fn clock_change(
     cal: &Calendar,
     now: Timestamp,
     subject: Subject,
-    target: ClockRef,
     old: Option<&Clock>,
     limit: Option<Limit>,
 ) {
+    let Some(target) = subject.clock() else {
+        return p.changes.push(kept(subject, old, cal, now));
+    };
     match (old, limit) {
         (Some(c), Some(l)) if c.limit == l => p.changes.push(kept(subject, Some(c), cal, now)),
         (None, None) => p.changes.push(kept(subject, None, cal, now)),

@@ -36,24 +36,20 @@ pub enum TaskStatus {
     Cancelled,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     #[serde(flatten)]
     pub spec: OpenedTask,
     pub status: TaskStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<Decision>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<SmolStr>,
     /// The 驳回 target of a reject.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reject_to: Option<SmolStr>,
     /// The instance version at which the task was decided (orders decisions).
     #[serde(default)]
     pub decided_seq: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancelled: Option<CancelReason>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_by: Option<SmolStr>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delegates: Vec<SmolStr>,
@@ -63,7 +59,6 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cosigners: Vec<TaskId>,
     /// 委派: the user asked for an opinion; the task is theirs until they answer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consulting: Option<SmolStr>,
     /// 前加签: the open tasks of signers who decide before the holder; the holder waits.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -85,14 +80,13 @@ impl Task {
 }
 
 /// One 抄送: who sent it to whom, and who of them has opened the instance since.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CarbonCopy {
     pub id: CopyId,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<TaskId>,
     pub to: Vec<SmolStr>,
     pub by: SmolStr,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// The recipients who have read it, in the order they did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -117,14 +111,13 @@ pub enum StepStatus {
 }
 
 /// One opening (round) of a parallel step.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     pub id: StepId,
     pub node: SmolStr,
     pub round: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lead: Option<SmolStr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<Clock>,
     pub status: StepStatus,
     /// The branch tasks of this round.
@@ -205,16 +198,14 @@ pub struct Outstanding {
 }
 
 /// One item put on a leader's supervision list (挂牌督办), until its 销号.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Supervision {
     pub target: ClockRef,
     /// The leader role it went to (the department's `leader`), if the workflow names one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<SmolStr>,
     /// Who resolved it (销号), and how.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_by: Option<SmolStr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 

@@ -36,20 +36,18 @@ pub struct ClockView {
     pub provisional: bool,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskView {
     pub id: TaskId,
     pub label: SmolStr,
     pub node: SmolStr,
     pub kind: TaskKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<SmolStr>,
     pub assignment: Party,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_by: Option<SmolStr>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delegates: Vec<SmolStr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub department: Option<SmolStr>,
     #[serde(default)]
     pub lead: bool,
@@ -58,22 +56,19 @@ pub struct TaskView {
     pub suspended: bool,
     /// Green when the task has no limit of its own (nor its step).
     pub colour: Colour,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub days_left: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<ClockView>,
     #[serde(default)]
     pub supervised: bool,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepView {
     pub id: StepId,
     pub node: SmolStr,
     pub round: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lead: Option<SmolStr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<ClockView>,
     pub branches: Vec<TaskId>,
 }
@@ -133,25 +128,22 @@ pub struct OutstandingView {
     pub clock: Option<ClockView>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceView {
     pub workflow: SmolStr,
     pub status: Status,
     /// `running`, `not_started`, or the outcome (`approved`, `rejected`, `withdrawn`, `revoked`).
     pub outcome: SmolStr,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<SmolStr>,
     pub priority: i32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<SmolStr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_end: Option<Outcome>,
     pub with_applicant: bool,
     pub tasks: Vec<TaskView>,
     pub steps: Vec<StepView>,
     pub pre_approvals: Vec<PreApprovalView>,
     pub promises: Vec<PromiseView>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<StageView>,
     pub elements: Vec<ElementView>,
     pub outstanding: Vec<OutstandingView>,

@@ -1,5 +1,6 @@
 //! One module per subcommand; each exposes `Args` (or `Command`) and `run`.
 
+pub mod audit;
 pub mod bench;
 pub mod calendar;
 pub mod graph;

@@ -172,6 +172,10 @@ pub fn page(
                     }
                 }
                 main {
+                    // On paper only (app.css): what the page is and when it was printed.
+                    @if let Some(u) = user {
+                        div.print-head { span { (title) } span { "打印日期：" (day_of(u.now)) " · " (u.user.name) } }
+                    }
                     @if let Some(f) = flash {
                         div class={"flash " (if f.ok { "ok" } else { "err" })} role="status" data-code=[f.code.as_deref()] { (f.text) }
                     }

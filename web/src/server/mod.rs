@@ -21,6 +21,7 @@ pub mod demo;
 pub mod demo_time;
 pub mod diagrams;
 pub mod documents;
+pub mod dossier;
 pub mod engine;
 pub mod error;
 pub mod extract;
@@ -74,6 +75,7 @@ pub fn resources() -> routes::Routes {
         .merge(instances::routes())
         .merge(files::routes())
         .merge(documents::routes())
+        .merge(dossier::routes())
         .merge(tasks::routes())
         .merge(inbox::routes())
         .merge(definitions::routes())

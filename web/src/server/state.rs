@@ -92,6 +92,30 @@ pub struct Config<'a> {
     pub documents: super::documents::Settings,
 }
 
+impl<'a> Config<'a> {
+    /// A server on `db` with the workflows of `workflows` on `clock`, and nothing else: no
+    /// scheduler, no notification addresses, plain cookies, the default password pool and
+    /// security settings (what an in-process test or a tool starts; `serve` sets every field).
+    pub fn new(db: &'a str, workflows: &'a Path, clock: Arc<dyn Clock>) -> Config<'a> {
+        Config {
+            db,
+            workflows,
+            scheduler: false,
+            directory: Directory::default(),
+            webhook_secret: Vec::new(),
+            dingtalk_secret: None,
+            smtp: None,
+            clock,
+            secure_cookies: false,
+            passwords: Default::default(),
+            security: Default::default(),
+            demo: false,
+            public_url: None,
+            documents: Default::default(),
+        }
+    }
+}
+
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

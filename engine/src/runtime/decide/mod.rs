@@ -506,6 +506,25 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// A notification about task `id` at `node`, from the actor, with their words.
+    fn notify_task(
+        &mut self,
+        on: NotificationEvent,
+        natural: Vec<Party>,
+        id: TaskId,
+        node: &SmolStr,
+        text: Option<String>,
+    ) {
+        let data = NoticeData {
+            task: Some(id),
+            node: Some(node.clone()),
+            by: Some(self.by()),
+            text,
+            ..NoticeData::default()
+        };
+        self.notify(on, natural, data);
+    }
+
     fn notify(&mut self, on: NotificationEvent, natural: Vec<Party>, data: NoticeData) {
         let rules = self.p.rules_for(on);
         if rules.is_empty() {

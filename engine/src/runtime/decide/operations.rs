@@ -11,8 +11,8 @@ use smol_str::SmolStr;
 use crate::compile::Party;
 use crate::model::{Action, NotificationEvent};
 use crate::runtime::event::{
-    CancelReason, ClockRef, CopyId, Decision, Event, NoticeData, OpenedTask, SignOrder, StepId,
-    TaskId, TaskKind, TimerKind,
+    CancelReason, ClockRef, CopyId, Decision, Event, OpenedTask, SignOrder, StepId, TaskId,
+    TaskKind, TimerKind,
 };
 use crate::runtime::rejection::{Ineligible, Rejection, TakeBackBlock};
 use crate::runtime::state::{StepStatus, Task, TaskStatus};
@@ -75,16 +75,12 @@ impl<'a> Cx<'a> {
             by: self.by(),
             text: text.clone(),
         });
-        self.notify(
+        self.notify_task(
             NotificationEvent::TaskAssigned,
             vec![Party::User(to.clone())],
-            NoticeData {
-                task: Some(id),
-                node: Some(t.spec.node.clone()),
-                by: Some(self.by()),
-                text: text.clone(),
-                ..NoticeData::default()
-            },
+            id,
+            &t.spec.node,
+            text.clone(),
         );
         Ok(())
     }
@@ -111,16 +107,12 @@ impl<'a> Cx<'a> {
             opinion: opinion.to_string(),
         });
         let holder = self.party_of(t);
-        self.notify(
+        self.notify_task(
             NotificationEvent::TaskAssigned,
             vec![holder],
-            NoticeData {
-                task: Some(id),
-                node: Some(t.spec.node.clone()),
-                by: Some(self.by()),
-                text: Some(opinion.to_string()),
-                ..NoticeData::default()
-            },
+            id,
+            &t.spec.node,
+            Some(opinion.to_string()),
         );
         Ok(())
     }

@@ -358,15 +358,12 @@ impl<'a> Cx<'a> {
             transfer,
             by: self.by(),
         });
-        self.notify(
+        self.notify_task(
             NotificationEvent::TaskAssigned,
             vec![Party::User(to.clone())],
-            NoticeData {
-                task: Some(id),
-                node: Some(t.spec.node.clone()),
-                by: Some(self.by()),
-                ..NoticeData::default()
-            },
+            id,
+            &t.spec.node,
+            None,
         );
         Ok(())
     }
@@ -388,16 +385,12 @@ impl<'a> Cx<'a> {
             text: text.clone(),
         });
         let natural = vec![self.party_of(t)];
-        self.notify(
+        self.notify_task(
             NotificationEvent::Urge,
             natural,
-            NoticeData {
-                task: Some(id),
-                node: Some(t.spec.node.clone()),
-                by: Some(self.by()),
-                text: text.clone(),
-                ..NoticeData::default()
-            },
+            id,
+            &t.spec.node,
+            text.clone(),
         );
         Ok(())
     }
@@ -433,16 +426,12 @@ impl<'a> Cx<'a> {
         if let Some(l) = leader {
             to.push(Party::Role(l));
         }
-        self.notify(
+        self.notify_task(
             NotificationEvent::Supervise,
             to,
-            NoticeData {
-                task: Some(id),
-                node: Some(t.spec.node.clone()),
-                by: Some(self.by()),
-                text: reason.clone(),
-                ..NoticeData::default()
-            },
+            id,
+            &t.spec.node,
+            reason.clone(),
         );
         Ok(())
     }

@@ -15,7 +15,7 @@ use crate::runtime::event::{
 };
 use crate::runtime::policy;
 use crate::runtime::rejection::Rejection;
-use crate::runtime::state::{PromiseStatus, Status, StepStatus, Task};
+use crate::runtime::state::{InstanceState, PromiseStatus, Status, StepStatus, Task};
 
 use super::{Cx, internal, u32_of};
 
@@ -523,6 +523,24 @@ impl<'a> Cx<'a> {
         }))
     }
 
+    /// When rung `k` fires for the clock `target` in `st`: none while it has no deadline.
+    fn rung_of(
+        &self,
+        st: &InstanceState,
+        target: &ClockRef,
+        k: usize,
+    ) -> Result<Option<Timestamp>, Rejection> {
+        match st
+            .clock(target)
+            .map(|c| c.due(self.cal))
+            .transpose()?
+            .flatten()
+        {
+            Some(due) => self.rung_at(due, k),
+            None => Ok(None),
+        }
+    }
+
     /// Where a timer belongs on this calendar: `None` when it is not counted on the calendar
     /// (a wait node, an hour limit) or its clock is stopped, so it keeps its instant.
     pub(super) fn timer_instant(&self, kind: &TimerKind) -> Result<Option<Timestamp>, Rejection> {
@@ -539,27 +557,9 @@ impl<'a> Cx<'a> {
                 _ => Ok(None),
             },
             TimerKind::Escalation { task, rung } => {
-                let due = st
-                    .clock(&ClockRef::Task(*task))
-                    .map(|c| c.due(self.cal))
-                    .transpose()?
-                    .flatten();
-                match due {
-                    Some(d) => self.rung_at(d, *rung as usize),
-                    None => Ok(None),
-                }
+                self.rung_of(st, &ClockRef::Task(*task), *rung as usize)
             }
-            TimerKind::Ladder { target, rung } => {
-                let due = st
-                    .clock(target)
-                    .map(|c| c.due(self.cal))
-                    .transpose()?
-                    .flatten();
-                match due {
-                    Some(d) => self.rung_at(d, *rung as usize),
-                    None => Ok(None),
-                }
-            }
+            TimerKind::Ladder { target, rung } => self.rung_of(st, target, *rung as usize),
             TimerKind::Wait { .. } => Ok(None),
         }
     }

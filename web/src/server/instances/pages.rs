@@ -34,7 +34,9 @@ use super::detail::{InstanceDetail, instance_detail};
 use super::forms::InstanceForm;
 use shenpi_engine::model::FieldType;
 
-fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
+/// An event in Chinese with the workflow's names (who, what, the opinion), for the history of
+/// the instance and task pages and the dossier; `None` for the bookkeeping events nobody reads.
+pub fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
     let names = WorkflowNames(&ctx.def);
     let node_name = |n: &str| names.node(n);
     Some(match e {
@@ -625,6 +627,7 @@ pub async fn instance_page(
         .unwrap_or_default();
     let body = html! {
         h1 { (title) }
+        p.no-print { a.button href={"/instances/" (id) "/dossier"} { "打印办件档案" } }
         @if is_party { (what_is_missing(&l)) }
         p.status { "流程 " (l.ctx.def.workflow.name) "（第 " (l.detail.def_version) " 版）"
             " · 状态：" strong.outcome { (outcome_text(&l.view.outcome)) }
