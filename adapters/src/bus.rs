@@ -234,6 +234,9 @@ pub struct CommandBus<M: Machine> {
     pub timer_armed: Arc<Notify>,
     /// Woken when a committed batch queued a notification.
     pub outbox_queued: Arc<Notify>,
+    /// Woken when a committed batch recorded an event that may call for an official document
+    /// (a pre-approval, an instance's end): the server's issuing pass looks then.
+    pub documents_due: Arc<Notify>,
     pub stats: Arc<BusStats>,
 }
 
@@ -243,6 +246,7 @@ impl<M: Machine> Clone for CommandBus<M> {
             tx: self.tx.clone(),
             timer_armed: self.timer_armed.clone(),
             outbox_queued: self.outbox_queued.clone(),
+            documents_due: self.documents_due.clone(),
             stats: self.stats.clone(),
         }
     }
@@ -259,6 +263,7 @@ impl<M: Machine> CommandBus<M> {
         let (tx, rx) = mpsc::channel(opts.max_batch.max(1) * 8);
         let timer_armed = Arc::new(Notify::new());
         let outbox_queued = Arc::new(Notify::new());
+        let documents_due = Arc::new(Notify::new());
         let stats = Arc::new(BusStats::default());
         let writer = Writer {
             stats: stats.clone(),
@@ -269,6 +274,7 @@ impl<M: Machine> CommandBus<M> {
             cache: HashMap::new(),
             timer_armed: timer_armed.clone(),
             outbox_queued: outbox_queued.clone(),
+            documents_due: documents_due.clone(),
             audit_tag: random_tag(),
             audit_seq: 0,
         };
@@ -277,6 +283,7 @@ impl<M: Machine> CommandBus<M> {
             tx,
             timer_armed,
             outbox_queued,
+            documents_due,
             stats,
         }
     }
@@ -345,6 +352,14 @@ struct Prepared<C> {
     fired: HashSet<(String, String)>,
 }
 
+/// Whether a batch records an event that may call for an official document (the kinds the
+/// sweep of `store::documents` reads).
+fn calls_for_documents(b: &Batch) -> bool {
+    b.events
+        .iter()
+        .any(|e| e.kind == "pre_approved" || e.kind == "instance_ended")
+}
+
 /// Appends batch `b`, decided on the states `a` left, to `a`: one transaction for both.
 fn merge<C>(mut a: Prepared<C>, b: Prepared<C>) -> Prepared<C> {
     a.jobs.extend(b.jobs);
@@ -396,6 +411,7 @@ struct Flight<C> {
     launched: Instant,
     armed: bool,
     queued: bool,
+    documents: bool,
 }
 
 struct Writer<M: Machine, S: Store> {
@@ -406,6 +422,7 @@ struct Writer<M: Machine, S: Store> {
     cache: HashMap<String, Cached<M>>,
     timer_armed: Arc<Notify>,
     outbox_queued: Arc<Notify>,
+    documents_due: Arc<Notify>,
     stats: Arc<BusStats>,
     /// This writer's mark in the ids of the audit entries it writes (random: several nodes
     /// write one trail), and the count after it.
@@ -498,6 +515,7 @@ impl<M: Machine, S: Store> Writer<M, S> {
         }
         let batch = std::mem::take(&mut p.batch);
         let (armed, queued) = (!batch.timers_armed.is_empty(), !batch.outbox.is_empty());
+        let documents = calls_for_documents(&batch);
         let store = self.store.clone();
         Some(Flight {
             prepared: p,
@@ -505,6 +523,7 @@ impl<M: Machine, S: Store> Writer<M, S> {
             launched: Instant::now(),
             armed,
             queued,
+            documents,
         })
     }
 
@@ -522,7 +541,7 @@ impl<M: Machine, S: Store> Writer<M, S> {
         let result = done.unwrap_or_else(|e| Err(StoreError::Native(format!("commit task: {e}"))));
         match result {
             Ok(()) => {
-                self.notify(f.armed, f.queued);
+                self.notify(f.armed, f.queued, f.documents);
                 self.finish(f.prepared);
                 Ok(())
             }
@@ -623,7 +642,11 @@ impl<M: Machine, S: Store> Writer<M, S> {
                 .fetch_add(nanos(t.elapsed()), Ordering::Relaxed);
             match result {
                 Ok(()) => {
-                    self.notify(!p.batch.timers_armed.is_empty(), !p.batch.outbox.is_empty());
+                    self.notify(
+                        !p.batch.timers_armed.is_empty(),
+                        !p.batch.outbox.is_empty(),
+                        calls_for_documents(&p.batch),
+                    );
                     self.finish(p);
                     return;
                 }
@@ -648,12 +671,15 @@ impl<M: Machine, S: Store> Writer<M, S> {
         }
     }
 
-    fn notify(&self, armed: bool, queued: bool) {
+    fn notify(&self, armed: bool, queued: bool, documents: bool) {
         if armed {
             self.timer_armed.notify_one();
         }
         if queued {
             self.outbox_queued.notify_one();
+        }
+        if documents {
+            self.documents_due.notify_one();
         }
     }
 

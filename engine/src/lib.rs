@@ -13,6 +13,7 @@ pub mod compile;
 pub mod cron;
 pub mod diag;
 pub mod diagram;
+pub mod documents;
 pub mod expr;
 pub mod limit;
 pub mod model;

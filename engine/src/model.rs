@@ -64,6 +64,68 @@ pub struct Workflow {
     /// Who receives which notification, on which channel, with which template.
     #[serde(default)]
     pub notifications: Vec<NotificationRule>,
+    /// The 文号 of the official documents the workflow issues, e.g.
+    /// `"皖发改投资〔{{year}}〕{{seq}}号"`: `{{year}}` is the year of issue (Asia/Shanghai),
+    /// `{{seq}}` the document's number in that year, counted per workflow from 1 without gaps.
+    /// Must contain `seq`. Without it, a document is numbered `〔year〕seq号`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_number: Option<Sp<String>>,
+}
+
+/// An official document (公文) issued when an instance reaches an end or a step pre-approves:
+/// rendered from a template, numbered, dated and verifiable at `/verify/{code}`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentSpec {
+    /// What the document is.
+    pub kind: Sp<DocumentKind>,
+    /// The title printed on it; defaults to the kind's name (批复, 备案证明 ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// A template in `workflows/documents/<name>.txt` (`{{ name }}` placeholders): the body.
+    pub template: Sp<String>,
+    /// The department that issues it (发文机关): its name heads the document.
+    pub issuer: Sp<String>,
+}
+
+/// The kinds of official documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentKind {
+    /// 预批复: a 容缺 pre-approval.
+    PreApproval,
+    /// 批复: an approval.
+    Approval,
+    /// 备案证明: a filing confirmed.
+    Filing,
+    /// 不予许可决定书: a refusal.
+    Refusal,
+    /// 撤销决定: a pre-approval revoked on a breached commitment.
+    Revocation,
+}
+
+impl DocumentKind {
+    /// The kind's Chinese name, the default title.
+    pub fn name_zh(self) -> &'static str {
+        match self {
+            DocumentKind::PreApproval => "预批复",
+            DocumentKind::Approval => "批复",
+            DocumentKind::Filing => "备案证明",
+            DocumentKind::Refusal => "不予许可决定书",
+            DocumentKind::Revocation => "撤销决定",
+        }
+    }
+
+    /// The snake_case name, as written in YAML and stored.
+    pub fn code(self) -> &'static str {
+        match self {
+            DocumentKind::PreApproval => "pre_approval",
+            DocumentKind::Approval => "approval",
+            DocumentKind::Filing => "filing",
+            DocumentKind::Refusal => "refusal",
+            DocumentKind::Revocation => "revocation",
+        }
+    }
 }
 
 /// A field of the project record.
@@ -465,6 +527,9 @@ pub struct Node {
     // --- end ---
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Sp<Outcome>>,
+    /// The official document issued when the instance ends here (批复, 备案证明, 不予许可决定书).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<DocumentSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -488,6 +553,13 @@ pub struct Conditional {
     /// Who verifies supplied materials; defaults to the step's assignee.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_by: Option<Assignee>,
+    /// The 预批复 issued when the step pre-approves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<DocumentSpec>,
+    /// The 撤销决定 issued when a breach revokes the pre-approval (`on_breach: [revoke]`); the
+    /// 预批复 then shows as revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<DocumentSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]

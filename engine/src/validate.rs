@@ -17,8 +17,8 @@ use crate::diag::{Diagnostic, Severity};
 use crate::expr::{self, ExprError, ExprType};
 use crate::limit::{Limit, parse_share};
 use crate::model::{
-    Action, Assignee, Branch, Channel, FieldDef, FieldType, JoinPolicy, Node, NodeType, RawLimit,
-    Stage, Workflow,
+    Action, Assignee, Branch, Channel, DocumentSpec, FieldDef, FieldType, JoinPolicy, Node,
+    NodeType, RawLimit, Stage, Workflow,
 };
 use crate::span::{Pos, Sp};
 use crate::template;
@@ -306,6 +306,11 @@ pub const UNPROVIDED_TEMPLATE_VARIABLE: Rule = error(
     "a document template uses a variable that this document does not provide",
     "use one of the variables the message lists, or remove the placeholder from the template",
 );
+pub const DOCUMENT_NUMBER_WITHOUT_SEQ: Rule = error(
+    "E049",
+    "a `document_number` pattern without `{{seq}}`, or that is not a template",
+    "write the 文号 with the year and the number in it, e.g. `document_number: \"皖发改投资〔{{year}}〕{{seq}}号\"`",
+);
 pub const STAGE_LADDER_WITHOUT_DEPARTMENT: Rule = warning(
     "W007",
     "the escalation ladder covers stages, but a stage with a limit names no `department`",
@@ -392,6 +397,7 @@ pub const RULES: &[Rule] = &[
     UNKNOWN_DOCUMENT_TEMPLATE,
     BAD_DOCUMENT_TEMPLATE,
     UNPROVIDED_TEMPLATE_VARIABLE,
+    DOCUMENT_NUMBER_WITHOUT_SEQ,
     BLOCK_WITHOUT_CONDITIONAL,
     NO_DEFAULT_ROUTE,
     SHARE_WITHOUT_VOTE,
@@ -533,6 +539,7 @@ impl<'w> Validator<'w> {
         if !self.names.nodes.contains_key(self.wf.start.value.as_str()) {
             self.unknown_node(&self.wf.start, "`start`");
         }
+        self.document_number();
     }
 
     fn duplicates(&mut self) {
@@ -850,6 +857,13 @@ impl<'w> Validator<'w> {
         for r in &n.extend_by {
             self.role_ref(r, &format!("`extend_by` of {who}"));
         }
+        if let Some(d) = &n.document {
+            self.document(
+                d,
+                crate::documents::END_VARS,
+                &format!("the document of {who}"),
+            );
+        }
         self.materials(n, &who);
         self.reject_targets(n, &who);
         self.parallel(n, &who);
@@ -879,7 +893,7 @@ impl<'w> Validator<'w> {
                 "routes" => ty == NodeType::Gateway,
                 "wait" | "wait_until" => ty == NodeType::Wait,
                 "notify" => ty == NodeType::Notify,
-                "outcome" => ty == NodeType::End,
+                "outcome" | "document" => ty == NodeType::End,
                 _ => true,
             };
             if *name == "next" && ty == NodeType::End {
@@ -979,6 +993,35 @@ impl<'w> Validator<'w> {
         if let Some(v) = &c.verify_by {
             self.assignee(v, c.limit.pos, &format!("`verify_by` of {who}"));
             self.names_someone_always(v, &format!("`verify_by` of {who}"));
+        }
+        if let Some(d) = &c.document {
+            let what = format!("the pre-approval document of {who}");
+            self.document(d, crate::documents::PRE_APPROVAL_VARS, &what);
+        }
+        if let Some(d) = &c.revocation {
+            let what = format!("the revocation document of {who}");
+            self.document(d, crate::documents::REVOCATION_VARS, &what);
+        }
+    }
+
+    /// An official document's issuer and template (every variable it uses one that `known`
+    /// provides).
+    fn document(&mut self, d: &DocumentSpec, known: &[&str], what: &str) {
+        self.department_ref(&d.issuer, &format!("the issuer of {what}"));
+        self.document_ref(&d.template, known, what);
+    }
+
+    /// The 文号 pattern: a template that numbers (`{{seq}}`).
+    fn document_number(&mut self) {
+        let Some(p) = &self.wf.document_number else {
+            return;
+        };
+        if !crate::documents::numbers(&p.value) {
+            let msg = format!(
+                "`document_number` `{}` must be a template with `{{{{seq}}}}` (and no variable but `year` and `seq`): otherwise documents of one year would share a number",
+                p.value
+            );
+            self.report(DOCUMENT_NUMBER_WITHOUT_SEQ, p.pos, msg);
         }
     }
 
@@ -1435,6 +1478,7 @@ fn present_fields(n: &Node) -> Vec<(&'static str, Pos)> {
     add("wait_until", n.wait_until.as_ref().map(|x| x.pos));
     add("notify", n.notify.as_ref().map(|x| x.template.pos));
     add("outcome", n.outcome.as_ref().map(|x| x.pos));
+    add("document", n.document.as_ref().map(|d| d.kind.pos));
     out
 }
 

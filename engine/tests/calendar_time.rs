@@ -4,14 +4,15 @@
 
 use jiff::Timestamp;
 use shenpi_engine::calendar::Calendar;
-use shenpi_engine::compile::{Definition, compile};
+use shenpi_engine::compile::Definition;
 use shenpi_engine::model::NotificationEvent;
-use shenpi_engine::parse::parse_workflow;
 use shenpi_engine::runtime::event::{ClockRef, TimerKind};
 use shenpi_engine::runtime::{
     Actor, Colour, Command, CommandEnvelope, Event, InstanceState, apply, decide, replay, view,
 };
-use shenpi_engine::validate::ValidateContext;
+
+mod common;
+use common::{compiled, ts};
 
 const SHIPPED: &str = include_str!("../../workflows/calendars/cn-mainland.yaml");
 
@@ -62,10 +63,6 @@ nodes:
     outcome: approved
 "#;
 
-fn ts(s: &str) -> Timestamp {
-    s.parse().unwrap_or_else(|e| panic!("bad time {s}: {e}"))
-}
-
 fn shipped() -> Calendar {
     Calendar::from_yaml("cn-mainland", SHIPPED).unwrap_or_else(|d| panic!("{d:?}"))
 }
@@ -76,13 +73,7 @@ fn with_2027() -> Calendar {
 }
 
 fn definition(limit: &str) -> Definition {
-    let wf = parse_workflow(&WORKFLOW.replace("LIMIT", limit)).unwrap_or_else(|d| panic!("{d:?}"));
-    let ctx = ValidateContext {
-        calendars: vec!["cn-mainland".into()],
-        templates: Vec::new(),
-        ..Default::default()
-    };
-    compile(wf, &ctx).unwrap_or_else(|d| panic!("{d:#?}"))
+    compiled(&WORKFLOW.replace("LIMIT", limit))
 }
 
 struct Case {

@@ -6,9 +6,8 @@
 use jiff::Timestamp;
 use proptest::prelude::*;
 use shenpi_engine::calendar::Calendar;
-use shenpi_engine::compile::{Definition, compile};
+use shenpi_engine::compile::Definition;
 use shenpi_engine::limit::Limit;
-use shenpi_engine::parse::parse_workflow;
 use shenpi_engine::runtime::event::{ClockRef, TaskKind, TimerKind};
 use shenpi_engine::runtime::migrate::{
     Blocker, Effect, Mapping, MappingProblem, Subject, check_mapping, decide_migration, plan,
@@ -18,9 +17,9 @@ use shenpi_engine::runtime::state::Status;
 use shenpi_engine::runtime::{
     Actor, Command, CommandEnvelope, Event, InstanceState, Rejection, TaskId, apply, decide,
 };
-use shenpi_engine::validate::ValidateContext;
 
-const CALENDAR: &str = include_str!("../../workflows/calendars/cn-mainland.yaml");
+mod common;
+use common::{compiled, mainland, ts};
 
 /// Version 1: intake (stage 受理) → a 会签 of departments a and b (stage 审批) → done.
 const V1: &str = r#"
@@ -73,21 +72,11 @@ nodes:
 "#;
 
 fn cal() -> Calendar {
-    Calendar::from_yaml("cn-mainland", CALENDAR).unwrap_or_else(|d| panic!("calendar: {d:?}"))
+    mainland()
 }
 
 fn def(src: &str) -> Definition {
-    let wf = parse_workflow(src).unwrap_or_else(|d| panic!("parse: {d:?}"));
-    let ctx = ValidateContext {
-        calendars: vec!["cn-mainland".into()],
-        templates: Vec::new(),
-        ..Default::default()
-    };
-    compile(wf, &ctx).unwrap_or_else(|d| panic!("compile: {d:#?}"))
-}
-
-fn ts(s: &str) -> Timestamp {
-    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    compiled(src)
 }
 
 fn actor(name: &str) -> Actor {

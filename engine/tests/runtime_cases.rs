@@ -4,10 +4,9 @@
 
 use jiff::Timestamp;
 use shenpi_engine::calendar::Calendar;
-use shenpi_engine::compile::{Definition, Party, compile};
+use shenpi_engine::compile::{Definition, Party};
 use shenpi_engine::limit::Limit;
 use shenpi_engine::model::Outcome;
-use shenpi_engine::parse::parse_workflow;
 use shenpi_engine::runtime::event::{CancelReason, ClockRef, SignOrder, TaskKind};
 use shenpi_engine::runtime::state::{PromiseStatus, Status, TaskStatus};
 use shenpi_engine::runtime::{
@@ -15,10 +14,10 @@ use shenpi_engine::runtime::{
     colour, decide, replay, view,
 };
 use shenpi_engine::simulate::{Scenario, SimError, run};
-use shenpi_engine::validate::ValidateContext;
 use smol_str::SmolStr;
 
-const CALENDAR: &str = include_str!("../../workflows/calendars/cn-mainland.yaml");
+mod common;
+use common::{compiled, mainland, ts};
 
 /// A small workflow exercising every feature; `JOIN` is replaced per test.
 const WORKFLOW: &str = r#"
@@ -134,23 +133,12 @@ nodes:
     outcome: rejected
 "#;
 
-fn ts(s: &str) -> Timestamp {
-    s.parse().unwrap_or_else(|e| panic!("bad time {s}: {e}"))
-}
-
 fn calendar() -> Calendar {
-    Calendar::from_yaml("cn-mainland", CALENDAR).unwrap_or_else(|d| panic!("calendar: {d:?}"))
+    mainland()
 }
 
 fn definition(join: &str) -> Definition {
-    let src = WORKFLOW.replace("JOIN", join);
-    let wf = parse_workflow(&src).unwrap_or_else(|d| panic!("parse: {d:?}"));
-    let ctx = ValidateContext {
-        calendars: vec!["cn-mainland".into()],
-        templates: Vec::new(),
-        ..Default::default()
-    };
-    compile(wf, &ctx).unwrap_or_else(|d| panic!("compile: {d:#?}"))
+    compiled(&WORKFLOW.replace("JOIN", join))
 }
 
 fn user(name: &str) -> Actor {

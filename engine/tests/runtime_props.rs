@@ -23,18 +23,17 @@ use std::collections::HashMap;
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use shenpi_engine::calendar::Calendar;
-use shenpi_engine::compile::{Definition, Party, compile};
+use shenpi_engine::compile::{Definition, Party};
 use shenpi_engine::model::RawLimit;
-use shenpi_engine::parse::parse_workflow;
 use shenpi_engine::runtime::event::{ClockRef, Decision, SignOrder, TaskKind, TimerKind};
 use shenpi_engine::runtime::state::{PromiseStatus, Status, StepStatus, Task, TaskStatus};
 use shenpi_engine::runtime::{
     Actor, Command, CommandEnvelope, Event, InstanceState, TaskId, TimerId, apply, decide, replay,
 };
-use shenpi_engine::validate::ValidateContext;
 use smol_str::SmolStr;
 
-const CALENDAR: &str = include_str!("../../workflows/calendars/cn-mainland.yaml");
+mod common;
+use common::{compiled, mainland};
 
 const WORKFLOW: &str = r#"
 id: props
@@ -118,15 +117,7 @@ nodes:
 "#;
 
 fn setup() -> (Definition, Calendar) {
-    let wf = parse_workflow(WORKFLOW).unwrap_or_else(|d| panic!("parse: {d:?}"));
-    let ctx = ValidateContext {
-        calendars: vec!["cn-mainland".into()],
-        templates: Vec::new(),
-        ..Default::default()
-    };
-    let def = compile(wf, &ctx).unwrap_or_else(|d| panic!("compile: {d:#?}"));
-    let cal = Calendar::from_yaml("cn-mainland", CALENDAR).unwrap_or_else(|d| panic!("{d:?}"));
-    (def, cal)
+    (compiled(WORKFLOW), mainland())
 }
 
 fn users() -> Vec<Actor> {

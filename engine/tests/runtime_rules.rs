@@ -6,17 +6,16 @@
 
 use jiff::Timestamp;
 use shenpi_engine::calendar::Calendar;
-use shenpi_engine::compile::{Definition, Party, compile};
+use shenpi_engine::compile::{Definition, Party};
 use shenpi_engine::model::{NotificationEvent, Outcome};
-use shenpi_engine::parse::parse_workflow;
 use shenpi_engine::runtime::event::{ClockRef, OutstandingId, PromiseId, StageVisitId, StepId};
 use shenpi_engine::runtime::{
     Actor, Command, CommandEnvelope, Event, InstanceState, Rejection, TaskId, TimerKind, apply,
     decide, replay, view,
 };
-use shenpi_engine::validate::ValidateContext;
 
-const CALENDAR: &str = include_str!("../../workflows/calendars/cn-mainland.yaml");
+mod common;
+use common::{compiled, mainland, ts};
 
 const WORKFLOW: &str = r#"
 id: rules
@@ -87,10 +86,6 @@ nodes:
   - { id: done, type: end, outcome: approved }
 "#;
 
-fn ts(s: &str) -> Timestamp {
-    s.parse().unwrap_or_else(|e| panic!("bad time {s}: {e}"))
-}
-
 fn user(name: &str) -> Actor {
     match name {
         "chen" => Actor::new("chen", None, &["applicant"]),
@@ -114,14 +109,7 @@ struct Case {
 
 impl Case {
     fn started(at: &str) -> Case {
-        let wf = parse_workflow(WORKFLOW).unwrap_or_else(|d| panic!("parse: {d:?}"));
-        let ctx = ValidateContext {
-            calendars: vec!["cn-mainland".into()],
-            templates: Vec::new(),
-            ..Default::default()
-        };
-        let def = compile(wf, &ctx).unwrap_or_else(|d| panic!("compile: {d:#?}"));
-        let cal = Calendar::from_yaml("cn-mainland", CALENDAR).unwrap_or_else(|d| panic!("{d:?}"));
+        let (def, cal) = (compiled(WORKFLOW), mainland());
         let mut c = Case {
             def,
             cal,

@@ -4,7 +4,8 @@
 //  1. An approver (zhang, 发改委受理窗口) logs in, sees the inbox's tabs with counts, filters it,
 //     opens the green-channel task at 受理审查, approves it with a 容缺 commitment (the red-line
 //     material cannot be picked) after trying 驳回 and saying no to its confirmation, and sees
-//     the instance's state, the promise with its due date, 已办 and the message centre.
+//     the instance's state, the promise with its due date, the 预批复 issued for it and its
+//     public verification page, 已办 and the message centre.
 //  2. The applicant (chen) sees what is missing on the project's page (the promised materials,
 //     why and by when), the 我发起的 tab, and the new-project form with its pickers.
 //  3. Policy staff (wang) put a mistake in the editor's YAML and see it at its line; import next
@@ -203,6 +204,28 @@ async function journey(width, first) {
     check((await page.locator("text=预批复").count()) >= 1, "a pre-approval is recorded");
     check((await page.locator("ol.timeline li").count()) >= 3, "the history timeline is shown");
     await shot(page, "04-instance-after-conditional");
+    // The 预批复 is issued after the commit: the instance page lists it (reload until it is
+    // there), with its PDF and its public verification page, which the QR code on it opens.
+    const instanceUrl = page.url().replace(/\?.*$/, "");
+    let verify = page.locator('section.documents a[href^="/verify/"]');
+    for (let i = 0; i < 20 && (await verify.count()) === 0; i++) {
+      await page.waitForTimeout(200);
+      await page.goto(instanceUrl);
+      verify = page.locator('section.documents a[href^="/verify/"]');
+    }
+    check((await verify.count()) >= 1, "the instance page lists the issued 预批复 with its verification link");
+    const docRow = (await page.locator("section.documents tbody tr").first().innerText()) || "";
+    check(docRow.includes("预批复") && /〔\d{4}〕\d+号/.test(docRow), `… with its title and 文号 (${docRow.replace(/\s+/g, " ")})`);
+    check((await page.locator('section.documents a[href$="/pdf"]').count()) >= 1, "… and its PDF");
+    const verifyHref = await verify.first().getAttribute("href");
+    await page.goto(`${base}${verifyHref}`);
+    const verifyText = await page.locator("main, body").first().innerText();
+    check(verifyText.includes("公文核验") && verifyText.includes("有效"), "the verification page says the document is valid");
+    check(/〔\d{4}〕\d+号/.test(verifyText) && verifyText.includes("项目"), "… with its 文号 and project");
+    check(/[0-9a-f]{64}/.test(verifyText), "… and its content digest");
+    await shot(page, "04a-verify-document");
+    await page.goto(`${base}/verify/ZZZZZZZZZZZZZZZZZZZZ`);
+    check((await page.locator("h1").innerText()).includes("未找到"), "an unknown verification code is 未找到");
     await page.goto(`${base}/inbox?tab=done`);
     check((await page.locator("table.cases tbody tr").count()) >= 1, "已办 lists the decision just taken");
   } else {

@@ -73,40 +73,6 @@ async fn version(s: &Server, inst: &str) -> i64 {
         .expect("version")
 }
 
-/// A 重中之重 project at 受理 (zhang's intake task), returned for 补正 of the EIA.
-async fn returned_for_eia(s: &Server) -> (String, u64) {
-    let (_, inst) = s.start_project("重中之重").await;
-    s.attach_required(&inst, "mouhua").await;
-    let lib = s.task_at(&inst, "library").await.expect("library task");
-    let r = s
-        .req(
-            "POST",
-            &format!("/api/instances/{inst}/tasks/{lib}/actions"),
-            Some("li"),
-            Some(json!({"type": "approve"})),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let intake = s.task_at(&inst, "intake").await.expect("intake open");
-    s.attach_required(&inst, "shengcheng").await;
-    send_return(s, &inst, intake).await;
-    (inst, intake)
-}
-
-async fn send_return(s: &Server, inst: &str, task: u64) {
-    let r = s
-        .req(
-            "POST",
-            &format!("/api/instances/{inst}/tasks/{task}/actions"),
-            Some("zhang"),
-            Some(json!({"type": "return", "reason": "环评批复不清晰", "materials": ["eia"]})),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-}
-
 async fn files_server(name: &str) -> Server {
     let mut s = server_with(
         name,
@@ -125,7 +91,7 @@ async fn files_server(name: &str) -> Server {
 #[tokio::test]
 async fn upload_reupload_after_return_preview_and_download_rights() {
     let s = files_server("files-flow").await;
-    let (inst, intake) = returned_for_eia(&s).await;
+    let (inst, intake) = s.returned_for_eia().await;
 
     let up = upload(
         &s,
@@ -144,7 +110,7 @@ async fn upload_reupload_after_return_preview_and_download_rights() {
     assert_eq!(up.json["files"][0]["size"], PDF.len());
 
     // 补正 again; the re-upload is a second version, the first kept.
-    send_return(&s, &inst, intake).await;
+    s.send_return(&inst, intake).await;
     let pdf2 = b"%PDF-1.7\n% second version\n%%EOF\n";
     let up2 = upload(
         &s,
@@ -295,7 +261,7 @@ async fn upload_reupload_after_return_preview_and_download_rights() {
 #[tokio::test]
 async fn refused_uploads_say_why_and_change_nothing() {
     let s = files_server("files-refused").await;
-    let (inst, _) = returned_for_eia(&s).await;
+    let (inst, _) = s.returned_for_eia().await;
     let before = version(&s, &inst).await;
     let exe: &[u8] = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff";
     let big = vec![b'%'; (1 << 20) + 10];
@@ -441,7 +407,7 @@ async fn the_verification_task_shows_the_files_supplied_against_its_promise() {
 #[tokio::test]
 async fn the_instance_page_form_uploads_without_script() {
     let s = files_server("files-page").await;
-    let (inst, _) = returned_for_eia(&s).await;
+    let (inst, _) = s.returned_for_eia().await;
     let b = api_common::Browser::login(&s, "chen").await;
     let page = b.get(&format!("/instances/{inst}")).await;
     assert_eq!(page.status, StatusCode::OK);
@@ -476,4 +442,68 @@ async fn the_instance_page_form_uploads_without_script() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     let page = b.get(&format!("/instances/{inst}")).await;
     assert!(page.text.contains("环评批复.pdf"));
+}
+
+/// What the database holds of file content: (files recorded whole, chunks).
+async fn stored_content(s: &Server) -> (i64, i64) {
+    let url = format!("sqlite://{}", s.dir.join("t.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("open");
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+        }
+    };
+    (
+        count("SELECT COUNT(*) FROM material_files").await,
+        count("SELECT COUNT(*) FROM material_file_chunks").await,
+    )
+}
+
+/// The connection drops halfway through a file (a browser closed, a crash of the client, a
+/// proxy cut): nothing of it is stored, no event names it, and the applicant can upload again.
+#[tokio::test]
+async fn an_upload_cut_off_halfway_stores_nothing_and_can_be_sent_again() {
+    let s = files_server("files-cut").await;
+    let (inst, _) = s.returned_for_eia().await;
+    let before = version(&s, &inst).await;
+    let (ctype, whole) = multipart(&[("file", "环评批复.pdf", PDF)]);
+    let mut half = whole[..whole.len() - 20].to_vec();
+    half.extend_from_slice(&[b'x'; 300 << 10]);
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(half),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        )),
+    ];
+    let req = Request::post(format!("/api/instances/{inst}/materials/eia/files"))
+        .header(header::CONTENT_TYPE, ctype)
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", s.tokens.get("chen").expect("token")),
+        )
+        .body(Body::from_stream(futures_util::stream::iter(pieces)))
+        .expect("request");
+    let r = s.send(req).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.json["error"], "bad_multipart", "{}", r.text);
+    assert_eq!(version(&s, &inst).await, before, "no event recorded");
+    assert_eq!(stored_content(&s).await, (0, 0), "no content kept");
+    let list = s
+        .req(
+            "GET",
+            &format!("/api/instances/{inst}/materials/eia/files"),
+            Some("chen"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(list.json, json!([]), "{}", list.text);
+    let up = upload(&s, "chen", &inst, "eia", &[("file", "环评批复.pdf", PDF)]).await;
+    assert_eq!(up.status, StatusCode::CREATED, "{}", up.text);
+    assert_eq!(stored_content(&s).await, (1, 1));
 }

@@ -13,11 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use api_common::{Browser, server_at};
+use api_common::{Browser, in_schema, pg_admin, pg_schema, server_at};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::json;
-use sqlx::Connection;
 use tokio::net::{TcpListener, TcpStream};
 
 fn pg_url() -> String {
@@ -102,29 +101,14 @@ fn split_authority(url: &str) -> (String, impl Fn(u16) -> String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_database_is_down_requests_get_a_prompt_503_and_readyz_says_so() {
     let base = pg_url();
-    let mut admin = match sqlx::PgConnection::connect(&base).await {
-        Ok(c) => c,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("PostgreSQL unreachable ({e}): test skipped");
-            return;
-        }
-        Err(e) => panic!("PostgreSQL unreachable under CI: {e}"),
+    let Some(mut admin) = pg_admin(&base).await else {
+        return;
     };
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    // The naming of the durable tests' schemas, so that their sweep removes a leftover.
-    let schema = format!("shenpi_test_{secs}_{}_db_outage", std::process::id());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut admin)
-        .await
-        .expect("create schema");
+    let schema = pg_schema(&mut admin, "db_outage").await;
     let (target, through) = split_authority(&base);
     let proxy = Proxy::start(target).await;
     let via = through(proxy.port);
-    let sep = if via.contains('?') { '&' } else { '?' };
-    let url = format!("{via}{sep}options=-c%20search_path%3D{schema}");
+    let url = in_schema(&via, &schema);
     let dir = std::env::temp_dir().join(format!("shenpi-api-{}-db-outage", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let s = server_at(dir, &url, Default::default(), Default::default()).await;

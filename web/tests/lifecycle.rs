@@ -16,46 +16,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
-use api_common::{ManualClock, T0, workflows_dir};
+use api_common::{ManualClock, T0, in_schema, pg_admin, pg_schema, pg_url, workflows_dir};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use shenpi_adapters::store::{DefinitionStore, EventStore, Source};
 use shenpi_web::server::accounts::User;
 use shenpi_web::server::{App, AppState, Config, router};
-use sqlx::Connection;
 use tower::ServiceExt;
-
-fn pg_url() -> String {
-    std::env::var("SHENPI_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
 
 /// A fresh database: a SQLite file, or a PostgreSQL schema of its own (`None`: skipped).
 async fn database(dir: &Path, backend: &str, name: &str) -> Option<String> {
     match backend {
         "sqlite" => Some(format!("sqlite://{}", dir.join("t.db").display())),
         _ => {
-            let mut admin = match sqlx::PgConnection::connect(&pg_url()).await {
-                Ok(c) => c,
-                Err(e) if std::env::var_os("CI").is_none() => {
-                    eprintln!("PostgreSQL unreachable ({e}): test skipped");
-                    return None;
-                }
-                Err(e) => panic!("PostgreSQL unreachable under CI: {e}"),
-            };
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let schema = format!("shenpi_test_{secs}_{}_{name}", std::process::id());
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                .execute(&mut admin)
-                .await
-                .expect("create schema");
-            let base = pg_url();
-            let sep = if base.contains('?') { '&' } else { '?' };
-            Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+            let mut admin = pg_admin(&pg_url()).await?;
+            let schema = pg_schema(&mut admin, name).await;
+            Some(in_schema(&pg_url(), &schema))
         }
     }
 }
@@ -79,21 +56,11 @@ fn folder(dir: &Path) -> PathBuf {
 }
 
 async fn build(db: &str, workflows: &Path) -> App {
-    AppState::build(Config {
+    AppState::build(Config::new(
         db,
         workflows,
-        scheduler: false,
-        clock: Arc::new(ManualClock(AtomicI64::new(T0))),
-        secure_cookies: false,
-        passwords: Default::default(),
-        security: Default::default(),
-        directory: Default::default(),
-        webhook_secret: Vec::new(),
-        dingtalk_secret: None,
-        smtp: None,
-        demo: false,
-        public_url: None,
-    })
+        Arc::new(ManualClock(AtomicI64::new(T0))),
+    ))
     .await
     .expect("server builds")
 }

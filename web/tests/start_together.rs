@@ -12,75 +12,24 @@ mod api_common;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
-use api_common::{ManualClock, T0, workflows_dir};
+use api_common::{ManualClock, T0, in_schema, pg_admin, pg_schema, pg_url, workflows_dir};
 use shenpi_web::server::{AppState, Config};
-use sqlx::Connection;
 
 /// How many nodes start together, and on how many fresh schemas: the race is a matter of
 /// microseconds, so it is given several chances to happen.
 const NODES: usize = 3;
 const ROUNDS: usize = 4;
 
-fn pg_url() -> String {
-    std::env::var("SHENPI_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
-
-/// A connection to the test database, or `None` (skip) when it is unreachable outside CI.
-async fn admin() -> Option<sqlx::PgConnection> {
-    match sqlx::PgConnection::connect(&pg_url()).await {
-        Ok(c) => Some(c),
-        Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("PostgreSQL unreachable ({e}): test skipped");
-            None
-        }
-        Err(e) => panic!("PostgreSQL unreachable under CI: {e}"),
-    }
-}
-
-/// The URL of the test database with every connection's `search_path` set to `schema`.
-fn url_in(schema: &str) -> String {
-    let base = pg_url();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options=-c%20search_path%3D{schema}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nodes_starting_together_on_a_fresh_postgres_database_all_come_up() {
-    let Some(mut admin) = admin().await else {
+    let Some(mut admin) = pg_admin(&pg_url()).await else {
         return;
     };
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let workflows = workflows_dir();
     for round in 0..ROUNDS {
-        // The naming of the durable tests' schemas, so that their sweep removes a leftover.
-        let schema = format!(
-            "shenpi_test_{secs}_{}_{round}_start_together",
-            std::process::id()
-        );
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut admin)
-            .await
-            .expect("create schema");
-        let url = url_in(&schema);
-        let config = || Config {
-            db: &url,
-            workflows: &workflows,
-            scheduler: false,
-            clock: Arc::new(ManualClock(AtomicI64::new(T0))),
-            secure_cookies: false,
-            passwords: Default::default(),
-            security: Default::default(),
-            directory: Default::default(),
-            webhook_secret: Vec::new(),
-            dingtalk_secret: None,
-            smtp: None,
-            demo: false,
-            public_url: None,
-        };
+        let schema = pg_schema(&mut admin, &format!("{round}_start_together")).await;
+        let url = in_schema(&pg_url(), &schema);
+        let config = || Config::new(&url, &workflows, Arc::new(ManualClock(AtomicI64::new(T0))));
         let started = futures_join(NODES, || AppState::build(config())).await;
         let failures: Vec<String> = started
             .iter()

@@ -8,6 +8,14 @@ pub(crate) fn sqlite_sql(sql: &str) -> Cow<'_, str> {
     Cow::Owned(sql.replace('$', "?"))
 }
 
+/// `sql` in the dialect of `db`.
+pub(crate) fn sql_for<'a>(db: &crate::store::Db, sql: &'a str) -> Cow<'a, str> {
+    match db {
+        crate::store::Db::Sqlite(_) => sqlite_sql(sql),
+        crate::store::Db::Postgres(_) => Cow::Borrowed(sql),
+    }
+}
+
 /// Runs `$body` with `$pool` bound to the backend's pool and `$q` to the SQL text in its dialect.
 macro_rules! on_pool {
     ($db:expr, $sql:expr, |$pool:ident, $q:ident| $body:expr) => {

@@ -10,11 +10,10 @@
 //!
 //! One SQL text serves both backends, as in [`super::version_migrations`].
 
-use std::borrow::Cow;
-
 use sqlx::Row;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::dialect::{on_pool, sql_for};
 use super::{Db, Millis, Result, StoreError};
 
 /// The size of a stored chunk: 1 MiB.
@@ -28,27 +27,6 @@ pub struct StoredFile {
     pub size: i64,
     pub kind: String,
     pub stored_at: Millis,
-}
-
-fn sqlite_sql(sql: &str) -> Cow<'_, str> {
-    Cow::Owned(sql.replace('$', "?"))
-}
-
-macro_rules! on_pool {
-    ($db:expr, $sql:expr, |$pool:ident, $q:ident| $body:expr) => {
-        match $db {
-            Db::Sqlite(s) => {
-                let $pool = s.pool();
-                let $q = sqlite_sql($sql);
-                $body
-            }
-            Db::Postgres(s) => {
-                let $pool = s.pool();
-                let $q: Cow<'_, str> = Cow::Borrowed($sql);
-                $body
-            }
-        }
-    };
 }
 
 /// Reads up to [`CHUNK`] bytes (fewer only at the end).
@@ -78,46 +56,63 @@ impl Db {
         let file_sql = "INSERT INTO material_files (sha256, size, kind, stored_at) \
                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
         let mut buf = Vec::with_capacity(CHUNK);
+        // A file's chunks are written once and rarely read: on SQLite they go through a small
+        // page cache (the transaction spills to the WAL), not the connection's 64 MiB one,
+        // which would otherwise hold the whole file in memory until it commits.
+        let sqlite = matches!(self, Db::Sqlite(_));
         on_pool!(self, file_sql, |pool, q| {
-            let chunk_q = match self {
-                Db::Sqlite(_) => sqlite_sql(chunk_sql),
-                Db::Postgres(_) => Cow::Borrowed(chunk_sql),
-            };
-            let mut tx = pool.begin().await?;
-            let mut n: i64 = 0;
-            let mut total: i64 = 0;
-            loop {
-                let got = read_chunk(content, &mut buf).await?;
-                if got == 0 && n > 0 {
-                    break;
+            let chunk_q = sql_for(self, chunk_sql);
+            let mut conn = pool.acquire().await?;
+            if sqlite {
+                sqlx::query("PRAGMA cache_size = -2048")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let stored = async {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let mut n: i64 = 0;
+                let mut total: i64 = 0;
+                loop {
+                    let got = read_chunk(content, &mut buf).await?;
+                    if got == 0 && n > 0 {
+                        break;
+                    }
+                    sqlx::query(sqlx::AssertSqlSafe(chunk_q.clone().into_owned()))
+                        .bind(&file.sha256)
+                        .bind(n)
+                        .bind(&buf[..])
+                        .execute(&mut *tx)
+                        .await?;
+                    n += 1;
+                    total += got as i64;
+                    if got < CHUNK {
+                        break;
+                    }
                 }
-                sqlx::query(sqlx::AssertSqlSafe(chunk_q.clone().into_owned()))
+                if total != file.size {
+                    return Err(StoreError::Content(format!(
+                        "file {}: read {total} bytes, expected {}",
+                        file.sha256, file.size
+                    )));
+                }
+                let done = sqlx::query(sqlx::AssertSqlSafe(q.into_owned()))
                     .bind(&file.sha256)
-                    .bind(n)
-                    .bind(&buf[..])
+                    .bind(file.size)
+                    .bind(&file.kind)
+                    .bind(file.stored_at)
                     .execute(&mut *tx)
                     .await?;
-                n += 1;
-                total += got as i64;
-                if got < CHUNK {
-                    break;
-                }
+                tx.commit().await?;
+                Ok(done.rows_affected() == 1)
             }
-            if total != file.size {
-                return Err(StoreError::Content(format!(
-                    "file {}: read {total} bytes, expected {}",
-                    file.sha256, file.size
-                )));
+            .await;
+            if sqlite {
+                let normal = format!("PRAGMA cache_size = {}", super::sqlite::PAGE_CACHE);
+                sqlx::query(sqlx::AssertSqlSafe(normal))
+                    .execute(&mut *conn)
+                    .await?;
             }
-            let done = sqlx::query(sqlx::AssertSqlSafe(q.into_owned()))
-                .bind(&file.sha256)
-                .bind(file.size)
-                .bind(&file.kind)
-                .bind(file.stored_at)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(done.rows_affected() == 1)
+            stored
         })
     }
 

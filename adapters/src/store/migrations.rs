@@ -83,6 +83,7 @@ const MIGRATIONS: &[Step] = &[
         shared!("0015_request_bound_keys.sql"),
     ),
     step(16, "material files", both!("0016_material_files.sql")),
+    step(17, "official documents", shared!("0017_documents.sql")),
     step(18, "event hash chain", shared!("0018_event_hash_chain.sql")),
 ];
 

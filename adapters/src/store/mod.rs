@@ -19,6 +19,7 @@
 pub mod calendars;
 pub mod chain;
 mod dialect;
+pub mod documents;
 pub mod files;
 mod migrations;
 pub mod postgres;
@@ -106,6 +107,8 @@ pub fn db_unavailable(e: &sqlx::Error) -> bool {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub use documents::DocumentStore;
 
 /// A published workflow version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -900,6 +903,15 @@ delegate!(ReportStore {
     fn run_report(&self, report: &str, scheduled_at: Millis, node: &str, now: Millis, rows: &[OutboxRow]) -> Result<bool>;
     fn report_data(&self, workflow_id: &str, from: Millis, now: Millis, promise_until: Millis, limit: i64) -> Result<ReportData>;
     fn try_start_report(&self, report: &str, scheduled_at: Millis, node: &str, now: Millis) -> Result<bool>;
+});
+
+delegate!(DocumentStore {
+    fn issue_document(&self, doc: &documents::NewDocument, seal: &(dyn Fn(i64) -> std::result::Result<documents::Sealed, String> + Send + Sync)) -> Result<(documents::DocumentRow, bool)>;
+    fn revoke_documents(&self, instance: &str, kind: &str, at: Millis, by: Option<&str>) -> Result<u64>;
+    fn documents_of(&self, instance: &str) -> Result<Vec<documents::DocumentRow>>;
+    fn document_by_code(&self, code: &str) -> Result<Option<documents::DocumentRow>>;
+    fn documents_to_check(&self, limit: i64) -> Result<Vec<(String, i64)>>;
+    fn documents_checked(&self, instance: &str, seq: i64) -> Result<()>;
 });
 
 /// Parses JSON text read from a row.

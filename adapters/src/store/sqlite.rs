@@ -30,6 +30,9 @@ pub fn migrator() -> Migrator {
     super::migrations::migrator(super::migrations::Dialect::Sqlite)
 }
 
+/// The page cache of each pool connection, in KiB (negative: SQLite's unit for KiB).
+pub(crate) const PAGE_CACHE: &str = "-65536";
+
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -50,7 +53,7 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             // The hot pages (open timers, recent events, projections) stay in memory instead
             // of being re-read through the OS on every commit.
-            .pragma("cache_size", "-65536")
+            .pragma("cache_size", PAGE_CACHE)
             .pragma("mmap_size", "268435456")
             // Checkpoints run on a background connection (below), not inside the writer's
             // commits; this is only the safety net if that task is not running.

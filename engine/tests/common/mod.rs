@@ -50,3 +50,26 @@ pub fn shipped_context() -> ValidateContext {
         documents: documents(&dir.join("documents")),
     }
 }
+
+/// The shipped mainland calendar (`workflows/calendars/cn-mainland.yaml`).
+pub fn mainland() -> shenpi_engine::calendar::Calendar {
+    let src = include_str!("../../../workflows/calendars/cn-mainland.yaml");
+    shenpi_engine::calendar::Calendar::from_yaml("cn-mainland", src)
+        .unwrap_or_else(|d| panic!("calendar: {d:?}"))
+}
+
+/// A workflow text parsed and compiled on the mainland calendar; a test's own workflow, so any
+/// error is the test's bug and panics with the diagnostics.
+pub fn compiled(src: &str) -> shenpi_engine::compile::Definition {
+    let wf = shenpi_engine::parse::parse_workflow(src).unwrap_or_else(|d| panic!("parse: {d:?}"));
+    let ctx = ValidateContext {
+        calendars: vec!["cn-mainland".into()],
+        ..Default::default()
+    };
+    shenpi_engine::compile::compile(wf, &ctx).unwrap_or_else(|d| panic!("compile: {d:#?}"))
+}
+
+/// An instant written in RFC 3339.
+pub fn ts(s: &str) -> jiff::Timestamp {
+    s.parse().unwrap_or_else(|e| panic!("bad time {s}: {e}"))
+}

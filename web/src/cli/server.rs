@@ -44,6 +44,13 @@ pub struct ServeArgs {
     /// `https://` the session cookies are `Secure` and responses carry HSTS.
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// The CJK font official documents' PDFs embed (TrueType/OpenType, or a `.ttc` collection
+    /// with `--document-font-index`). The default is Debian's `fonts-wqy-microhei`.
+    #[arg(long, value_name = "FILE", default_value = shenpi_web::server::documents::DEFAULT_FONT)]
+    document_font: PathBuf,
+    /// The face of a font collection (`.ttc`) to use; 0 for a single font.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    document_font_index: u32,
     /// A reverse proxy (IP address or CIDR range; repeat or separate with commas) whose
     /// `X-Forwarded-For` is believed for the audit trail. None by default: the header is
     /// ignored and the connection's peer address is recorded.
@@ -207,6 +214,10 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         dingtalk_secret,
         smtp,
         public_url: a.public_url,
+        documents: shenpi_web::server::documents::Settings::new(
+            a.document_font,
+            a.document_font_index,
+        ),
         passwords,
         security: security::Settings {
             proxies,

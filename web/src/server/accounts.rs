@@ -33,6 +33,13 @@ macro_rules! on_pool {
     };
 }
 
+/// Runs one statement, its parameters bound in order, on whichever pool is in use.
+macro_rules! execute {
+    ($pools:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
+        on_pool!($pools, |p| sqlx::query($sql)$(.bind($arg))*.execute(p).await.map(|_| ()))
+    };
+}
+
 /// The roles the server itself knows; workflow roles (`fgw_intake` ...) are free-form beside them.
 pub const SYSTEM_ROLES: &[&str] = &[
     "applicant",
@@ -183,15 +190,15 @@ impl Accounts {
         let sql = "INSERT INTO web_users (name, department, roles, password_hash, created_at) VALUES ($1, $2, $3, $4, $5) \
                    ON CONFLICT (name) DO UPDATE SET department = excluded.department, roles = excluded.roles, \
                    password_hash = COALESCE(excluded.password_hash, web_users.password_hash)";
-        on_pool!(&self.pools, |p| sqlx::query(sql)
-            .bind(&user.name)
-            .bind(&user.department)
-            .bind(&roles)
-            .bind(&hash)
-            .bind(now)
-            .execute(p)
-            .await
-            .map(|_| ()))?;
+        execute!(
+            &self.pools,
+            sql,
+            &user.name,
+            &user.department,
+            &roles,
+            &hash,
+            now
+        )?;
         Ok(())
     }
 
@@ -268,13 +275,7 @@ impl Accounts {
         let sql = "INSERT INTO web_message_reads (user_name, message_id, read_at) VALUES ($1, $2, $3) \
                    ON CONFLICT (user_name, message_id) DO NOTHING";
         for id in ids {
-            on_pool!(&self.pools, |p| sqlx::query(sql)
-                .bind(user)
-                .bind(id)
-                .bind(now)
-                .execute(p)
-                .await
-                .map(|_| ()))?;
+            execute!(&self.pools, sql, user, id, now)?;
         }
         Ok(())
     }
@@ -283,11 +284,7 @@ impl Accounts {
     /// a session is counted on that clock, so nobody is logged out by a move of the clock.
     pub async fn shift_sessions(&self, by: i64) -> Result<()> {
         let sql = "UPDATE web_sessions SET expires_at = expires_at + $1";
-        on_pool!(&self.pools, |p| sqlx::query(sql)
-            .bind(by)
-            .execute(p)
-            .await
-            .map(|_| ()))?;
+        execute!(&self.pools, sql, by)?;
         Ok(())
     }
 
@@ -308,12 +305,7 @@ impl Accounts {
         let sql = "INSERT INTO web_demo_clock (id, offset_ms, updated_at) VALUES (1, $1, $2) \
                    ON CONFLICT (id) DO UPDATE SET offset_ms = excluded.offset_ms, updated_at = excluded.updated_at \
                    WHERE excluded.offset_ms > web_demo_clock.offset_ms";
-        on_pool!(&self.pools, |p| sqlx::query(sql)
-            .bind(offset)
-            .bind(now)
-            .execute(p)
-            .await
-            .map(|_| ()))?;
+        execute!(&self.pools, sql, offset, now)?;
         Ok(())
     }
 
@@ -325,14 +317,7 @@ impl Accounts {
         let secret = format!("sp_{}", random_hex(24)?);
         let sql =
             "INSERT INTO web_tokens (hash, user_name, label, created_at) VALUES ($1, $2, $3, $4)";
-        on_pool!(&self.pools, |p| sqlx::query(sql)
-            .bind(secret_hash(&secret))
-            .bind(name)
-            .bind(label)
-            .bind(now)
-            .execute(p)
-            .await
-            .map(|_| ()))?;
+        execute!(&self.pools, sql, secret_hash(&secret), name, label, now)?;
         Ok(secret)
     }
 
@@ -365,14 +350,14 @@ impl Accounts {
         let csrf = random_hex(16)?;
         let sql =
             "INSERT INTO web_sessions (hash, user_name, csrf, expires_at) VALUES ($1, $2, $3, $4)";
-        on_pool!(&self.pools, |p| sqlx::query(sql)
-            .bind(secret_hash(&secret))
-            .bind(name)
-            .bind(&csrf)
-            .bind(now + ttl_ms)
-            .execute(p)
-            .await
-            .map(|_| ()))?;
+        execute!(
+            &self.pools,
+            sql,
+            secret_hash(&secret),
+            name,
+            &csrf,
+            now + ttl_ms
+        )?;
         Ok((secret, csrf))
     }
 
@@ -397,11 +382,7 @@ impl Accounts {
 
     pub async fn end_session(&self, secret: &str) -> Result<()> {
         let sql = "DELETE FROM web_sessions WHERE hash = $1";
-        on_pool!(&self.pools, |p| sqlx::query(sql)
-            .bind(secret_hash(secret))
-            .execute(p)
-            .await
-            .map(|_| ()))?;
+        execute!(&self.pools, sql, secret_hash(secret))?;
         Ok(())
     }
 
@@ -430,15 +411,7 @@ impl Accounts {
         now: i64,
     ) -> Result<()> {
         let sql = "INSERT INTO web_project_instances (instance, project_id, workflow_id, def_version, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (instance) DO NOTHING";
-        on_pool!(&self.pools, |p| sqlx::query(sql)
-            .bind(instance)
-            .bind(project)
-            .bind(workflow)
-            .bind(version)
-            .bind(now)
-            .execute(p)
-            .await
-            .map(|_| ()))?;
+        execute!(&self.pools, sql, instance, project, workflow, version, now)?;
         Ok(())
     }
 
@@ -625,15 +598,15 @@ impl Accounts {
     pub async fn save_report(&self, r: &ReportRun) -> Result<()> {
         let sql = "INSERT INTO web_reports (id, kind, created_at, created_by, body) VALUES ($1, $2, $3, $4, $5)";
         let body = r.body.to_string();
-        on_pool!(&self.pools, |p| sqlx::query(sql)
-            .bind(&r.id)
-            .bind(&r.kind)
-            .bind(r.created_at)
-            .bind(&r.created_by)
-            .bind(&body)
-            .execute(p)
-            .await
-            .map(|_| ()))?;
+        execute!(
+            &self.pools,
+            sql,
+            &r.id,
+            &r.kind,
+            r.created_at,
+            &r.created_by,
+            &body
+        )?;
         Ok(())
     }
 
@@ -657,14 +630,7 @@ impl Accounts {
 
     pub async fn snapshot_colours(&self, at: i64, g: i64, y: i64, r: i64) -> Result<()> {
         let sql = "INSERT INTO web_colour_snapshots (at, green, yellow, red) VALUES ($1, $2, $3, $4) ON CONFLICT (at) DO NOTHING";
-        on_pool!(&self.pools, |p| sqlx::query(sql)
-            .bind(at)
-            .bind(g)
-            .bind(y)
-            .bind(r)
-            .execute(p)
-            .await
-            .map(|_| ()))?;
+        execute!(&self.pools, sql, at, g, y, r)?;
         Ok(())
     }
 

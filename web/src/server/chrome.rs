@@ -51,6 +51,17 @@ pub fn day_of(ms: i64) -> String {
     local_date(timestamp(ms)).to_string()
 }
 
+/// The local date of an instant as official documents write it: 2026年3月2日.
+pub fn date_zh(ms: i64) -> String {
+    let d = local_date(timestamp(ms));
+    format!("{}年{}月{}日", d.year(), d.month(), d.day())
+}
+
+/// The local (Asia/Shanghai) year an instant falls in.
+pub fn year_of(ms: i64) -> i64 {
+    i64::from(local_date(timestamp(ms)).year())
+}
+
 pub fn datetime(ms: i64) -> String {
     let dt = local_datetime(timestamp(ms));
     format!("{} {:02}:{:02}", dt.date(), dt.hour(), dt.minute())

@@ -20,6 +20,7 @@ pub mod definitions;
 pub mod demo;
 pub mod demo_time;
 pub mod diagrams;
+pub mod documents;
 pub mod dossier;
 pub mod engine;
 pub mod error;
@@ -74,6 +75,7 @@ pub fn resources() -> routes::Routes {
         .merge(instances::routes())
         .merge(files::routes())
         .merge(dossier::routes())
+        .merge(documents::routes())
         .merge(tasks::routes())
         .merge(inbox::routes())
         .merge(definitions::routes())
@@ -201,6 +203,8 @@ pub struct ServeOptions {
     pub smtp: Option<shenpi_adapters::outbox::SmtpConfig>,
     /// The address people reach the server at; `https://` turns on `Secure` cookies and HSTS.
     pub public_url: Option<String>,
+    /// The CJK font official documents' PDFs embed.
+    pub documents: documents::Settings,
     pub passwords: passwords::Limits,
     pub security: security::Settings,
     pub connections: security::ConnLimits,
@@ -237,6 +241,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         smtp: opts.smtp,
         demo: opts.demo,
         public_url: Some(public_url.clone()),
+        documents: opts.documents,
     })
     .await?;
     if opts.demo {
@@ -244,6 +249,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             demo_time::restore(&app, c).await;
         }
         demo::seed(&app).await?;
+    }
+    if let Err(e) = app.documents.font() {
+        eprintln!("shenpi: 警告 [{}] {}", e.body.error, e.body.message);
     }
     let listener = tokio::net::TcpListener::bind(opts.bind).await?;
     let addr = listener.local_addr()?;

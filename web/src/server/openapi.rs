@@ -15,6 +15,7 @@ use super::definitions::api::{
     DefinitionSummary, DiffResult, Published, ValidationResult, VersionInfo,
 };
 use super::demo_time::{Advance, ClockState};
+use super::documents::DocumentEntry;
 use super::error::{ApiError, ErrorBody};
 use super::files::{FileEntry, FileVersion, UploadResult};
 use super::inbox::InboxItem;
@@ -60,7 +61,7 @@ impl Modify for BearerAuth {
         BatchRequest, BatchTask, BatchResult,
         Message, MarkRead, Unread, Advance, ClockState,
         MigrationBody, DryRun, DryRunRow, Said, RunInfo, ResultRow,
-        UploadResult, FileVersion, FileEntry,
+        UploadResult, FileVersion, FileEntry, DocumentEntry,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -68,7 +69,7 @@ impl Modify for BearerAuth {
         (name = "auth"), (name = "projects"), (name = "instances"), (name = "tasks"),
         (name = "materials"), (name = "elements"), (name = "definitions"), (name = "reports"),
         (name = "outbox"), (name = "calendars"), (name = "messages"), (name = "clock"),
-        (name = "meta"),
+        (name = "documents"), (name = "meta"),
     )
 )]
 pub struct ApiDoc;

@@ -58,6 +58,8 @@ pub struct AppState {
     pub public_url: Mutex<Option<String>>,
     /// The workflows folder the server was started with (its `populations/` for 政策模拟).
     pub workflows_dir: std::path::PathBuf,
+    /// How official documents' PDFs are made (the font).
+    pub documents: super::documents::Settings,
 }
 
 pub type App = Arc<AppState>;
@@ -86,6 +88,32 @@ pub struct Config<'a> {
     pub demo: bool,
     /// `--public-url`: links in notifications are absolute under it.
     pub public_url: Option<String>,
+    /// The font of official documents' PDFs (`--document-font`).
+    pub documents: super::documents::Settings,
+}
+
+impl<'a> Config<'a> {
+    /// A server on `db` with the workflows of `workflows` on `clock`, and nothing else: no
+    /// scheduler, no notification addresses, plain cookies, the default password pool and
+    /// security settings (what an in-process test or a tool starts; `serve` sets every field).
+    pub fn new(db: &'a str, workflows: &'a Path, clock: Arc<dyn Clock>) -> Config<'a> {
+        Config {
+            db,
+            workflows,
+            scheduler: false,
+            directory: Directory::default(),
+            webhook_secret: Vec::new(),
+            dingtalk_secret: None,
+            smtp: None,
+            clock,
+            secure_cookies: false,
+            passwords: Default::default(),
+            security: Default::default(),
+            demo: false,
+            public_url: None,
+            documents: Default::default(),
+        }
+    }
 }
 
 /// Why a server could not start.
@@ -197,6 +225,7 @@ impl AppState {
             templates,
             public_url: Mutex::new(cfg.public_url),
             workflows_dir: cfg.workflows.to_path_buf(),
+            documents: cfg.documents,
         });
         // Re-time on revisions not yet re-timed (a crash in the middle, another node's import,
         // the CLI), now and every few seconds.
@@ -206,6 +235,9 @@ impl AppState {
         if app.scheduler.is_some() {
             tokio::spawn(super::calendars::watch(app.clone()));
         }
+        // Official documents: issued after each commit that calls for one, and swept for at
+        // start and periodically (documents/issue.rs), with or without the scheduler.
+        tokio::spawn(super::documents::issue::run(app.clone()));
         Ok(app)
     }
 

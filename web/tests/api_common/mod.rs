@@ -97,19 +97,9 @@ pub async fn server_at(
 ) -> Server {
     let clock = Arc::new(ManualClock(AtomicI64::new(T0)));
     let app = AppState::build(Config {
-        db,
-        workflows: &workflows_dir(),
-        scheduler: false,
-        clock: clock.clone(),
-        secure_cookies: false,
         passwords,
         security,
-        directory: Default::default(),
-        webhook_secret: Vec::new(),
-        dingtalk_secret: None,
-        smtp: None,
-        demo: false,
-        public_url: None,
+        ..Config::new(db, &workflows_dir(), clock.clone())
     })
     .await
     .expect("server builds");
@@ -430,4 +420,83 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+impl Server {
+    /// A 重中之重 project at 受理 (zhang's intake task), returned for 补正 of the EIA: chen may
+    /// upload its files. Returns (instance, intake task).
+    pub async fn returned_for_eia(&self) -> (String, u64) {
+        let (_, inst) = self.start_project("重中之重").await;
+        self.attach_required(&inst, "mouhua").await;
+        let lib = self.task_at(&inst, "library").await.expect("library task");
+        let r = self
+            .req(
+                "POST",
+                &format!("/api/instances/{inst}/tasks/{lib}/actions"),
+                Some("li"),
+                Some(serde_json::json!({"type": "approve"})),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let intake = self.task_at(&inst, "intake").await.expect("intake open");
+        self.attach_required(&inst, "shengcheng").await;
+        self.send_return(&inst, intake).await;
+        (inst, intake)
+    }
+
+    /// zhang returns the application at `task` for 补正 of the EIA.
+    pub async fn send_return(&self, inst: &str, task: u64) {
+        let r = self
+            .req(
+                "POST",
+                &format!("/api/instances/{inst}/tasks/{task}/actions"),
+                Some("zhang"),
+                Some(serde_json::json!({"type": "return", "reason": "环评批复不清晰", "materials": ["eia"]})),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+}
+
+/// The test PostgreSQL (`SHENPI_TEST_PG`, default `postgres://postgres@127.0.0.1:5432/test`).
+pub fn pg_url() -> String {
+    std::env::var("SHENPI_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// A connection to the test PostgreSQL at `url`, or `None` (the test is skipped) when it is
+/// unreachable outside CI; under CI an unreachable PostgreSQL fails the test.
+pub async fn pg_admin(url: &str) -> Option<sqlx::PgConnection> {
+    use sqlx::Connection as _;
+    match sqlx::PgConnection::connect(url).await {
+        Ok(c) => Some(c),
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("PostgreSQL unreachable ({e}): test skipped");
+            None
+        }
+        Err(e) => panic!("PostgreSQL unreachable under CI: {e}"),
+    }
+}
+
+/// Creates a fresh schema named like the durable tests' (so their sweep removes a leftover)
+/// through `admin`, and returns its name.
+pub async fn pg_schema(admin: &mut sqlx::PgConnection, name: &str) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let schema = format!("shenpi_test_{secs}_{}_{name}", std::process::id());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(admin)
+        .await
+        .expect("create schema");
+    schema
+}
+
+/// `base` with its connections' search path set to `schema`.
+pub fn in_schema(base: &str, schema: &str) -> String {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
 }

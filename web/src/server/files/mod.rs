@@ -16,11 +16,13 @@
 //! Every upload and download is in the audit trail.
 
 pub mod kinds;
+mod paced;
+
+use paced::{Part, Parts};
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::multipart::{Field, MultipartRejection};
-use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
@@ -170,27 +172,16 @@ fn clean_name(raw: Option<&str>) -> String {
     }
 }
 
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
-    ApiError::new(
-        e.status(),
-        "bad_multipart",
-        format!(
-            "上传内容无法读取（须为 multipart/form-data）：{}",
-            e.body_text()
-        ),
-    )
-}
-
 /// Streams one file part to a temporary file while hashing it; checks its size and kind and
 /// stores it by its hash.
-async fn receive(app: &App, field: &mut Field<'_>, name: &str) -> ApiResult<MaterialFile> {
+async fn receive(app: &App, field: &mut Part, name: &str) -> ApiResult<MaterialFile> {
     let max = app.security.max_file_bytes;
     let std_file = tempfile::tempfile().map_err(ApiError::internal)?;
     let mut temp = tokio::fs::File::from_std(std_file);
     let mut hasher = Sha256::new();
     let mut size: u64 = 0;
     let mut head: Vec<u8> = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+    while let Some(chunk) = field.chunk().await.map_err(paced::refused)? {
         size += chunk.len() as u64;
         if size > max {
             return Err(ApiError::new(
@@ -252,7 +243,7 @@ async fn upload(
     caller: &Caller,
     id: &str,
     material: &str,
-    mut mp: Multipart,
+    mut mp: Parts,
     key: Option<String>,
     csrf: Option<&str>,
 ) -> ApiResult<(CommandResult, Vec<FileEntry>)> {
@@ -270,10 +261,10 @@ async fn upload(
     }
     let mut files: Vec<MaterialFile> = Vec::new();
     let mut csrf_ok = csrf.is_none();
-    while let Some(mut field) = mp.next_field().await.map_err(multipart_error)? {
+    while let Some(mut field) = mp.next_field().await.map_err(paced::refused)? {
         match field.name() {
             Some("csrf") => {
-                let sent = field.text().await.map_err(multipart_error)?;
+                let sent = field.text().await.map_err(paced::refused)?;
                 csrf_ok = csrf_ok || Some(sent.as_str()) == csrf;
             }
             Some("file") | Some("files") => {
@@ -362,16 +353,10 @@ pub async fn upload_files(
     caller: Caller,
     Path((id, material)): Path<(String, String)>,
     headers: HeaderMap,
-    mp: Result<Multipart, MultipartRejection>,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<UploadResult>)> {
     let res = async {
-        let mp = mp.map_err(|_| {
-            ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "bad_multipart",
-                "上传文件须以 multipart/form-data 发送，文件放在名为 file 的字段中。",
-            )
-        })?;
+        let mp = paced::parts(&headers, body, app.security.max_file_bytes)?;
         let key = idempotency_key(&headers, &caller.user.name)?;
         upload(&app, &caller, &id, &material, mp, key, None).await
     }
@@ -404,16 +389,13 @@ pub async fn upload_page(
     State(app): State<App>,
     user: PageUser,
     Path((id, material)): Path<(String, String)>,
-    mp: Result<Multipart, MultipartRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
     let caller = page_caller(&user);
-    let res = match mp {
+    let res = match paced::parts(&headers, body, app.security.max_file_bytes) {
         Ok(mp) => upload(&app, &caller, &id, &material, mp, None, Some(&user.csrf)).await,
-        Err(_) => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "bad_multipart",
-            "上传文件须以 multipart/form-data 发送。",
-        )),
+        Err(e) => Err(e),
     };
     audit_outcome(
         &app,

@@ -622,6 +622,9 @@ pub async fn instance_page(
         .map(|p| p.name.clone())
         .unwrap_or_else(|| id.clone());
     let names = WorkflowNames(&l.ctx.def);
+    let docs = super::super::documents::documents_of(&app, &id)
+        .await
+        .unwrap_or_default();
     let body = html! {
         h1 { (title) }
         p.no-print { a.button href={"/instances/" (id) "/dossier"} { "打印办件档案" } }
@@ -649,6 +652,7 @@ pub async fn instance_page(
         // The diagram carries its own legend.
         section { h2 { "流程图" } div.diagram { (diagram_svg(&l)) } }
         section.material-files { h2 { "材料文件" } (files::versions_block(&names, &id, &l.files)) }
+        section.documents { h2 { "公文" } (super::super::documents::list_block(&docs)) }
         section { h2 { "要素台账" } (elements_block(&l)) }
         (copies_block(&l))
         @if is_party || user.user.has("admin") {

@@ -1,0 +1,191 @@
+//! Official documents (公文): which ones an instance's history calls for, and the variables
+//! each kind of document gives its template.
+//!
+//! A workflow declares a document on an end node (`document:`: 批复, 备案证明, 不予许可决定书)
+//! and on a step's `conditional:` block (`document:` the 预批复, `revocation:` the 撤销决定).
+//! [`due`] reads the instance's state and names every document it calls for, each with a stable
+//! [`Occasion`] key, so that whoever issues them (the server, after each commit and in its
+//! sweeps) can issue each exactly once: numbering and storing are the adapters' business, not
+//! the engine's. Validation checks each template against the variables of its kind here, so a
+//! template using a variable the document does not provide is refused before publishing.
+
+use crate::model::{DocumentSpec, NodeType, Outcome, Workflow};
+use crate::runtime::event::PreApprovalId;
+use crate::runtime::state::{InstanceState, Status};
+
+/// The variables every document's template may use.
+pub const COMMON_VARS: &[&str] = &[
+    // 项目名称 (the project's `name` field, else the instance id)
+    "project",
+    // the workflow's name
+    "workflow",
+    // the issuing department's name (发文机关)
+    "issuer",
+    // the document's own 文号
+    "number",
+    // the date of issue, `2026年3月2日`
+    "date",
+    // the document's title
+    "title",
+    // who applied (the project's `enterprise` field, else the applicant's user name)
+    "applicant",
+];
+
+/// The variables of an end node's document (批复, 备案证明, 不予许可决定书).
+pub const END_VARS: &[&str] = &[
+    "project",
+    "workflow",
+    "issuer",
+    "number",
+    "date",
+    "title",
+    "applicant",
+    // the end node's name
+    "node",
+    // the outcome in Chinese (批准, 不予许可 ...)
+    "outcome",
+];
+
+/// The variables of a 预批复.
+pub const PRE_APPROVAL_VARS: &[&str] = &[
+    "project",
+    "workflow",
+    "issuer",
+    "number",
+    "date",
+    "title",
+    "applicant",
+    // the step that pre-approved
+    "step",
+    // the waived materials, by name, joined with 、
+    "materials",
+    // the commitment's limit as written (`20个工作日`) and its last day
+    "limit",
+    "deadline",
+];
+
+/// The variables of a 撤销决定.
+pub const REVOCATION_VARS: &[&str] = &[
+    "project",
+    "workflow",
+    "issuer",
+    "number",
+    "date",
+    "title",
+    "applicant",
+    "step",
+    // the materials whose commitment was breached
+    "materials",
+    // the revoked 预批复's 文号 and date (empty when none was issued)
+    "pre_number",
+    "pre_date",
+];
+
+/// The variables of the 文号 pattern (`document_number`).
+pub const NUMBER_VARS: &[&str] = &["year", "seq"];
+
+/// The 文号 of a workflow without a `document_number`: `〔2026〕1号`.
+pub const DEFAULT_NUMBER: &str = "〔{{year}}〕{{seq}}号";
+
+/// Why a document is issued; its [`key`](Occasion::key) is unique per instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Occasion {
+    /// The instance ended at an end node that declares a document.
+    End,
+    /// A step pre-approved (容缺).
+    PreApproval(PreApprovalId),
+    /// A breach revoked the instance: the pre-approval's 撤销决定.
+    Revocation(PreApprovalId),
+}
+
+impl Occasion {
+    /// The stored key: `end`, `pre_approval/0`, `revocation/0`.
+    pub fn key(&self) -> String {
+        match self {
+            Occasion::End => "end".to_string(),
+            Occasion::PreApproval(p) => format!("pre_approval/{}", p.0),
+            Occasion::Revocation(p) => format!("revocation/{}", p.0),
+        }
+    }
+}
+
+/// A document the history calls for.
+#[derive(Debug, Clone)]
+pub struct Due<'a> {
+    pub occasion: Occasion,
+    pub spec: &'a DocumentSpec,
+    /// The end node, or the step that pre-approved.
+    pub node: &'a str,
+    /// The variables its template may use.
+    pub vars: &'static [&'static str],
+}
+
+/// Every document an instance's state calls for, in the order they were called for:
+/// pre-approvals first, then the end's document or the revocations.
+pub fn due<'a>(wf: &'a Workflow, st: &InstanceState) -> Vec<Due<'a>> {
+    let node = |id: &str| wf.nodes.iter().find(|n| n.id.value == id);
+    let mut out = Vec::new();
+    for pre in &st.pre_approvals {
+        let Some(n) = node(&pre.node) else { continue };
+        if let Some(spec) = n.conditional.as_ref().and_then(|c| c.document.as_ref()) {
+            out.push(Due {
+                occasion: Occasion::PreApproval(pre.id),
+                spec,
+                node: &n.id.value,
+                vars: PRE_APPROVAL_VARS,
+            });
+        }
+    }
+    if st.status != Status::Ended {
+        return out;
+    }
+    match st.outcome {
+        Some(Outcome::Revoked) if st.path_end != Some(Outcome::Revoked) => {
+            for pre in &st.pre_approvals {
+                let Some(n) = node(&pre.node) else { continue };
+                if let Some(spec) = n.conditional.as_ref().and_then(|c| c.revocation.as_ref()) {
+                    out.push(Due {
+                        occasion: Occasion::Revocation(pre.id),
+                        spec,
+                        node: &n.id.value,
+                        vars: REVOCATION_VARS,
+                    });
+                }
+            }
+        }
+        // Ended where the flow reached an end node, with that node's outcome.
+        Some(o) if st.path_end == Some(o) => {
+            if let Some(n) = st.at.as_deref().and_then(node)
+                && n.ty.value == NodeType::End
+                && let Some(spec) = &n.document
+            {
+                out.push(Due {
+                    occasion: Occasion::End,
+                    spec,
+                    node: &n.id.value,
+                    vars: END_VARS,
+                });
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The outcome in the words of a document.
+pub fn outcome_zh(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Approved => "批准",
+        Outcome::Rejected => "不予许可",
+        Outcome::Withdrawn => "撤回",
+        Outcome::Revoked => "撤销",
+    }
+}
+
+/// Whether a 文号 pattern is a template that numbers its documents: it parses, uses `{{seq}}`
+/// and no variable but `year` and `seq`.
+pub fn numbers(pattern: &str) -> bool {
+    crate::template::parse(pattern).is_ok_and(|t| {
+        t.first_unknown(NUMBER_VARS).is_none() && t.variables().any(|(v, _)| v == "seq")
+    })
+}
