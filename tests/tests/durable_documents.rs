@@ -24,6 +24,7 @@ fn doc(instance: &str, occasion: &str, workflow: &str, year: i64) -> NewDocument
         outcome: "批准".into(),
         issued_at: 1_772_416_800_000,
         verify_code: format!("CODE{instance}{occasion}{workflow}{year}"),
+        chain_head: Some(format!("head-of-{instance}")),
     }
 }
 
@@ -129,6 +130,6 @@ async fn numbers_are_gap_free_and_unique_when_issued_concurrently() {
         let revoked = db.documents_of("y").await.expect("read");
         assert_eq!(revoked[0].revoked_at, Some(5));
         assert_eq!(revoked[0].revoked_by.as_deref(), Some("doc-r"));
-        assert_eq!(revoked[0].chain_head, None);
+        assert_eq!(revoked[0].chain_head.as_deref(), Some("head-of-y"));
     }
 }

@@ -197,6 +197,16 @@ async fn a_filing_that_ends_is_issued_a_numbered_verifiable_certificate() {
         );
     }
     assert!(!v.text.contains("已撤销"));
+    // The document carries the head of the instance's event chain when it was issued (the
+    // filing ended with it, so the head is still the same).
+    let head = s
+        .app
+        .db
+        .head_hash(&inst)
+        .await
+        .expect("head")
+        .expect("chained");
+    assert!(v.text.contains(&head), "the chain head is not on the page");
 
     // An unknown or forged code: 未找到, and nothing about any document.
     for bad in ["ABCDEFGHJKMNPQRSTUVW", "x", &code[..19]] {
@@ -241,13 +251,16 @@ async fn a_filing_that_ends_is_issued_a_numbered_verifiable_certificate() {
     );
 
     // The instance page lists it with its PDF and verification link.
-    let page = api_common::Browser::login(&s, "chen")
-        .await
-        .get(&format!("/instances/{inst}"))
-        .await;
+    let b = api_common::Browser::login(&s, "chen").await;
+    let page = b.get(&format!("/instances/{inst}")).await;
     assert!(page.text.contains("企业投资项目备案证明"), "{}", page.text);
     assert!(page.text.contains(&pdf_path));
     assert!(page.text.contains(&format!("/verify/{code}")));
+    // And the dossier, with its number and verification link.
+    let dossier = b.get(&format!("/instances/{inst}/dossier")).await;
+    assert!(dossier.text.contains("出具的公文"), "{}", dossier.text);
+    assert!(dossier.text.contains("发改投资备〔2026〕1号"));
+    assert!(dossier.text.contains(&format!("/verify/{code}")));
 }
 
 #[tokio::test]

@@ -68,6 +68,9 @@ pub struct NewDocument {
     pub outcome: String,
     pub issued_at: Millis,
     pub verify_code: String,
+    /// The instance's head hash when the document is issued (`Db::head_hash`): a later edit of
+    /// the history before it no longer leads to this head.
+    pub chain_head: Option<String>,
 }
 
 /// What the number makes of a document: its 文号 and body (which may print the 文号).
@@ -186,7 +189,7 @@ impl<S: Backend> DocumentStore for S {
              workflow_id, year, seq, number, issuer, project, outcome, body, issued_at,
              verify_code, sha256, chain_head, revoked_at, revoked_by)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                     NULL, NULL, NULL)";
+                     $17, NULL, NULL)";
         let key = [Arg::Text(&doc.instance), Arg::Text(&doc.occasion)];
         let attempt = async {
             let mut tx = self.pool().begin_with(S::BEGIN_WRITE).await?;
@@ -218,7 +221,7 @@ impl<S: Backend> DocumentStore for S {
                 issued_at: doc.issued_at,
                 verify_code: doc.verify_code.clone(),
                 sha256: String::new(),
-                chain_head: None,
+                chain_head: doc.chain_head.clone(),
                 revoked_at: None,
                 revoked_by: None,
             };
@@ -240,6 +243,7 @@ impl<S: Backend> DocumentStore for S {
                 Arg::Int(d.issued_at),
                 Arg::Text(&d.verify_code),
                 Arg::Text(&d.sha256),
+                Arg::OptText(d.chain_head.as_deref()),
             ];
             S::execute(&mut tx, INSERT, &args).await?;
             tx.commit().await?;

@@ -220,6 +220,7 @@ pub async fn issue_for(app: &App, id: &str) -> Result<usize, String> {
             outcome,
             issued_at: at,
             verify_code: random_code(20)?,
+            chain_head: app.db.head_hash(id).await.map_err(|e| e.to_string())?,
         };
         let vars = Arc::new(vars);
         let seal = |seq: i64| -> Result<Sealed, String> {

@@ -379,6 +379,9 @@ pub async fn verify_page(State(app): State<App>, Path(code): Path<String>) -> Re
             tr { th { "结果" } td.outcome { (d.outcome) } }
             tr { th { "状态" } td { @if d.revoked_at.is_some() { "已撤销" } @else { "有效" } } }
             tr { th { "内容摘要（SHA-256）" } td { code.hash { (d.sha256) } } }
+            @if let Some(head) = &d.chain_head {
+                tr { th { "出具时办理记录的链头哈希" } td { code.hash { (head) } } }
+            }
         } }
         p.note { "核验时请比对纸质或电子文件上的文号、日期与内容摘要是否与本页一致。" }
     };

@@ -171,6 +171,11 @@ pub async fn dossier_page(
         .unwrap_or_else(|| id.clone());
     let title = format!("办件档案：{project}");
     let lines = timeline(&l);
+    let docs = match super::documents::documents_of(&app, &id).await {
+        Ok(d) => d,
+        Err(e) => return fail(&user, e),
+    };
+    let letters = super::letters::instance_letters(&l.ctx, &l.st, &user.user, app.now());
     let body = html! {
         div.dossier {
             p.no-print { a href={"/instances/" (id)} { "← 返回办件" } " " button type="button" data-print { "打印" } }
@@ -197,7 +202,9 @@ pub async fn dossier_page(
             }
             section { h2 { "材料与核验" } (materials_block(&l)) }
             section { h2 { "容缺承诺及履行" } (promises_table(&l)) }
+            (super::letters::letters_block(&user, &id, &letters))
             section { h2 { "要素（按阶段）" } (elements_block(&l)) }
+            section.dossier-documents { h2 { "出具的公文" } (super::documents::list_block(&docs)) }
         }
     };
     page(&title, Some(&user), None, body).into_response()
