@@ -13,73 +13,43 @@ use crate::model::{DocumentSpec, NodeType, Outcome, Workflow};
 use crate::runtime::event::PreApprovalId;
 use crate::runtime::state::{InstanceState, Status};
 
+/// The variables of a document: those every document's template may use, then `$extra`.
+macro_rules! document_vars {
+    ($($extra:literal),* $(,)?) => {
+        &[
+            // 项目名称 (the project's `name` field, else the instance id)
+            "project",
+            // the workflow's name
+            "workflow",
+            // the issuing department's name (发文机关)
+            "issuer",
+            // the document's own 文号
+            "number",
+            // the date of issue, `2026年3月2日`
+            "date",
+            // the document's title
+            "title",
+            // who applied (the project's `enterprise` field, else the applicant's user name)
+            "applicant",
+            $($extra),*
+        ]
+    };
+}
+
 /// The variables every document's template may use.
-pub const COMMON_VARS: &[&str] = &[
-    // 项目名称 (the project's `name` field, else the instance id)
-    "project",
-    // the workflow's name
-    "workflow",
-    // the issuing department's name (发文机关)
-    "issuer",
-    // the document's own 文号
-    "number",
-    // the date of issue, `2026年3月2日`
-    "date",
-    // the document's title
-    "title",
-    // who applied (the project's `enterprise` field, else the applicant's user name)
-    "applicant",
-];
+pub const COMMON_VARS: &[&str] = document_vars!();
 
-/// The variables of an end node's document (批复, 备案证明, 不予许可决定书).
-pub const END_VARS: &[&str] = &[
-    "project",
-    "workflow",
-    "issuer",
-    "number",
-    "date",
-    "title",
-    "applicant",
-    // the end node's name
-    "node",
-    // the outcome in Chinese (批准, 不予许可 ...)
-    "outcome",
-];
+/// The variables of an end node's document (批复, 备案证明, 不予许可决定书): the end node's
+/// name and the outcome in Chinese (批准, 不予许可 ...).
+pub const END_VARS: &[&str] = document_vars!("node", "outcome");
 
-/// The variables of a 预批复.
-pub const PRE_APPROVAL_VARS: &[&str] = &[
-    "project",
-    "workflow",
-    "issuer",
-    "number",
-    "date",
-    "title",
-    "applicant",
-    // the step that pre-approved
-    "step",
-    // the waived materials, by name, joined with 、
-    "materials",
-    // the commitment's limit as written (`20个工作日`) and its last day
-    "limit",
-    "deadline",
-];
+/// The variables of a 预批复: the step that pre-approved, the waived materials by name (joined
+/// with 、), the commitment's limit as written (`20个工作日`) and its last day.
+pub const PRE_APPROVAL_VARS: &[&str] = document_vars!("step", "materials", "limit", "deadline");
 
-/// The variables of a 撤销决定.
-pub const REVOCATION_VARS: &[&str] = &[
-    "project",
-    "workflow",
-    "issuer",
-    "number",
-    "date",
-    "title",
-    "applicant",
-    "step",
-    // the materials whose commitment was breached
-    "materials",
-    // the revoked 预批复's 文号 and date (empty when none was issued)
-    "pre_number",
-    "pre_date",
-];
+/// The variables of a 撤销决定: the step, the materials whose commitment was breached, the
+/// revoked 预批复's 文号 and date (empty when none was issued).
+pub const REVOCATION_VARS: &[&str] = document_vars!("step", "materials", "pre_number", "pre_date");
 
 /// The variables of the 文号 pattern (`document_number`).
 pub const NUMBER_VARS: &[&str] = &["year", "seq"];
