@@ -261,6 +261,53 @@ async fn a_filing_that_ends_is_issued_a_numbered_verifiable_certificate() {
     assert!(dossier.text.contains("出具的公文"), "{}", dossier.text);
     assert!(dossier.text.contains("发改投资备〔2026〕1号"));
     assert!(dossier.text.contains(&format!("/verify/{code}")));
+    assert!(
+        dossier
+            .text
+            .contains(&format!("/instances/{inst}/dossier.pdf"))
+    );
+    // The dossier's PDF says what the page says, in text a reader can extract.
+    let req = Request::get(format!("/instances/{inst}/dossier.pdf"))
+        .header(header::COOKIE, &b.cookie)
+        .body(Body::empty())
+        .expect("req");
+    let resp = tower::ServiceExt::oneshot(s.router.clone(), req)
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let pdf = axum::body::to_bytes(resp.into_body(), 32 << 20)
+        .await
+        .expect("body");
+    assert!(pdf.starts_with(b"%PDF-"));
+    let _ = std::fs::write(artifacts.join("dossier.pdf"), &pdf);
+    let text: String = pdftotext(&pdf).split_whitespace().collect();
+    for want in [
+        "办件档案：年产5万吨特种纸技术改造项目",
+        "办理历程与意见",
+        "信息完整，予以备案",
+        "出具的公文",
+        "发改投资备〔2026〕1号",
+        "记录完整性",
+    ] {
+        assert!(
+            text.contains(want),
+            "`{want}` not in the dossier PDF:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("返回办件"),
+        "what is not for paper is left out"
+    );
+    // Someone who may not read the instance gets no PDF.
+    let other = api_common::Browser::login(&s, "qian").await;
+    let req = Request::get(format!("/instances/{inst}/dossier.pdf"))
+        .header(header::COOKIE, &other.cookie)
+        .body(Body::empty())
+        .expect("req");
+    let resp = tower::ServiceExt::oneshot(s.router.clone(), req)
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]

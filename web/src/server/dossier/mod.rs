@@ -29,8 +29,12 @@ use super::names::WorkflowNames;
 use super::routes::Routes;
 use super::state::App;
 
+mod pdf;
+
 pub fn routes() -> Routes {
-    Routes::new().page("/instances/{id}/dossier", get(dossier_page))
+    Routes::new()
+        .page("/instances/{id}/dossier", get(dossier_page))
+        .page("/instances/{id}/dossier.pdf", get(dossier_pdf))
 }
 
 /// The task an event is about, for the department column.
@@ -151,14 +155,70 @@ pub async fn dossier_page(
     user: PageUser,
     Path(id): Path<String>,
 ) -> Response {
-    let l = match load(&app, &user.user, &id).await {
-        Ok(l) => l,
-        Err(e) => return fail(&user, e),
-    };
-    let report = match app.db.verify_chain(&id).await {
-        Ok(r) => r,
-        Err(e) => return fail(&user, ApiError::internal(e)),
-    };
+    match dossier(&app, &user, &id).await {
+        Ok((title, body)) => page(&title, Some(&user), None, body).into_response(),
+        Err(e) => fail(&user, e),
+    }
+}
+
+/// `GET /instances/{id}/dossier.pdf`: the same dossier as a PDF (the page's content, laid out
+/// by the documents' PDF renderer with the CJK font), with the same read rights.
+pub async fn dossier_pdf(
+    State(app): State<App>,
+    user: PageUser,
+    Path(id): Path<String>,
+) -> Response {
+    let made = async {
+        let (title, body) = dossier(&app, &user, &id).await?;
+        let font = app.documents.font()?;
+        let meta = super::documents::pdf::PdfMeta {
+            title: title.clone(),
+            author: "shenpi".into(),
+        };
+        super::documents::pdf::render(font, &meta, &pdf::blocks(&body.into_string())).map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                e.code(),
+                e.to_string(),
+            )
+        })
+    }
+    .await;
+    app.audit(
+        &user.user.name,
+        None,
+        "download_dossier",
+        Some(&id),
+        match &made {
+            Ok(_) => "ok",
+            Err(e) => e.body.error.as_str(),
+        },
+    )
+    .await;
+    match made {
+        Ok(bytes) => (
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    "application/pdf".to_string(),
+                ),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    format!("inline; filename=\"dossier-{id}.pdf\""),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => fail(&user, e),
+    }
+}
+
+/// The dossier's title and body, for the page and the PDF.
+async fn dossier(app: &App, user: &PageUser, id: &str) -> Result<(String, Markup), ApiError> {
+    let id = id.to_string();
+    let l = load(app, &user.user, &id).await?;
+    let report = app.db.verify_chain(&id).await.map_err(ApiError::internal)?;
     let broken_seq = report
         .as_ref()
         .and_then(|r| r.broken.as_ref())
@@ -171,14 +231,15 @@ pub async fn dossier_page(
         .unwrap_or_else(|| id.clone());
     let title = format!("办件档案：{project}");
     let lines = timeline(&l);
-    let docs = match super::documents::documents_of(&app, &id).await {
-        Ok(d) => d,
-        Err(e) => return fail(&user, e),
-    };
+    let docs = super::documents::documents_of(app, &id).await?;
     let letters = super::letters::instance_letters(&l.ctx, &l.st, &user.user, app.now());
     let body = html! {
         div.dossier {
-            p.no-print { a href={"/instances/" (id)} { "← 返回办件" } " " button type="button" data-print { "打印" } }
+            p.no-print {
+                a href={"/instances/" (id)} { "← 返回办件" } " "
+                button type="button" data-print { "打印" } " "
+                a href={"/instances/" (id) "/dossier.pdf"} { "下载 PDF" }
+            }
             h1 { (title) }
             table.facts.dossier-head {
                 tr { th { "办件编号" } td { (id) } }
@@ -202,10 +263,10 @@ pub async fn dossier_page(
             }
             section { h2 { "材料与核验" } (materials_block(&l)) }
             section { h2 { "容缺承诺及履行" } (promises_table(&l)) }
-            (super::letters::letters_block(&user, &id, &letters))
+            (super::letters::letters_block(user, &id, &letters))
             section { h2 { "要素（按阶段）" } (elements_block(&l)) }
             section.dossier-documents { h2 { "出具的公文" } (super::documents::list_block(&docs)) }
         }
     };
-    page(&title, Some(&user), None, body).into_response()
+    Ok((title, body))
 }

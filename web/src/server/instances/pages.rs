@@ -233,7 +233,9 @@ pub fn event_text(e: &Event, ctx: &EngineCtx) -> Option<String> {
         Event::TakenBack { by, task, .. } => format!("{by} 拿回任务 {task} 的审批，重新办理"),
         Event::Withdrawn { by, .. } => format!("{by} 撤回申报"),
         Event::EndReached { node, .. } => format!("流程到达「{}」", node_name(node)),
-        Event::InstanceEnded { outcome } => format!("办结：{}", outcome_name(*outcome)),
+        Event::InstanceEnded { outcome } => {
+            format!("办结：{}", outcome_text(outcome_name(*outcome)))
+        }
         Event::Migrated {
             from,
             to,
