@@ -284,6 +284,28 @@ async function journey(width, first) {
     const signature = (await signed.locator("p.signature").innerText()) || "";
     check(signature.includes("chen") && /[0-9a-f]{64}/.test(signature), `the signature says who and the hash (${signature.slice(0, 40)}…)`);
     await shot(page, "06b-letter-signed");
+
+    // The applicant supplies the promised 社会稳定风险评估: a file dropped on the upload form
+    // (drag and drop), sent with the progress bar, then listed with who, size and hash, and
+    // previewed inline as the PDF it is.
+    const upload = page.locator('form.upload[action$="/materials/social_risk/files"]');
+    check((await upload.count()) === 1, "the promised material has an upload form");
+    const dropped = await page.evaluateHandle(() => {
+      const dt = new DataTransfer();
+      dt.items.add(new File(["%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"], "社会稳定风险评估报告.pdf", { type: "application/pdf" }));
+      return dt;
+    });
+    await upload.dispatchEvent("drop", { dataTransfer: dropped });
+    check((await upload.locator('input[type=file]').evaluate((i) => i.files.length)) === 1, "a file dropped on the form is taken");
+    await upload.locator('button[type="submit"]').click();
+    await page.waitForSelector("text=社会稳定风险评估报告.pdf", { timeout: 15000 });
+    const fileRow = page.locator('tr:has-text("社会稳定风险评估报告.pdf")').first();
+    const rowText = (await fileRow.innerText()) || "";
+    check(rowText.includes("chen") && /[0-9a-f]{8}/.test(rowText), `the upload is listed with who and its hash (${rowText.replace(/\s+/g, " ").slice(0, 60)})`);
+    const href = await fileRow.locator('a[href*="/files/"]').first().getAttribute("href");
+    const preview = await page.request.get(new URL(href, base).toString());
+    check(preview.status() === 200 && (preview.headers()["content-type"] || "").startsWith("application/pdf"), "the file opens as a PDF preview");
+    await shot(page, "06c-material-uploaded");
   }
   // The dossier (办件档案), on screen and as printed: black on white, no header or buttons, the
   // title and print date on top.
