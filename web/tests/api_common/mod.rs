@@ -81,7 +81,11 @@ pub async fn server_with(
     passwords: shenpi_web::server::passwords::Limits,
     security: shenpi_web::server::security::Settings,
 ) -> Server {
-    let dir = std::env::temp_dir().join(format!("shenpi-api-{}-{name}", std::process::id()));
+    // `cargo test` runs a file's tests as threads of one process: two servers of one name (two
+    // tests sharing a setup) must not share, nor remove, each other's database.
+    static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SERVERS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("shenpi-api-{}-{n}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");
     let db = format!("sqlite://{}", dir.join("t.db").display());
