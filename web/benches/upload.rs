@@ -1,5 +1,6 @@
 //! `cargo bench -p shenpi-web --bench upload`: a 50 MiB material file uploaded through the API,
-//! as an applicant does after a 补正, on a fresh SQLite database: how fast, and what it costs the
+//! as an applicant does after a 补正, on a fresh SQLite database, in a files directory
+//! (`serve --file-dir`) and on PostgreSQL when it is reachable: how fast, and what it costs the
 //! server's memory.
 //!
 //! The server runs in this process (the API tests' server, `tests/api_common`), and the request
@@ -62,6 +63,12 @@ fn main() -> ExitCode {
 
 async fn run() -> ExitCode {
     let mut ok = upload_on("SQLite", api_common::server("bench-upload").await).await;
+    let in_dir = api_common::server_with_file_dir("bench-upload-dir", Default::default()).await;
+    ok &= upload_on(
+        "a files directory (serve --file-dir), rows in SQLite",
+        in_dir,
+    )
+    .await;
     let base = api_common::pg_url();
     if let Some(mut admin) = api_common::pg_admin(&base).await {
         let schema = api_common::pg_schema(&mut admin, "bench_upload").await;

@@ -5,10 +5,11 @@
 
 mod api_common;
 
-use api_common::{Resp, Server, server_with};
+use api_common::{Resp, Server, server_with, server_with_file_dir};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::json;
+use sha2::Digest as _;
 
 /// A refused upload: who, which material, the parts, the status and code expected.
 type Case<'a> = (
@@ -73,28 +74,59 @@ async fn version(s: &Server, inst: &str) -> i64 {
         .expect("version")
 }
 
+fn small_files() -> shenpi_web::server::security::Settings {
+    shenpi_web::server::security::Settings {
+        max_file_bytes: 1 << 20,
+        ..Default::default()
+    }
+}
+
 async fn files_server(name: &str) -> Server {
-    let mut s = server_with(
-        name,
-        Default::default(),
-        shenpi_web::server::security::Settings {
-            max_file_bytes: 1 << 20,
-            ..Default::default()
-        },
-    )
-    .await;
-    // An approver of a department the provincial workflow does not involve (市气象局).
+    with_outsider(server_with(name, Default::default(), small_files()).await).await
+}
+
+/// An approver of a department the provincial workflow does not involve (市气象局).
+async fn with_outsider(mut s: Server) -> Server {
     s.add_user("qian", Some("qx"), &["approver"]).await;
     s
 }
 
 #[tokio::test]
 async fn upload_reupload_after_return_preview_and_download_rights() {
-    let s = files_server("files-flow").await;
+    files_flow(&files_server("files-flow").await).await;
+}
+
+/// The same, with the files in a directory (`serve --file-dir`): each stored once as a file
+/// named by its hash, none in the database's chunks.
+#[tokio::test]
+async fn upload_reupload_preview_and_rights_with_a_files_directory() {
+    let s = with_outsider(server_with_file_dir("files-dir", small_files()).await).await;
+    files_flow(&s).await;
+    let root = s.dir.join("files");
+    let mut stored: Vec<String> = std::fs::read_dir(&root)
+        .expect("files directory")
+        .flatten()
+        .filter(|e| e.file_name() != ".incoming")
+        .flat_map(|e| std::fs::read_dir(e.path()).expect("subdir").flatten())
+        .map(|f| f.file_name().to_string_lossy().into_owned())
+        .collect();
+    stored.sort();
+    let mut expected: Vec<String> = [PDF, PNG, SECOND_PDF]
+        .iter()
+        .map(|b| format!("{:x}", sha2::Sha256::digest(b)))
+        .collect();
+    expected.sort();
+    assert_eq!(stored, expected);
+    assert_eq!(stored_content(&s).await, (3, 0), "rows, and no chunks");
+}
+
+const SECOND_PDF: &[u8] = b"%PDF-1.7\n% second version\n%%EOF\n";
+
+async fn files_flow(s: &Server) {
     let (inst, intake) = s.returned_for_eia().await;
 
     let up = upload(
-        &s,
+        s,
         "chen",
         &inst,
         "eia",
@@ -111,9 +143,9 @@ async fn upload_reupload_after_return_preview_and_download_rights() {
 
     // 补正 again; the re-upload is a second version, the first kept.
     s.send_return(&inst, intake).await;
-    let pdf2 = b"%PDF-1.7\n% second version\n%%EOF\n";
+    let pdf2 = SECOND_PDF;
     let up2 = upload(
-        &s,
+        s,
         "chen",
         &inst,
         "eia",
@@ -242,7 +274,7 @@ async fn upload_reupload_after_return_preview_and_download_rights() {
     );
 
     // The instance page lists each version with who, size and hash, and links to the files.
-    let page = api_common::Browser::login(&s, "zhang")
+    let page = api_common::Browser::login(s, "zhang")
         .await
         .get(&format!("/instances/{inst}"))
         .await;

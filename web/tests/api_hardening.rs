@@ -146,6 +146,54 @@ async fn a_body_sent_too_slowly_is_answered_408() {
     );
 }
 
+/// A body in `pieces` of `size` bytes (a login's JSON, padded with spaces), one every `gap`.
+fn paced_login(pieces: usize, size: usize, gap: Duration) -> Request<Body> {
+    let json = br#"{"name": "zhang", "password": "password-123"}"#;
+    let mut bytes = vec![b' '; pieces * size - json.len()];
+    bytes.extend_from_slice(json);
+    let chunks: Vec<Vec<u8>> = bytes.chunks(size).map(<[u8]>::to_vec).collect();
+    let stream = futures_util::stream::unfold(chunks.into_iter(), move |mut rest| async move {
+        let next = rest.next()?;
+        tokio::time::sleep(gap).await;
+        Some((Ok::<_, std::io::Error>(next), rest))
+    });
+    Request::post("/api/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn a_long_body_may_outlast_the_timeout_while_it_keeps_coming_and_a_trickle_may_not() {
+    let s = server_with(
+        "pacedbody",
+        Limits::default(),
+        Settings {
+            body_timeout: Duration::from_millis(300),
+            body_min_rate: 1000,
+            ..Settings::default()
+        },
+    )
+    .await;
+    // 2,000 bytes over about a second (a large file on a slow line): past the 300 ms, but
+    // each 500 bytes buys half a second more.
+    let r = s
+        .send(paced_login(4, 500, Duration::from_millis(200)))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // 60 bytes over the same time: a trickle, cut off.
+    let r = s.send(paced_login(6, 10, Duration::from_millis(200))).await;
+    assert_eq!(r.status, StatusCode::REQUEST_TIMEOUT, "{}", r.text);
+    assert!(
+        r.json["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("每秒不到 1 KB"),
+        "{}",
+        r.text
+    );
+}
+
 /// Half a JSON body, then nothing more for ever: a client that stalls.
 struct Stalled(Option<axum::body::Bytes>);
 

@@ -85,6 +85,7 @@ const MIGRATIONS: &[Step] = &[
     step(16, "material files", both!("0016_material_files.sql")),
     step(17, "official documents", shared!("0017_documents.sql")),
     step(18, "event hash chain", shared!("0018_event_hash_chain.sql")),
+    step(19, "material file places", shared!("0019_file_place.sql")),
 ];
 
 /// Which backend's texts to run.

@@ -63,6 +63,15 @@ pub struct ServeArgs {
     /// Seconds a client has to send a request's body once its headers are in (408 after).
     #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     body_timeout: u64,
+    /// A long body may take longer than `--body-timeout` as long as it arrives at this many KiB
+    /// a second on average (a 50 MB file at the default 32: 30 s + 26 min); slower is 408.
+    #[arg(long, default_value_t = 32, value_name = "KIB", value_parser = clap::value_parser!(u64).range(1..))]
+    body_min_kib: u64,
+    /// Keep material files in this directory (one file per SHA-256, created if missing; a share
+    /// every node mounts when several serve one database) instead of in the database. Files
+    /// stored before stay readable where they are.
+    #[arg(long, value_name = "DIR")]
+    file_dir: Option<PathBuf>,
     /// The largest material file taken, in MiB (larger ones are refused with 413).
     #[arg(long, default_value_t = 50, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
     max_file_mb: u64,
@@ -222,8 +231,10 @@ pub fn run_serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         security: security::Settings {
             proxies,
             body_timeout: Duration::from_secs(a.body_timeout),
+            body_min_rate: a.body_min_kib.saturating_mul(1024),
             max_file_bytes: a.max_file_mb.saturating_mul(1 << 20),
         },
+        file_dir: a.file_dir,
         connections: security::ConnLimits {
             header_timeout: Duration::from_secs(a.header_timeout),
             max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),

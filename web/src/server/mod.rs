@@ -210,6 +210,8 @@ pub struct ServeOptions {
     pub passwords: passwords::Limits,
     pub security: security::Settings,
     pub connections: security::ConnLimits,
+    /// Material files go to this directory instead of the database (`--file-dir`).
+    pub file_dir: Option<PathBuf>,
 }
 
 /// Runs the server until SIGTERM or Ctrl-C. In-flight requests finish (their commands are
@@ -244,6 +246,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         demo: opts.demo,
         public_url: Some(public_url.clone()),
         documents: opts.documents,
+        file_dir: opts.file_dir.as_deref(),
     })
     .await?;
     if opts.demo {

@@ -43,8 +43,13 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 pub struct Settings {
     /// Peers whose `X-Forwarded-For` is believed.
     pub proxies: TrustedProxies,
-    /// A request's body must have arrived this long after its headers.
+    /// A request's body must have arrived this long after its headers, plus a second for each
+    /// `body_min_rate` bytes it carried (see [`BodyDeadline`]).
     pub body_timeout: Duration,
+    /// The slowest a long body may arrive, in bytes a second, averaged from its start
+    /// (`serve --body-min-kib`): a 50 MB file may take minutes on a slow line, but a client
+    /// trickling a byte now and then is cut off.
+    pub body_min_rate: u64,
     /// The largest material file taken (`serve --max-file-mb`), in bytes.
     pub max_file_bytes: u64,
 }
@@ -54,6 +59,7 @@ impl Default for Settings {
         Settings {
             proxies: TrustedProxies::default(),
             body_timeout: Duration::from_secs(30),
+            body_min_rate: 32 << 10,
             max_file_bytes: 50 << 20,
         }
     }
@@ -164,16 +170,23 @@ pub fn remote_of(
 /// the handler answered.
 pub async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
     let cacheable = req.uri().path().starts_with("/static/");
-    let limit = app.security.body_timeout;
+    let limit = BodyDeadline {
+        grace: app.security.body_timeout,
+        min_rate: app.security.body_min_rate.max(1),
+    };
     let late = Arc::new(AtomicBool::new(false));
     let req = if req.body().is_end_stream() {
         req
     } else {
         let late = late.clone();
+        let start = tokio::time::Instant::now();
         req.map(|inner| {
             Body::new(DeadlineBody {
                 inner,
-                deadline: Box::pin(tokio::time::sleep(limit)),
+                start,
+                received: 0,
+                deadline: Box::pin(tokio::time::sleep_until(start + limit.after(0))),
+                limit,
                 late,
             })
         })
@@ -183,7 +196,11 @@ pub async fn guard(State(app): State<App>, req: Request, next: Next) -> Response
         resp = ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
-            format!("请求内容未在{}秒内传完，请检查网络后重试", limit.as_secs()),
+            format!(
+                "请求内容传送太慢：未在{}秒内传完，且此后平均每秒不到 {} KB，请检查网络后重试",
+                limit.grace.as_secs(),
+                limit.min_rate.div_ceil(1024)
+            ),
         )
         .into_response();
         resp.headers_mut()
@@ -212,10 +229,30 @@ fn security_headers(h: &mut HeaderMap, cacheable: bool, https: bool) {
     }
 }
 
+/// When a request's body must have arrived: `grace` after its headers, plus a second for each
+/// `min_rate` bytes received so far. A short body has the grace; a long one as long as it keeps
+/// coming at the rate on average (a 50 MB file at 32 KiB/s: 30 s + 26 min); a client trickling
+/// a byte now and then is cut off once the grace is spent.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline {
+    pub grace: Duration,
+    pub min_rate: u64,
+}
+
+impl BodyDeadline {
+    /// How long after its start a body that has carried `received` bytes may still run.
+    pub fn after(self, received: u64) -> Duration {
+        self.grace + Duration::from_secs_f64(received as f64 / self.min_rate as f64)
+    }
+}
+
 /// A request body that fails once its deadline has passed, so that a client sending its body a
 /// byte at a time cannot hold a handler (and its connection) for ever.
 struct DeadlineBody {
     inner: Body,
+    start: tokio::time::Instant,
+    received: u64,
+    limit: BodyDeadline,
     deadline: Pin<Box<tokio::time::Sleep>>,
     /// Tells [`guard`] to answer 408 whatever the handler made of the failed read.
     late: Arc<AtomicBool>,
@@ -231,6 +268,13 @@ impl HttpBody for DeadlineBody {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if let Some(Ok(f)) = &frame
+                && let Some(data) = f.data_ref()
+            {
+                this.received += data.len() as u64;
+                let until = this.start + this.limit.after(this.received);
+                this.deadline.as_mut().reset(until);
+            }
             return Poll::Ready(frame);
         }
         if this.deadline.as_mut().poll(cx).is_ready() {

@@ -12,6 +12,7 @@ use shenpi_adapters::machine::{Clock, SystemClock};
 use shenpi_adapters::outbox::{
     Directory, OutboxOptions, OutboxStats, Templates, spawn_outbox_worker,
 };
+use shenpi_adapters::store::files::FileStore;
 use shenpi_adapters::store::{Db, DefinitionStore, EventStore};
 use shenpi_adapters::timers::{
     SchedulerOptions, SchedulerStats, retry_refused_timers, spawn_scheduler,
@@ -29,6 +30,8 @@ pub type EngineBus = CommandBus<EngineMachine>;
 
 pub struct AppState {
     pub db: Db,
+    /// Where material files are stored and read (the database, or `--file-dir`).
+    pub files: FileStore,
     pub accounts: Accounts,
     pub catalog: Arc<Catalog>,
     pub machine: Arc<EngineMachine>,
@@ -90,6 +93,8 @@ pub struct Config<'a> {
     pub public_url: Option<String>,
     /// The font of official documents' PDFs (`--document-font`).
     pub documents: super::documents::Settings,
+    /// `--file-dir`: material files go to this directory instead of the database.
+    pub file_dir: Option<&'a Path>,
 }
 
 impl<'a> Config<'a> {
@@ -112,6 +117,7 @@ impl<'a> Config<'a> {
             demo: false,
             public_url: None,
             documents: Default::default(),
+            file_dir: None,
         }
     }
 }
@@ -146,6 +152,10 @@ impl AppState {
     /// writer and (optionally) the timer scheduler.
     pub async fn build(cfg: Config<'_>) -> Result<App, StartError> {
         let db = Db::connect(cfg.db).await?;
+        let files = match cfg.file_dir {
+            None => FileStore::in_database(db.clone()),
+            Some(dir) => FileStore::in_directory(db.clone(), dir).await?,
+        };
         let accounts = Accounts::new(&db);
         let now = cfg.clock.now();
         // The calendar files and template names, read once for the registry, the workflows'
@@ -206,6 +216,7 @@ impl AppState {
             .map_err(|e| StartError::Other(e.to_string()))?;
         let app = Arc::new(AppState {
             db,
+            files,
             accounts,
             catalog,
             machine,

@@ -81,15 +81,33 @@ pub async fn server_with(
     passwords: shenpi_web::server::passwords::Limits,
     security: shenpi_web::server::security::Settings,
 ) -> Server {
-    // `cargo test` runs a file's tests as threads of one process: two servers of one name (two
-    // tests sharing a setup) must not share, nor remove, each other's database.
+    let dir = test_dir(name);
+    let db = format!("sqlite://{}", dir.join("t.db").display());
+    server_at(dir, &db, passwords, security).await
+}
+
+/// A directory of the test's own, emptied. `cargo test` runs a file's tests as threads of one
+/// process: two servers of one name (two tests sharing a setup) must not share, nor remove,
+/// each other's database.
+fn test_dir(name: &str) -> PathBuf {
     static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = SERVERS.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("shenpi-api-{}-{n}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
+
+/// A server whose material files go to the `files` folder of its test directory
+/// (`serve --file-dir`) rather than to its SQLite database.
+pub async fn server_with_file_dir(
+    name: &str,
+    security: shenpi_web::server::security::Settings,
+) -> Server {
+    let dir = test_dir(name);
     let db = format!("sqlite://{}", dir.join("t.db").display());
-    server_at(dir, &db, passwords, security).await
+    let files = dir.join("files");
+    build(dir, &db, Default::default(), security, Some(&files)).await
 }
 
 /// A server on the database at `db` (the test's directory `dir` is removed with it).
@@ -99,10 +117,21 @@ pub async fn server_at(
     passwords: shenpi_web::server::passwords::Limits,
     security: shenpi_web::server::security::Settings,
 ) -> Server {
+    build(dir, db, passwords, security, None).await
+}
+
+async fn build(
+    dir: PathBuf,
+    db: &str,
+    passwords: shenpi_web::server::passwords::Limits,
+    security: shenpi_web::server::security::Settings,
+    file_dir: Option<&std::path::Path>,
+) -> Server {
     let clock = Arc::new(ManualClock(AtomicI64::new(T0)));
     let app = AppState::build(Config {
         passwords,
         security,
+        file_dir,
         ..Config::new(db, &workflows_dir(), clock.clone())
     })
     .await

@@ -225,8 +225,8 @@ async fn receive(app: &App, field: &mut Part, name: &str) -> ApiResult<MaterialF
         kind: kind.code().to_string(),
         stored_at: app.now(),
     };
-    app.db
-        .put_file(&stored, &mut temp)
+    app.files
+        .put(&stored, &mut temp)
         .await
         .map_err(ApiError::internal)?;
     Ok(MaterialFile {
@@ -498,25 +498,25 @@ async fn serve_file(
         .find(|f| f.sha256 == sha256)
         .map(|f| f.name)
         .ok_or_else(not_here)?;
-    let stored = app
-        .db
+    let (stored, place) = app
+        .files
         .file(sha256)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(not_here)?;
     let kind = FileKind::from_code(&stored.kind).unwrap_or(FileKind::Ole);
     let inline = kind.inline() && !download;
-    let db = app.db.clone();
-    let sha = sha256.to_string();
+    let files = app.files.clone();
     let chunks = (stored.size as u64).div_ceil(CHUNK as u64) as i64;
+    let size = stored.size;
     let stream = futures_util::stream::unfold(0i64, move |n| {
-        let db = db.clone();
-        let sha = sha.clone();
+        let files = files.clone();
+        let stored = stored.clone();
         async move {
             if n >= chunks {
                 return None;
             }
-            match db.file_chunk(&sha, n).await {
+            match files.chunk(&stored, place, n).await {
                 Ok(Some(data)) => Some((Ok(axum::body::Bytes::from(data)), n + 1)),
                 Ok(None) => Some((Err(std::io::Error::other("chunk missing")), chunks)),
                 Err(e) => Some((Err(std::io::Error::other(e.to_string())), chunks)),
@@ -526,10 +526,7 @@ async fn serve_file(
     let mut resp = Body::from_stream(stream).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind.mime()));
-    h.insert(
-        header::CONTENT_LENGTH,
-        HeaderValue::from(stored.size as u64),
-    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size as u64));
     if let Ok(v) = HeaderValue::from_str(&disposition(inline, &name)) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
