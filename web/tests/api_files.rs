@@ -391,31 +391,7 @@ async fn refused_uploads_say_why_and_change_nothing() {
 #[tokio::test]
 async fn the_verification_task_shows_the_files_supplied_against_its_promise() {
     let s = files_server("files-verify").await;
-    let (_, inst) = s.start_project("重中之重").await;
-    s.attach_required(&inst, "mouhua").await;
-    let lib = s.task_at(&inst, "library").await.expect("library task");
-    let r = s
-        .req(
-            "POST",
-            &format!("/api/instances/{inst}/tasks/{lib}/actions"),
-            Some("li"),
-            Some(json!({"type": "approve"})),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let intake = s.task_at(&inst, "intake").await.expect("intake open");
-    s.attach_required(&inst, "shengcheng").await;
-    let r = s
-        .req(
-            "POST",
-            &format!("/api/instances/{inst}/tasks/{intake}/actions"),
-            Some("zhang"),
-            Some(json!({"type": "approve_conditional", "waive": ["eia"]})),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let inst = s.pre_approved_eia().await;
     let up = upload(&s, "chen", &inst, "eia", &[("file", "环评批复.pdf", PDF)]).await;
     assert_eq!(up.status, StatusCode::CREATED, "{}", up.text);
     let sha = up.json["files"][0]["sha256"]

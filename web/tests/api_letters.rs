@@ -12,37 +12,6 @@ use api_common::{Server, T0, server};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-/// A provincial-major project of `chen` pre-approved at intake with the EIA waived (at T0,
-/// Monday 2026-03-02 10:00).
-async fn pre_approved(s: &Server) -> String {
-    let (_, inst) = s.start_project("重中之重").await;
-    s.attach_required(&inst, "mouhua").await;
-    let lib = s.task_at(&inst, "library").await.expect("library task");
-    let r = s
-        .req(
-            "POST",
-            &format!("/api/instances/{inst}/tasks/{lib}/actions"),
-            Some("li"),
-            Some(json!({"type": "approve"})),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    s.attach_required(&inst, "shengcheng").await;
-    let intake = s.task_at(&inst, "intake").await.expect("intake open");
-    let r = s
-        .req(
-            "POST",
-            &format!("/api/instances/{inst}/tasks/{intake}/actions"),
-            Some("zhang"),
-            Some(json!({"type": "approve_conditional", "waive": ["eia"]})),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    inst
-}
-
 async fn letters(s: &Server, user: &str, inst: &str) -> Value {
     let r = s
         .req(
@@ -107,7 +76,7 @@ async fn audit_rows(s: &Server, inst: &str, outcome: &str) -> usize {
 #[tokio::test]
 async fn the_applicant_signs_the_letter_with_their_password() {
     let s = server("letters-sign").await;
-    let inst = pre_approved(&s).await;
+    let inst = s.pre_approved_eia().await;
 
     let l = letters(&s, "chen", &inst).await;
     let letter = &l[0];
@@ -210,7 +179,7 @@ async fn the_applicant_signs_the_letter_with_their_password() {
 #[tokio::test]
 async fn no_one_but_the_applicant_side_signs() {
     let s = server("letters-others").await;
-    let inst = pre_approved(&s).await;
+    let inst = s.pre_approved_eia().await;
     let sha = letters(&s, "chen", &inst).await[0]["sha256"]
         .as_str()
         .expect("hash")
@@ -245,7 +214,7 @@ async fn board(s: &Server) -> Value {
 #[tokio::test]
 async fn the_board_lists_a_letter_unsigned_past_three_working_days() {
     let s = server("letters-board").await;
-    let inst = pre_approved(&s).await;
+    let inst = s.pre_approved_eia().await;
     assert_eq!(board(&s).await, json!([]), "not late at the pre-approval");
     // Thursday 03-05 is the last day to sign; on Friday 03-06 it is four working days since.
     s.clock.0.store(T0 + 4 * 86_400_000, Ordering::Relaxed);

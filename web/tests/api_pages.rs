@@ -106,33 +106,14 @@ fn diagram_shows_full_names_and_every_branch(page: &str) {
 
 /// Registers and starts an enterprise-filing project of `catalog` as chen; returns the instance.
 async fn start_filing(s: &api_common::Server, catalog: &str) -> String {
-    let p = s
-        .req(
-            "POST",
-            "/api/projects",
-            Some("chen"),
-            Some(serde_json::json!({
-                "name": "备案项目",
-                "workflow_id": "enterprise-filing",
-                "fields": {"enterprise": "某公司", "funding": "企业投资", "catalog": catalog,
-                           "industry": "制造业", "investment": 5000, "service_officer": "sun"}
-            })),
-            &[],
-        )
-        .await;
-    assert_eq!(p.status, StatusCode::CREATED, "{}", p.text);
-    let pid = p.json["id"].as_str().expect("id").to_string();
-    let r = s
-        .req(
-            "POST",
-            "/api/instances",
-            Some("chen"),
-            Some(serde_json::json!({"project_id": pid})),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    r.json["instance"].as_str().expect("instance").to_string()
+    s.start_in(
+        "enterprise-filing",
+        "备案项目",
+        serde_json::json!({"enterprise": "某公司", "funding": "企业投资", "catalog": catalog,
+                           "industry": "制造业", "investment": 5000, "service_officer": "sun"}),
+    )
+    .await
+    .1
 }
 
 /// The diagram marks the branch an instance did not take (未走的分支): past the catalogue
@@ -194,21 +175,7 @@ async fn the_diagram_marks_branches_not_taken() {
 #[tokio::test]
 async fn approver_acts_with_conditional_from_the_task_page() {
     let s = server("pages-flow").await;
-    let (_, inst) = s.start_project("省级重大").await;
-    s.attach_required(&inst, "mouhua").await;
-    let lib = s.task_at(&inst, "library").await.expect("library task");
-    let r = s
-        .req(
-            "POST",
-            &format!("/api/instances/{inst}/tasks/{lib}/actions"),
-            Some("li"),
-            Some(serde_json::json!({"type": "approve"})),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let intake = s.task_at(&inst, "intake").await.expect("intake");
-    s.attach_required(&inst, "shengcheng").await;
+    let (inst, intake) = s.at_intake("省级重大", "").await;
 
     let b = Browser::login(&s, "zhang").await;
     let inbox = b.get("/inbox").await;

@@ -43,33 +43,14 @@ async fn the_applicant_completes_the_task_assigned_to_the_applicant() {
     ] {
         s.add_user(name, dept, roles).await;
     }
-    let p = s
-        .req(
-            "POST",
-            "/api/projects",
-            Some("chen"),
-            Some(json!({
-                "name": "施工许可测试",
-                "workflow_id": "construction-permit",
-                "fields": {"funding": "政府投资", "category": "房屋建筑", "investment": 5000,
-                           "civil_defense": false, "service_officer": "sun", "key_flag": false}
-            })),
-            &[],
+    let (_, inst) = s
+        .start_in(
+            "construction-permit",
+            "施工许可测试",
+            json!({"funding": "政府投资", "category": "房屋建筑", "investment": 5000,
+                   "civil_defense": false, "service_officer": "sun", "key_flag": false}),
         )
         .await;
-    assert_eq!(p.status, StatusCode::CREATED, "{}", p.text);
-    let pid = p.json["id"].as_str().expect("id").to_string();
-    let r = s
-        .req(
-            "POST",
-            "/api/instances",
-            Some("chen"),
-            Some(json!({"project_id": pid})),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let inst = r.json["instance"].as_str().expect("instance").to_string();
 
     // Walk the instance to `build`: the clerk approves every open task; a wait is let run out.
     let mut now = T0;

@@ -7,7 +7,6 @@ mod api_common;
 use api_common::{Browser, server};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use shenpi_adapters::store::Db;
 
@@ -18,31 +17,8 @@ async fn the_dossier_shows_decisions_files_and_whether_the_record_was_changed() 
     let mut s = server("dossier").await;
     // An approver of a department the provincial workflow does not involve (市气象局).
     s.add_user("qian", Some("qx"), &["approver"]).await;
-    let (_, inst) = s.start_project("重中之重").await;
-    s.attach_required(&inst, "mouhua").await;
-    let lib = s.task_at(&inst, "library").await.expect("library task");
-    let r = s
-        .req(
-            "POST",
-            &format!("/api/instances/{inst}/tasks/{lib}/actions"),
-            Some("li"),
-            Some(json!({"type": "approve", "comment": "符合入库条件，同意入库"})),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let intake = s.task_at(&inst, "intake").await.expect("intake open");
-    s.attach_required(&inst, "shengcheng").await;
-    let r = s
-        .req(
-            "POST",
-            &format!("/api/instances/{inst}/tasks/{intake}/actions"),
-            Some("zhang"),
-            Some(json!({"type": "return", "reason": "环评批复不清晰", "materials": ["eia"]})),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let (inst, intake) = s.at_intake("重中之重", "符合入库条件，同意入库").await;
+    s.send_return(&inst, intake).await;
     let boundary = "----dossier-boundary";
     let mut body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"环评批复.pdf\"\r\nContent-Type: application/pdf\r\n\r\n"

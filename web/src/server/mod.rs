@@ -263,10 +263,18 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     for r in app.catalog.runways(app.now()) {
         if r.is_short() {
             eprintln!(
-                "shenpi: warning: calendar `{}` has official years until {} ({} days from today); \
+                "shenpi: warning: calendar `{}` has official years until {} ({}); \
                  deadlines after it are provisional ({}-{}, from the statute) until the next \
                  year's arrangement is imported (`shenpi calendar import FILE`, docs/calendars.md).",
-                r.calendar, r.last_day, r.days_left, r.provisional.0, r.provisional.1
+                r.calendar,
+                r.last_day,
+                match r.days_left {
+                    d if d < 0 => format!("{} days ago", -d),
+                    0 => "today".to_string(),
+                    d => format!("{d} days from today"),
+                },
+                r.provisional.0,
+                r.provisional.1
             );
         }
     }

@@ -236,17 +236,29 @@ impl Server {
 
     /// Registers a provincial-major project as `chen` and starts it; returns (project, instance).
     pub async fn start_project(&self, tier: &str) -> (String, String) {
+        self.start_in(
+            "provincial-major",
+            "测试项目",
+            serde_json::json!({"tier": tier, "investment": 120000, "funding": "政府投资",
+                               "industry": "数字经济", "region": "昆明市", "service_officer": "sun"}),
+        )
+        .await
+    }
+
+    /// Registers a project `name` of `workflow` with `fields` as `chen` and starts it; returns
+    /// (project, instance).
+    pub async fn start_in(
+        &self,
+        workflow: &str,
+        name: &str,
+        fields: serde_json::Value,
+    ) -> (String, String) {
         let p = self
             .req(
                 "POST",
                 "/api/projects",
                 Some("chen"),
-                Some(serde_json::json!({
-                    "name": "测试项目",
-                    "workflow_id": "provincial-major",
-                    "fields": {"tier": tier, "investment": 120000, "funding": "政府投资",
-                               "industry": "数字经济", "region": "昆明市", "service_officer": "sun"}
-                })),
+                Some(serde_json::json!({"name": name, "workflow_id": workflow, "fields": fields})),
                 &[],
             )
             .await;
@@ -266,6 +278,20 @@ impl Server {
             pid,
             s.json["instance"].as_str().expect("instance").to_string(),
         )
+    }
+
+    /// `user` takes the action `body` on `task`; it must go through.
+    pub async fn act(&self, inst: &str, task: u64, user: &str, body: serde_json::Value) {
+        let r = self
+            .req(
+                "POST",
+                &format!("/api/instances/{inst}/tasks/{task}/actions"),
+                Some(user),
+                Some(body),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     }
 
     /// Attaches the elements the provincial-major stages 谋划 and 生成 require, as their owners.
@@ -456,40 +482,54 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// A 重中之重 project at 受理 (zhang's intake task), returned for 补正 of the EIA: chen may
-    /// upload its files. Returns (instance, intake task).
-    pub async fn returned_for_eia(&self) -> (String, u64) {
-        let (_, inst) = self.start_project("重中之重").await;
+    /// A provincial-major project of `tier` at 受理 (zhang's intake task): its 谋划 and 生成
+    /// elements attached, the library entry approved by li (with `opinion`, unless empty).
+    /// Returns (instance, intake task).
+    pub async fn at_intake(&self, tier: &str, opinion: &str) -> (String, u64) {
+        let (_, inst) = self.start_project(tier).await;
         self.attach_required(&inst, "mouhua").await;
         let lib = self.task_at(&inst, "library").await.expect("library task");
-        let r = self
-            .req(
-                "POST",
-                &format!("/api/instances/{inst}/tasks/{lib}/actions"),
-                Some("li"),
-                Some(serde_json::json!({"type": "approve"})),
-                &[],
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let mut approve = serde_json::json!({"type": "approve"});
+        if !opinion.is_empty() {
+            approve["comment"] = opinion.into();
+        }
+        self.act(&inst, lib, "li", approve).await;
         let intake = self.task_at(&inst, "intake").await.expect("intake open");
         self.attach_required(&inst, "shengcheng").await;
+        (inst, intake)
+    }
+
+    /// A 重中之重 project at 受理, returned for 补正 of the EIA: chen may upload its files.
+    /// Returns (instance, intake task).
+    pub async fn returned_for_eia(&self) -> (String, u64) {
+        let (inst, intake) = self.at_intake("重中之重", "").await;
         self.send_return(&inst, intake).await;
         (inst, intake)
     }
 
+    /// A 重中之重 project pre-approved at intake with the EIA waived (容缺, by zhang): chen owes
+    /// it against a promise. Returns the instance.
+    pub async fn pre_approved_eia(&self) -> String {
+        let (inst, intake) = self.at_intake("重中之重", "").await;
+        self.act(
+            &inst,
+            intake,
+            "zhang",
+            serde_json::json!({"type": "approve_conditional", "waive": ["eia"]}),
+        )
+        .await;
+        inst
+    }
+
     /// zhang returns the application at `task` for 补正 of the EIA.
     pub async fn send_return(&self, inst: &str, task: u64) {
-        let r = self
-            .req(
-                "POST",
-                &format!("/api/instances/{inst}/tasks/{task}/actions"),
-                Some("zhang"),
-                Some(serde_json::json!({"type": "return", "reason": "环评批复不清晰", "materials": ["eia"]})),
-                &[],
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        self.act(
+            inst,
+            task,
+            "zhang",
+            serde_json::json!({"type": "return", "reason": "环评批复不清晰", "materials": ["eia"]}),
+        )
+        .await;
     }
 }
 
