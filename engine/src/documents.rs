@@ -8,9 +8,18 @@
 //! sweeps) can issue each exactly once: numbering and storing are the adapters' business, not
 //! the engine's. Validation checks each template against the variables of its kind here, so a
 //! template using a variable the document does not provide is refused before publishing.
+//!
+//! A 不予许可决定书 must say why (《中华人民共和国行政许可法》第三十八条): an end whose outcome is
+//! `rejected` gives its template the step whose final rejection led there and what was said in
+//! rejecting, read from the history by [`final_rejection`].
 
+use std::collections::HashMap;
+
+use smol_str::SmolStr;
+
+use crate::compile::Party;
 use crate::model::{DocumentSpec, NodeType, Outcome, Workflow};
-use crate::runtime::event::PreApprovalId;
+use crate::runtime::event::{Decision, Event, OpenedTask, PreApprovalId, TaskId, TaskKind};
 use crate::runtime::state::{InstanceState, Status};
 
 /// The variables of a document: those every document's template may use, then `$extra`.
@@ -42,6 +51,19 @@ pub const COMMON_VARS: &[&str] = document_vars!();
 /// The variables of an end node's document (批复, 备案证明, 不予许可决定书): the end node's
 /// name and the outcome in Chinese (批准, 不予许可 ...).
 pub const END_VARS: &[&str] = document_vars!("node", "outcome");
+
+/// The variables of the document of an end whose outcome is `rejected` (不予许可决定书, 不予备案
+/// 决定书): also the step whose final rejection led there and the reasons given (both empty when
+/// a gateway, not a rejection, routed the case there).
+pub const REFUSAL_VARS: &[&str] = document_vars!("node", "outcome", "step", "reason");
+
+/// The variables of an end node's document, by the end's outcome (absent: `approved`).
+pub fn end_vars(outcome: Option<Outcome>) -> &'static [&'static str] {
+    match outcome {
+        Some(Outcome::Rejected) => REFUSAL_VARS,
+        _ => END_VARS,
+    }
+}
 
 /// The variables of a 预批复: the step that pre-approved, the waived materials by name (joined
 /// with 、), the commitment's limit as written (`20个工作日`) and its last day.
@@ -133,13 +155,84 @@ pub fn due<'a>(wf: &'a Workflow, st: &InstanceState) -> Vec<Due<'a>> {
                     occasion: Occasion::End,
                     spec,
                     node: &n.id.value,
-                    vars: END_VARS,
+                    vars: end_vars(n.outcome.as_ref().map(|o| o.value)),
                 });
             }
         }
         _ => {}
     }
     out
+}
+
+/// The final rejection that ended a case: the step, and each rejection of it that counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalRejection {
+    /// The node whose final rejection ended the case.
+    pub node: SmolStr,
+    /// The final rejections of that step, in the order given: the one task's (or co-signer's),
+    /// or every branch's of the parallel step's round (票签 and `collect` hear them all).
+    pub opinions: Vec<Opinion>,
+}
+
+/// One rejection and what was said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opinion {
+    /// To whom the rejecting task was assigned (a branch's role or department).
+    pub party: Party,
+    /// The reason given, trimmed; empty when none was.
+    pub text: String,
+}
+
+/// The final rejection (a `reject` without `to`) that ended the case, from its history: the
+/// last decision of a step's own task decided the case; when that decision, or another of the
+/// same parallel round, is a final rejection, this is it. `None` when the case did not end by
+/// a rejection (an approval, or a gateway that routed it to a rejected end).
+pub fn final_rejection<'e>(events: impl IntoIterator<Item = &'e Event>) -> Option<FinalRejection> {
+    let mut opened: HashMap<TaskId, &OpenedTask> = HashMap::new();
+    let mut decided: Vec<(TaskId, Decision, Option<&SmolStr>, Option<&String>)> = Vec::new();
+    for e in events {
+        match e {
+            Event::TaskOpened(t) => {
+                opened.insert(t.task, t);
+            }
+            Event::TaskDecided {
+                task,
+                decision,
+                to,
+                comment,
+                ..
+            } => decided.push((*task, *decision, to.as_ref(), comment.as_ref())),
+            _ => {}
+        }
+    }
+    // Verification tasks check promises and never end a case by rejecting.
+    let (last, _, _, _) = decided
+        .iter()
+        .rev()
+        .find(|(t, ..)| opened.get(t).is_some_and(|o| o.kind != TaskKind::Verify))?;
+    let last = *opened.get(last)?;
+    let together = |t: &OpenedTask| match last.step {
+        Some(step) => t.step == Some(step),
+        None => t.task == last.task,
+    };
+    let opinions: Vec<Opinion> = decided
+        .iter()
+        .filter(|(_, d, to, _)| *d == Decision::Reject && to.is_none())
+        .filter_map(|(t, _, _, comment)| {
+            let o = opened.get(t).filter(|o| together(o))?;
+            Some(Opinion {
+                party: o.assignment.clone(),
+                text: comment.map(|c| c.trim().to_string()).unwrap_or_default(),
+            })
+        })
+        .collect();
+    if opinions.is_empty() {
+        return None;
+    }
+    Some(FinalRejection {
+        node: last.node.clone(),
+        opinions,
+    })
 }
 
 /// The outcome in the words of a document.

@@ -19,14 +19,16 @@
 //!   - at: 2026-03-03T10:00:00+08:00
 //!     as: li                          # a user from `users`, or `system`
 //!     do: approve                     # claim, approve, reject, return, approve_conditional,
-//!                                     # supply_material, verify_material, delegate, transfer,
-//!                                     # add_cosigner, withdraw, urge, comment, cc,
-//!                                     # attach_element, suspend, resume, extend,
+//!                                     # supply_material, verify_material, sign_letter,
+//!                                     # delegate, transfer, add_cosigner, withdraw, urge,
+//!                                     # comment, cc, attach_element, suspend, resume, extend,
 //!                                     # resolve_supervision, tick
 //!     task: intake                    # node id, node.branch, verify / verify.<material>, or id
 //!     expect_error: not_assigned      # optional: the step must be rejected with this code
 //! expect:
 //!   outcome: approved                 # or running
+//!   end: done                         # the end node the path reached
+//!   letters: [signed]                 # each 承诺书: signed, unsigned, or overdue (督办看板)
 //!   open_tasks: [verify]
 //!   events: [channel_chosen, pre_approved, formal_approval]
 //!   absent_events: [promise_breached] # (extension) event types that must not appear
@@ -48,7 +50,8 @@ use smol_str::SmolStr;
 use crate::calendar::Calendar;
 use crate::compile::Definition;
 use crate::model::RawLimit;
-use crate::runtime::event::{ClockRef, SignOrder, TaskKind};
+use crate::runtime::event::{ClockRef, PreApprovalId, SignOrder, TaskKind};
+use crate::runtime::letter::letters;
 use crate::runtime::state::Task;
 use crate::runtime::{
     Actor, Colour, Command, CommandEnvelope, Event, InstanceState, InstanceView, TaskId, apply,
@@ -160,6 +163,11 @@ pub struct ScenarioStep {
     /// latest of that name).
     #[serde(default)]
     pub supervision: Option<String>,
+    /// For `sign_letter`: whose commitment letter (承诺书) is signed, the node id of the step
+    /// that pre-approved (its latest letter) or the pre-approval's number; default: the first
+    /// letter not signed yet.
+    #[serde(default)]
+    pub letter: Option<String>,
     #[serde(default)]
     pub expect_error: Option<String>,
     /// Free text for the reader.
@@ -186,8 +194,25 @@ pub struct Expect {
     pub channel: Option<String>,
     #[serde(default)]
     pub colours: BTreeMap<String, Colour>,
+    /// The end node the path reached (its last `end_reached`).
+    #[serde(default)]
+    pub end: Option<String>,
+    /// Each commitment letter (承诺书) in the order issued, as the 督办看板 reads it.
+    #[serde(default)]
+    pub letters: Option<Vec<LetterState>>,
     #[serde(default)]
     pub until: Option<Timestamp>,
+}
+
+/// What a commitment letter is at the end of a scenario ([`crate::runtime::letter::letters`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LetterState {
+    Signed,
+    /// Not signed, within its `sign_within` (or the instance has ended).
+    Unsigned,
+    /// Not signed past its `sign_within` while the instance runs: on the 督办看板.
+    Overdue,
 }
 
 /// One event of the log with the virtual time it happened at.
@@ -614,6 +639,15 @@ impl Sim<'_> {
                 reason: reason.unwrap_or_default(),
                 step: s.step,
             },
+            "sign_letter" => {
+                // The signer signs the text as recorded: the runner sends its hash.
+                let (pre, sha256) = self.letter(s.letter.as_deref());
+                Command::SignLetter {
+                    pre,
+                    sha256,
+                    remote: None,
+                }
+            }
             "resolve_supervision" => Command::ResolveSupervision {
                 target: self
                     .supervision_target(s.supervision.as_deref(), actor)
@@ -623,13 +657,30 @@ impl Sim<'_> {
             other => {
                 return Err(bad(&format!(
                     "unknown command `{other}`; use claim, approve, reject, return, \
-                     approve_conditional, supply_material, verify_material, delegate, transfer, \
-                     consult, answer_consult, add_cosigner, cosign_before, cosign_after, \
+                     approve_conditional, supply_material, verify_material, sign_letter, \
+                     delegate, transfer, consult, answer_consult, add_cosigner, cosign_before, cosign_after, \
                      remove_cosigner, take_back, withdraw, urge, comment, cc, read_copies, \
                      attach_element, suspend, resume, extend, resolve_supervision or tick"
                 )));
             }
         })
+    }
+
+    /// The letter a `sign_letter` step names, and the hash of its text; a letter the instance
+    /// does not have is left for the engine to refuse (`unknown_letter`).
+    fn letter(&self, r: Option<&str>) -> (PreApprovalId, SmolStr) {
+        let letters = &self.state.letters;
+        let found = match r {
+            None => letters.iter().find(|l| l.signed.is_none()),
+            Some(r) => match r.parse::<u32>() {
+                Ok(n) => letters.iter().find(|l| l.pre.0 == n),
+                Err(_) => letters.iter().rev().find(|l| l.node == r),
+            },
+        };
+        match found {
+            Some(l) => (l.pre, l.sha256.clone()),
+            None => (PreApprovalId(u32::MAX), SmolStr::default()),
+        }
     }
 
     /// The thing a `supervision: kind:name` names (the latest of that name).
@@ -725,6 +776,41 @@ impl Sim<'_> {
                     what: "no event".into(),
                     expected: k.clone(),
                     got: "one in the log".into(),
+                });
+            }
+        }
+        if let Some(end) = &e.end {
+            let reached = self.log.iter().rev().find_map(|t| match &t.event {
+                Event::EndReached { node, .. } => Some(node.as_str()),
+                _ => None,
+            });
+            if reached != Some(end.as_str()) {
+                return Err(SimError::Expectation {
+                    what: "end".into(),
+                    expected: end.clone(),
+                    got: reached.unwrap_or("no end reached").to_string(),
+                });
+            }
+        }
+        if let Some(expected) = &e.letters {
+            let got: Vec<LetterState> = letters(self.def, self.cal, &self.state, self.now)
+                .iter()
+                .map(|l| match (&l.signed, l.overdue) {
+                    (Some(_), _) => LetterState::Signed,
+                    (None, true) => LetterState::Overdue,
+                    (None, false) => LetterState::Unsigned,
+                })
+                .collect();
+            if got != *expected {
+                let words = |v: &[LetterState]| {
+                    let w: Vec<String> =
+                        v.iter().map(|s| format!("{s:?}").to_lowercase()).collect();
+                    format!("[{}]", w.join(", "))
+                };
+                return Err(SimError::Expectation {
+                    what: "letters".into(),
+                    expected: words(expected),
+                    got: words(&got),
                 });
             }
         }

@@ -860,7 +860,7 @@ impl<'w> Validator<'w> {
         if let Some(d) = &n.document {
             self.document(
                 d,
-                crate::documents::END_VARS,
+                crate::documents::end_vars(n.outcome.as_ref().map(|o| o.value)),
                 &format!("the document of {who}"),
             );
         }

@@ -556,6 +556,84 @@ const CHECKS: &[Check] = &[
     },
 ];
 
+/// What a 不予许可决定书 gives as its reasons (`documents::final_rejection`), read from the
+/// scenarios' histories: the step whose final rejection ended the case and every rejection of it
+/// that counted, with who gave it; nothing for a case a gateway routed to its rejected end, nor
+/// for one whose 票签 passed over an expert's rejection.
+#[test]
+fn refusals_name_the_step_and_every_rejection_that_counted() {
+    use shenpi_engine::compile::Party;
+    use shenpi_engine::documents::final_rejection;
+    let (defs, errors) = load_all();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    let cals = calendars();
+    let role = |r: &str| Party::Role(r.into());
+    // The step, and who rejected it with what reason; none when no rejection ended the case.
+    type Refusal<'a> = Option<(&'a str, Vec<(Party, &'a str)>)>;
+    let cases: Vec<(&str, Refusal)> = vec![
+        (
+            "provincial-major-refused",
+            Some((
+                "intake",
+                vec![(
+                    role("fgw_intake"),
+                    "未取得用地预审与选址意见书，该材料为红线材料，不得容缺受理",
+                )],
+            )),
+        ),
+        (
+            "construction-permit-vote-fail",
+            Some((
+                "scheme_review",
+                vec![
+                    (
+                        role("expert_struct"),
+                        "结构选型不合理，大跨度区域需重新论证",
+                    ),
+                    (role("expert_fire"), "疏散距离不满足规范要求"),
+                ],
+            )),
+        ),
+        (
+            "construction-permit-refused",
+            Some((
+                "window",
+                vec![(
+                    role("window_clerk"),
+                    "项目用地尚未取得用地批准文件或不动产权证书，不具备受理条件",
+                )],
+            )),
+        ),
+        (
+            "enterprise-filing-not-filed",
+            Some((
+                "filing",
+                vec![(
+                    role("fgw_filing"),
+                    "项目单位经营范围不含饲料生产，备案信息与营业执照不符",
+                )],
+            )),
+        ),
+        ("enterprise-filing-refused", None),
+        ("construction-permit-happy", None),
+    ];
+    for (stem, want) in cases {
+        let out = run_scenario(stem, &defs, &cals).unwrap_or_else(|e| panic!("{stem}: {e}"));
+        let got = final_rejection(out.events.iter().map(|t| &t.event));
+        let got = got.map(|r| {
+            let opinions: Vec<(Party, String)> =
+                r.opinions.into_iter().map(|o| (o.party, o.text)).collect();
+            (r.node.to_string(), opinions)
+        });
+        let want = want.map(|(node, ops)| {
+            let ops: Vec<(Party, String)> =
+                ops.into_iter().map(|(p, t)| (p, t.to_string())).collect();
+            (node.to_string(), ops)
+        });
+        assert_eq!(got, want, "{stem}");
+    }
+}
+
 /// Top-level keys of a workflow file, for reading the language chapter's fragments.
 const WORKFLOW_KEYS: &[&str] = &[
     "fields",

@@ -9,6 +9,8 @@
 //!   in the same open step or a signer of the same task decided after it), and the task taken
 //!   back stays closed, a stand-in taking its place;
 //! - a pre-approval turns formal only when every promised material is verified;
+//! - a commitment letter (承诺书) is signed at most once, by the applicant side, with the hash of
+//!   the text it was issued with;
 //! - after a 驳回 no task of the abandoned path opened before it stays open (no branch, co-signer
 //!   or review task), while verification tasks of promises stay open (they belong to the
 //!   pre-approval, not to the review round); no open task belongs to a closed step;
@@ -23,17 +25,22 @@ use std::collections::HashMap;
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use shenpi_engine::calendar::Calendar;
-use shenpi_engine::compile::{Definition, Party};
+use shenpi_engine::compile::{Definition, Party, compile};
 use shenpi_engine::model::RawLimit;
-use shenpi_engine::runtime::event::{ClockRef, Decision, SignOrder, TaskKind, TimerKind};
+use shenpi_engine::parse::parse_workflow;
+use shenpi_engine::runtime::event::{
+    ClockRef, Decision, PreApprovalId, SignOrder, TaskKind, TimerKind,
+};
+use shenpi_engine::runtime::policy::applicant_parties;
 use shenpi_engine::runtime::state::{PromiseStatus, Status, StepStatus, Task, TaskStatus};
 use shenpi_engine::runtime::{
     Actor, Command, CommandEnvelope, Event, InstanceState, TaskId, TimerId, apply, decide, replay,
 };
+use shenpi_engine::validate::ValidateContext;
 use smol_str::SmolStr;
 
 mod common;
-use common::{compiled, mainland};
+use common::mainland;
 
 const WORKFLOW: &str = r#"
 id: props
@@ -88,6 +95,8 @@ nodes:
       waivable: [plan, eia]
       limit: 6wd
       on_breach: [credit_mark, escalate]
+      letter: pledge
+      sign_within: 2wd
     extend_by: [chief]
     next: review
   - id: review
@@ -116,8 +125,19 @@ nodes:
     outcome: approved
 "#;
 
+/// The commitment letter a pre-approval yields.
+const PLEDGE: &str =
+    "{{ enterprise }}承诺在{{ limit }}内（{{ deadline }}前）补齐{{ materials }}。\n";
+
 fn setup() -> (Definition, Calendar) {
-    (compiled(WORKFLOW), mainland())
+    let wf = parse_workflow(WORKFLOW).unwrap_or_else(|d| panic!("parse: {d:?}"));
+    let ctx = ValidateContext {
+        calendars: vec!["cn-mainland".into()],
+        documents: [("pledge".to_string(), PLEDGE.to_string())].into(),
+        ..Default::default()
+    };
+    let def = compile(wf, &ctx).unwrap_or_else(|d| panic!("compile: {d:#?}"));
+    (def, mainland())
 }
 
 fn users() -> Vec<Actor> {
@@ -150,7 +170,7 @@ struct Op {
 
 fn op() -> impl Strategy<Value = Op> {
     (
-        0u8..26,
+        0u8..27,
         any::<u8>(),
         any::<u8>(),
         any::<u8>(),
@@ -172,7 +192,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// supplied, being verified or refused.
 fn promise_op() -> impl Strategy<Value = Op> {
     (
-        prop::sample::select(vec![0u8, 3, 5, 5, 6, 6, 7, 7]),
+        prop::sample::select(vec![0u8, 3, 5, 5, 6, 6, 7, 7, 26]),
         any::<u8>(),
         any::<u8>(),
         any::<u8>(),
@@ -268,6 +288,24 @@ impl Run {
                 return Err(r.to_string());
             }
         };
+        for e in &events {
+            if let Event::LetterSigned {
+                pre, by, sha256, ..
+            } = e
+            {
+                let letter = before.letter(*pre);
+                assert!(
+                    letter.is_some_and(|l| l.signed.is_none() && l.sha256 == *sha256),
+                    "letter {pre} signed twice, or with another text's hash"
+                );
+                let signer = applicant_parties(&self.def.plan, &before.applicant, &before.project)
+                    .any(|p| p == by.as_str());
+                assert!(
+                    signer,
+                    "letter {pre} signed by {by}, not the applicant side"
+                );
+            }
+        }
         if let Command::TakeBack { task } = &env.command {
             // 拿回 never reopens a decision after the next node acted: what was decided after it
             // is verification, or a peer's vote in the same parallel step while it is still
@@ -424,7 +462,7 @@ impl Run {
         let task = self.pick_task(o.task);
         let actor = match (o.rightful, self.state.task(task)) {
             // The rightful actor of an applicant-side command is the applicant.
-            (true, _) if o.kind == 6 => self.users[0].clone(),
+            (true, _) if o.kind == 6 || o.kind == 26 => self.users[0].clone(),
             (true, Some(t)) => rightful(t),
             _ => self.users[usize::from(o.who) % self.users.len()].clone(),
         };
@@ -526,6 +564,27 @@ impl Run {
                 user: SmolStr::new(["liu", "wu", "ra"][usize::from(o.extra) % 3]),
             },
             24 => Command::ReadCopies,
+            26 => {
+                // Mostly a letter the instance has, with the hash of its text; sometimes a
+                // text other than the letter's, or a letter it does not have.
+                let letters = &self.state.letters;
+                match letters.get(usize::from(o.extra) % letters.len().max(1)) {
+                    Some(l) => Command::SignLetter {
+                        pre: l.pre,
+                        sha256: if o.extra.is_multiple_of(8) {
+                            SmolStr::new("0".repeat(64))
+                        } else {
+                            l.sha256.clone()
+                        },
+                        remote: None,
+                    },
+                    None => Command::SignLetter {
+                        pre: PreApprovalId(u32::from(o.extra % 3)),
+                        sha256: SmolStr::default(),
+                        remote: None,
+                    },
+                }
+            }
             10 if o.extra.is_multiple_of(16) => Command::Withdraw { reason: None },
             10 | 11 => Command::Urge { task, text: None },
             12 => Command::Comment {

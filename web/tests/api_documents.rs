@@ -2,7 +2,9 @@
 //! next number; the PDF's Chinese text and number come out of `pdftotext`; the public
 //! verification page shows number, project, date, outcome and digest; a breach that revokes
 //! issues the 撤销决定 and the 预批复's page then says 已撤销; an unknown code is a plain 404; an
-//! approver of another department gets 403 and nothing else; numbers restart at 1 each year.
+//! approver of another department gets 403 and nothing else; numbers restart at 1 each year; a
+//! provincial-major application refused at 受理审查 is issued its 不予许可决定书, stating the step
+//! and the reason.
 
 mod api_common;
 
@@ -403,4 +405,71 @@ async fn a_breach_that_revokes_issues_the_revocation_and_the_pre_approval_shows_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the pre-approval's page never said 已撤销");
+}
+
+#[tokio::test]
+async fn a_final_rejection_at_intake_is_issued_a_refusal_with_its_reason() {
+    let s = server("documents-refusal").await;
+    // A 重中之重 project: the green channel skips 事前会商, so 入库审核 leads to 受理审查.
+    let (_, inst) = s.start_project("重中之重").await;
+    s.attach_required(&inst, "mouhua").await;
+    let lib = s.task_at(&inst, "library").await.expect("library task");
+    let r = s
+        .req(
+            "POST",
+            &format!("/api/instances/{inst}/tasks/{lib}/actions"),
+            Some("li"),
+            Some(json!({"type": "approve"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let intake = s.task_at(&inst, "intake").await.expect("intake open");
+    let reason = "未取得用地预审与选址意见书，该材料为红线材料，不得容缺受理";
+    let r = s
+        .req(
+            "POST",
+            &format!("/api/instances/{inst}/tasks/{intake}/actions"),
+            Some("zhang"),
+            Some(json!({"type": "reject", "reason": reason})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let docs = documents(&s, &inst, 1).await;
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    let d = &docs[0];
+    assert_eq!(d["kind"], "refusal");
+    assert_eq!(d["title"], "不予许可决定书");
+    assert_eq!(d["number"], "皖发改投资〔2026〕1号");
+    assert_eq!(d["issuer"], "省发展改革委");
+    assert_eq!(d["date"], "2026年3月2日");
+    assert_eq!(d["outcome"], "不予许可");
+
+    let (status, pdf, ctype) = get_as(&s, d["pdf"].as_str().expect("pdf"), Some("chen")).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&pdf));
+    assert_eq!(ctype, "application/pdf");
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
+    if std::fs::create_dir_all(&artifacts).is_ok() {
+        let _ = std::fs::write(artifacts.join("refusal.pdf"), &pdf);
+    }
+    let text = pdftotext(&pdf);
+    let flat: String = text.split_whitespace().collect();
+    for want in [
+        "不予许可决定书",
+        "皖发改投资〔2026〕1号",
+        "省发展改革委",
+        "“测试项目”",
+        "经“受理审查（容缺受理）”环节审查",
+        reason,
+        "决定不予许可",
+        "行政复议",
+        "行政诉讼",
+    ] {
+        assert!(
+            flat.contains(want),
+            "`{want}` not in the PDF's text:\n{text}"
+        );
+    }
 }

@@ -204,7 +204,25 @@ pub async fn issue_for(app: &App, id: &str) -> Result<usize, String> {
                     pre.map(|d| date_zh(d.issued_at)).unwrap_or_default(),
                 );
             }
-            Occasion::End => {}
+            // A refusal says why: the step that rejected and what was said (empty when a
+            // gateway sent the case to its end).
+            Occasion::End => {
+                let rejection = rules::final_rejection(events.iter().map(|(_, _, e)| e));
+                put(
+                    "step",
+                    rejection
+                        .as_ref()
+                        .map(|r| names.node(&r.node))
+                        .unwrap_or_default(),
+                );
+                put(
+                    "reason",
+                    rejection
+                        .as_ref()
+                        .map(|r| reason_zh(r, &names))
+                        .unwrap_or_default(),
+                );
+            }
         }
         let year = year_of(at);
         let doc = NewDocument {
@@ -282,6 +300,28 @@ fn promised(
         })
         .unwrap_or_default();
     (materials.join("、"), last)
+}
+
+/// The reasons of a final rejection as a 不予许可决定书 states them: the one opinion as given, or
+/// each rejecting party's (a parallel step's branches) after its name, joined with `；`; the
+/// closing punctuation is the template's. Without any reason given, that the application does
+/// not meet the statutory conditions.
+fn reason_zh(r: &rules::FinalRejection, names: &WorkflowNames<'_>) -> String {
+    let given: Vec<_> = r
+        .opinions
+        .iter()
+        .map(|o| (o, o.text.trim_end_matches(['。', '；', ';', '.', ' '])))
+        .filter(|(_, t)| !t.is_empty())
+        .collect();
+    match given.as_slice() {
+        [] => "申请事项不符合法定条件、标准".to_string(),
+        [(_, t)] if r.opinions.len() == 1 => t.to_string(),
+        many => many
+            .iter()
+            .map(|(o, t)| format!("{}：{t}", names.party(&o.party)))
+            .collect::<Vec<_>>()
+            .join("；"),
+    }
 }
 
 /// A limit as a document writes it: `20个工作日`.
