@@ -460,6 +460,8 @@ async fn a_final_rejection_at_intake_is_issued_a_refusal_with_its_reason() {
         "不予许可决定书",
         "皖发改投资〔2026〕1号",
         "省发展改革委",
+        // Addressed to the 项目单位, not to the applicant's account.
+        "某数字科技有限公司：",
         "“测试项目”",
         "经“受理审查（容缺受理）”环节审查",
         reason,

@@ -299,15 +299,15 @@ pub async fn seed(app: &App) -> anyhow::Result<()> {
         let ids = app.catalog.workflow_ids();
         if ids.iter().any(|i| i == "provincial-major") {
             project(app, "滇中新区智能制造产业园（演示）", "provincial-major", serde_json::json!({
-                "name": "滇中新区智能制造产业园（演示）", "tier": "省级重大", "investment": 120000,
+                "name": "滇中新区智能制造产业园（演示）", "enterprise": "滇中新区产业投资集团有限公司", "tier": "省级重大", "investment": 120000,
                 "funding": "政府投资", "industry": "数字经济", "region": "昆明市", "service_officer": "sun"
             }), TO_INTAKE_GREEN).await?;
             project(app, "昆明绕城高速扩容工程（演示）", "provincial-major", serde_json::json!({
-                "name": "昆明绕城高速扩容工程（演示）", "tier": "年度省级重大", "investment": 680000,
+                "name": "昆明绕城高速扩容工程（演示）", "enterprise": "云南省交通投资建设集团有限公司", "tier": "年度省级重大", "investment": 680000,
                 "funding": "政府投资", "industry": "交通", "region": "昆明市", "service_officer": "sun"
             }), TO_INTAKE).await?;
             project(app, "普洱茶叶精深加工项目（演示）", "provincial-major", serde_json::json!({
-                "name": "普洱茶叶精深加工项目（演示）", "tier": "中长期库", "investment": 30000,
+                "name": "普洱茶叶精深加工项目（演示）", "enterprise": "普洱某茶业股份有限公司", "tier": "中长期库", "investment": 30000,
                 "funding": "企业投资", "industry": "农业", "region": "普洱市", "service_officer": "sun"
             }), &[]).await?;
         }

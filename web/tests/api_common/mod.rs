@@ -239,7 +239,7 @@ impl Server {
         self.start_in(
             "provincial-major",
             "测试项目",
-            serde_json::json!({"tier": tier, "investment": 120000, "funding": "政府投资",
+            serde_json::json!({"enterprise": "某数字科技有限公司", "tier": tier, "investment": 120000, "funding": "政府投资",
                                "industry": "数字经济", "region": "昆明市", "service_officer": "sun"}),
         )
         .await
