@@ -474,4 +474,15 @@ async fn a_final_rejection_at_intake_is_issued_a_refusal_with_its_reason() {
             "`{want}` not in the PDF's text:\n{text}"
         );
     }
+    // The projects list names the same 项目单位, with the account that registered it.
+    let list = api_common::Browser::login(&s, "chen")
+        .await
+        .get("/projects")
+        .await;
+    assert!(
+        list.text
+            .contains("某数字科技有限公司<br><small class=\"muted\">账号 chen</small>"),
+        "{}",
+        list.text
+    );
 }

@@ -108,6 +108,19 @@ pub struct Project {
     pub instances: Vec<String>,
 }
 
+impl Project {
+    /// Whom the project is for, as documents address it and lists show it: its `enterprise`
+    /// field (项目单位), else the account that registered it.
+    pub fn applicant(&self) -> &str {
+        self.fields
+            .get("enterprise")
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.owner)
+    }
+}
+
 /// A session looked up from its cookie.
 #[derive(Debug, Clone)]
 pub struct Session {

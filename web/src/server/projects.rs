@@ -235,7 +235,10 @@ async fn projects_page(
             tbody { @for p in &list { tr {
                 td data-label="项目" { (p.name) br; small.muted { (p.id) } }
                 td data-label="流程" { (names.workflow(&p.workflow_id)) }
-                td data-label="申报单位" { (p.owner) }
+                td data-label="申报单位" {
+                    (p.applicant())
+                    @if p.applicant() != p.owner { br; small.muted { "账号 " (p.owner) } }
+                }
                 td data-label="办理" { @for (n, i) in p.instances.iter().enumerate() { a href={"/instances/" (i)} { @if p.instances.len() > 1 { "第 " (n + 1) " 次申报" } @else { "查看进度" } } " " } }
             } } }
         }

@@ -125,11 +125,19 @@ impl<'a> Config<'a> {
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("database: {0}")]
+    // The cause is the error's source, which `{:#}` (the CLI) prints after the colon: saying it
+    // here as well printed it twice.
+    #[error("database")]
     Store(#[from] shenpi_adapters::store::StoreError),
+    /// `--file-dir` cannot be created or written.
+    #[error("files directory {dir} (--file-dir)")]
+    Files {
+        dir: String,
+        source: shenpi_adapters::store::StoreError,
+    },
     #[error(transparent)]
     Catalog(#[from] super::catalog::CatalogError),
-    #[error("server tables: {0}")]
+    #[error("server tables")]
     Accounts(#[from] super::accounts::AccountError),
     #[error("{0}")]
     Other(String),
@@ -154,7 +162,12 @@ impl AppState {
         let db = Db::connect(cfg.db).await?;
         let files = match cfg.file_dir {
             None => FileStore::in_database(db.clone()),
-            Some(dir) => FileStore::in_directory(db.clone(), dir).await?,
+            Some(dir) => FileStore::in_directory(db.clone(), dir)
+                .await
+                .map_err(|source| StartError::Files {
+                    dir: dir.display().to_string(),
+                    source,
+                })?,
         };
         let accounts = Accounts::new(&db);
         let now = cfg.clock.now();

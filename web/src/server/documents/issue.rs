@@ -103,13 +103,7 @@ pub async fn issue_for(app: &App, id: &str) -> Result<usize, String> {
         .unwrap_or_else(|| id.to_string());
     let applicant = project
         .as_ref()
-        .and_then(|p| {
-            p.fields
-                .get("enterprise")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        })
-        .or_else(|| project.as_ref().map(|p| p.owner.clone()))
+        .map(|p| p.applicant().to_string())
         .unwrap_or_default();
     let pattern = wf
         .document_number
