@@ -650,7 +650,10 @@ async fn pages_show_names_not_ids() {
     let text = visible(&page.text);
     assert_eq!(ids_in(&text), Vec::<String>::new(), "{text}");
     assert!(text.contains("重大项目审批绿色通道"), "{text}");
-    assert!(text.contains("项目满足条件 「项目层级」 属于"), "{text}");
+    assert!(
+        text.contains("项目满足条件 「项目层级」 为「重中之重」或「省级重大」"),
+        "{text}"
+    );
     let zhao = Browser::login(&s, "zhao").await;
     let d = zhao.get("/dashboard").await;
     let text = visible(&d.text);

@@ -251,15 +251,18 @@ async fn dossier(app: &App, user: &PageUser, id: &str) -> Result<(String, Markup
             section { h2 { "项目信息" } (facts(&l)) }
             section.dossier-timeline {
                 h2 { "办理历程与意见" }
-                table.timeline {
+                // On a phone each event is a card (a four-column table left one character a
+                // line for the department); printed or wide, the table.
+                div.table-wrap.cards { table.timeline {
                     thead { tr { th { "序号" } th { "时间" } th { "部门" } th { "经办与意见" } } }
                     tbody { @for line in &lines {
                         tr id={"e" (line.seq)} class=[(broken_seq == Some(line.seq)).then_some("broken")] {
-                            td { (line.seq) } td { (datetime(line.at)) }
-                            td { (line.department.clone().unwrap_or_default()) } td { (line.text) }
+                            td data-label="序号" { (line.seq) } td data-label="时间" { (datetime(line.at)) }
+                            td data-label=[line.department.as_ref().map(|_| "部门")] { (line.department.clone().unwrap_or_default()) }
+                            td data-label="经办与意见" { (line.text) }
                         }
                     } }
-                }
+                } }
             }
             section { h2 { "材料与核验" } (materials_block(&l)) }
             section { h2 { "容缺承诺及履行" } (promises_table(&l)) }

@@ -291,7 +291,7 @@ fn channel_reason(names: &WorkflowNames<'_>, reason: &str) -> String {
             rest = &tail[end..];
         }
         out.push_str(rest);
-        let out = out
+        let out = quoted_zh(&lists_zh(&out))
             .replace(" in ", " 属于 ")
             .replace(" && ", " 且 ")
             .replace(" || ", " 或 ")
@@ -301,6 +301,47 @@ fn channel_reason(names: &WorkflowNames<'_>, reason: &str) -> String {
         return format!("项目满足条件 {out}");
     }
     reason.to_string()
+}
+
+/// `x in ["a", "b"]` as a person says it: `x 为「a」或「b」`.
+fn lists_zh(expr: &str) -> String {
+    let mut out = String::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find(" in [") {
+        let Some(close) = rest[at..].find(']') else {
+            break;
+        };
+        let items: Vec<String> = rest[at + " in [".len()..at + close]
+            .split(',')
+            .map(|i| format!("「{}」", i.trim().trim_matches(['"', '\''])))
+            .collect();
+        out.push_str(&rest[..at]);
+        out.push_str(" 为");
+        out.push_str(&items.join("或"));
+        rest = &rest[at + close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// String literals of a condition (`"重中之重"`, `'备案类'`) in corner brackets.
+fn quoted_zh(expr: &str) -> String {
+    let mut out = String::new();
+    let mut open: Option<char> = None;
+    for c in expr.chars() {
+        match (open, c) {
+            (None, '"' | '\'') => {
+                open = Some(c);
+                out.push('「');
+            }
+            (Some(q), c) if c == q => {
+                open = None;
+                out.push('」');
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// An instance as its pages read it: the API's detail, the state, the definition it runs on,
