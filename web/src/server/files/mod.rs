@@ -561,21 +561,21 @@ pub fn versions_block(
 ) -> maud::Markup {
     maud::html! {
         @if versions.is_empty() { p.empty { "尚未上传材料文件。" } } @else {
-            div.table-wrap { table.files {
+            div.table-wrap.cards { table.files {
                 thead { tr { th { "材料" } th { "版本" } th { "文件" } th { "大小" } th { "SHA-256" } th { "上传人" } th { "时间" } } }
                 tbody {
                     @for v in versions { @for f in &v.files {
                         tr {
-                            td { (names.material(&v.material)) }
-                            td { "第 " (v.version) " 版" }
-                            td {
+                            td data-label="材料" { (names.material(&v.material)) }
+                            td data-label="版本" { "第 " (v.version) " 版" }
+                            td data-label="文件" {
                                 a href={"/api/instances/" (inst) "/files/" (f.sha256)} target="_blank" rel="noopener" { (f.name) }
                                 " · " a href={"/api/instances/" (inst) "/files/" (f.sha256) "?download=true"} { "下载" }
                             }
-                            td { (size_zh(f.size)) }
-                            td { code title=(f.sha256) { (f.sha256[..12.min(f.sha256.len())]) "…" } }
-                            td { (v.by) }
-                            td { (super::chrome::datetime(v.at)) }
+                            td data-label="大小" { (size_zh(f.size)) }
+                            td data-label="SHA-256" { code title=(f.sha256) { (f.sha256[..12.min(f.sha256.len())]) "…" } }
+                            td data-label="上传人" { (v.by) }
+                            td data-label="时间" { (super::chrome::datetime(v.at)) }
                         }
                     } }
                 }

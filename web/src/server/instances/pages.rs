@@ -549,8 +549,9 @@ pub fn history(l: &Loaded) -> Markup {
 fn task_row(l: &Loaded, t: &TaskView) -> Markup {
     let names = WorkflowNames(&l.ctx.def);
     html! {
-        tr { td { (colour_mark(t.colour)) } td { (task_name(&names, &t.label)) } td { (names.party(&t.assignment)) @if let Some(c) = &t.claimed_by { "（" (c) " 已认领）" } }
-             td { (days_text(t.days_left)) @if let Some(c) = &t.clock { @if let Some(d) = c.due { br; small { "截止 " (due_date(d.as_millisecond())) } } (clock_provisional(c)) } } }
+        tr { td { (colour_mark(t.colour)) " " strong { (task_name(&names, &t.label)) } }
+             td data-label="办理人" { (names.party(&t.assignment)) @if let Some(c) = &t.claimed_by { "（" (c) " 已认领）" } }
+             td data-label="时限" { (days_text(t.days_left)) @if let Some(c) = &t.clock { @if let Some(d) = c.due { br; small { "截止 " (due_date(d.as_millisecond())) } } (clock_provisional(c)) } } }
     }
 }
 
@@ -694,7 +695,7 @@ pub async fn instance_page(
             section {
                 h2 { "当前待办" }
                 @if l.view.tasks.is_empty() { p.empty { "无。" } } @else {
-                    div.table-wrap { table { tbody { @for t in &l.view.tasks { (task_row(&l, t)) } } } }
+                    div.table-wrap.cards { table { tbody { @for t in &l.view.tasks { (task_row(&l, t)) } } } }
                     @if user.user.is_staff() {
                         ul { @for t in &l.view.tasks { li { a href={"/instances/" (id) "/tasks/" (t.id)} { "办理「" (task_name(&names, &t.label)) "」" } } } }
                     }
