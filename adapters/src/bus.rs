@@ -357,7 +357,7 @@ struct Prepared<C> {
 fn calls_for_documents(b: &Batch) -> bool {
     b.events
         .iter()
-        .any(|e| e.kind == "pre_approved" || e.kind == "instance_ended")
+        .any(|e| crate::store::documents::CALLING_EVENTS.contains(&e.kind.as_ref()))
 }
 
 /// Appends batch `b`, decided on the states `a` left, to `a`: one transaction for both.

@@ -1,7 +1,8 @@
 //! Official documents (公文): which ones an instance's history calls for, and the variables
 //! each kind of document gives its template.
 //!
-//! A workflow declares a document on an end node (`document:`: 批复, 备案证明, 不予许可决定书)
+//! A workflow declares a document on an end node (`document:`: 备案证明, 不予许可决定书), on a
+//! task (`document:`, the 批复 its approval gives: 出具批复, the case goes on to 开工 and 竣工)
 //! and on a step's `conditional:` block (`document:` the 预批复, `revocation:` the 撤销决定).
 //! [`due`] reads the instance's state and names every document it calls for, each with a stable
 //! [`Occasion`] key, so that whoever issues them (the server, after each commit and in its
@@ -20,7 +21,7 @@ use smol_str::SmolStr;
 use crate::compile::Party;
 use crate::model::{DocumentSpec, NodeType, Outcome, Workflow};
 use crate::runtime::event::{Decision, Event, OpenedTask, PreApprovalId, TaskId, TaskKind};
-use crate::runtime::state::{InstanceState, Status};
+use crate::runtime::state::{InstanceState, PromiseStatus, Status, TaskStatus};
 
 /// The variables of a document: those every document's template may use, then `$extra`.
 macro_rules! document_vars {
@@ -65,6 +66,20 @@ pub fn end_vars(outcome: Option<Outcome>) -> &'static [&'static str] {
     }
 }
 
+/// The variables of a step's document (the 批复 its approval gives): the step's name, and the
+/// opinion the approver gave (empty when none).
+pub const APPROVAL_VARS: &[&str] = document_vars!("node", "step", "opinion");
+
+/// The variables of a node's `document:`: an end's by its outcome, a task's those of its
+/// approval.
+pub fn node_vars(n: &crate::model::Node) -> &'static [&'static str] {
+    if n.ty.value == NodeType::End {
+        end_vars(n.outcome.as_ref().map(|o| o.value))
+    } else {
+        APPROVAL_VARS
+    }
+}
+
 /// The variables of a 预批复: the step that pre-approved, the waived materials by name (joined
 /// with 、), the commitment's limit as written (`20个工作日`) and its last day.
 pub const PRE_APPROVAL_VARS: &[&str] = document_vars!("step", "materials", "limit", "deadline");
@@ -86,16 +101,19 @@ pub enum Occasion {
     End,
     /// A step pre-approved (容缺).
     PreApproval(PreApprovalId),
+    /// A task that declares a document was approved (its own task's approval).
+    Approved(TaskId),
     /// A breach revoked the instance: the pre-approval's 撤销决定.
     Revocation(PreApprovalId),
 }
 
 impl Occasion {
-    /// The stored key: `end`, `pre_approval/0`, `revocation/0`.
+    /// The stored key: `end`, `pre_approval/0`, `approved/7` (the task), `revocation/0`.
     pub fn key(&self) -> String {
         match self {
             Occasion::End => "end".to_string(),
             Occasion::PreApproval(p) => format!("pre_approval/{}", p.0),
+            Occasion::Approved(t) => format!("approved/{}", t.0),
             Occasion::Revocation(p) => format!("revocation/{}", p.0),
         }
     }
@@ -106,14 +124,17 @@ impl Occasion {
 pub struct Due<'a> {
     pub occasion: Occasion,
     pub spec: &'a DocumentSpec,
-    /// The end node, or the step that pre-approved.
+    /// The end node, the step that approved, or the step that pre-approved.
     pub node: &'a str,
     /// The variables its template may use.
     pub vars: &'static [&'static str],
 }
 
 /// Every document an instance's state calls for, in the order they were called for:
-/// pre-approvals first, then the end's document or the revocations.
+/// pre-approvals first, then the approvals of steps that declare one (a step with a document
+/// cannot be taken back; while a 容缺 promise is open its 批复 waits, as an approved end's does,
+/// and a breach that revokes the case never issues it), then the end's document or the
+/// revocations.
 pub fn due<'a>(wf: &'a Workflow, st: &InstanceState) -> Vec<Due<'a>> {
     let node = |id: &str| wf.nodes.iter().find(|n| n.id.value == id);
     let mut out = Vec::new();
@@ -127,6 +148,43 @@ pub fn due<'a>(wf: &'a Workflow, st: &InstanceState) -> Vec<Due<'a>> {
                 vars: PRE_APPROVAL_VARS,
             });
         }
+    }
+    let promises_kept = st
+        .promises
+        .iter()
+        .all(|p| p.status == PromiseStatus::Verified && !p.breached)
+        && st.outcome != Some(Outcome::Revoked);
+    let mut approved: Vec<_> = st
+        .tasks
+        .iter()
+        .filter(|t| {
+            promises_kept
+                && t.spec.kind == TaskKind::Work
+                && t.spec.step.is_none()
+                && t.status == TaskStatus::Decided
+                && t.decision == Some(Decision::Approve)
+                // With co-signers (加签), the step is approved once they all approved too.
+                && st.tasks.iter().filter(|c| c.spec.parent == Some(t.spec.task)).all(|c| {
+                    c.status == TaskStatus::Decided && c.decision == Some(Decision::Approve)
+                })
+        })
+        .filter_map(|t| {
+            let n = node(&t.spec.node)?;
+            let spec = n
+                .document
+                .as_ref()
+                .filter(|_| n.ty.value == NodeType::Task)?;
+            Some((t.decided_seq, t.spec.task, spec, &n.id.value))
+        })
+        .collect();
+    approved.sort_by_key(|(seq, ..)| *seq);
+    for (_, task, spec, node) in approved {
+        out.push(Due {
+            occasion: Occasion::Approved(task),
+            spec,
+            node,
+            vars: APPROVAL_VARS,
+        });
     }
     if st.status != Status::Ended {
         return out;

@@ -860,7 +860,7 @@ impl<'w> Validator<'w> {
         if let Some(d) = &n.document {
             self.document(
                 d,
-                crate::documents::end_vars(n.outcome.as_ref().map(|o| o.value)),
+                crate::documents::node_vars(n),
                 &format!("the document of {who}"),
             );
         }
@@ -893,7 +893,9 @@ impl<'w> Validator<'w> {
                 "routes" => ty == NodeType::Gateway,
                 "wait" | "wait_until" => ty == NodeType::Wait,
                 "notify" => ty == NodeType::Notify,
-                "outcome" | "document" => ty == NodeType::End,
+                "outcome" => ty == NodeType::End,
+                // An end's (备案证明, 不予许可决定书) or a task's approval's (批复).
+                "document" => matches!(ty, NodeType::End | NodeType::Task),
                 _ => true,
             };
             if *name == "next" && ty == NodeType::End {

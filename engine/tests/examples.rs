@@ -634,6 +634,53 @@ fn refusals_name_the_step_and_every_rejection_that_counted() {
     }
 }
 
+/// Which official documents each case calls for (`documents::due`), from the scenarios' final
+/// states: the 预批复 at 容缺, the 批复 when 出具批复 approves (the case then goes on to 开工 and
+/// 竣工) but only once the promises are kept, the 撤销决定 (and no 批复) after a breach, and a
+/// 不予许可决定书 at a rejected end.
+#[test]
+fn documents_are_called_for_where_and_when_the_rules_say() {
+    use shenpi_engine::documents::{Occasion, due};
+    let (defs, errors) = load_all();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    let cals = calendars();
+    let cases: &[(&str, &[&str])] = &[
+        ("provincial-major-happy", &["approved@decision"]),
+        // 在办 at 出具批复 with the EIA promise open: only its 预批复.
+        ("provincial-major-promise-kept", &["pre_approval@intake"]),
+        // Approved at 出具批复, then a promise breached: revoked, never a 批复.
+        (
+            "provincial-major-promise-breached",
+            &["pre_approval@intake", "revocation@intake"],
+        ),
+        ("provincial-major-green", &["approved@decision"]),
+        ("provincial-major-refused", &["end@refused"]),
+        (
+            "enterprise-filing-promise-kept",
+            &["pre_approval@filing", "end@done"],
+        ),
+    ];
+    for (stem, want) in cases {
+        let out = run_scenario(stem, &defs, &cals).unwrap_or_else(|e| panic!("{stem}: {e}"));
+        let st = shenpi_engine::runtime::replay(out.events.iter().map(|t| &t.event));
+        let wf_id = stem.split('-').take(2).collect::<Vec<_>>().join("-");
+        let def = defs.get(&wf_id).unwrap_or_else(|| panic!("{wf_id}"));
+        let got: Vec<String> = due(&def.workflow, &st)
+            .iter()
+            .map(|d| {
+                let what = match d.occasion {
+                    Occasion::End => "end",
+                    Occasion::PreApproval(_) => "pre_approval",
+                    Occasion::Approved(_) => "approved",
+                    Occasion::Revocation(_) => "revocation",
+                };
+                format!("{what}@{}", d.node)
+            })
+            .collect();
+        assert_eq!(got, *want, "{stem}");
+    }
+}
+
 /// Top-level keys of a workflow file, for reading the language chapter's fragments.
 const WORKFLOW_KEYS: &[&str] = &[
     "fields",

@@ -486,3 +486,105 @@ async fn a_final_rejection_at_intake_is_issued_a_refusal_with_its_reason() {
         list.text
     );
 }
+
+/// Every role the provincial-major workflow assigns tasks to, held by one clerk with no
+/// department, so the test can walk a project to 出具批复 without naming each reviewer.
+const PROVINCIAL_ROLES: &[&str] = &[
+    "approver",
+    "fgw_planner",
+    "fgw_reviewer",
+    "fgw_intake",
+    "zrzy_reviewer",
+    "sthj_reviewer",
+    "zj_reviewer",
+    "cz_reviewer",
+    "ny_reviewer",
+    "szf_leader",
+    "fgw_chief",
+];
+
+#[tokio::test]
+async fn the_approval_step_issues_the_pifu_which_cannot_be_taken_back() {
+    let mut s = server("doc-approval").await;
+    s.add_user("clerk", None, PROVINCIAL_ROLES).await;
+    let (inst, _) = s.at_intake("省级重大", "").await;
+    // 审批 may not close without the 能耗指标 (省发展改革委 attaches it).
+    let r = s
+        .req(
+            "POST",
+            &format!("/api/instances/{inst}/elements"),
+            Some("zhang"),
+            Some(json!({"element": "energy_quota", "fields": {"tce": 8000}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // The clerk approves every open task of the administration until 出具批复 is decided.
+    let mut decision = None;
+    for _ in 0..40 {
+        let (_, st, _, _) = s.app.instance(&inst).await.expect("load").expect("exists");
+        let Some(t) = st
+            .tasks
+            .iter()
+            .find(|t| t.status == shenpi_engine::runtime::state::TaskStatus::Open)
+        else {
+            break;
+        };
+        if t.spec.node == "construction" {
+            break;
+        }
+        if t.spec.node == "decision" {
+            decision = Some(t.spec.task.0 as u64);
+        }
+        s.act(
+            &inst,
+            t.spec.task.0 as u64,
+            "clerk",
+            json!({"type": "approve", "comment": "同意"}),
+        )
+        .await;
+    }
+    let decision = decision.expect("the walk reached 出具批复");
+    let docs = documents(&s, &inst, 1).await;
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    let d = &docs[0];
+    assert_eq!(d["kind"], "approval");
+    assert_eq!(d["title"], "关于项目的批复");
+    assert_eq!(d["number"], "皖发改投资〔2026〕1号");
+    assert_eq!(d["outcome"], "批准");
+    // The case has gone on to 开工建设; the 批复 stands: it is not taken back.
+    assert!(s.task_at(&inst, "construction").await.is_some());
+    let r = s
+        .req(
+            "POST",
+            &format!("/api/instances/{inst}/tasks/{decision}/actions"),
+            Some("clerk"),
+            Some(json!({"type": "take_back"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.json["error"], "cannot_take_back", "{}", r.text);
+    assert!(
+        r.json["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("已出具的公文只能依法撤销"),
+        "{}",
+        r.text
+    );
+    let (status, pdf, _) = get_as(&s, d["pdf"].as_str().expect("pdf"), Some("chen")).await;
+    assert_eq!(status, StatusCode::OK);
+    let flat: String = pdftotext(&pdf).split_whitespace().collect();
+    for want in [
+        "关于项目的批复",
+        "皖发改投资〔2026〕1号",
+        "某数字科技有限公司：",
+        "“测试项目”",
+        "现批复如下",
+    ] {
+        assert!(
+            flat.contains(want),
+            "`{want}` not in the PDF's text: {flat}"
+        );
+    }
+}

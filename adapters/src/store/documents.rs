@@ -16,12 +16,38 @@ use std::future::Future;
 use super::sql::{Arg, Backend, RowOf};
 use super::{Millis, Result, StoreError};
 
+/// The kinds of event after which an instance may call for an official document
+/// (`engine::documents::due`): a 容缺 pre-approval (预批复), a task's decision (the 批复 of a step
+/// that declares one), every promise kept (a 批复 that waited for them), the end. The bus wakes
+/// the issuing pass after a commit with one, and the sweep's query reads them: one list, made
+/// into both.
+macro_rules! calling_events {
+    ($first:literal $(, $rest:literal)*) => {
+        pub const CALLING_EVENTS: &[&str] = &[$first $(, $rest)*];
+        /// The instances with calling events past what the pass has handled.
+        const TO_CHECK_SQL: &str = concat!(
+            "SELECT e.instance, max(e.seq) FROM events e \
+             LEFT JOIN document_checks c ON c.instance = e.instance \
+             WHERE e.type IN ('", $first, "'" $(, ", '", $rest, "'")*, ") \
+               AND (c.seq IS NULL OR e.seq > c.seq) \
+             GROUP BY e.instance ORDER BY e.instance LIMIT $1"
+        );
+    };
+}
+calling_events!(
+    "pre_approved",
+    "task_decided",
+    "formal_approval",
+    "instance_ended"
+);
+
 /// A stored document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocumentRow {
     pub id: String,
     pub instance: String,
-    /// Why it was issued (`end`, `pre_approval/0`, `revocation/0`): unique per instance.
+    /// Why it was issued (`end`, `pre_approval/0`, `approved/7`, `revocation/0`): unique per
+    /// instance.
     pub occasion: String,
     /// `pre_approval`, `approval`, `filing`, `refusal`, `revocation`.
     pub kind: String,
@@ -297,13 +323,8 @@ impl<S: Backend> DocumentStore for S {
     }
 
     async fn documents_to_check(&self, limit: i64) -> Result<Vec<(String, i64)>> {
-        const SQL: &str = "SELECT e.instance, max(e.seq) FROM events e
-             LEFT JOIN document_checks c ON c.instance = e.instance
-             WHERE e.type IN ('pre_approved', 'instance_ended')
-               AND (c.seq IS NULL OR e.seq > c.seq)
-             GROUP BY e.instance ORDER BY e.instance LIMIT $1";
         let mut c = self.pool().acquire().await?;
-        let rows = S::rows(&mut c, SQL, &[Arg::Int(limit)]).await?;
+        let rows = S::rows(&mut c, TO_CHECK_SQL, &[Arg::Int(limit)]).await?;
         rows.iter()
             .map(|r| Ok((S::text(r, 0)?, S::int(r, 1)?)))
             .collect()

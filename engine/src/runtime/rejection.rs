@@ -188,6 +188,9 @@ pub enum TakeBackBlock {
     FlowEnded,
     /// The parallel step the approval belonged to was decided against (驳回 or rejected).
     StepRejected,
+    /// The step's approval issues an official document (批复): once given it stands, and only
+    /// a 撤销 undoes it.
+    IssuesDocument,
 }
 
 /// The sort of refusal a [`Rejection`] is: what the one who sent the command can do about it.

@@ -400,6 +400,8 @@ pub fn rejection_message_zh(r: &Rejection, n: &Names<'_>) -> String {
                 TakeBackBlock::LeftStage => "案件已进入下一阶段，请由下一环节驳回。",
                 TakeBackBlock::FlowEnded => "流程已经办结。",
                 TakeBackBlock::StepRejected => "该并联审批已作出不通过的结论。",
+                TakeBackBlock::IssuesDocument =>
+                    "该环节的审批通过即出具公文（批复），已出具的公文只能依法撤销，不能拿回。",
             }
         ),
         Rejection::TimerNotDue { timer, due } => {

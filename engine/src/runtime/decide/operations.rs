@@ -281,6 +281,15 @@ impl<'a> Cx<'a> {
         if st.path_end.is_some() {
             return block(TakeBackBlock::FlowEnded);
         }
+        if self
+            .def
+            .workflow
+            .nodes
+            .iter()
+            .any(|n| n.id.value == t.spec.node && n.document.is_some())
+        {
+            return block(TakeBackBlock::IssuesDocument);
+        }
         if st.returned.is_some() {
             return block(TakeBackBlock::NextActed);
         }

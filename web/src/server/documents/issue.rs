@@ -128,6 +128,18 @@ pub async fn issue_for(app: &App, id: &str) -> Result<usize, String> {
                 .iter()
                 .find(|(_, _, e)| matches!(e, Event::PreApproved { pre, .. } if *pre == p))
                 .map(|(_, at, _)| *at),
+            // Dated when the step approved, or when the last 容缺 promise was kept if later
+            // (the 批复 waits for them).
+            Occasion::Approved(t) => events
+                .iter()
+                .find(|(_, _, e)| matches!(e, Event::TaskDecided { task, .. } if *task == t))
+                .map(|(_, at, _)| {
+                    events
+                        .iter()
+                        .filter(|(_, _, e)| matches!(e, Event::FormalApproval { .. }))
+                        .map(|(_, at, _)| *at)
+                        .fold(*at, i64::max)
+                }),
             Occasion::End | Occasion::Revocation(_) => ended_at,
         }
         .ok_or_else(|| format!("no event for {occasion}"))?;
@@ -145,6 +157,7 @@ pub async fn issue_for(app: &App, id: &str) -> Result<usize, String> {
         let outcome = match due.occasion {
             Occasion::PreApproval(_) => "预批复（容缺受理）".to_string(),
             Occasion::Revocation(_) => "撤销".to_string(),
+            Occasion::Approved(_) => rules::outcome_zh(Outcome::Approved).to_string(),
             Occasion::End => st
                 .outcome
                 .map(rules::outcome_zh)
@@ -197,6 +210,14 @@ pub async fn issue_for(app: &App, id: &str) -> Result<usize, String> {
                     "pre_date",
                     pre.map(|d| date_zh(d.issued_at)).unwrap_or_default(),
                 );
+            }
+            // A 批复 may quote the approver's opinion.
+            Occasion::Approved(t) => {
+                let opinion = events.iter().find_map(|(_, _, e)| match e {
+                    Event::TaskDecided { task, comment, .. } if *task == t => comment.clone(),
+                    _ => None,
+                });
+                put("opinion", opinion.unwrap_or_default().trim().to_string());
             }
             // A refusal says why: the step that rejected and what was said (empty when a
             // gateway sent the case to its end).
