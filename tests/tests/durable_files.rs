@@ -1,12 +1,15 @@
 //! Material files by content on both backends, in the database (migration 16) and in a files
 //! directory (migration 19): stored in chunks or as one file, read back byte for byte, kept once,
-//! and content cut short or failing halfway never recorded as stored.
+//! and content cut short or failing halfway never recorded as stored; the sweep removes what no
+//! `material_supplied` event names once it is old, and never what an upload has just restamped.
 
 mod durable_support;
 
 use durable_support::{TempDir, both};
 use shenpi_adapters::store::Db;
-use shenpi_adapters::store::files::{CHUNK, FileStore, Place, StoredFile};
+use shenpi_adapters::store::files::{CHUNK, FileStore, Place, StoredFile, Swept};
+use shenpi_engine::runtime::event::EVENT_FORMAT;
+use shenpi_engine::runtime::{Event, MaterialFile};
 
 fn content(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
@@ -212,9 +215,313 @@ async fn a_directory_store_that_cannot_be_written_is_refused_at_open_and_stale_l
         .expect("open")
         .set_modified(std::time::SystemTime::now() - two_days)
         .expect("age");
-    FileStore::in_directory(db, &root).await.expect("open");
+    FileStore::in_directory(db.clone(), &root)
+        .await
+        .expect("open");
     assert!(!stale.exists());
     assert!(fresh.exists());
+    // A tool given a directory no server has used (a mistyped path) creates nothing.
+    let typo = dir.0.join("flies");
+    let err = FileStore::existing_directory(db.clone(), &typo)
+        .await
+        .expect_err("not a files directory");
+    assert!(err.to_string().contains("flies"), "{err}");
+    assert!(!typo.exists());
+    FileStore::existing_directory(db, &root)
+        .await
+        .expect("used");
+}
+
+const DAY: i64 = 24 * 3600 * 1000;
+/// The sweeps' "now", and their cutoff: seven days before.
+const NOW: i64 = 400 * DAY;
+const CUTOFF: i64 = NOW - 7 * DAY;
+
+fn stored_at(sha: &str, size: usize, at: i64) -> StoredFile {
+    StoredFile {
+        stored_at: at,
+        ..described(sha, size, "pdf")
+    }
+}
+
+/// Writes an event row as a commit does: the engine's JSON, today's format.
+async fn record(db: &Db, instance: &str, seq: i64, kind: &str, body: &str) {
+    let sql = "INSERT INTO events (instance, seq, type, body, recorded_at, format) \
+               VALUES ($1, $2, $3, BODY, 0, $4)";
+    let format = i64::from(EVENT_FORMAT);
+    match db {
+        Db::Sqlite(s) => sqlx::query(sqlx::AssertSqlSafe(sql.replace("BODY", "$5")))
+            .bind(instance)
+            .bind(seq)
+            .bind(kind)
+            .bind(format)
+            .bind(body)
+            .execute(s.pool())
+            .await
+            .map(drop),
+        Db::Postgres(p) => sqlx::query(sqlx::AssertSqlSafe(
+            sql.replace("BODY", "CAST($5 AS JSONB)"),
+        ))
+        .bind(instance)
+        .bind(seq)
+        .bind(kind)
+        .bind(format)
+        .bind(body)
+        .execute(p.pool())
+        .await
+        .map(drop),
+    }
+    .expect("event recorded");
+}
+
+/// A `material_supplied` event of `instance` naming `files`.
+async fn supplied(db: &Db, instance: &str, seq: i64, files: &[&StoredFile]) {
+    let event = Event::MaterialSupplied {
+        material: "eia".into(),
+        promise: None,
+        by: "chen".into(),
+        files: files
+            .iter()
+            .map(|f| MaterialFile {
+                sha256: f.sha256.as_str().into(),
+                name: "环评批复.pdf".into(),
+                size: f.size as u64,
+            })
+            .collect(),
+    };
+    let body = serde_json::to_string(&event).expect("json");
+    record(db, instance, seq, event.kind(), &body).await;
+}
+
+async fn chunk_rows(db: &Db, sha: &str) -> i64 {
+    let sql = "SELECT CAST(COUNT(*) AS BIGINT) FROM material_file_chunks WHERE sha256 = $1";
+    match db {
+        Db::Sqlite(s) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql.replace('$', "?")))
+                .bind(sha)
+                .fetch_one(s.pool())
+                .await
+        }
+        Db::Postgres(p) => sqlx::query_scalar(sql).bind(sha).fetch_one(p.pool()).await,
+    }
+    .expect("chunks")
+}
+
+/// The sweep, whichever place the store keeps content in: content an event names stays however
+/// old; unreferenced content stays while young and goes once older than the cutoff (its row and
+/// every chunk, or its file); a dry run lists and removes nothing; an upload of old content
+/// restamps it, and the sweep then keeps it; content swept is stored again by a later upload.
+async fn sweeps_what_no_event_names(store: &FileStore, db: &Db, root: Option<&std::path::Path>) {
+    let month_ago = NOW - 30 * DAY;
+    let named = stored_at("a1", CHUNK + 3, month_ago);
+    let orphan = stored_at("a2", 2 * CHUNK + 1, month_ago);
+    let young = stored_at("a3", 10, NOW - DAY);
+    let again = stored_at("a4", 20, month_ago);
+    for f in [&named, &orphan, &young, &again] {
+        let bytes = content(f.size as usize);
+        assert!(store.put(f, &mut bytes.as_slice()).await.expect("stored"));
+    }
+    // Events that name nothing, and one that names `named`, in two instances.
+    record(db, "i-1", 1, "instance_started_by_hand", "{}").await;
+    supplied(db, "i-1", 2, &[]).await;
+    supplied(db, "i-2", 1, &[&named]).await;
+    let found = |s: &shenpi_adapters::store::files::Sweep| -> Vec<(String, Swept)> {
+        s.files
+            .iter()
+            .map(|f| (f.file.sha256.clone(), f.outcome))
+            .collect()
+    };
+
+    let dry = store.sweep(CUTOFF, true, |_| {}).await.expect("dry run");
+    assert_eq!(dry.referenced, 1);
+    assert_eq!(
+        found(&dry),
+        vec![
+            (orphan.sha256.clone(), Swept::Removed),
+            (again.sha256.clone(), Swept::Removed)
+        ],
+        "the dry run lists the old content no event names"
+    );
+    assert_eq!(dry.files[0].file.size, orphan.size);
+    assert_eq!(dry.files[0].place, store.place());
+    for f in [&named, &orphan, &young, &again] {
+        assert_eq!(
+            read_back(store, &f.sha256).await.1,
+            content(f.size as usize)
+        );
+    }
+
+    // `again` is uploaded now: not stored a second time, but its row is restamped.
+    let now = stored_at("a4", 20, NOW);
+    assert!(!store.put(&now, &mut &content(20)[..]).await.expect("again"));
+    let (row, _) = store.file(&again.sha256).await.expect("read").expect("row");
+    assert_eq!(row.stored_at, NOW);
+    // An upload whose clock is behind never moves the time back.
+    let behind = stored_at("a4", 20, month_ago);
+    assert!(
+        !store
+            .put(&behind, &mut &content(20)[..])
+            .await
+            .expect("behind")
+    );
+    let (row, _) = store.file(&again.sha256).await.expect("read").expect("row");
+    assert_eq!(row.stored_at, NOW);
+
+    let swept = store.sweep(CUTOFF, false, |_| {}).await.expect("sweep");
+    assert_eq!(found(&swept), vec![(orphan.sha256.clone(), Swept::Removed)]);
+    assert_eq!(store.file(&orphan.sha256).await.expect("read"), None);
+    assert_eq!(
+        chunk_rows(db, &orphan.sha256).await,
+        0,
+        "its chunks went too"
+    );
+    if let Some(root) = root {
+        let path = root.join("a2").join(&orphan.sha256);
+        assert_eq!(swept.files[0].path.as_deref(), Some(path.as_path()));
+        assert!(!path.exists(), "its file went too");
+    }
+    for f in [&named, &young, &again] {
+        assert_eq!(
+            read_back(store, &f.sha256).await.1,
+            content(f.size as usize)
+        );
+    }
+    // Nothing is left to sweep.
+    assert!(
+        store
+            .sweep(CUTOFF, false, |_| {})
+            .await
+            .expect("again")
+            .files
+            .is_empty()
+    );
+
+    // The content swept is uploaded again: the restamp finds no row, so it is stored anew.
+    let back = stored_at("a2", orphan.size as usize, NOW);
+    let bytes = content(orphan.size as usize);
+    assert!(
+        store
+            .put(&back, &mut bytes.as_slice())
+            .await
+            .expect("stored again")
+    );
+    assert_eq!(read_back(store, &back.sha256).await.1, bytes);
+
+    // The race: old content listed by a sweep, then uploaded again before the sweep removes
+    // it. The removal goes by the row's time, so it removes nothing.
+    let raced = stored_at("a5", 30, month_ago);
+    assert!(
+        store
+            .put(&raced, &mut &content(30)[..])
+            .await
+            .expect("stored")
+    );
+    assert!(
+        !store
+            .put(&stored_at("a5", 30, NOW), &mut &content(30)[..])
+            .await
+            .expect("uploaded again")
+    );
+    assert!(
+        !store
+            .remove_if_stored_before(&raced.sha256, CUTOFF)
+            .await
+            .expect("removal")
+    );
+    assert_eq!(read_back(store, &raced.sha256).await.1, content(30));
+    assert!(
+        store
+            .remove_if_stored_before(&raced.sha256, NOW + 1)
+            .await
+            .expect("removal"),
+        "a row older than the cutoff is removed"
+    );
+    assert_eq!(store.file(&raced.sha256).await.expect("read"), None);
+
+    // An event the sweep cannot read might name anything: the sweep stops, removing nothing.
+    let stale = stored_at("a6", 5, month_ago);
+    assert!(
+        store
+            .put(&stale, &mut &content(5)[..])
+            .await
+            .expect("stored")
+    );
+    record(
+        db,
+        "i-3",
+        1,
+        "material_supplied",
+        r#"{"type":"material_supplied"}"#,
+    )
+    .await;
+    let err = store
+        .sweep(CUTOFF, false, |_| {})
+        .await
+        .expect_err("unreadable event");
+    assert!(
+        err.to_string().contains("event 1 of instance i-3"),
+        "the error names the event: {err}"
+    );
+    assert!(store.file(&stale.sha256).await.expect("read").is_some());
+}
+
+#[tokio::test]
+async fn the_sweep_removes_old_content_no_event_names_from_the_database() {
+    let dir = TempDir::new("files-sweep");
+    for db in both("material_files_sweep", &dir).await {
+        let store = FileStore::in_database(db.clone());
+        sweeps_what_no_event_names(&store, &db, None).await;
+    }
+}
+
+#[tokio::test]
+async fn the_sweep_removes_old_content_no_event_names_from_a_directory() {
+    let dir = TempDir::new("files-sweep-dir");
+    for db in both("material_files_sweep_dir", &dir).await {
+        let root = dir.0.join(format!("files-{}", db.backend()));
+        let store = FileStore::in_directory(db.clone(), &root)
+            .await
+            .expect("open");
+        sweeps_what_no_event_names(&store, &db, Some(&root)).await;
+    }
+}
+
+#[tokio::test]
+async fn content_in_a_directory_the_sweep_was_not_given_is_listed_and_kept() {
+    let dir = TempDir::new("files-sweep-nodir");
+    for db in both("material_files_sweep_nodir", &dir).await {
+        let root = dir.0.join(format!("files-{}", db.backend()));
+        let in_dir = FileStore::in_directory(db.clone(), &root)
+            .await
+            .expect("open");
+        let old = stored_at("b1", 10, NOW - 30 * DAY);
+        assert!(
+            in_dir
+                .put(&old, &mut &content(10)[..])
+                .await
+                .expect("stored")
+        );
+        let sweep = FileStore::in_database(db.clone())
+            .sweep(CUTOFF, false, |_| {})
+            .await
+            .expect("sweep");
+        assert_eq!(sweep.files.len(), 1);
+        assert_eq!(sweep.files[0].outcome, Swept::NoDirectory);
+        assert_eq!(sweep.files[0].place, Place::Directory);
+        assert_eq!(read_back(&in_dir, &old.sha256).await.1, content(10));
+        // A sweep that died between unlinking the file and its commit left the row without
+        // it: the next upload of that content puts the file back.
+        let path = root.join("b1").join(&old.sha256);
+        std::fs::remove_file(&path).expect("unlinked");
+        let now = stored_at("b1", 10, NOW);
+        assert!(
+            in_dir
+                .put(&now, &mut &content(10)[..])
+                .await
+                .expect("restored")
+        );
+        assert_eq!(read_back(&in_dir, &old.sha256).await.1, content(10));
+    }
 }
 
 /// A reader whose every read fails.

@@ -55,6 +55,9 @@ enum Command {
     /// The tamper-evident record: `audit verify` recomputes each instance's event hash chain.
     #[command(subcommand)]
     Audit(cli::audit::Command),
+    /// Material files: `files sweep` removes content no event names, stored more than N days ago.
+    #[command(subcommand)]
+    Files(cli::files::Command),
     /// Benchmarks of the durable runtime (SQLite, PostgreSQL).
     #[command(subcommand)]
     Bench(cli::bench::Command),
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Token(c) => cli::server::run_token(c),
         Command::Loadgen(a) => cli::loadgen::run(a),
         Command::Audit(c) => cli::audit::run(c),
+        Command::Files(c) => cli::files::run(c),
         Command::Bench(c) => cli::bench::run(c),
     };
     match result {

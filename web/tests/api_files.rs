@@ -120,6 +120,53 @@ async fn upload_reupload_preview_and_rights_with_a_files_directory() {
     assert_eq!(stored_content(&s).await, (3, 0), "rows, and no chunks");
 }
 
+/// Files are named only through the upload route: a `supply_material` command listing a hash
+/// (here of a file another instance holds, which would then be served through this one) is
+/// refused and records nothing.
+#[tokio::test]
+async fn a_command_cannot_name_files_by_hash() {
+    let s = files_server("files-by-hash").await;
+    let (a, _) = s.returned_for_eia().await;
+    let up = upload(&s, "chen", &a, "eia", &[("file", "环评批复.pdf", PDF)]).await;
+    assert_eq!(up.status, StatusCode::CREATED, "{}", up.text);
+    let hash = up.json["files"][0]["sha256"]
+        .as_str()
+        .expect("hash")
+        .to_string();
+    let (b, _) = s.returned_for_eia().await;
+    let before = version(&s, &b).await;
+    let r = s
+        .req(
+            "POST",
+            &format!("/api/instances/{b}/commands"),
+            Some("chen"),
+            Some(json!({"type": "supply_material", "material": "eia",
+                        "files": [{"sha256": hash, "name": "环评批复.pdf", "size": PDF.len()}]})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.json["error"], "files_by_upload_only");
+    assert!(
+        r.json["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("上传接口")),
+        "{}",
+        r.text
+    );
+    assert_eq!(version(&s, &b).await, before, "nothing recorded");
+    let dl = s
+        .req(
+            "GET",
+            &format!("/api/instances/{b}/files/{hash}"),
+            Some("chen"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(dl.status, StatusCode::NOT_FOUND, "{}", dl.text);
+}
+
 const SECOND_PDF: &[u8] = b"%PDF-1.7\n% second version\n%%EOF\n";
 
 async fn files_flow(s: &Server) {

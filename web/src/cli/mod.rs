@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod bench;
 pub mod calendar;
+pub mod files;
 pub mod graph;
 pub mod loadgen;
 pub mod login_flood;

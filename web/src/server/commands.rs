@@ -377,7 +377,27 @@ pub fn command_label_zh(name: &str) -> &'static str {
     }
 }
 
+/// A command as the API takes it. A `supply_material` naming files is refused: an event may
+/// name a file only once its content is stored whole (and restamped against a sweep), which the
+/// upload route does and a JSON body cannot; it would also let a caller name another
+/// instance's file by its hash and then read it through their own.
 pub fn parse_command(value: serde_json::Value) -> ApiResult<Command> {
+    let cmd = parse_any_command(value)?;
+    if let Command::SupplyMaterial { material, files } = &cmd
+        && !files.is_empty()
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "files_by_upload_only",
+            format!(
+                "材料「{material}」的文件须通过上传接口提交（POST /api/instances/{{id}}/materials/{material}/files），命令中不能直接列出文件。"
+            ),
+        ));
+    }
+    Ok(cmd)
+}
+
+fn parse_any_command(value: serde_json::Value) -> ApiResult<Command> {
     serde_json::from_value(value).map_err(|e| {
         ApiError::invalid(format!("不是有效的命令：请求体须是带 `type` 的 JSON 对象，且字段齐全、类型正确（{e}）。")).with_details(serde_json::json!({
             "hint": "一个 JSON 对象：`type` 为以下之一，另附该命令的字段：approve（同意）、reject（驳回或不予通过）、return（退回补正）、approve_conditional（容缺受理）、claim（签收）、delegate（转办）、consult（委派）、answer_consult（回复委派）、add_cosigner（加签）、remove_cosigner（减签）、take_back（拿回）、comment（填写意见）、cc（抄送）、read_copies（标记已读）、urge（催办）、supervise（挂牌督办）、suspend（中止计时）、resume（恢复计时）、extend（延长时限）、supply_material（补交材料）、verify_material（核验材料）、attach_element（挂接要素）、withdraw（撤回申报）、resolve_supervision（督办销号）"
