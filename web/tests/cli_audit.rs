@@ -86,3 +86,27 @@ async fn audit_verify_says_intact_then_names_the_edited_decision() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("没有编号为 nobody 的办理实例"), "{err}");
 }
+
+/// The tools that read or repair a database refuse one that is not there, rather than create an
+/// empty one and report nothing wrong; they create no file.
+#[test]
+fn tools_refuse_a_database_that_does_not_exist_and_create_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nowhere.db");
+    let url = format!("sqlite://{}", missing.display());
+    for args in [
+        vec!["audit", "verify", "--db", &url],
+        vec!["files", "sweep", "--db", &url, "--dry-run"],
+        vec!["workflows", "export", "out", "--db", &url],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_shenpi"))
+            .current_dir(dir.path())
+            .args(&args)
+            .output()
+            .expect("run shenpi");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.contains("no database at"), "{args:?}: {err}");
+        assert!(!missing.exists(), "{args:?} created the database");
+    }
+}

@@ -4,15 +4,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-use shenpi_adapters::store::Db;
 use shenpi_web::server::dossier::chain::report_zh;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Recompute the event hash chains; print per instance whether it is intact.
     Verify {
-        #[arg(long, default_value = "sqlite://shenpi.db")]
+        #[arg(long, default_value_t = super::server::default_db())]
         db: String,
         /// Only this instance (default: every instance).
         #[arg(long)]
@@ -29,9 +27,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let db = Db::connect(&db)
-            .await
-            .with_context(|| format!("cannot open the database {db}"))?;
+        let db = super::server::existing_db(&db).await?;
         let (mut checked, mut broken) = (0u64, 0u64);
         let mut check = async |id: &str| -> anyhow::Result<bool> {
             let Some(r) = db.verify_chain(id).await? else {

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use shenpi_adapters::store::Db;
 use shenpi_adapters::store::files::{FileStore, Place, Swept, SweptFile};
 use shenpi_web::server::chrome::datetime;
 use shenpi_web::server::files::size_zh;
@@ -19,7 +18,7 @@ pub enum Command {
     /// Remove material files no event names, stored more than N days ago; print each and the
     /// total.
     Sweep {
-        #[arg(long, default_value = "sqlite://shenpi.db")]
+        #[arg(long, default_value_t = super::server::default_db())]
         db: String,
         /// The files directory the servers store into (`serve --file-dir`): without it, content
         /// kept there is listed but not removed.
@@ -48,9 +47,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let db = Db::connect(&db)
-            .await
-            .with_context(|| format!("cannot open the database {db}"))?;
+        let db = super::server::existing_db(&db).await?;
         let store = match &file_dir {
             None => FileStore::in_database(db),
             Some(dir) => FileStore::existing_directory(db, dir).await.with_context(|| {

@@ -12,7 +12,6 @@ use shenpi_adapters::bus::{BusOptions, CommandBus};
 use shenpi_adapters::engine_machine::EngineMachine;
 use shenpi_adapters::machine::SystemClock;
 use shenpi_adapters::migrate::{self as run, MigrationAsk, Seen};
-use shenpi_adapters::store::Db;
 use shenpi_engine::runtime::migrate::Mapping;
 use shenpi_web::server::accounts::Accounts;
 use shenpi_web::server::migrations::{dry_run_table, migrate_error, result_table};
@@ -45,7 +44,7 @@ pub struct Args {
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
-    #[arg(long, default_value = "sqlite://shenpi.db")]
+    #[arg(long, default_value_t = super::server::default_db())]
     db: String,
     /// The workflows folder (for its calendars and templates).
     #[arg(long, default_value = "./workflows")]
@@ -88,9 +87,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let db = Db::connect(&a.db)
-            .await
-            .with_context(|| format!("cannot open database {}", a.db))?;
+        let db = super::server::existing_db(&a.db).await?;
         let accounts = Accounts::new(&db);
         let user = accounts
             .user(&a.by)

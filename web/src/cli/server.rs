@@ -106,6 +106,28 @@ pub fn default_db() -> String {
     format!("sqlite://{}", data_dir().join("shenpi.db").display())
 }
 
+/// Opens a database that must already hold shenpi's data (for the tools that read or repair
+/// it: `audit verify`, `files sweep`, `migrate`, `workflows export`): a `sqlite://` file that
+/// does not exist is an error naming it, not a new empty database that reports nothing wrong.
+pub async fn existing_db(url: &str) -> anyhow::Result<shenpi_adapters::store::Db> {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let path = path.split('?').next().unwrap_or(path);
+        if !std::path::Path::new(path).exists() {
+            anyhow::bail!(
+                "no database at {path}: give the server's database with --db (`shenpi serve` \
+                 uses {} unless told otherwise)",
+                default_db()
+            );
+        }
+    }
+    shenpi_adapters::store::Db::connect(url)
+        .await
+        .with_context(|| format!("cannot open the database {url}"))
+}
+
 /// Creates the folder a `sqlite://` URL's file lives in (the data directory on first use).
 pub fn ensure_sqlite_dir(db: &str) -> anyhow::Result<()> {
     let Some(path) = db.strip_prefix("sqlite://") else {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use shenpi_adapters::store::{Db, DefinitionRow, DefinitionStore};
+use shenpi_adapters::store::{DefinitionRow, DefinitionStore};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -17,7 +17,7 @@ pub enum Command {
     Export {
         /// The folder to write to (created if missing).
         dir: PathBuf,
-        #[arg(long, default_value = "sqlite://shenpi.db")]
+        #[arg(long, default_value_t = super::server::default_db())]
         db: String,
     },
 }
@@ -61,9 +61,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async {
-        let db = Db::connect(&db)
-            .await
-            .with_context(|| format!("cannot open database {db}"))?;
+        let db = super::server::existing_db(&db).await?;
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let ids = db.workflow_ids().await?;
