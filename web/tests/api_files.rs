@@ -5,7 +5,7 @@
 
 mod api_common;
 
-use api_common::{Resp, Server, server_with, server_with_file_dir};
+use api_common::{Resp, Server, multipart, server_with, server_with_file_dir};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::json;
@@ -23,24 +23,6 @@ type Case<'a> = (
 const PDF: &[u8] = b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n";
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR";
 
-/// A multipart body with one part per `(field, file name, bytes)`.
-fn multipart(parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
-    let boundary = "----shenpi-test-boundary";
-    let mut body = Vec::new();
-    for (field, name, bytes) in parts {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 async fn upload(
     s: &Server,
     user: &str,
@@ -48,16 +30,7 @@ async fn upload(
     material: &str,
     parts: &[(&str, &str, &[u8])],
 ) -> Resp {
-    let (ctype, body) = multipart(parts);
-    let req = Request::post(format!("/api/instances/{inst}/materials/{material}/files"))
-        .header(header::CONTENT_TYPE, ctype)
-        .header(
-            header::AUTHORIZATION,
-            format!("Bearer {}", s.tokens.get(user).expect("token")),
-        )
-        .body(Body::from(body))
-        .expect("request");
-    s.send(req).await
+    s.upload(user, inst, material, parts).await
 }
 
 async fn version(s: &Server, inst: &str) -> i64 {

@@ -9,8 +9,7 @@ mod api_common;
 use std::process::Command;
 
 use api_common::server_with_file_dir;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::StatusCode;
 use sha2::Digest as _;
 use shenpi_adapters::store::files::{FileStore, StoredFile};
 
@@ -54,28 +53,8 @@ async fn files_sweep_lists_then_removes_old_content_no_event_names() {
     let s = server_with_file_dir("cli-files", Default::default()).await;
     let (inst, _) = s.returned_for_eia().await;
     let supplied = pdf("环评批复", 3000);
-    let boundary = "----shenpi-cli-files";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"环评批复.pdf\"\r\n\
-         Content-Type: application/pdf\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(&supplied);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let up = s
-        .send(
-            Request::post(format!("/api/instances/{inst}/materials/eia/files"))
-                .header(
-                    header::CONTENT_TYPE,
-                    format!("multipart/form-data; boundary={boundary}"),
-                )
-                .header(
-                    header::AUTHORIZATION,
-                    format!("Bearer {}", s.tokens["chen"]),
-                )
-                .body(Body::from(body))
-                .expect("request"),
-        )
+        .upload("chen", &inst, "eia", &[("file", "环评批复.pdf", &supplied)])
         .await;
     assert_eq!(up.status, StatusCode::CREATED, "{}", up.text);
     let named = sha(&supplied);

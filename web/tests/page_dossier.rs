@@ -5,8 +5,7 @@
 mod api_common;
 
 use api_common::{Browser, server};
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::StatusCode;
 use sha2::{Digest, Sha256};
 use shenpi_adapters::store::Db;
 
@@ -19,27 +18,8 @@ async fn the_dossier_shows_decisions_files_and_whether_the_record_was_changed() 
     s.add_user("qian", Some("qx"), &["approver"]).await;
     let (inst, intake) = s.at_intake("重中之重", "符合入库条件，同意入库").await;
     s.send_return(&inst, intake).await;
-    let boundary = "----dossier-boundary";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"环评批复.pdf\"\r\nContent-Type: application/pdf\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(PDF);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let up = s
-        .send(
-            Request::post(format!("/api/instances/{inst}/materials/eia/files"))
-                .header(
-                    header::CONTENT_TYPE,
-                    format!("multipart/form-data; boundary={boundary}"),
-                )
-                .header(
-                    header::AUTHORIZATION,
-                    format!("Bearer {}", s.tokens["chen"]),
-                )
-                .body(Body::from(body))
-                .expect("request"),
-        )
+        .upload("chen", &inst, "eia", &[("file", "环评批复.pdf", PDF)])
         .await;
     assert!(up.status.is_success(), "{}", up.text);
 

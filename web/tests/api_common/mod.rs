@@ -533,6 +533,47 @@ impl Server {
     }
 }
 
+/// A multipart body with one part per `(field, file name, bytes)`, and its content type.
+pub fn multipart(parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----shenpi-test-boundary";
+    let mut body = Vec::new();
+    for (field, name, bytes) in parts {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+impl Server {
+    /// `user` uploads files for `material` of `inst`, one part per `(field, file name, bytes)`
+    /// (the field is `file` for a file).
+    pub async fn upload(
+        &self,
+        user: &str,
+        inst: &str,
+        material: &str,
+        parts: &[(&str, &str, &[u8])],
+    ) -> Resp {
+        let (ctype, body) = multipart(parts);
+        let req = Request::post(format!("/api/instances/{inst}/materials/{material}/files"))
+            .header(axum::http::header::CONTENT_TYPE, ctype)
+            .header(
+                axum::http::header::AUTHORIZATION,
+                format!("Bearer {}", self.tokens.get(user).expect("token")),
+            )
+            .body(Body::from(body))
+            .expect("request");
+        self.send(req).await
+    }
+}
+
 /// The test PostgreSQL (`SHENPI_TEST_PG`, default `postgres://postgres@127.0.0.1:5432/test`).
 pub fn pg_url() -> String {
     std::env::var("SHENPI_TEST_PG")
