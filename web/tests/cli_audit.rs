@@ -11,16 +11,7 @@ use serde_json::json;
 use shenpi_adapters::store::Db;
 
 fn verify(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shenpi"))
-        .args(["audit", "verify"])
-        .args(args)
-        .output()
-        .expect("run shenpi");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    api_common::shenpi(&[["audit", "verify"].as_slice(), args].concat())
 }
 
 #[tokio::test]

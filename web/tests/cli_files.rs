@@ -6,24 +6,13 @@
 
 mod api_common;
 
-use std::process::Command;
-
 use api_common::server_with_file_dir;
 use axum::http::StatusCode;
 use sha2::Digest as _;
 use shenpi_adapters::store::files::{FileStore, StoredFile};
 
 fn sweep(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shenpi"))
-        .args(["files", "sweep"])
-        .args(args)
-        .output()
-        .expect("run shenpi");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    api_common::shenpi(&[["files", "sweep"].as_slice(), args].concat())
 }
 
 fn pdf(tag: &str, len: usize) -> Vec<u8> {

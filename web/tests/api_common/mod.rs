@@ -574,6 +574,19 @@ impl Server {
     }
 }
 
+/// Runs the `shenpi` binary with `args`: (exit status, stdout, stderr).
+pub fn shenpi(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shenpi"))
+        .args(args)
+        .output()
+        .expect("run shenpi");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The test PostgreSQL (`SHENPI_TEST_PG`, default `postgres://postgres@127.0.0.1:5432/test`).
 pub fn pg_url() -> String {
     std::env::var("SHENPI_TEST_PG")
